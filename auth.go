@@ -1,0 +1,419 @@
+// auth.go owns who a caller is: signup, login, the bearer-token check that
+// guards the private routes, password hashing, and the limit on login and
+// signup attempts.
+//
+// What it defends, and how:
+//   - Passwords are hashed with bcrypt. bcrypt reads only the first 72
+//     bytes, and x/crypto's compare silently truncates longer input, so we
+//     refuse passwords over 72 bytes everywhere instead of truncating them.
+//   - Login answers an unknown email exactly as it answers a wrong password,
+//     and only after a bcrypt compare against a dummy hash of the same cost,
+//     so the time taken does not tell whether an account exists.
+//   - Hashing is CPU-bound and slow on purpose; it runs under a bound sized
+//     to the CPUs, with a short queue. Past that the client gets 503 at once,
+//     so a flood of logins cannot starve the other requests.
+//   - Attempts are counted per client address (r.RemoteAddr, never a header
+//     that the client writes) and slowed with 429 past the limit.
+//   - A signup can never make a superuser, whatever its body says.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/mail"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	minPasswordBytes = 8
+	maxPasswordBytes = 72 // all that bcrypt reads
+	maxTextChars     = 256
+	maxEmailBytes    = 254 // RFC 5321's limit on a path, less the brackets
+)
+
+var (
+	errIncorrectLogin = &apiError{status: http.StatusBadRequest, detail: "Incorrect username or password"}
+	errEmailInUse     = &apiError{status: http.StatusBadRequest, detail: "The user with this email already exists in the system"}
+	errNotAuthed      = &apiError{status: http.StatusUnauthorized, detail: "Not authenticated", challenge: true}
+	errBadToken       = &apiError{status: http.StatusUnauthorized, detail: "Could not validate credentials", challenge: true}
+	errHashersBusy    = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
+)
+
+// userView is a user as the API shows it: never the password hash.
+type userView struct {
+	FirstName   *string `json:"first_name"`
+	Surname     *string `json:"surname"`
+	Email       string  `json:"email"`
+	IsSuperuser bool    `json:"is_superuser"`
+	ID          int64   `json:"id"`
+}
+
+func viewUser(u user) userView {
+	return userView{FirstName: u.FirstName, Surname: u.Surname, Email: u.Email, IsSuperuser: u.IsSuperuser, ID: u.ID}
+}
+
+func (a *app) handleSignup() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		body, err := decodeJSONObject(w, r)
+		if err != nil {
+			return err
+		}
+		// Only these members are read: "is_superuser" and anything else a
+		// client sends are ignored.
+		email := body.text("email", true)
+		if email != nil {
+			*email = strings.TrimSpace(*email)
+			if msg := checkEmail(*email); msg != "" {
+				body.fail("email", msg, "value_error.email")
+			}
+		}
+		password := body.text("password", true)
+		if password != nil {
+			checkPasswordLength(&body, "password", *password)
+		}
+		firstName := body.text("first_name", false)
+		checkMaxChars(&body, "first_name", firstName)
+		surname := body.text("surname", false)
+		checkMaxChars(&body, "surname", surname)
+		if err := body.err(); err != nil {
+			return err
+		}
+
+		hash, err := a.passwords.hash(r.Context(), *password)
+		if err != nil {
+			return err
+		}
+		u, err := a.store.createUser(r.Context(), user{
+			FirstName: firstName, Surname: surname, Email: *email, HashedPassword: hash,
+		})
+		if errors.Is(err, errEmailTaken) {
+			return errEmailInUse
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusCreated, viewUser(u))
+	})
+}
+
+// checkEmail returns what is wrong with email as an address to sign up
+// with, or "" if nothing is.
+func checkEmail(email string) string {
+	const invalid = "value is not a valid email address"
+	if email == "" || len(email) > maxEmailBytes {
+		return invalid
+	}
+	// ParseAddress also accepts "Name <a@b.c>"; we want the bare address.
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Name != "" || addr.Address != email {
+		return invalid
+	}
+	domain := email[strings.LastIndexByte(email, '@')+1:]
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return invalid
+	}
+	return ""
+}
+
+// checkMaxChars records a problem if value is longer than the reference's
+// VARCHAR(256) columns allow.
+func checkMaxChars(f *jsonFields, name string, value *string) {
+	f.check(value == nil || utf8.RuneCountInString(*value) <= maxTextChars, name,
+		fmt.Sprintf("ensure this value has at most %d characters", maxTextChars), "value_error.any_str.max_length")
+}
+
+func checkPasswordLength(f *jsonFields, name, password string) {
+	f.check(len(password) >= minPasswordBytes, name,
+		fmt.Sprintf("ensure this value has at least %d characters", minPasswordBytes), "value_error.any_str.min_length")
+	f.check(len(password) <= maxPasswordBytes, name,
+		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
+}
+
+// handleLogin is OAuth2's password grant (RFC 6749 §4.3), as FastAPI's
+// OAuth2PasswordRequestForm reads it: a urlencoded or multipart form with
+// username (the email) and password. Any Authorization header is ignored:
+// Swagger UI sends "Basic Og==" (an empty client id and secret).
+func (a *app) handleLogin() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		form, err := parseLoginForm(w, r)
+		if err != nil {
+			return err
+		}
+		u, err := a.authenticate(r.Context(), form.username, form.password)
+		if err != nil {
+			return err
+		}
+		token := signAccessToken(a.tokenSecret, u.ID, a.now(), a.accessTokenLifetime)
+		// Token responses must not be cached (RFC 6749 §5.1).
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Pragma", "no-cache")
+		return writeJSON(w, http.StatusOK, map[string]string{"access_token": token, "token_type": "bearer"})
+	})
+}
+
+type loginForm struct {
+	username, password string
+}
+
+// parseLoginForm reads the login form, listing every bad field in a 422.
+func parseLoginForm(w http.ResponseWriter, r *http.Request) (loginForm, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	var err error
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		err = r.ParseMultipartForm(maxBodyBytes)
+	} else {
+		err = r.ParseForm()
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return loginForm{}, err
+	}
+	if err != nil {
+		return loginForm{}, &validationError{problems: []problem{{
+			Loc: []string{"body"}, Msg: "the body is not a valid form", Type: "value_error.form",
+		}}}
+	}
+
+	fields := jsonFields{}
+	form := loginForm{username: r.PostFormValue("username"), password: r.PostFormValue("password")}
+	fields.check(form.username != "", "username", "field required", "value_error.missing")
+	fields.check(form.password != "", "password", "field required", "value_error.missing")
+	// Longer passwords are refused, not truncated: bcrypt would compare
+	// only their first 72 bytes.
+	fields.check(len(form.password) <= maxPasswordBytes, "password",
+		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
+	grantType := r.PostFormValue("grant_type")
+	fields.check(grantType == "" || grantType == "password", "grant_type",
+		`string does not match regex "password"`, "value_error.str.regex")
+	return form, fields.err()
+}
+
+// authenticate returns the user whose email and password these are, or
+// errIncorrectLogin. Both outcomes cost one bcrypt compare at the
+// configured cost, so their timing does not reveal which emails exist.
+func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
+	u, err := a.store.userByEmail(ctx, strings.TrimSpace(email))
+	if errors.Is(err, errNotFound) {
+		if _, err := a.passwords.compare(ctx, a.passwords.dummyHash, password); err != nil {
+			return user{}, err
+		}
+		return user{}, errIncorrectLogin
+	}
+	if err != nil {
+		return user{}, err
+	}
+	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
+	if err != nil {
+		return user{}, err
+	}
+	if !ok {
+		return user{}, errIncorrectLogin
+	}
+	return u, nil
+}
+
+func (a *app) handleMe() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, viewUser(currentUser(r)))
+	})
+}
+
+type userContextKey struct{}
+
+// currentUser is the user requireUser let through.
+func currentUser(r *http.Request) user {
+	return r.Context().Value(userContextKey{}).(user)
+}
+
+// requireUser lets a request through only with a valid bearer access
+// token for a user who still exists, and hands that user to next.
+func (a *app) requireUser(next http.Handler) http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Add("Vary", "Authorization")
+		// The scheme is case-insensitive (RFC 7235 §2.1), as FastAPI reads it.
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return errNotAuthed
+		}
+		claims, err := verifyAccessToken(a.tokenSecret, token, a.now())
+		if err != nil {
+			return errBadToken // every reason alike; the reason is not logged either
+		}
+		u, err := a.store.userByID(r.Context(), claims.UserID)
+		if errors.Is(err, errNotFound) {
+			return errBadToken
+		}
+		if err != nil {
+			return err
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userContextKey{}, u)))
+		return nil
+	})
+}
+
+// passwordHasher runs bcrypt under a concurrency bound.
+type passwordHasher struct {
+	cost      int
+	running   chan struct{} // one slot per CPU: hashes that may run now
+	admitted  chan struct{} // running plus a short queue; full means 503
+	dummyHash string        // compared against when the email is unknown
+}
+
+func newPasswordHasher(cost int) *passwordHasher {
+	cpus := runtime.NumCPU()
+	p := &passwordHasher{
+		cost:     cost,
+		running:  make(chan struct{}, cpus),
+		admitted: make(chan struct{}, 4*cpus),
+	}
+	// The dummy must cost what a real hash costs, or the unknown-email
+	// path would be faster than the wrong-password path.
+	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), cost)
+	if err != nil {
+		panic(err) // only an invalid cost, which loadConfig refuses
+	}
+	p.dummyHash = string(dummy)
+	return p
+}
+
+// do runs fn once a hashing slot is free, or fails at once with
+// errHashersBusy if too many are already waiting.
+func (p *passwordHasher) do(ctx context.Context, fn func()) error {
+	select {
+	case p.admitted <- struct{}{}:
+	default:
+		return errHashersBusy
+	}
+	defer func() { <-p.admitted }()
+	select {
+	case p.running <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.running }()
+	fn()
+	return nil
+}
+
+func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
+	var hash []byte
+	var err error
+	if doErr := p.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), p.cost) }); doErr != nil {
+		return "", doErr
+	}
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(hash), nil
+}
+
+// compare reports whether password matches hash. A hash of any cost and
+// any of the $2a$, $2b$ and $2y$ prefixes (passlib writes $2b$) is read.
+func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bool, error) {
+	var err error
+	if doErr := p.do(ctx, func() { err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) }); doErr != nil {
+		return false, doErr
+	}
+	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("compare password: %w", err)
+	}
+	return true, nil
+}
+
+// limitLogins answers 429 to a client address that has used up its
+// attempts; see rateLimiter.
+func (a *app) limitLogins(next http.Handler) http.Handler {
+	if a.loginLimiter == nil {
+		return next
+	}
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		if wait := a.loginLimiter.take(clientAddress(r)); wait > 0 {
+			return &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later", retryAfter: wait}
+		}
+		next.ServeHTTP(w, r)
+		return nil
+	})
+}
+
+// clientAddress is the IP address the request came from. It ignores
+// X-Forwarded-For and the like: any client could write those.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// rateLimiter is a token bucket per client: each holds up to limit
+// attempts and regains limit attempts per period, so a client may burst
+// to limit and then go on at the steady rate. It is safe for concurrent use.
+type rateLimiter struct {
+	limit     float64
+	period    time.Duration
+	now       func() time.Time
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// newRateLimiter returns nil, no limit, if limit is 0.
+func newRateLimiter(limit int, period time.Duration, now func() time.Time) *rateLimiter {
+	if limit <= 0 {
+		return nil
+	}
+	return &rateLimiter{limit: float64(limit), period: period, now: now, buckets: map[string]*bucket{}, lastSweep: now()}
+}
+
+// take spends one attempt of client's, and returns 0 if it had one, or
+// else how long until it will.
+func (l *rateLimiter) take(client string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	perSecond := l.limit / l.period.Seconds()
+	refill := func(b *bucket) {
+		b.tokens = min(l.limit, b.tokens+now.Sub(b.at).Seconds()*perSecond)
+		b.at = now
+	}
+
+	// Forget clients whose buckets have refilled, so the map stays as
+	// small as the set of recently active clients.
+	if now.Sub(l.lastSweep) > l.period {
+		for key, b := range l.buckets {
+			if refill(b); b.tokens >= l.limit {
+				delete(l.buckets, key)
+			}
+		}
+		l.lastSweep = now
+	}
+
+	b, ok := l.buckets[client]
+	if !ok {
+		b = &bucket{tokens: l.limit, at: now}
+		l.buckets[client] = b
+	}
+	refill(b)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / perSecond * float64(time.Second))
+}

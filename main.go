@@ -1,0 +1,652 @@
+// main.go starts the service and holds its HTTP plumbing: configuration
+// (flags over environment over defaults), the server's lifetime, the one
+// list of routes, the middleware, and the few helpers through which every
+// handler reads a request body and writes a response or an error.
+//
+// The handlers themselves live by concern: auth.go (signup, login, tokens),
+// recipes.go (recipes and the home page); store.go holds the database.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "recipeapi:", err)
+		os.Exit(1)
+	}
+}
+
+// config is every setting of the service; see loadConfig for where each
+// comes from.
+type config struct {
+	addr                   string
+	dbPath                 string
+	tokenSecret            []byte // nil: generate one and keep it in the database
+	accessTokenLifetime    time.Duration
+	bcryptCost             int
+	firstSuperuser         string
+	firstSuperuserPassword string // "": generate one and print it once
+	corsOrigins            []string
+	loginAttemptsPerMinute int
+}
+
+// loadConfig reads the flags in args and the environment through getenv.
+// Flags win over the environment, which wins over the defaults. An empty
+// environment variable counts as unset.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	env := func(name, fallback string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return fallback
+	}
+	cfg := config{
+		firstSuperuser:         strings.TrimSpace(env("FIRST_SUPERUSER", "admin@recipeapi.com")),
+		firstSuperuserPassword: getenv("FIRST_SUPERUSER_PW"),
+	}
+
+	flags := flag.NewFlagSet("recipeapi", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.StringVar(&cfg.addr, "addr", env("ADDR", "localhost:8001"), "listen `address` (env ADDR)")
+	flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH", "example.db"), "SQLite database `file` (env DATABASE_PATH)")
+	if err := flags.Parse(args); err != nil {
+		return config{}, err
+	}
+	if flags.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	}
+
+	var errs []error
+	number := func(name, fallback string, low, high int) int {
+		text := env(name, fallback)
+		n, err := strconv.Atoi(text)
+		if err != nil || n < low || n > high {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, text, low, high))
+		}
+		return n
+	}
+	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", "11520", 1, 5256000)) * time.Minute
+	cfg.bcryptCost = number("BCRYPT_COST", "12", 4, 31)
+	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", "10", 0, 1000000)
+
+	// The secret's length is all we can check, and we do not echo it.
+	if secret := getenv("JWT_SECRET"); secret != "" {
+		if len(secret) < minSecretBytes {
+			errs = append(errs, fmt.Errorf("JWT_SECRET is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(secret), minSecretBytes))
+		}
+		cfg.tokenSecret = []byte(secret)
+	}
+	if pw := cfg.firstSuperuserPassword; pw != "" && (len(pw) < minPasswordBytes || len(pw) > maxPasswordBytes) {
+		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
+	}
+	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
+		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
+	}
+	origins, err := parseCORSOrigins(getenv("BACKEND_CORS_ORIGINS"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.corsOrigins = origins
+	return cfg, errors.Join(errs...)
+}
+
+// parseCORSOrigins reads BACKEND_CORS_ORIGINS: a comma-separated list, or a
+// JSON list as the reference's settings accept.
+func parseCORSOrigins(text string) ([]string, error) {
+	text = strings.TrimSpace(text)
+	var origins []string
+	if strings.HasPrefix(text, "[") {
+		if err := json.Unmarshal([]byte(text), &origins); err != nil {
+			return nil, fmt.Errorf("BACKEND_CORS_ORIGINS: not a JSON list of strings: %v", err)
+		}
+	} else if text != "" {
+		origins = strings.Split(text, ",")
+	}
+	var clean []string
+	for _, o := range origins {
+		// Browsers send the origin without a trailing slash; the
+		// reference's examples are written with one.
+		if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
+			clean = append(clean, o)
+		}
+	}
+	return clean, nil
+}
+
+// run is the whole program: main only calls it, and tests call it with
+// their own arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	st, err := openStore(ctx, cfg.dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+
+	if cfg.tokenSecret == nil {
+		if cfg.tokenSecret, err = st.tokenSecret(ctx); err != nil {
+			return err
+		}
+	}
+	passwords := newPasswordHasher(cfg.bcryptCost)
+	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout); err != nil {
+		return err
+	}
+
+	listener, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	server := &http.Server{
+		Handler:           newServer(cfg, st, passwords, logger, time.Now),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("serving", "url", "http://"+listener.Addr().String(), "db", cfg.dbPath)
+
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// seedFirstSuperuser creates the first superuser and the example recipes
+// in a database with no users. A generated password is printed once, as
+// the last word of a line that names the email, for the operator to copy.
+func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer) error {
+	if has, err := st.hasUsers(ctx); err != nil || has {
+		return err
+	}
+	password := cfg.firstSuperuserPassword
+	generated := password == ""
+	if generated {
+		password = randomToken(18) // 24 characters
+	}
+	hash, err := passwords.hash(ctx, password)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	created, err := st.seed(ctx, cfg.firstSuperuser, hash)
+	if err != nil {
+		return err
+	}
+	if created && generated {
+		fmt.Fprintf(stdout, "Created the first superuser %s; its password, shown only this once, is %s\n", cfg.firstSuperuser, password)
+	}
+	return nil
+}
+
+// randomToken returns n random bytes as unpadded base64url.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand doc)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// app holds what the handlers share.
+type app struct {
+	store               *store
+	passwords           *passwordHasher
+	loginLimiter        *rateLimiter
+	logger              *slog.Logger
+	now                 func() time.Time
+	tokenSecret         []byte
+	accessTokenLifetime time.Duration
+	corsOrigins         map[string]bool
+}
+
+// newServer builds the service's whole HTTP handler. now is the clock the
+// tokens are issued and checked against.
+func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Logger, now func() time.Time) http.Handler {
+	a := &app{
+		store:               st,
+		passwords:           passwords,
+		loginLimiter:        newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
+		logger:              logger,
+		now:                 now,
+		tokenSecret:         cfg.tokenSecret,
+		accessTokenLifetime: cfg.accessTokenLifetime,
+		corsOrigins:         map[string]bool{},
+	}
+	for _, o := range cfg.corsOrigins {
+		a.corsOrigins[o] = true
+	}
+	mux := http.NewServeMux()
+	a.routes(mux)
+
+	// Outermost first: a panic anywhere is caught and logged with the
+	// request; every response carries the security headers and, for the
+	// configured origins, the CORS headers.
+	return a.recoverPanics(a.logRequests(securityHeaders(a.cors(jsonNotFound(mux)))))
+}
+
+// routeRegistrar is what routes needs of a mux, so that a test can list
+// the routes.
+type routeRegistrar interface {
+	Handle(pattern string, handler http.Handler)
+}
+
+// routes is the service's whole API surface.
+func (a *app) routes(mux routeRegistrar) {
+	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.handleSignup()))
+	mux.Handle("POST /api/v1/auth/login", a.limitLogins(a.handleLogin()))
+	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe()))
+
+	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.handleRecipe())
+	mux.Handle("GET /api/v1/recipes/search/{$}", a.handleSearch())
+	mux.Handle("GET /api/v1/recipes/search", a.handleSearch())
+	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe()))
+
+	mux.Handle("GET /{$}", a.handleHome())
+	mux.Handle("GET /healthz", a.handleHealth())
+	mux.Handle("GET /api/v1/openapi.json", handleOpenAPI())
+	mux.Handle("GET /docs", handleDocs())
+	mux.Handle("GET /docs/{file}", handleDocs())
+}
+
+func (a *app) handleHealth() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := a.store.ping(ctx); err != nil {
+			a.logger.Error("health check", "err", err)
+			return &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
+		}
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPIDocument)
+	})
+}
+
+//go:embed swagger-ui
+var swaggerUI embed.FS
+
+// docsPolicy lets Swagger UI load its own scripts and styles from us and
+// talk to us, and nothing else: no other site is contacted.
+const docsPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// handleDocs serves Swagger UI, kept in the binary, at /docs.
+func handleDocs() http.Handler {
+	types := map[string]string{
+		"index.html":             "text/html; charset=utf-8",
+		"swagger-ui.css":         "text/css; charset=utf-8",
+		"swagger-ui-bundle.js":   "text/javascript; charset=utf-8",
+		"swagger-initializer.js": "text/javascript; charset=utf-8",
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		file := r.PathValue("file")
+		if file == "" {
+			file = "index.html"
+		}
+		contentType, ok := types[file]
+		if !ok {
+			writeError(w, &apiError{status: http.StatusNotFound, detail: "Not Found"}, nil)
+			return
+		}
+		body, err := swaggerUI.ReadFile("swagger-ui/" + file)
+		if err != nil {
+			writeError(w, err, nil)
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Content-Security-Policy", docsPolicy)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Write(body)
+	})
+}
+
+// --- Responses and errors -------------------------------------------------
+
+// apiError is an error that the client may see: a status and a detail,
+// written as FastAPI writes them, {"detail": "..."}.
+type apiError struct {
+	status     int
+	detail     string
+	retryAfter time.Duration // if set, sent as Retry-After
+	challenge  bool          // if set, sent with WWW-Authenticate: Bearer
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.detail) }
+
+// problem is one bad value in a request, as FastAPI lists them in a 422.
+type problem struct {
+	Loc  []string `json:"loc"`
+	Msg  string   `json:"msg"`
+	Type string   `json:"type"`
+}
+
+// validationError is a 422: every bad value in the request.
+type validationError struct {
+	problems []problem
+}
+
+func (e *validationError) Error() string {
+	return fmt.Sprintf("validation failed: %d problems", len(e.problems))
+}
+
+// api adapts a handler that returns an error into an http.Handler, so
+// that each handler reads as decode, check, act, encode, and every error
+// reaches the client through writeError.
+func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			writeError(w, err, a.logger)
+		}
+	})
+}
+
+// writeError is the one place where errors become HTTP responses. An
+// apiError or validationError is shown as it is; anything else is a bug
+// or a database failure: it is logged and the client sees only a 500.
+func writeError(w http.ResponseWriter, err error, logger *slog.Logger) {
+	var (
+		apiErr  *apiError
+		invalid *validationError
+		tooBig  *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &invalid):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string][]problem{"detail": invalid.problems})
+		return
+	case errors.As(err, &tooBig):
+		apiErr = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
+	case errors.As(err, &apiErr):
+	default:
+		if logger != nil {
+			logger.Error("internal error", "err", err)
+		}
+		apiErr = &apiError{status: http.StatusInternalServerError, detail: "Internal Server Error"}
+	}
+	if apiErr.retryAfter > 0 {
+		seconds := int((apiErr.retryAfter + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(seconds))
+	}
+	if apiErr.challenge {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	writeJSON(w, apiErr.status, map[string]string{"detail": apiErr.detail})
+}
+
+// writeJSON writes v as the JSON body of a response with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // as FastAPI writes it; nosniff keeps it from being read as HTML
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(bytes.TrimSuffix(body.Bytes(), []byte("\n")))
+	return nil
+}
+
+// --- Request bodies -------------------------------------------------------
+
+// maxBodyBytes caps every request body; more is a 413.
+const maxBodyBytes = 1 << 20
+
+// decodeJSONObject reads a request body that must be one JSON object, and
+// returns its members by exact name. Names match exactly (encoding/json
+// would match "EMAIL" to an "email" field) and unknown members are left
+// for the caller to ignore, as FastAPI ignores them.
+func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return jsonFields{}, err
+		}
+		return jsonFields{}, &apiError{status: http.StatusBadRequest, detail: "Could not read the request body"}
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		return jsonFields{}, &validationError{problems: []problem{{
+			Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode",
+		}}}
+	}
+	return jsonFields{members: members}, nil
+}
+
+// jsonFields reads the members of a JSON body one by one, collecting a
+// problem for each bad one, so that a 422 lists them all.
+type jsonFields struct {
+	members  map[string]json.RawMessage
+	problems []problem
+}
+
+func (f *jsonFields) fail(name, msg, typ string) {
+	f.problems = append(f.problems, problem{Loc: []string{"body", name}, Msg: msg, Type: typ})
+}
+
+// text returns the member name as a string. A missing or null member is
+// a problem if required; otherwise it returns nil.
+func (f *jsonFields) text(name string, required bool) *string {
+	raw, ok := f.members[name]
+	if !ok || string(raw) == "null" {
+		if required {
+			f.fail(name, "field required", "value_error.missing")
+		}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		f.fail(name, "str type expected", "type_error.str")
+		return nil
+	}
+	return &s
+}
+
+// integer returns the optional member name as an integer, or nil.
+func (f *jsonFields) integer(name string) *int64 {
+	raw, ok := f.members[name]
+	if !ok || string(raw) == "null" {
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(raw, &n); err != nil {
+		f.fail(name, "value is not a valid integer", "type_error.integer")
+		return nil
+	}
+	return &n
+}
+
+// check records a problem with member name unless ok.
+func (f *jsonFields) check(ok bool, name, msg, typ string) {
+	if !ok {
+		f.fail(name, msg, typ)
+	}
+}
+
+// err is nil if every member read so far was good, else a 422.
+func (f *jsonFields) err() error {
+	if len(f.problems) == 0 {
+		return nil
+	}
+	return &validationError{problems: f.problems}
+}
+
+// --- Middleware -----------------------------------------------------------
+
+// recoverPanics turns a panic in a handler into a logged 500.
+func (a *app) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { // the server's way to drop a response
+					panic(v)
+				}
+				a.logger.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				w.Header().Set("Connection", "close")
+				writeError(w, errors.New("panic"), nil)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for the log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// logRequests logs one line per request. It logs the path, never the query
+// or headers, so that no password or token can reach the log.
+func (a *app) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		a.logger.Info("request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration", time.Since(start))
+	})
+}
+
+// apiPolicy is the Content-Security-Policy of every response that sets
+// none of its own: JSON loads nothing, and no page of ours may be framed.
+const apiPolicy = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", apiPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors lets the configured origins call the API from a browser, with
+// credentials, as the reference's CORSMiddleware does. Other origins get
+// no CORS headers at all, so the browser keeps the response from them.
+func (a *app) cors(next http.Handler) http.Handler {
+	if len(a.corsOrigins) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if !a.corsOrigins[origin] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
+			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
+				h.Set("Access-Control-Allow-Headers", asked)
+			}
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// jsonNotFound makes the mux's own 404 and 405 answers JSON like every
+// other error, keeping the 405's Allow header.
+func jsonNotFound(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := mux.Handler(r); pattern == "" {
+			// No route: h is the mux's plain-text 404 or 405. Run it
+			// against a scratch recorder to learn which, and its Allow.
+			scratch := &headerRecorder{header: http.Header{}}
+			h.ServeHTTP(scratch, r)
+			if allow := scratch.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			detail := http.StatusText(scratch.status)
+			writeError(w, &apiError{status: scratch.status, detail: detail}, nil)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// headerRecorder is a ResponseWriter that keeps the status and headers and
+// throws the body away.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(status int)      { h.status = status }

@@ -1,0 +1,48 @@
+-- schema.sql is every change this service makes to its database, as
+-- numbered migrations. store.go applies, in one transaction at start, each
+-- migration whose number is above the database's PRAGMA user_version, then
+-- sets user_version to the last number. Append new migrations; never edit
+-- one that has shipped.
+
+-- migration 1: the Python reference's tables, as its Alembic revision
+-- ec46ad7fc181 creates them in SQLite. IF NOT EXISTS lets a database that
+-- the reference made pass through unchanged, and the alembic_version row
+-- lets the reference's own tools keep working on a database that we made.
+CREATE TABLE IF NOT EXISTS user (
+	id INTEGER NOT NULL,
+	first_name VARCHAR(256),
+	surname VARCHAR(256),
+	email VARCHAR NOT NULL,
+	is_superuser BOOLEAN,
+	hashed_password VARCHAR NOT NULL,
+	PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS ix_user_email ON user (email);
+CREATE INDEX IF NOT EXISTS ix_user_id ON user (id);
+CREATE TABLE IF NOT EXISTS recipe (
+	id INTEGER NOT NULL,
+	label VARCHAR(256) NOT NULL,
+	url VARCHAR(256),
+	source VARCHAR(256),
+	submitter_id INTEGER,
+	PRIMARY KEY (id),
+	FOREIGN KEY(submitter_id) REFERENCES user (id)
+);
+CREATE INDEX IF NOT EXISTS ix_recipe_id ON recipe (id);
+CREATE INDEX IF NOT EXISTS ix_recipe_url ON recipe (url);
+CREATE TABLE IF NOT EXISTS alembic_version (
+	version_num VARCHAR(32) NOT NULL,
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+INSERT INTO alembic_version (version_num)
+	SELECT 'ec46ad7fc181' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
+
+-- migration 2: one account per email ignoring case, enforced by the
+-- database so that two racing signups cannot both win. NOCASE folds ASCII
+-- letters only, as SQLite's LIKE does. Also a place to keep the generated
+-- token secret, so that tokens survive a restart.
+CREATE UNIQUE INDEX user_email_nocase ON user (email COLLATE NOCASE);
+CREATE TABLE app_setting (
+	name TEXT NOT NULL PRIMARY KEY,
+	value TEXT NOT NULL
+);

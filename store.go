@@ -1,0 +1,423 @@
+// store.go owns the SQLite database: opening it, migrating it (schema.sql),
+// seeding it, and every query the service makes. It is the only file that
+// writes SQL.
+//
+// A store is safe for concurrent use. It holds two pools on the same file:
+// one writer connection, so that writers queue in Go instead of failing
+// with "database is locked", and a few read-only connections, which WAL
+// mode lets read while the writer writes. Every connection gets its
+// pragmas from the DSN, because a PRAGMA run with Exec would reach only
+// whichever pooled connection happened to run it.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+var (
+	errNotFound   = errors.New("not found")
+	errEmailTaken = errors.New("email already registered")
+)
+
+// The pragmas every connection gets. busy_timeout makes a connection wait
+// for a lock instead of failing at once; _txlock=immediate makes every
+// transaction on the writer take the write lock at BEGIN, where waiting
+// works, rather than at its first write, where SQLite may fail it at once
+// to avoid a deadlock. synchronous=NORMAL in WAL mode keeps every
+// committed transaction across a crash of the process (only a power loss
+// can undo the last few).
+const (
+	commonPragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	writerParams  = commonPragmas + "&_txlock=immediate"
+	readerParams  = commonPragmas + "&_pragma=query_only(1)"
+)
+
+type store struct {
+	writer *sql.DB
+	reader *sql.DB
+}
+
+type user struct {
+	ID             int64
+	FirstName      *string
+	Surname        *string
+	Email          string
+	IsSuperuser    bool
+	HashedPassword string
+}
+
+type recipe struct {
+	ID          int64
+	Label       string
+	Source      string
+	URL         string
+	SubmitterID int64
+}
+
+// openStore opens (creating if need be) the database at path and brings its
+// schema up to date.
+func openStore(ctx context.Context, path string) (*store, error) {
+	// Create the file ourselves so that it is readable by its owner only:
+	// it holds password hashes and, unless JWT_SECRET is set, the token
+	// secret. SQLite gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	f.Close()
+
+	// A file: URI, so that SQLite reads our query parameters; the path is
+	// escaped so that a '?' or '#' in it stays part of the name.
+	name := "file:" + (&url.URL{Path: path}).EscapedPath()
+	writer, err := sql.Open("sqlite", name+"?"+writerParams)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	reader, err := sql.Open("sqlite", name+"?"+readerParams)
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	reader.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	s := &store{writer: writer, reader: reader}
+
+	if err := s.migrate(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *store) close() error {
+	return errors.Join(s.reader.Close(), s.writer.Close())
+}
+
+func (s *store) ping(ctx context.Context) error {
+	return s.reader.PingContext(ctx)
+}
+
+// migration is one numbered section of schema.sql.
+type migration struct {
+	version int
+	sql     string
+}
+
+var migrationHeader = regexp.MustCompile(`(?m)^-- migration (\d+):`)
+
+// parseMigrations splits schema.sql at its "-- migration N:" lines, and
+// insists that the numbers run 1, 2, 3, … so that a mistake in the file
+// fails every test rather than a user's database.
+func parseMigrations(text string) ([]migration, error) {
+	heads := migrationHeader.FindAllStringSubmatchIndex(text, -1)
+	var migrations []migration
+	for i, h := range heads {
+		version, _ := strconv.Atoi(text[h[2]:h[3]])
+		if version != i+1 {
+			return nil, fmt.Errorf("schema.sql: migration %d follows migration %d", version, i)
+		}
+		end := len(text)
+		if i+1 < len(heads) {
+			end = heads[i+1][0]
+		}
+		migrations = append(migrations, migration{version: version, sql: text[h[0]:end]})
+	}
+	return migrations, nil
+}
+
+// migrate applies, in one transaction, the migrations the database has not
+// had yet. If any step fails, nothing changes.
+func (s *store) migrate(ctx context.Context) error {
+	migrations, err := parseMigrations(schemaSQL)
+	if err != nil {
+		return err
+	}
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("migrate: schema version %d is newer than this program knows (%d)", version, len(migrations))
+	}
+	for _, m := range migrations[version:] {
+		if m.version == 2 {
+			if err := checkNoCaseDuplicateEmails(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate: migration %d: %w", m.version, err)
+		}
+	}
+	// PRAGMA takes no parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
+		return fmt.Errorf("migrate: set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// checkNoCaseDuplicateEmails refuses, naming them, the emails that would
+// break migration 2's unique index: the reference let "A@x.com" and
+// "a@x.com" sign up as two users, and only a person can decide which to keep.
+func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `
+		SELECT a.email, b.email FROM user a JOIN user b
+		ON a.email = b.email COLLATE NOCASE AND a.id < b.id
+		ORDER BY a.id, b.id`)
+	if err != nil {
+		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
+	}
+	defer rows.Close()
+	var pairs []string
+	for rows.Next() {
+		var a, b string
+		if err := rows.Scan(&a, &b); err != nil {
+			return fmt.Errorf("migrate: look for duplicate emails: %w", err)
+		}
+		pairs = append(pairs, strconv.Quote(a)+" and "+strconv.Quote(b))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
+	}
+	if len(pairs) > 0 {
+		return fmt.Errorf("migrate: emails must be unique ignoring case, but these users differ only in case: %s; "+
+			"change or remove one of each pair, then start again (nothing was changed)", strings.Join(pairs, ", "))
+	}
+	return nil
+}
+
+// hasUsers reports whether the database has any user.
+func (s *store) hasUsers(ctx context.Context) (bool, error) {
+	var any bool
+	if err := s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&any); err != nil {
+		return false, fmt.Errorf("count users: %w", err)
+	}
+	return any, nil
+}
+
+// seed gives an empty database its first superuser and the reference's
+// three recipes. It does nothing, and reports false, if any user exists.
+func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("seed: %w", err)
+	}
+	defer tx.Rollback()
+	var users int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM user").Scan(&users); err != nil {
+		return false, fmt.Errorf("seed: count users: %w", err)
+	}
+	if users > 0 {
+		return false, nil
+	}
+	res, err := tx.ExecContext(ctx,
+		"INSERT INTO user (email, is_superuser, hashed_password) VALUES (?, 1, ?)", email, hashedPassword)
+	if err != nil {
+		return false, fmt.Errorf("seed: create superuser: %w", err)
+	}
+	adminID, err := res.LastInsertId()
+	if err != nil {
+		return false, fmt.Errorf("seed: create superuser: %w", err)
+	}
+	for _, r := range seedRecipes {
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?)",
+			r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
+			return false, fmt.Errorf("seed: recipe %d: %w", r.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("seed: commit: %w", err)
+	}
+	return true, nil
+}
+
+// seedRecipes are the reference's three example recipes.
+var seedRecipes = []recipe{
+	{ID: 1, Label: "Chicken Vesuvio", Source: "Serious Eats",
+		URL: "http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html"},
+	{ID: 2, Label: "Chicken Paprikash", Source: "No Recipes",
+		URL: "http://norecipes.com/recipe/chicken-paprikash/"},
+	{ID: 3, Label: "Cauliflower and Tofu Curry Recipe", Source: "Serious Eats",
+		URL: "http://www.seriouseats.com/recipes/2011/02/cauliflower-and-tofu-curry-recipe.html"},
+}
+
+// tokenSecret returns the token secret kept in the database, creating a
+// random one the first time, so that tokens survive a restart.
+func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
+	fresh := make([]byte, minSecretBytes)
+	rand.Read(fresh)
+	if _, err := s.writer.ExecContext(ctx,
+		"INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) ON CONFLICT (name) DO NOTHING",
+		hex.EncodeToString(fresh)); err != nil {
+		return nil, fmt.Errorf("store token secret: %w", err)
+	}
+	var stored string
+	if err := s.writer.QueryRowContext(ctx,
+		"SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored); err != nil {
+		return nil, fmt.Errorf("read token secret: %w", err)
+	}
+	secret, err := hex.DecodeString(stored)
+	if err != nil || len(secret) < minSecretBytes {
+		return nil, errors.New("the token secret kept in the database is damaged; delete the jwt_secret row of app_setting to make a new one")
+	}
+	return secret, nil
+}
+
+const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password"
+
+func scanUser(row interface{ Scan(...any) error }) (user, error) {
+	var u user
+	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword)
+	if errors.Is(err, sql.ErrNoRows) {
+		return user{}, errNotFound
+	}
+	return u, err
+}
+
+// createUser inserts u and returns it with its new id, or errEmailTaken if
+// the email is in use ignoring case. The unique index decides, not a check
+// before the insert, so two racing signups cannot both win.
+func (s *store) createUser(ctx context.Context, u user) (user, error) {
+	res, err := s.writer.ExecContext(ctx,
+		"INSERT INTO user (first_name, surname, email, is_superuser, hashed_password) VALUES (?, ?, ?, ?, ?)",
+		u.FirstName, u.Surname, u.Email, u.IsSuperuser, u.HashedPassword)
+	if isUniqueViolation(err) {
+		return user{}, errEmailTaken
+	}
+	if err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	if u.ID, err = res.LastInsertId(); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	return u, nil
+}
+
+func isUniqueViolation(err error) bool {
+	var sqliteErr *sqlite.Error
+	return errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// userByEmail finds a user by email, ignoring case; errNotFound if none.
+func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
+	u, err := scanUser(s.reader.QueryRowContext(ctx,
+		"SELECT "+userColumns+" FROM user WHERE email = ? COLLATE NOCASE", email))
+	if err != nil && !errors.Is(err, errNotFound) {
+		return user{}, fmt.Errorf("user by email: %w", err)
+	}
+	return u, err
+}
+
+// userByID finds a user by id; errNotFound if none.
+func (s *store) userByID(ctx context.Context, id int64) (user, error) {
+	u, err := scanUser(s.reader.QueryRowContext(ctx,
+		"SELECT "+userColumns+" FROM user WHERE id = ?", id))
+	if err != nil && !errors.Is(err, errNotFound) {
+		return user{}, fmt.Errorf("user %d: %w", id, err)
+	}
+	return u, err
+}
+
+// Recipes written by the reference may have NULL source, url or submitter;
+// they read as "" and 0.
+const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
+
+func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	recipes := []recipe{}
+	for rows.Next() {
+		var r recipe
+		if err := rows.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID); err != nil {
+			return nil, err
+		}
+		recipes = append(recipes, r)
+	}
+	return recipes, rows.Err()
+}
+
+// recipeByID finds a recipe by id; errNotFound if none.
+func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
+	var r recipe
+	err := s.reader.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
+		Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return recipe{}, errNotFound
+	}
+	if err != nil {
+		return recipe{}, fmt.Errorf("recipe %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// searchRecipes returns, in id order, up to limit recipes whose label
+// contains keyword, ignoring ASCII case. '%', '_' and '\' in keyword match
+// themselves. An empty keyword matches every recipe.
+func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
+	pattern := "%" + escapeLike(keyword) + "%"
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+` FROM recipe WHERE label LIKE ? ESCAPE '\' ORDER BY id LIMIT ?`,
+		pattern, limit))
+	if err != nil {
+		return nil, fmt.Errorf("search recipes: %w", err)
+	}
+	return recipes, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+func escapeLike(s string) string { return likeEscaper.Replace(s) }
+
+// newestRecipes returns up to limit recipes, newest (highest id) first.
+func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+" FROM recipe ORDER BY id DESC LIMIT ?", limit))
+	if err != nil {
+		return nil, fmt.Errorf("newest recipes: %w", err)
+	}
+	return recipes, nil
+}
+
+// createRecipe inserts r and returns it with its new id.
+func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
+	res, err := s.writer.ExecContext(ctx,
+		"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
+		r.Label, r.Source, r.URL, r.SubmitterID)
+	if err != nil {
+		return recipe{}, fmt.Errorf("create recipe: %w", err)
+	}
+	if r.ID, err = res.LastInsertId(); err != nil {
+		return recipe{}, fmt.Errorf("create recipe: %w", err)
+	}
+	return r, nil
+}
