@@ -108,7 +108,19 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		errs = append(errs, err)
 	}
 	cfg.corsOrigins = origins
-	return cfg, errors.Join(errs...)
+	if len(errs) > 0 {
+		return config{}, joinOnOneLine(errs)
+	}
+	return cfg, nil
+}
+
+// joinOnOneLine joins errs with "; ": the process stops with one line.
+func joinOnOneLine(errs []error) error {
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // parseCORSOrigins reads BACKEND_CORS_ORIGINS: a comma-separated list, or a

@@ -1,0 +1,461 @@
+// main_test.go holds the test harness that every test file shares, and the
+// tests of configuration, start-up and the HTTP plumbing in main.go.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testBcryptCost keeps tests fast; the service's default stays 12.
+const testBcryptCost = 4
+
+// testEnv is the real service over a fresh SQLite file in t.TempDir(),
+// driven through its real handler.
+type testEnv struct {
+	t       *testing.T
+	cfg     config
+	store   *store
+	handler http.Handler
+	logs    *bytes.Buffer
+}
+
+// newTestEnv starts a service with test settings; change lets a test
+// adjust them first. The database is seeded as on a first start, with the
+// superuser admin@recipeapi.com whose password is adminPassword.
+func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
+	t.Helper()
+	cfg := config{
+		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
+		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
+		accessTokenLifetime:    time.Hour,
+		bcryptCost:             testBcryptCost,
+		firstSuperuser:         "admin@recipeapi.com",
+		firstSuperuserPassword: adminPassword,
+		loginAttemptsPerMinute: 0,
+	}
+	for _, c := range change {
+		c(&cfg)
+	}
+	return startTestEnv(t, cfg, time.Now)
+}
+
+const adminPassword = "admin-password"
+
+func startTestEnv(t *testing.T, cfg config, now func() time.Time) *testEnv {
+	t.Helper()
+	st, err := openStore(t.Context(), cfg.dbPath)
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	t.Cleanup(func() { st.close() })
+	passwords := newPasswordHasher(cfg.bcryptCost)
+	if err := seedFirstSuperuser(t.Context(), st, passwords, cfg, io.Discard); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	return &testEnv{t: t, cfg: cfg, store: st, handler: newServer(cfg, st, passwords, logger, now), logs: logs}
+}
+
+// request builds a request; header is name, value, name, value, …
+func newRequest(method, target string, body io.Reader, header ...string) *http.Request {
+	r := httptest.NewRequest(method, target, body)
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	return r
+}
+
+// serve sends r through the service and returns the response.
+func (e *testEnv) serve(r *http.Request) *http.Response {
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, r)
+	return rec.Result()
+}
+
+func (e *testEnv) get(target string, header ...string) *http.Response {
+	return e.serve(newRequest("GET", target, nil, header...))
+}
+
+func (e *testEnv) postJSON(target, body string, header ...string) *http.Response {
+	return e.serve(newRequest("POST", target, strings.NewReader(body),
+		append([]string{"Content-Type", "application/json"}, header...)...))
+}
+
+func (e *testEnv) postForm(target string, form url.Values, header ...string) *http.Response {
+	return e.serve(newRequest("POST", target, strings.NewReader(form.Encode()),
+		append([]string{"Content-Type", "application/x-www-form-urlencoded"}, header...)...))
+}
+
+func (e *testEnv) postMultipart(target string, form map[string]string) *http.Response {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for name, value := range form {
+		mw.WriteField(name, value)
+	}
+	mw.Close()
+	return e.serve(newRequest("POST", target, &body, "Content-Type", mw.FormDataContentType()))
+}
+
+// signup creates a user and fails the test if that does not work.
+func (e *testEnv) signup(email, password string) userView {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	resp := e.postJSON("/api/v1/auth/signup", string(body))
+	expectStatus(e.t, resp, http.StatusCreated)
+	return decodeBody[userView](e.t, resp)
+}
+
+// login returns an access token for the user, failing the test if it cannot.
+func (e *testEnv) login(email, password string) string {
+	e.t.Helper()
+	resp := e.postForm("/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+	expectStatus(e.t, resp, http.StatusOK)
+	return decodeBody[struct {
+		AccessToken string `json:"access_token"`
+	}](e.t, resp).AccessToken
+}
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// expectStatus fails the test now unless resp has the wanted status.
+func expectStatus(t *testing.T, resp *http.Response, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s = %d %s, want %d", resp.Request.Method, resp.Request.URL, resp.StatusCode, body, want)
+	}
+}
+
+// expectDetail checks a {"detail": "..."} error response.
+func expectDetail(t *testing.T, resp *http.Response, status int, detail string) {
+	t.Helper()
+	expectStatus(t, resp, status)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	got := decodeBody[struct {
+		Detail string `json:"detail"`
+	}](t, resp).Detail
+	if got != detail {
+		t.Errorf("detail = %q, want %q", got, detail)
+	}
+}
+
+// expectProblems checks a 422 and that its problems are at exactly these
+// locations, each written as "body.email".
+func expectProblems(t *testing.T, resp *http.Response, wantLocs ...string) {
+	t.Helper()
+	expectStatus(t, resp, http.StatusUnprocessableEntity)
+	got := decodeBody[struct {
+		Detail []problem `json:"detail"`
+	}](t, resp).Detail
+	var locs []string
+	for _, p := range got {
+		if p.Msg == "" || p.Type == "" {
+			t.Errorf("problem %v has no msg or type", p)
+		}
+		locs = append(locs, strings.Join(p.Loc, "."))
+	}
+	if strings.Join(locs, " ") != strings.Join(wantLocs, " ") {
+		t.Errorf("422 problems at %q, want %q", locs, wantLocs)
+	}
+}
+
+func decodeBody[T any](t *testing.T, resp *http.Response) T {
+	t.Helper()
+	var v T
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	return v
+}
+
+func TestUnknownPathsAndMethodsAnswerJSON(t *testing.T) {
+	e := newTestEnv(t)
+	t.Run("an unknown path is a JSON 404", func(t *testing.T) {
+		expectDetail(t, e.get("/no/such/page"), http.StatusNotFound, "Not Found")
+	})
+	t.Run("a wrong method is a JSON 405 that keeps the Allow header", func(t *testing.T) {
+		resp := e.serve(newRequest("DELETE", "/api/v1/auth/me", nil))
+		if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") {
+			t.Errorf("Allow = %q, want GET listed", allow)
+		}
+		expectDetail(t, resp, http.StatusMethodNotAllowed, "Method Not Allowed")
+	})
+}
+
+func TestEveryResponseCarriesSecurityHeaders(t *testing.T) {
+	e := newTestEnv(t)
+	for _, path := range []string{"/", "/api/v1/recipes/1", "/nope", "/docs"} {
+		resp := e.get(path)
+		for name, want := range map[string]string{
+			"X-Content-Type-Options": "nosniff",
+			"X-Frame-Options":        "DENY",
+			"Referrer-Policy":        "no-referrer",
+		} {
+			if got := resp.Header.Get(name); got != want {
+				t.Errorf("GET %s: %s = %q, want %q", path, name, got, want)
+			}
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("GET %s: Content-Security-Policy = %q, want frame-ancestors 'none'", path, csp)
+		}
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	e := newTestEnv(t)
+	t.Run("answers ok while the database answers", func(t *testing.T) {
+		resp := e.get("/healthz")
+		expectStatus(t, resp, http.StatusOK)
+		if got := decodeBody[map[string]string](t, resp); got["status"] != "ok" {
+			t.Errorf("GET /healthz = %v, want status ok", got)
+		}
+	})
+	t.Run("answers 503 once the database is gone", func(t *testing.T) {
+		e.store.close()
+		expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
+	})
+}
+
+func TestPanicsBecomeAJSON500WithTheCauseOnlyInTheLog(t *testing.T) {
+	e := newTestEnv(t)
+	a := &app{logger: slog.New(slog.NewTextHandler(e.logs, nil))}
+	h := a.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("secret cause") }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, newRequest("GET", "/", nil))
+	resp := rec.Result()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 500 || string(body) != `{"detail":"Internal Server Error"}` {
+		t.Errorf("panic = %d %s, want 500 Internal Server Error", resp.StatusCode, body)
+	}
+	if !strings.Contains(e.logs.String(), "secret cause") {
+		t.Errorf("log does not name the cause: %s", e.logs)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	e := newTestEnv(t, func(c *config) { c.corsOrigins = []string{"http://localhost:3000"} })
+	preflight := func(origin string) *http.Response {
+		return e.serve(newRequest("OPTIONS", "/api/v1/auth/me", nil,
+			"Origin", origin, "Access-Control-Request-Method", "GET",
+			"Access-Control-Request-Headers", "authorization"))
+	}
+	t.Run("a configured origin's preflight is allowed", func(t *testing.T) {
+		resp := preflight("http://localhost:3000")
+		expectStatus(t, resp, http.StatusOK)
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "http://localhost:3000" {
+			t.Errorf("Access-Control-Allow-Origin = %q", got)
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Headers"); got != "authorization" {
+			t.Errorf("Access-Control-Allow-Headers = %q", got)
+		}
+	})
+	t.Run("a configured origin's request gets the CORS headers", func(t *testing.T) {
+		resp := e.get("/api/v1/recipes/1", "Origin", "http://localhost:3000")
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "http://localhost:3000" {
+			t.Errorf("Access-Control-Allow-Origin = %q", got)
+		}
+	})
+	t.Run("another origin gets no CORS headers", func(t *testing.T) {
+		for _, resp := range []*http.Response{preflight("http://evil.example"), e.get("/api/v1/recipes/1", "Origin", "http://evil.example")} {
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+				t.Errorf("Access-Control-Allow-Origin = %q for another origin", got)
+			}
+		}
+	})
+}
+
+func TestLoadConfig(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(name string) string { return vars[name] }
+	}
+	t.Run("defaults are the contract's", func(t *testing.T) {
+		cfg, err := loadConfig(nil, env(nil), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.addr != "localhost:8001" || cfg.dbPath != "example.db" || cfg.bcryptCost != 12 ||
+			cfg.accessTokenLifetime != 11520*time.Minute || cfg.loginAttemptsPerMinute != 10 ||
+			cfg.firstSuperuser != "admin@recipeapi.com" || cfg.tokenSecret != nil || cfg.corsOrigins != nil {
+			t.Errorf("defaults = %+v", cfg)
+		}
+	})
+	t.Run("flags win over the environment", func(t *testing.T) {
+		cfg, err := loadConfig([]string{"-addr", "127.0.0.1:9", "-db", "flag.db"},
+			env(map[string]string{"ADDR": "env:1", "DATABASE_PATH": "env.db"}), io.Discard)
+		if err != nil || cfg.addr != "127.0.0.1:9" || cfg.dbPath != "flag.db" {
+			t.Errorf("got %q %q %v, want the flags' values", cfg.addr, cfg.dbPath, err)
+		}
+	})
+	t.Run("the environment wins over the defaults", func(t *testing.T) {
+		cfg, err := loadConfig(nil, env(map[string]string{
+			"ADDR": "127.0.0.1:7", "DATABASE_PATH": "env.db", "BCRYPT_COST": "5",
+			"ACCESS_TOKEN_EXPIRE_MINUTES": "30", "LOGIN_ATTEMPTS_PER_MINUTE": "0",
+			"JWT_SECRET": strings.Repeat("k", 32), "BACKEND_CORS_ORIGINS": `["http://a.example/", "http://b.example"]`,
+		}), io.Discard)
+		if err != nil || cfg.addr != "127.0.0.1:7" || cfg.dbPath != "env.db" || cfg.bcryptCost != 5 ||
+			cfg.accessTokenLifetime != 30*time.Minute || cfg.loginAttemptsPerMinute != 0 ||
+			string(cfg.tokenSecret) != strings.Repeat("k", 32) ||
+			strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
+			t.Errorf("got %+v, %v", cfg, err)
+		}
+	})
+	t.Run("CORS origins may be a comma-separated list", func(t *testing.T) {
+		cfg, _ := loadConfig(nil, env(map[string]string{"BACKEND_CORS_ORIGINS": "http://a.example, http://b.example"}), io.Discard)
+		if strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
+			t.Errorf("origins = %q", cfg.corsOrigins)
+		}
+	})
+	for _, tc := range []struct {
+		name, variable, value, wantInError string
+	}{
+		{"a secret under 32 bytes is refused", "JWT_SECRET", "short-secret", "at least 32"},
+		{"an unparsable lifetime is refused", "ACCESS_TOKEN_EXPIRE_MINUTES", "soon", "ACCESS_TOKEN_EXPIRE_MINUTES"},
+		{"a zero lifetime is refused", "ACCESS_TOKEN_EXPIRE_MINUTES", "0", "ACCESS_TOKEN_EXPIRE_MINUTES"},
+		{"a bcrypt cost under 4 is refused", "BCRYPT_COST", "3", "BCRYPT_COST"},
+		{"a bcrypt cost over 31 is refused", "BCRYPT_COST", "32", "BCRYPT_COST"},
+		{"a negative login limit is refused", "LOGIN_ATTEMPTS_PER_MINUTE", "-1", "LOGIN_ATTEMPTS_PER_MINUTE"},
+		{"a short first superuser password is refused", "FIRST_SUPERUSER_PW", "short", "FIRST_SUPERUSER_PW"},
+		{"an invalid first superuser email is refused", "FIRST_SUPERUSER", "admin", "FIRST_SUPERUSER"},
+		{"a broken JSON origin list is refused", "BACKEND_CORS_ORIGINS", `["http://a`, "BACKEND_CORS_ORIGINS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.wantInError) {
+				t.Fatalf("%s=%q: error %v, want one naming %q", tc.variable, tc.value, err, tc.wantInError)
+			}
+			if tc.variable == "JWT_SECRET" && strings.Contains(err.Error(), tc.value) {
+				t.Errorf("the error shows the secret: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunServesAndStops starts the program as a user would, through run,
+// and stops it as a signal would, by cancelling its context.
+func TestRunServesAndStops(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeLoopbackAddress(t)
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER": "root@example.com"}
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-db", filepath.Join(dir, "app.db")},
+			func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
+	waitForHealthy(t, "http://"+addr)
+
+	line := strings.TrimSpace(stdout.String())
+	words := strings.Fields(line)
+	if !strings.Contains(line, "root@example.com") || len(words) == 0 {
+		t.Fatalf("stdout = %q, want a line naming the superuser and ending with the password", line)
+	}
+	password := words[len(words)-1]
+	resp, err := http.PostForm("http://"+addr+"/api/v1/auth/login",
+		url.Values{"username": {"root@example.com"}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectStatus(t, resp, http.StatusOK)
+	resp.Body.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v after cancel", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after its context was cancelled")
+	}
+	if strings.Contains(stderr.String(), password) {
+		t.Errorf("the generated password reached the log")
+	}
+}
+
+func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"a short secret", nil, map[string]string{"JWT_SECRET": "too-short"}, "JWT_SECRET"},
+		{"an unwritable database", []string{"-db", "/proc/no/such/dir/app.db"}, nil, "database"},
+		{"an unknown flag", []string{"-nope"}, nil, "nope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)
+			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("run = %v, want one line naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// freeLoopbackAddress returns a 127.0.0.1 address with a port that was free
+// a moment ago.
+func freeLoopbackAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitForHealthy polls /healthz until it answers 200, or fails the test.
+func waitForHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s/healthz did not answer 200 within 10s", base)
+}
+
+// syncBuffer is a bytes.Buffer that a server goroutine may write while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
