@@ -27,6 +27,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -266,6 +267,8 @@ type passwordHasher struct {
 	running   chan struct{} // one slot per CPU: hashes that may run now
 	admitted  chan struct{} // running plus a short queue; full means 503
 	dummyHash string        // compared against when the email is unknown
+
+	hashes, compares atomic.Int64 // counts, so tests can see each path's cost
 }
 
 func newPasswordHasher(cost int) *passwordHasher {
@@ -307,7 +310,10 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
 	var hash []byte
 	var err error
-	if doErr := p.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), p.cost) }); doErr != nil {
+	if doErr := p.do(ctx, func() {
+		p.hashes.Add(1)
+		hash, err = bcrypt.GenerateFromPassword([]byte(password), p.cost)
+	}); doErr != nil {
 		return "", doErr
 	}
 	if err != nil {
@@ -320,7 +326,10 @@ func (p *passwordHasher) hash(ctx context.Context, password string) (string, err
 // any of the $2a$, $2b$ and $2y$ prefixes (passlib writes $2b$) is read.
 func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bool, error) {
 	var err error
-	if doErr := p.do(ctx, func() { err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) }); doErr != nil {
+	if doErr := p.do(ctx, func() {
+		p.compares.Add(1)
+		err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
+	}); doErr != nil {
 		return false, doErr
 	}
 	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {

@@ -26,11 +26,12 @@ const testBcryptCost = 4
 // testEnv is the real service over a fresh SQLite file in t.TempDir(),
 // driven through its real handler.
 type testEnv struct {
-	t       *testing.T
-	cfg     config
-	store   *store
-	handler http.Handler
-	logs    *bytes.Buffer
+	t         *testing.T
+	cfg       config
+	store     *store
+	passwords *passwordHasher
+	handler   http.Handler
+	logs      *bytes.Buffer
 }
 
 // newTestEnv starts a service with test settings; change lets a test
@@ -68,7 +69,7 @@ func startTestEnv(t *testing.T, cfg config, now func() time.Time) *testEnv {
 	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	return &testEnv{t: t, cfg: cfg, store: st, handler: newServer(cfg, st, passwords, logger, now), logs: logs}
+	return &testEnv{t: t, cfg: cfg, store: st, passwords: passwords, handler: newServer(cfg, st, passwords, logger, now), logs: logs}
 }
 
 // request builds a request; header is name, value, name, value, …
