@@ -6,8 +6,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -363,5 +365,70 @@ func TestHashingRunsAtMostOnePerCPU(t *testing.T) {
 	wg.Wait()
 	if most > cap(p.running) {
 		t.Errorf("%d hashes ran at once, want at most %d", most, cap(p.running))
+	}
+}
+
+// FuzzSignupBody sends arbitrary bodies to signup: whatever arrives, the
+// answer is a JSON 201, 400 or 422, never a 500.
+func FuzzSignupBody(f *testing.F) {
+	for _, seed := range []string{
+		`{"email":"cook@example.com","password":"password123"}`,
+		`{"email":"cook@example.com","password":"password123","is_superuser":true,"first_name":null}`,
+		`{"email":5,"password":[],"surname":{}}`, `[]`, `null`, `{"email":"a@b.c","email":"x"}`, "{\"email\":\"\xff@x.com\"}", ``,
+	} {
+		f.Add(seed)
+	}
+	e := newFuzzEnv(f)
+	f.Fuzz(func(t *testing.T, body string) {
+		resp := e.postJSON("/api/v1/auth/signup", body)
+		checkFuzzResponse(t, resp, http.StatusCreated, http.StatusBadRequest, http.StatusUnprocessableEntity)
+		if resp.StatusCode == http.StatusCreated && decodeBody[userView](t, resp).IsSuperuser {
+			t.Fatalf("signup %q made a superuser", body)
+		}
+	})
+}
+
+// FuzzLoginForm sends arbitrary login bodies, urlencoded and multipart: the
+// answer is a JSON 200, 400 or 422, never a 500, and 200 only for the
+// right password.
+func FuzzLoginForm(f *testing.F) {
+	for _, seed := range []struct {
+		contentType, body string
+	}{
+		{"application/x-www-form-urlencoded", "username=cook%40example.com&password=password123"},
+		{"application/x-www-form-urlencoded", "username=cook@example.com&password=password123&grant_type=password&scope="},
+		{"application/x-www-form-urlencoded", "username=&password=%zz"},
+		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\ncook@example.com\r\n--X\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\npassword123\r\n--X--\r\n"},
+		{"multipart/form-data; boundary=X", "--X\r\n"},
+		{"application/json", `{"username":"cook@example.com"}`},
+	} {
+		f.Add(seed.contentType, seed.body)
+	}
+	e := newFuzzEnv(f)
+	e.signup("cook@example.com", "password123")
+	f.Fuzz(func(t *testing.T, contentType, body string) {
+		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader(body), "Content-Type", contentType)
+		resp := e.serve(r)
+		checkFuzzResponse(t, resp, http.StatusOK, http.StatusBadRequest, http.StatusUnprocessableEntity)
+		if resp.StatusCode == http.StatusOK && r.PostFormValue("password") != "password123" {
+			t.Fatalf("logged in with %q", body)
+		}
+	})
+}
+
+// newFuzzEnv is a test service shared by every input of one fuzz run.
+func newFuzzEnv(f *testing.F) *testEnv {
+	cfg := newTestConfig(f)
+	return startTestEnv(f, cfg, time.Now)
+}
+
+func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
+	t.Helper()
+	if !slices.Contains(allowed, resp.StatusCode) {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d %s, want one of %v", resp.StatusCode, body, allowed)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json", ct)
 	}
 }

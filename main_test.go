@@ -26,7 +26,7 @@ const testBcryptCost = 4
 // testEnv is the real service over a fresh SQLite file in t.TempDir(),
 // driven through its real handler.
 type testEnv struct {
-	t         *testing.T
+	t         testing.TB
 	cfg       config
 	store     *store
 	passwords *passwordHasher
@@ -39,7 +39,17 @@ type testEnv struct {
 // superuser admin@recipeapi.com whose password is adminPassword.
 func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
 	t.Helper()
-	cfg := config{
+	cfg := newTestConfig(t)
+	for _, c := range change {
+		c(&cfg)
+	}
+	return startTestEnv(t, cfg, time.Now)
+}
+
+// newTestConfig is the settings of a test service: a database file of its
+// own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
+func newTestConfig(t testing.TB) config {
+	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
 		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
 		accessTokenLifetime:    time.Hour,
@@ -48,15 +58,11 @@ func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
 		firstSuperuserPassword: adminPassword,
 		loginAttemptsPerMinute: 0,
 	}
-	for _, c := range change {
-		c(&cfg)
-	}
-	return startTestEnv(t, cfg, time.Now)
 }
 
 const adminPassword = "admin-password"
 
-func startTestEnv(t *testing.T, cfg config, now func() time.Time) *testEnv {
+func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	t.Helper()
 	st, err := openStore(t.Context(), cfg.dbPath)
 	if err != nil {
@@ -134,7 +140,7 @@ func (e *testEnv) login(email, password string) string {
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
 // expectStatus fails the test now unless resp has the wanted status.
-func expectStatus(t *testing.T, resp *http.Response, want int) {
+func expectStatus(t testing.TB, resp *http.Response, want int) {
 	t.Helper()
 	if resp.StatusCode != want {
 		body, _ := io.ReadAll(resp.Body)
@@ -143,7 +149,7 @@ func expectStatus(t *testing.T, resp *http.Response, want int) {
 }
 
 // expectDetail checks a {"detail": "..."} error response.
-func expectDetail(t *testing.T, resp *http.Response, status int, detail string) {
+func expectDetail(t testing.TB, resp *http.Response, status int, detail string) {
 	t.Helper()
 	expectStatus(t, resp, status)
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
@@ -159,7 +165,7 @@ func expectDetail(t *testing.T, resp *http.Response, status int, detail string) 
 
 // expectProblems checks a 422 and that its problems are at exactly these
 // locations, each written as "body.email".
-func expectProblems(t *testing.T, resp *http.Response, wantLocs ...string) {
+func expectProblems(t testing.TB, resp *http.Response, wantLocs ...string) {
 	t.Helper()
 	expectStatus(t, resp, http.StatusUnprocessableEntity)
 	got := decodeBody[struct {
@@ -177,7 +183,7 @@ func expectProblems(t *testing.T, resp *http.Response, wantLocs ...string) {
 	}
 }
 
-func decodeBody[T any](t *testing.T, resp *http.Response) T {
+func decodeBody[T any](t testing.TB, resp *http.Response) T {
 	t.Helper()
 	var v T
 	body, _ := io.ReadAll(resp.Body)

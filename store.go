@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -381,22 +382,33 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, ignoring ASCII case. '%', '_' and '\' in keyword match
-// themselves. An empty keyword matches every recipe.
+// contains keyword, ignoring case. Every character of keyword stands for
+// itself ('%' and '_' are not wildcards). An empty keyword matches every
+// recipe.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	pattern := "%" + escapeLike(keyword) + "%"
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+` FROM recipe WHERE label LIKE ? ESCAPE '\' ORDER BY id LIMIT ?`,
-		pattern, limit))
+		"SELECT "+recipeColumns+" FROM recipe WHERE contains_ignoring_case(label, ?) ORDER BY id LIMIT ?",
+		keyword, limit))
 	if err != nil {
 		return nil, fmt.Errorf("search recipes: %w", err)
 	}
 	return recipes, nil
 }
 
-var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-
-func escapeLike(s string) string { return likeEscaper.Replace(s) }
+func init() {
+	// SQLite's LIKE and lower() fold the case of ASCII letters only, and
+	// the reference searched with Python's str.lower(), which folds every
+	// script: "CRÈME" finds "crème". So the search calls Go's.
+	sqlite.MustRegisterDeterministicScalarFunction("contains_ignoring_case", 2,
+		func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			text, _ := args[0].(string)
+			part, _ := args[1].(string)
+			if strings.Contains(strings.ToLower(text), strings.ToLower(part)) {
+				return int64(1), nil
+			}
+			return int64(0), nil
+		})
+}
 
 // newestRecipes returns up to limit recipes, newest (highest id) first.
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
