@@ -169,6 +169,12 @@ func TestLogin(t *testing.T) {
 			expectProblems(t, e.postForm("/api/v1/auth/login", tc.form), tc.wantLocs...)
 		})
 	}
+	t.Run("a login form over 1 MiB is a 413", func(t *testing.T) {
+		form := url.Values{"username": {"cook@example.com"}, "password": {"password123"}, "x": {strings.Repeat("x", maxBodyBytes)}}
+		expectDetail(t, e.postForm("/api/v1/auth/login", form), http.StatusRequestEntityTooLarge, "Request body too large")
+		big := map[string]string{"username": "cook@example.com", "password": "password123", "x": strings.Repeat("x", maxBodyBytes)}
+		expectDetail(t, e.postMultipart("/api/v1/auth/login", big), http.StatusRequestEntityTooLarge, "Request body too large")
+	})
 	t.Run("a JSON body is not a login form", func(t *testing.T) {
 		expectProblems(t, e.postJSON("/api/v1/auth/login", `{"username":"cook@example.com","password":"password123"}`),
 			"body.username", "body.password")

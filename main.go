@@ -637,16 +637,18 @@ func (a *app) cors(next http.Handler) http.Handler {
 func jsonNotFound(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, pattern := mux.Handler(r); pattern == "" {
-			// No route: h is the mux's plain-text 404 or 405. Run it
-			// against a scratch recorder to learn which, and its Allow.
+			// No route: h is the mux's plain-text 404 or 405, or a
+			// redirect to the path's clean form. Run it against a scratch
+			// recorder to learn which, and the 405's Allow.
 			scratch := &headerRecorder{header: http.Header{}}
 			h.ServeHTTP(scratch, r)
-			if allow := scratch.header.Get("Allow"); allow != "" {
-				w.Header().Set("Allow", allow)
+			if scratch.status == http.StatusNotFound || scratch.status == http.StatusMethodNotAllowed {
+				if allow := scratch.header.Get("Allow"); allow != "" {
+					w.Header().Set("Allow", allow)
+				}
+				writeError(w, &apiError{status: scratch.status, detail: http.StatusText(scratch.status)}, nil)
+				return
 			}
-			detail := http.StatusText(scratch.status)
-			writeError(w, &apiError{status: scratch.status, detail: detail}, nil)
-			return
 		}
 		mux.ServeHTTP(w, r)
 	})

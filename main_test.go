@@ -198,6 +198,13 @@ func TestUnknownPathsAndMethodsAnswerJSON(t *testing.T) {
 	t.Run("an unknown path is a JSON 404", func(t *testing.T) {
 		expectDetail(t, e.get("/no/such/page"), http.StatusNotFound, "Not Found")
 	})
+	t.Run("an unclean path is still redirected to its clean form", func(t *testing.T) {
+		resp := e.get("//no/such/page")
+		if resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusMovedPermanently ||
+			resp.Header.Get("Location") != "/no/such/page" {
+			t.Errorf("GET //no/such/page = %d Location %q, want a redirect to /no/such/page", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
 	t.Run("a wrong method is a JSON 405 that keeps the Allow header", func(t *testing.T) {
 		resp := e.serve(newRequest("DELETE", "/api/v1/auth/me", nil))
 		if allow := resp.Header.Get("Allow"); !strings.Contains(allow, "GET") {
