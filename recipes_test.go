@@ -1,0 +1,753 @@
+// recipes_test.go tests the recipe rows of the contract's first endpoint
+// table, through the real handler over a real SQLite file: reading one
+// recipe by id, searching (ignoring case, over the whole table, with '%'
+// and '_' matching themselves, and every bad parameter listed in a 422),
+// creating a recipe as the signed-in caller, the HTML home page (the ten
+// newest recipes, escaped, loading nothing from other sites), the OpenAPI
+// document (kept in step with the registered routes) and the Swagger UI
+// pages at /docs.
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// The reference's three recipes, as the contract's table has them; the
+// seeded superuser (id 1) submitted them.
+const (
+	vesuvioJSON = `{"label":"Chicken Vesuvio","source":"Serious Eats",` +
+		`"url":"http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html","id":1,"submitter_id":1}`
+)
+
+// newRecipeUser signs up a user and returns it with an access token.
+func newRecipeUser(e *testEnv, email string) (userView, string) {
+	e.t.Helper()
+	const password = "recipe-password"
+	u := e.signup(email, password)
+	return u, e.login(email, password)
+}
+
+// recipeBody is the JSON body of a create request.
+func recipeBody(label, source, link string) string {
+	b, _ := json.Marshal(map[string]string{"label": label, "source": source, "url": link})
+	return string(b)
+}
+
+// postRecipe creates a recipe as the holder of token and fails the test
+// unless that answers 201.
+func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) recipeView {
+	t.Helper()
+	resp := e.postJSON("/api/v1/recipes/", recipeBody(label, source, link), bearer(token)...)
+	expectStatus(t, resp, http.StatusCreated)
+	return decodeBody[recipeView](t, resp)
+}
+
+// readBody returns the whole body of resp.
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return string(body)
+}
+
+// searchIDs runs a search that must answer 200 and returns the ids found,
+// in the order given.
+func searchIDs(t *testing.T, e *testEnv, target string) []int64 {
+	t.Helper()
+	resp := e.get(target)
+	expectStatus(t, resp, http.StatusOK)
+	got := decodeBody[struct {
+		Results []recipeView `json:"results"`
+	}](t, resp)
+	ids := []int64{}
+	for _, r := range got.Results {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// idRange returns from, from+1, …, to.
+func idRange(from, to int64) []int64 {
+	var ids []int64
+	for id := from; id <= to; id++ {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func TestGetRecipeByID(t *testing.T) {
+	e := newTestEnv(t)
+	t.Run("a seeded recipe is served exactly as the contract's table has it", func(t *testing.T) {
+		resp := e.get("/api/v1/recipes/1")
+		expectStatus(t, resp, http.StatusOK)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET /api/v1/recipes/1: Content-Type = %q, want application/json", ct)
+		}
+		if body := readBody(t, resp); body != vesuvioJSON {
+			t.Errorf("GET /api/v1/recipes/1 = %s, want %s", body, vesuvioJSON)
+		}
+	})
+	for _, tc := range []struct {
+		name, id, detail string
+	}{
+		{"an unknown id is a 404 that names it", "7", "Recipe with ID 7 not found"},
+		{"a negative id is a 404 that names it", "-3", "Recipe with ID -3 not found"},
+		{"a zero id is a 404 that names it", "0", "Recipe with ID 0 not found"},
+		{"the largest int64 is a 404 that names it", "9223372036854775807", "Recipe with ID 9223372036854775807 not found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectDetail(t, e.get("/api/v1/recipes/"+tc.id), http.StatusNotFound, tc.detail)
+		})
+	}
+	for _, tc := range []struct {
+		name, id string
+	}{
+		{"a word is a 422 at path.recipe_id", "abc"},
+		{"a fraction is a 422 at path.recipe_id", "1.5"},
+		{"a number too big for int64 is a 422 at path.recipe_id", "9223372036854775808"},
+		{"a number far too big is a 422 at path.recipe_id", "123456789012345678901234567890"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectProblems(t, e.get("/api/v1/recipes/"+tc.id), "path.recipe_id")
+		})
+	}
+}
+
+// searchFixture is the search tests' database: the three seeded recipes
+// (ids 1–3), then these, which get ids 4 onwards in this order.
+var searchFixture = []string{
+	"Filler 01", "Filler 02", "Filler 03", "Filler 04", "Filler 05", "Filler 06", // 4–9
+	"Filler 07", "Filler 08", "Filler 09", "Filler 10", "Filler 11", // 10–14
+	"Late Gazpacho",   // 15
+	"100% rye",        // 16
+	"1000 rye",        // 17: "0% r" would match it if % were a wildcard
+	"x_y",             // 18
+	"xzy",             // 19: "x_y" would match it if _ were a wildcard
+	`back\slash`,      // 20
+	"Crème brûlée",    // 21
+	"Paprika chicken", // 22: a third chicken, after the fillers
+}
+
+func TestSearchRecipes(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "searcher@example.com")
+	for i, label := range searchFixture {
+		if got := postRecipe(t, e, token, label, "Test", "https://example.com/r").ID; got != int64(4+i) {
+			t.Fatalf("recipe %q got id %d, want %d", label, got, 4+i)
+		}
+	}
+	const lastID = 22
+
+	for _, tc := range []struct {
+		name, query string
+		want        []int64
+	}{
+		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", []int64{1, 2, 22}},
+		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", []int64{1, 2, 22}},
+		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", []int64{2}},
+		{"a keyword in the middle of a label finds it", "keyword=tofu", []int64{3}},
+		{"a keyword that matches nothing finds nothing", "keyword=zzzzz", []int64{}},
+		{"no keyword returns the first ten recipes", "", idRange(1, 10)},
+		{"no keyword returns the first max_results recipes", "max_results=3", []int64{1, 2, 3}},
+		{"max_results=100 returns every recipe", "max_results=100", idRange(1, lastID)},
+		{"max_results=1 returns one recipe", "max_results=1", []int64{1}},
+		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", []int64{4, 5}},
+		{"the default max_results is ten", "keyword=filler", idRange(4, 13)},
+		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", []int64{15}},
+		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", []int64{1, 2, 22}},
+		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), []int64{16}},
+		{"a keyword of percent signs matches no label", "keyword=" + url.QueryEscape("%%%"), []int64{}},
+		{"an underscore in a keyword matches only itself", "keyword=x_y", []int64{18}},
+		{"a keyword of underscores matches no label", "keyword=___", []int64{}},
+		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", []int64{19}},
+		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), []int64{20}},
+		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), []int64{21}},
+		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), []int64{21}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := "/api/v1/recipes/search/?" + tc.query
+			if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
+				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
+			}
+		})
+	}
+
+	t.Run("the search without the trailing slash answers the same", func(t *testing.T) {
+		for _, query := range []string{"", "keyword=chicken&max_results=10", "max_results=3", "keyword=ab"} {
+			with := e.get("/api/v1/recipes/search/?" + query)
+			without := e.get("/api/v1/recipes/search?" + query)
+			a, b := readBody(t, with), readBody(t, without)
+			if with.StatusCode != without.StatusCode || a != b {
+				t.Errorf("GET /api/v1/recipes/search?%s = %d %s, want %d %s as with the slash",
+					query, without.StatusCode, b, with.StatusCode, a)
+			}
+		}
+		if got := searchIDs(t, e, "/api/v1/recipes/search?keyword=chicken"); !slices.Equal(got, []int64{1, 2, 22}) {
+			t.Errorf("GET /api/v1/recipes/search?keyword=chicken = ids %v, want [1 2 22]", got)
+		}
+	})
+
+	t.Run("each result is a whole recipe", func(t *testing.T) {
+		resp := e.get("/api/v1/recipes/search/?keyword=vesuvio")
+		expectStatus(t, resp, http.StatusOK)
+		want := `{"results":[` + vesuvioJSON + `]}`
+		if body := readBody(t, resp); body != want {
+			t.Errorf("GET /api/v1/recipes/search/?keyword=vesuvio = %s, want %s", body, want)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, query string
+		wantLocs    []string
+	}{
+		{"a keyword under three characters is a 422", "keyword=ab", []string{"query.keyword"}},
+		{"an empty keyword is a 422", "keyword=", []string{"query.keyword"}},
+		{"two non-ASCII characters are too short a keyword", "keyword=" + url.QueryEscape("éé"), []string{"query.keyword"}},
+		{"max_results=0 is a 422", "max_results=0", []string{"query.max_results"}},
+		{"max_results=101 is a 422", "max_results=101", []string{"query.max_results"}},
+		{"max_results=-1 is a 422", "max_results=-1", []string{"query.max_results"}},
+		{"a max_results that is not a number is a 422", "max_results=abc", []string{"query.max_results"}},
+		{"a fractional max_results is a 422", "max_results=1.5", []string{"query.max_results"}},
+		{"an empty max_results is a 422", "max_results=", []string{"query.max_results"}},
+		{"a bad keyword and a bad max_results are both listed", "keyword=ab&max_results=0", []string{"query.keyword", "query.max_results"}},
+		{"a bad keyword and an unparsable max_results are both listed", "keyword=x&max_results=abc", []string{"query.keyword", "query.max_results"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectProblems(t, e.get("/api/v1/recipes/search/?"+tc.query), tc.wantLocs...)
+		})
+	}
+}
+
+func TestCreateRecipe(t *testing.T) {
+	e := newTestEnv(t)
+	cook, token := newRecipeUser(e, "cook@example.com")
+	other, _ := newRecipeUser(e, "other@example.com")
+
+	// recipeCount is how many recipes there are (fewer than 100 here).
+	recipeCount := func(t *testing.T) int {
+		t.Helper()
+		return len(searchIDs(t, e, "/api/v1/recipes/search/?max_results=100"))
+	}
+
+	t.Run("a signed-in user creates a recipe as themselves", func(t *testing.T) {
+		resp := e.postJSON("/api/v1/recipes/",
+			recipeBody("Pasta e ceci", "Marcella", "https://example.com/pasta-e-ceci"), bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("POST /api/v1/recipes/: Content-Type = %q, want application/json", ct)
+		}
+		body := readBody(t, resp)
+		want := fmt.Sprintf(`{"label":"Pasta e ceci","source":"Marcella","url":"https://example.com/pasta-e-ceci","id":4,"submitter_id":%d}`, cook.ID)
+		if body != want {
+			t.Fatalf("POST /api/v1/recipes/ = %s, want %s", body, want)
+		}
+		read := e.get("/api/v1/recipes/4")
+		expectStatus(t, read, http.StatusOK)
+		if got := readBody(t, read); got != want {
+			t.Errorf("GET /api/v1/recipes/4 = %s, want the created recipe %s", got, want)
+		}
+	})
+
+	t.Run("a submitter_id equal to the caller's id is fine", func(t *testing.T) {
+		body := fmt.Sprintf(`{"label":"Mine","source":"Me","url":"http://example.com/mine","submitter_id":%d}`, cook.ID)
+		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+		if got := decodeBody[recipeView](t, resp); got.SubmitterID != cook.ID || got.Label != "Mine" {
+			t.Errorf("POST /api/v1/recipes/ = %+v, want label Mine by %d", got, cook.ID)
+		}
+	})
+
+	t.Run("a null submitter_id means the caller", func(t *testing.T) {
+		body := `{"label":"Null submitter","source":"Me","url":"http://example.com/n","submitter_id":null}`
+		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+		if got := decodeBody[recipeView](t, resp); got.SubmitterID != cook.ID {
+			t.Errorf("POST /api/v1/recipes/ submitter_id = %d, want %d", got.SubmitterID, cook.ID)
+		}
+	})
+
+	t.Run("a submitter_id naming someone else is a 403 and creates nothing", func(t *testing.T) {
+		before := recipeCount(t)
+		for _, id := range []int64{other.ID, 1, 999} {
+			body := fmt.Sprintf(`{"label":"Forged","source":"X","url":"http://example.com/f","submitter_id":%d}`, id)
+			expectDetail(t, e.postJSON("/api/v1/recipes/", body, bearer(token)...),
+				http.StatusForbidden, "You can only submit recipes as yourself")
+		}
+		if after := recipeCount(t); after != before {
+			t.Errorf("recipes = %d after refused creates, want %d", after, before)
+		}
+		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=forged"); len(got) != 0 {
+			t.Errorf("GET /api/v1/recipes/search/?keyword=forged = ids %v, want none", got)
+		}
+	})
+
+	t.Run("no token is a 401 Not authenticated that asks for a bearer token and creates nothing", func(t *testing.T) {
+		before := recipeCount(t)
+		for _, header := range [][]string{nil, {"Authorization", "Basic Og=="}, {"Authorization", ""}} {
+			resp := e.postJSON("/api/v1/recipes/", recipeBody("Anon", "X", "http://example.com/a"), header...)
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("POST /api/v1/recipes/ with %q: WWW-Authenticate = %q, want Bearer", header, got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		}
+		if after := recipeCount(t); after != before {
+			t.Errorf("recipes = %d after unauthenticated creates, want %d", after, before)
+		}
+	})
+
+	t.Run("a bad token is a 401 Could not validate credentials and creates nothing", func(t *testing.T) {
+		before := recipeCount(t)
+		for _, bad := range []string{"not-a-token", token + "x", token[:len(token)-2], ""} {
+			resp := e.postJSON("/api/v1/recipes/", recipeBody("Bad token", "X", "http://example.com/b"), bearer(bad)...)
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("POST /api/v1/recipes/ with token %q: WWW-Authenticate = %q, want Bearer", bad, got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
+		}
+		if after := recipeCount(t); after != before {
+			t.Errorf("recipes = %d after creates with bad tokens, want %d", after, before)
+		}
+	})
+
+	long := strings.Repeat("a", 257)
+	exact := strings.Repeat("b", 256)
+	urlOf := func(n int) string { return "https://example.com/" + strings.Repeat("u", n-len("https://example.com/")) }
+	for _, tc := range []struct {
+		name, body string
+		wantLocs   []string
+	}{
+		{"a missing label is a 422", `{"source":"X","url":"http://example.com/x"}`, []string{"body.label"}},
+		{"a null label is a 422", `{"label":null,"source":"X","url":"http://example.com/x"}`, []string{"body.label"}},
+		{"a label that is not a string is a 422", `{"label":42,"source":"X","url":"http://example.com/x"}`, []string{"body.label"}},
+		{"a missing url is a 422", `{"label":"L","source":"X"}`, []string{"body.url"}},
+		{"a missing source is a 422", `{"label":"L","url":"http://example.com/x"}`, []string{"body.source"}},
+		{"a javascript: url is a 422", recipeBody("L", "X", "javascript:alert(1)"), []string{"body.url"}},
+		{"an ftp url is a 422", recipeBody("L", "X", "ftp://x.com/a"), []string{"body.url"}},
+		{"a relative url is a 422", recipeBody("L", "X", "/relative"), []string{"body.url"}},
+		{"an http url with no host is a 422", recipeBody("L", "X", "http://"), []string{"body.url"}},
+		{"a url with no scheme is a 422", recipeBody("L", "X", "example.com/a"), []string{"body.url"}},
+		{"an empty url is a 422", recipeBody("L", "X", ""), []string{"body.url"}},
+		{"a label over 256 characters is a 422", recipeBody(long, "X", "http://example.com/x"), []string{"body.label"}},
+		{"a source over 256 characters is a 422", recipeBody("L", long, "http://example.com/x"), []string{"body.source"}},
+		{"a url over 256 characters is a 422", recipeBody("L", "X", urlOf(257)), []string{"body.url"}},
+		{"a submitter_id that is not a number is a 422", `{"label":"L","source":"X","url":"http://example.com/x","submitter_id":"me"}`, []string{"body.submitter_id"}},
+		{"several bad fields are all listed", `{"source":"` + long + `","url":"javascript:alert(1)","submitter_id":"me"}`,
+			[]string{"body.label", "body.source", "body.url", "body.submitter_id"}},
+		{"a body that is not JSON is a 422 at body", `{"label": "L",`, []string{"body"}},
+		{"an empty body is a 422 at body", ``, []string{"body"}},
+		{"a JSON array is a 422 at body", `[{"label":"L","source":"X","url":"http://example.com/x"}]`, []string{"body"}},
+		{"a JSON null is a 422 at body", `null`, []string{"body"}},
+		{"a JSON string is a 422 at body", `"label"`, []string{"body"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := recipeCount(t)
+			expectProblems(t, e.postJSON("/api/v1/recipes/", tc.body, bearer(token)...), tc.wantLocs...)
+			if after := recipeCount(t); after != before {
+				t.Errorf("recipes = %d after a refused create, want %d", after, before)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name, label, source, link string
+	}{
+		{"a label of exactly 256 characters is fine", exact, "X", "http://example.com/x"},
+		{"a source of exactly 256 characters is fine", "L", exact, "http://example.com/x"},
+		{"a url of exactly 256 characters is fine", "L", "X", urlOf(256)},
+		{"256 characters are counted as characters, not bytes", strings.Repeat("é", 256), strings.Repeat("ü", 256), "http://example.com/x"},
+		{"an empty source is fine", "L", "", "http://example.com/x"},
+		{"an https url with a port, query and fragment is fine", "L", "X", "https://example.com:8443/a/b?c=d#e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := postRecipe(t, e, token, tc.label, tc.source, tc.link)
+			if got.Label != tc.label || got.Source != tc.source || got.URL != tc.link || got.SubmitterID != cook.ID {
+				t.Errorf("POST /api/v1/recipes/ = %+v, want the fields echoed and submitter_id %d", got, cook.ID)
+			}
+		})
+	}
+
+	t.Run("a body over 1 MiB is a 413", func(t *testing.T) {
+		before := recipeCount(t)
+		body := recipeBody(strings.Repeat("a", 1<<20), "X", "http://example.com/x")
+		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
+		expectStatus(t, resp, http.StatusRequestEntityTooLarge)
+		if got := decodeBody[map[string]any](t, resp); got["detail"] == nil || got["detail"] == "" {
+			t.Errorf("POST /api/v1/recipes/ (over 1 MiB) = %v, want a detail", got)
+		}
+		if after := recipeCount(t); after != before {
+			t.Errorf("recipes = %d after a refused create, want %d", after, before)
+		}
+	})
+
+	t.Run("unknown fields are ignored, and id and submitter cannot be chosen", func(t *testing.T) {
+		body := `{"label":"Extra","source":"X","url":"http://example.com/e","id":999,` +
+			`"rating":5,"is_superuser":true,"tags":["a"],"owner":{"id":1}}`
+		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+		got := decodeBody[recipeView](t, resp)
+		if got.ID == 999 || got.Label != "Extra" || got.SubmitterID != cook.ID {
+			t.Errorf("POST /api/v1/recipes/ = %+v, want a new id, label Extra, submitter %d", got, cook.ID)
+		}
+		expectDetail(t, e.get("/api/v1/recipes/999"), http.StatusNotFound, "Recipe with ID 999 not found")
+	})
+}
+
+// homeItem is one recipe as the home page lists it, unescaped.
+type homeItem struct{ link, label, source string }
+
+var homeItemPattern = regexp.MustCompile(`<li><a href="([^"]*)" rel="[^"]*">([^<]*)</a> <span class="source">from ([^<]*)</span></li>`)
+
+// homeItems returns the recipes listed on a home page, in page order.
+func homeItems(page string) []homeItem {
+	var items []homeItem
+	for _, m := range homeItemPattern.FindAllStringSubmatch(page, -1) {
+		items = append(items, homeItem{html.UnescapeString(m[1]), html.UnescapeString(m[2]), html.UnescapeString(m[3])})
+	}
+	return items
+}
+
+// attributeURLs returns every src, href, action, srcset, poster, data and
+// formaction attribute value in page, unescaped.
+func attributeURLs(page string) map[string][]string {
+	found := map[string][]string{}
+	re := regexp.MustCompile(`(?i)\s(src|href|action|srcset|poster|data|formaction)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)`)
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		name := strings.ToLower(m[1])
+		found[name] = append(found[name], html.UnescapeString(strings.Trim(m[2], `"'`)))
+	}
+	return found
+}
+
+// expectNoOtherSiteInPolicy fails unless the Content-Security-Policy
+// denies by default and every source it allows is a keyword or hash
+// ('self', 'none', 'sha256-…') or data:, never a scheme, host or wildcard.
+func expectNoOtherSiteInPolicy(t *testing.T, target, csp string) {
+	t.Helper()
+	if !strings.HasPrefix(csp, "default-src 'none'") {
+		t.Errorf("GET %s: Content-Security-Policy = %q, want default-src 'none'", target, csp)
+	}
+	for _, directive := range strings.Split(csp, ";") {
+		fields := strings.Fields(directive)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, source := range fields[1:] {
+			safe := source == "'self'" || source == "'none'" || source == "data:" ||
+				strings.HasPrefix(source, "'sha256-") || strings.HasPrefix(source, "'sha384-") || strings.HasPrefix(source, "'sha512-")
+			if !safe {
+				t.Errorf("GET %s: Content-Security-Policy %s allows %q; want no other site", target, fields[0], source)
+			}
+		}
+	}
+}
+
+func TestHomePage(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "home@example.com")
+
+	t.Run("the seeded recipes are listed, newest first", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		var labels []string
+		for _, it := range homeItems(readBody(t, resp)) {
+			labels = append(labels, it.label)
+		}
+		want := []string{"Cauliflower and Tofu Curry Recipe", "Chicken Paprikash", "Chicken Vesuvio"}
+		if !slices.Equal(labels, want) {
+			t.Errorf("GET / lists %q, want %q", labels, want)
+		}
+	})
+
+	// Twelve more: ids 4–15.
+	var created []recipeView
+	for i := 1; i <= 12; i++ {
+		created = append(created, postRecipe(t, e, token,
+			fmt.Sprintf("Home dish %02d", i), fmt.Sprintf("Kitchen %02d", i), fmt.Sprintf("https://example.com/dish/%02d", i)))
+	}
+
+	t.Run("it is HTML listing the ten newest recipes, newest first", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("GET /: Content-Type = %q, want text/html", ct)
+		}
+		page := readBody(t, resp)
+		var want []homeItem
+		for i := 11; i >= 2; i-- {
+			r := created[i]
+			want = append(want, homeItem{r.URL, r.Label, r.Source})
+		}
+		if got := homeItems(page); !slices.Equal(got, want) {
+			t.Errorf("GET / lists\n%q\nwant\n%q", got, want)
+		}
+		for _, older := range []string{"Home dish 01", "Home dish 02", "Chicken Vesuvio", "Chicken Paprikash", "Cauliflower"} {
+			if strings.Contains(page, older) {
+				t.Errorf("GET / shows %q, which is older than the ten newest", older)
+			}
+		}
+	})
+
+	t.Run("everything user-written is escaped", func(t *testing.T) {
+		label := `<script>alert(1)</script>`
+		source := `Tom "&" Jerry's <b>kitchen</b>`
+		link := `https://example.com/?q="><script>alert(2)</script>`
+		postRecipe(t, e, token, label, source, link)
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		page := readBody(t, resp)
+		for _, raw := range []string{"<script", "</script>", "<b>", `"&"`, `q="`} {
+			if strings.Contains(page, raw) {
+				t.Errorf("GET / contains the raw text %q", raw)
+			}
+		}
+		items := homeItems(page)
+		if len(items) == 0 || items[0].label != label || items[0].source != source {
+			t.Fatalf("GET / first item = %+v, want label %q and source %q, escaped", items, label, source)
+		}
+		if u, err := url.Parse(items[0].link); err != nil || u.Host != "example.com" || u.Query().Get("q") != `"><script>alert(2)</script>` {
+			t.Errorf("GET / first link = %q, want %q, escaped", items[0].link, link)
+		}
+	})
+
+	t.Run("its policy allows only its own inline style and no other site", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		csp := resp.Header.Get("Content-Security-Policy")
+		expectNoOtherSiteInPolicy(t, "/", csp)
+		if strings.Contains(csp, "script-src") {
+			t.Errorf("GET /: Content-Security-Policy = %q, want no script allowed", csp)
+		}
+		page := readBody(t, resp)
+		_, rest, _ := strings.Cut(page, "<style>")
+		css, _, found := strings.Cut(rest, "</style>")
+		if !found {
+			t.Fatalf("GET / has no <style> element")
+		}
+		sum := sha256.Sum256([]byte(css))
+		hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if !strings.Contains(csp, "style-src "+hash) {
+			t.Errorf("GET /: Content-Security-Policy = %q, want style-src %s, the hash of the served <style>", csp, hash)
+		}
+	})
+
+	t.Run("the page references no other site", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		page := readBody(t, resp)
+		recipeLinks := map[string]bool{}
+		for _, it := range homeItems(page) {
+			recipeLinks[it.link] = true
+		}
+		attrs := attributeURLs(page)
+		for name, values := range attrs {
+			if name != "href" {
+				t.Errorf("GET / has %s=%q; want no attribute that loads anything", name, values)
+			}
+		}
+		for _, href := range attrs["href"] {
+			if href != "/docs" && !recipeLinks[href] {
+				t.Errorf("GET / links to %q, which is neither /docs nor a recipe", href)
+			}
+		}
+		lower := strings.ToLower(page)
+		for _, tag := range []string{"<link", "<script", "<img", "<iframe", "<object", "<embed", "@import", "url(", "<base", "<meta http-equiv"} {
+			if strings.Contains(lower, tag) {
+				t.Errorf("GET / contains %q", tag)
+			}
+		}
+	})
+}
+
+// routeRecorder is a routeRegistrar that only collects the patterns.
+type routeRecorder struct{ patterns []string }
+
+func (r *routeRecorder) Handle(pattern string, _ http.Handler) {
+	r.patterns = append(r.patterns, pattern)
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	e := newTestEnv(t)
+	resp := e.get("/api/v1/openapi.json")
+	expectStatus(t, resp, http.StatusOK)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("GET /api/v1/openapi.json: Content-Type = %q, want application/json", ct)
+	}
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			SecuritySchemes map[string]struct {
+				Type  string `json:"type"`
+				Flows struct {
+					Password *struct {
+						TokenURL string `json:"tokenUrl"`
+					} `json:"password"`
+				} `json:"flows"`
+			} `json:"securitySchemes"`
+		} `json:"components"`
+	}
+	body := readBody(t, resp)
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("GET /api/v1/openapi.json is not JSON: %v", err)
+	}
+
+	t.Run("it is an OpenAPI 3 document", func(t *testing.T) {
+		if !strings.HasPrefix(doc.OpenAPI, "3") {
+			t.Errorf("GET /api/v1/openapi.json: openapi = %q, want 3.x", doc.OpenAPI)
+		}
+	})
+
+	t.Run("it has an OAuth2 password flow whose tokenUrl is the login route", func(t *testing.T) {
+		found := false
+		for name, s := range doc.Components.SecuritySchemes {
+			if s.Type == "oauth2" && s.Flows.Password != nil {
+				found = true
+				if s.Flows.Password.TokenURL != "/api/v1/auth/login" {
+					t.Errorf("security scheme %s: tokenUrl = %q, want /api/v1/auth/login", name, s.Flows.Password.TokenURL)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("GET /api/v1/openapi.json has no OAuth2 password flow")
+		}
+	})
+
+	t.Run("the document and the registered routes are in step", func(t *testing.T) {
+		// routes only builds closures, so a zero app will do.
+		var rec routeRecorder
+		(&app{}).routes(&rec)
+		if len(rec.patterns) == 0 {
+			t.Fatal("routes registered nothing")
+		}
+		undocumented := map[string]bool{
+			"GET /api/v1/openapi.json": true,
+			"GET /docs":                true,
+			"GET /docs/{file}":         true,
+		}
+		methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true,
+			"options": true, "head": true, "patch": true, "trace": true}
+
+		registered := map[string]bool{}
+		for _, pattern := range rec.patterns {
+			method, path, ok := strings.Cut(pattern, " ")
+			if !ok {
+				t.Errorf("route %q has no method", pattern)
+				continue
+			}
+			path = strings.TrimSuffix(path, "{$}")
+			route := method + " " + path
+			registered[route] = true
+			if undocumented[route] {
+				continue
+			}
+			if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+				t.Errorf("route %s is not documented in openapi.json", route)
+			}
+		}
+		for route := range undocumented {
+			if !registered[route] {
+				t.Errorf("allow-listed undocumented route %s is not registered; drop it from the list", route)
+			}
+		}
+		var documented []string
+		for path, item := range doc.Paths {
+			for method := range item {
+				if methods[method] {
+					documented = append(documented, strings.ToUpper(method)+" "+path)
+				}
+			}
+		}
+		sort.Strings(documented)
+		for _, route := range documented {
+			if !registered[route] {
+				t.Errorf("openapi.json documents %s, which is not a registered route", route)
+			}
+		}
+	})
+}
+
+func TestDocs(t *testing.T) {
+	e := newTestEnv(t)
+	resp := e.get("/docs")
+	expectStatus(t, resp, http.StatusOK)
+	page := readBody(t, resp)
+	csp := resp.Header.Get("Content-Security-Policy")
+
+	t.Run("it is HTML that loads Swagger UI from this site", func(t *testing.T) {
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("GET /docs: Content-Type = %q, want text/html", ct)
+		}
+		srcs := attributeURLs(page)["src"]
+		for _, want := range []string{"/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"} {
+			if !slices.Contains(srcs, want) {
+				t.Errorf("GET /docs loads scripts %q, want %s among them", srcs, want)
+			}
+		}
+		for name, values := range attributeURLs(page) {
+			for _, v := range values {
+				if !strings.HasPrefix(v, "/docs/") {
+					t.Errorf("GET /docs has %s=%q, want only this site's /docs/ files", name, v)
+				}
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		path      string
+		wantTypes []string // the Content-Type starts with one of these
+	}{
+		{"/docs/swagger-ui-bundle.js", []string{"text/javascript", "application/javascript"}},
+		{"/docs/swagger-initializer.js", []string{"text/javascript", "application/javascript"}},
+		{"/docs/swagger-ui.css", []string{"text/css"}},
+	} {
+		t.Run(tc.path+" is served with its content type", func(t *testing.T) {
+			resp := e.get(tc.path)
+			expectStatus(t, resp, http.StatusOK)
+			ct := resp.Header.Get("Content-Type")
+			if !slices.ContainsFunc(tc.wantTypes, func(want string) bool { return strings.HasPrefix(ct, want) }) {
+				t.Errorf("GET %s: Content-Type = %q, want one of %q", tc.path, ct, tc.wantTypes)
+			}
+			if body := readBody(t, resp); len(body) == 0 {
+				t.Errorf("GET %s has an empty body", tc.path)
+			}
+		})
+	}
+
+	t.Run("the initializer reads this site's document and calls no other site", func(t *testing.T) {
+		resp := e.get("/docs/swagger-initializer.js")
+		expectStatus(t, resp, http.StatusOK)
+		js := readBody(t, resp)
+		if !strings.Contains(js, `"/api/v1/openapi.json"`) {
+			t.Errorf("GET /docs/swagger-initializer.js does not load /api/v1/openapi.json")
+		}
+		if strings.Contains(js, "://") {
+			t.Errorf("GET /docs/swagger-initializer.js names another site")
+		}
+	})
+
+	t.Run("an unknown file is a JSON 404", func(t *testing.T) {
+		expectDetail(t, e.get("/docs/nope.js"), http.StatusNotFound, "Not Found")
+		expectDetail(t, e.get("/docs/README.md"), http.StatusNotFound, "Not Found")
+	})
+
+	t.Run("its policy runs only this site's scripts and allows no other site", func(t *testing.T) {
+		expectNoOtherSiteInPolicy(t, "/docs", csp)
+		if !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET /docs: Content-Security-Policy = %q, want script-src 'self'", csp)
+		}
+	})
+}

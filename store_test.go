@@ -1,0 +1,782 @@
+// store_test.go tests the database layer and the contract rows that rest on
+// it: a database that the Python reference made is migrated in place and
+// keeps its users, passwords, recipes and ids, and nothing is seeded into
+// it; two emails that differ only in case stop the migration with a message
+// naming them and change nothing; migrating is idempotent, and a database
+// newer than the program is refused; schema.sql's migrations must be
+// numbered in order; a fresh database is seeded once, with the contract's
+// three recipes; emails are unique ignoring case even under racing signups;
+// many concurrent writers never see "database is locked"; the file is
+// private to its owner; and the token secret kept in the database is stable.
+// Every test runs on a real SQLite file in t.TempDir().
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// referenceDDL is the schema the reference's Alembic revision ec46ad7fc181
+// creates in SQLite, written out by hand so that the test does not depend
+// on our schema.sql.
+var referenceDDL = []string{
+	`CREATE TABLE user (
+		id INTEGER NOT NULL,
+		first_name VARCHAR(256),
+		surname VARCHAR(256),
+		email VARCHAR NOT NULL,
+		is_superuser BOOLEAN,
+		hashed_password VARCHAR NOT NULL,
+		PRIMARY KEY (id)
+	)`,
+	`CREATE INDEX ix_user_email ON user (email)`,
+	`CREATE INDEX ix_user_id ON user (id)`,
+	`CREATE TABLE recipe (
+		id INTEGER NOT NULL,
+		label VARCHAR(256) NOT NULL,
+		url VARCHAR(256),
+		source VARCHAR(256),
+		submitter_id INTEGER,
+		PRIMARY KEY (id),
+		FOREIGN KEY(submitter_id) REFERENCES user (id)
+	)`,
+	`CREATE INDEX ix_recipe_id ON recipe (id)`,
+	`CREATE INDEX ix_recipe_url ON recipe (url)`,
+	`CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)`,
+	`INSERT INTO alembic_version (version_num) VALUES ('ec46ad7fc181')`,
+}
+
+// passlibHash hashes password as passlib writes it: bcrypt with the $2b$
+// prefix (the same algorithm as Go's $2a$).
+func passlibHash(t *testing.T, password string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), testBcryptCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(hash), "$2a$") {
+		t.Fatalf("bcrypt hash %q does not start with $2a$", hash)
+	}
+	return "$2b$" + strings.TrimPrefix(string(hash), "$2a$")
+}
+
+// openRawDB opens the database file directly, as another program would.
+func openRawDB(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// execAll runs statements on db, failing the test at the first error.
+func execAll(t *testing.T, db *sql.DB, statements ...string) {
+	t.Helper()
+	for _, s := range statements {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// makeReferenceDB creates, at path, a database as the reference makes it,
+// then runs rows (its INSERTs), and closes it.
+func makeReferenceDB(t *testing.T, path string, rows ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	execAll(t, db, referenceDDL...)
+	execAll(t, db, rows...)
+}
+
+// dump returns every row query yields, one line per row, for comparing a
+// table before and after.
+func dump(t *testing.T, db *sql.DB, query string) string {
+	t.Helper()
+	rows, err := db.Query(query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for rows.Next() {
+		values := make([]any, len(cols))
+		pointers := make([]any, len(cols))
+		for i := range values {
+			pointers[i] = &values[i]
+		}
+		if err := rows.Scan(pointers...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range values {
+			if b, ok := v.([]byte); ok {
+				values[i] = string(b)
+			}
+		}
+		fmt.Fprintf(&out, "%q\n", values)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+// dumpAll is every row of the reference's tables.
+func dumpAll(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	return dump(t, db, "SELECT * FROM user ORDER BY id") +
+		dump(t, db, "SELECT * FROM recipe ORDER BY id") +
+		dump(t, db, "SELECT * FROM alembic_version ORDER BY version_num")
+}
+
+// schemaOf is the database's whole schema.
+func schemaOf(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	return dump(t, db, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+}
+
+func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// knownMigrations is how many migrations schema.sql holds.
+func knownMigrations(t *testing.T) int {
+	t.Helper()
+	migrations, err := parseMigrations(schemaSQL)
+	if err != nil {
+		t.Fatalf("parseMigrations(schema.sql): %v", err)
+	}
+	return len(migrations)
+}
+
+// testConfig is the configuration newTestEnv uses, on the database at path.
+func testConfig(path string) config {
+	return config{
+		dbPath:                 path,
+		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
+		accessTokenLifetime:    time.Hour,
+		bcryptCost:             testBcryptCost,
+		firstSuperuser:         "admin@recipeapi.com",
+		firstSuperuserPassword: adminPassword,
+	}
+}
+
+func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reference.db")
+	makeReferenceDB(t, path,
+		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+			VALUES (7, 'Old', 'Timer', 'Old.Timer@example.com', 0, '%s')`, passlibHash(t, "old-password")),
+		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+			VALUES (9, NULL, NULL, 'chef@example.com', 1, '%s')`, passlibHash(t, "chef-password")),
+		`INSERT INTO recipe (id, label, url, source, submitter_id)
+			VALUES (5, 'Old Soup', 'http://example.com/soup', 'Grandma', 7)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id)
+			VALUES (12, 'Old Bread', 'https://example.com/bread', 'Chef', 9)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id)
+			VALUES (13, 'Bare', NULL, NULL, NULL)`,
+	)
+	raw := openRawDB(t, path)
+	before := dumpAll(t, raw)
+
+	e := startTestEnv(t, testConfig(path), time.Now)
+
+	t.Run("every row is still there, unchanged", func(t *testing.T) {
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+
+	t.Run("nothing was seeded", func(t *testing.T) {
+		if n := queryInt(t, raw, "SELECT count(*) FROM user"); n != 2 {
+			t.Errorf("users = %d, want the reference's 2", n)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE email = 'admin@recipeapi.com' COLLATE NOCASE"); n != 0 {
+			t.Errorf("admin users = %d, want 0", n)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM recipe"); n != 3 {
+			t.Errorf("recipes = %d, want the reference's 3", n)
+		}
+		expectDetail(t, e.get("/api/v1/recipes/1"), http.StatusNotFound, "Recipe with ID 1 not found")
+		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
+		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+	})
+
+	t.Run("user_version is the number of migrations", func(t *testing.T) {
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
+		}
+	})
+
+	t.Run("the old user logs in with the old password", func(t *testing.T) {
+		for _, email := range []string{"Old.Timer@example.com", "old.timer@EXAMPLE.com"} {
+			token := e.login(email, "old-password")
+			resp := e.get("/api/v1/auth/me", bearer(token)...)
+			expectStatus(t, resp, http.StatusOK)
+			got := decodeBody[userView](t, resp)
+			if got.ID != 7 || got.Email != "Old.Timer@example.com" || got.IsSuperuser ||
+				got.FirstName == nil || *got.FirstName != "Old" || got.Surname == nil || *got.Surname != "Timer" {
+				t.Errorf("GET /api/v1/auth/me = %+v, want the reference's user 7", got)
+			}
+		}
+		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"Old.Timer@example.com"}, "password": {"wrong-password"}})
+		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+	})
+
+	t.Run("the old superuser is still a superuser", func(t *testing.T) {
+		resp := e.get("/api/v1/auth/me", bearer(e.login("chef@example.com", "chef-password"))...)
+		expectStatus(t, resp, http.StatusOK)
+		if got := decodeBody[userView](t, resp); got.ID != 9 || !got.IsSuperuser || got.FirstName != nil {
+			t.Errorf("GET /api/v1/auth/me = %+v, want the reference's superuser 9", got)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, id, want string
+	}{
+		{"a recipe is served with its old id", "5",
+			`{"label":"Old Soup","source":"Grandma","url":"http://example.com/soup","id":5,"submitter_id":7}`},
+		{"another recipe is served with its old id", "12",
+			`{"label":"Old Bread","source":"Chef","url":"https://example.com/bread","id":12,"submitter_id":9}`},
+		{"a recipe with no source, url or submitter is still served", "13",
+			`{"label":"Bare","source":"","url":"","id":13,"submitter_id":0}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.get("/api/v1/recipes/" + tc.id)
+			expectStatus(t, resp, http.StatusOK)
+			if body := readBody(t, resp); body != tc.want {
+				t.Errorf("GET /api/v1/recipes/%s = %s, want %s", tc.id, body, tc.want)
+			}
+		})
+	}
+
+	t.Run("the old recipes are found by search, in id order", func(t *testing.T) {
+		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=old"); !slices.Equal(got, []int64{5, 12}) {
+			t.Errorf("GET /api/v1/recipes/search/?keyword=old = ids %v, want [5 12]", got)
+		}
+	})
+
+	t.Run("a new recipe's id follows the old ones", func(t *testing.T) {
+		token := e.login("Old.Timer@example.com", "old-password")
+		if got := postRecipe(t, e, token, "New Stew", "Me", "http://example.com/stew"); got.ID != 14 || got.SubmitterID != 7 {
+			t.Errorf("POST /api/v1/recipes/ = id %d by %d, want id 14 by 7", got.ID, got.SubmitterID)
+		}
+	})
+}
+
+func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reference.db")
+	hash := passlibHash(t, "some-password")
+	makeReferenceDB(t, path,
+		fmt.Sprintf(`INSERT INTO user (id, email, is_superuser, hashed_password) VALUES (1, 'A@x.com', 0, '%s')`, hash),
+		fmt.Sprintf(`INSERT INTO user (id, email, is_superuser, hashed_password) VALUES (2, 'b@x.com', 0, '%s')`, hash),
+		fmt.Sprintf(`INSERT INTO user (id, email, is_superuser, hashed_password) VALUES (3, 'a@x.com', 0, '%s')`, hash),
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (1, 'Soup', 'http://x.com/s', 'A', 1)`,
+	)
+	raw := openRawDB(t, path)
+	rowsBefore, schemaBefore := dumpAll(t, raw), schemaOf(t, raw)
+
+	st, err := openStore(t.Context(), path)
+	if err == nil {
+		st.close()
+		t.Fatal("openStore succeeded on a database with A@x.com and a@x.com, want an error naming them")
+	}
+
+	t.Run("the error names both emails", func(t *testing.T) {
+		msg := err.Error()
+		if !strings.Contains(msg, "A@x.com") || !strings.Contains(msg, "a@x.com") {
+			t.Errorf("openStore error = %q, want both A@x.com and a@x.com named", msg)
+		}
+		if strings.Contains(msg, "b@x.com") {
+			t.Errorf("openStore error = %q names b@x.com, which has no twin", msg)
+		}
+		if strings.Contains(msg, "\n") {
+			t.Errorf("openStore error = %q, want one line", msg)
+		}
+	})
+
+	t.Run("the database is unchanged", func(t *testing.T) {
+		if v := queryInt(t, raw, "PRAGMA user_version"); v != 0 {
+			t.Errorf("PRAGMA user_version = %d, want 0", v)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'user_email_nocase'"); n != 0 {
+			t.Errorf("index user_email_nocase exists, want none")
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'app_setting'"); n != 0 {
+			t.Errorf("table app_setting exists, want none")
+		}
+		if after := schemaOf(t, raw); after != schemaBefore {
+			t.Errorf("schema after the refused migration:\n%s\nwant, as before:\n%s", after, schemaBefore)
+		}
+		if after := dumpAll(t, raw); after != rowsBefore {
+			t.Errorf("rows after the refused migration:\n%s\nwant, as before:\n%s", after, rowsBefore)
+		}
+	})
+
+	t.Run("once one of the pair is changed, the migration goes through", func(t *testing.T) {
+		execAll(t, raw, `UPDATE user SET email = 'a2@x.com' WHERE id = 3`)
+		st, err := openStore(t.Context(), path)
+		if err != nil {
+			t.Fatalf("openStore after fixing the pair: %v", err)
+		}
+		st.close()
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
+		}
+	})
+}
+
+func TestMigrations(t *testing.T) {
+	t.Run("migrating twice is a no-op", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "twice.db")
+		st, err := openStore(t.Context(), path)
+		if err != nil {
+			t.Fatalf("first openStore: %v", err)
+		}
+		st.close()
+		raw := openRawDB(t, path)
+		schema := schemaOf(t, raw)
+		st, err = openStore(t.Context(), path)
+		if err != nil {
+			t.Fatalf("second openStore: %v", err)
+		}
+		st.close()
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d after two opens, want %d", got, want)
+		}
+		if after := schemaOf(t, raw); after != schema {
+			t.Errorf("schema after the second open:\n%s\nwant, as after the first:\n%s", after, schema)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM alembic_version"); n != 1 {
+			t.Errorf("alembic_version rows = %d, want 1", n)
+		}
+	})
+
+	t.Run("a database newer than the program is refused", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "newer.db")
+		st, err := openStore(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.close()
+		newer := knownMigrations(t) + 1
+		raw := openRawDB(t, path)
+		execAll(t, raw, "PRAGMA user_version = "+strconv.Itoa(newer))
+
+		st, err = openStore(t.Context(), path)
+		if err == nil {
+			st.close()
+			t.Fatalf("openStore on a database at version %d succeeded, want an error", newer)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "newer") || !strings.Contains(msg, strconv.Itoa(newer)) {
+			t.Errorf("openStore error = %q, want it to say version %d is newer than this program knows", msg, newer)
+		}
+		if v := queryInt(t, raw, "PRAGMA user_version"); v != newer {
+			t.Errorf("PRAGMA user_version = %d after the refusal, want %d unchanged", v, newer)
+		}
+	})
+}
+
+func TestParseMigrations(t *testing.T) {
+	section := func(n int) string {
+		return fmt.Sprintf("-- migration %d: step %d\nCREATE TABLE t%d (x);\n", n, n, n)
+	}
+	t.Run("migrations numbered 1, 2, 3 are split in order", func(t *testing.T) {
+		text := "-- a preamble\n\n" + section(1) + section(2) + section(3)
+		got, err := parseMigrations(text)
+		if err != nil {
+			t.Fatalf("parseMigrations = %v, want no error", err)
+		}
+		if len(got) != 3 {
+			t.Fatalf("parseMigrations = %d migrations, want 3", len(got))
+		}
+		for i, m := range got {
+			if m.version != i+1 || m.sql != section(i+1) {
+				t.Errorf("migration %d = %d %q, want %d %q", i, m.version, m.sql, i+1, section(i+1))
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name, text, wantInError string
+	}{
+		{"a gap in the numbers is refused", section(1) + section(3), "migration 3"},
+		{"a first migration other than 1 is refused", section(2) + section(3), "migration 2"},
+		{"a repeated number is refused", section(1) + section(1), "migration 1 follows migration 1"},
+		{"numbers out of order are refused", section(1) + section(3) + section(2), "migration 3"},
+		{"numbers in reverse are refused", section(2) + section(1), "migration 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseMigrations(tc.text)
+			if err == nil {
+				t.Fatalf("parseMigrations = %d migrations, no error; want an error naming %q", len(got), tc.wantInError)
+			}
+			if !strings.Contains(err.Error(), tc.wantInError) {
+				t.Errorf("parseMigrations error = %q, want it to name %q", err, tc.wantInError)
+			}
+		})
+	}
+	t.Run("the shipped schema.sql parses, starting at 1", func(t *testing.T) {
+		got, err := parseMigrations(schemaSQL)
+		if err != nil || len(got) < 2 || got[0].version != 1 {
+			t.Errorf("parseMigrations(schema.sql) = %d migrations, %v; want at least 2 from 1", len(got), err)
+		}
+	})
+}
+
+// contractRecipes are the contract's three seeded recipes, by the seeded
+// superuser (id 1), as "id|label|source|url|submitter_id".
+var contractRecipes = []string{
+	"1|Chicken Vesuvio|Serious Eats|http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html|1",
+	"2|Chicken Paprikash|No Recipes|http://norecipes.com/recipe/chicken-paprikash/|1",
+	"3|Cauliflower and Tofu Curry Recipe|Serious Eats|http://www.seriouseats.com/recipes/2011/02/cauliflower-and-tofu-curry-recipe.html|1",
+}
+
+func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
+	e := newTestEnv(t)
+	raw := openRawDB(t, e.cfg.dbPath)
+	recipeRows := func(t *testing.T) []string {
+		t.Helper()
+		rows, err := raw.Query("SELECT id || '|' || label || '|' || source || '|' || url || '|' || submitter_id FROM recipe ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var got []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, s)
+		}
+		return got
+	}
+
+	t.Run("the first superuser is the only user", func(t *testing.T) {
+		got := dump(t, raw, "SELECT id, email, is_superuser, first_name, surname FROM user")
+		want := fmt.Sprintf("%q\n", []any{int64(1), "admin@recipeapi.com", int64(1), nil, nil})
+		if got != want {
+			t.Errorf("users = %s, want %s", got, want)
+		}
+		e.login("admin@recipeapi.com", adminPassword)
+	})
+
+	t.Run("exactly the contract's three recipes, by the superuser", func(t *testing.T) {
+		if got := recipeRows(t); !slices.Equal(got, contractRecipes) {
+			t.Errorf("recipes =\n%q\nwant\n%q", got, contractRecipes)
+		}
+	})
+
+	t.Run("the schema is at the last migration", func(t *testing.T) {
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
+		}
+		if got := dump(t, raw, "SELECT version_num FROM alembic_version"); got != fmt.Sprintf("%q\n", []any{"ec46ad7fc181"}) {
+			t.Errorf("alembic_version = %s, want ec46ad7fc181", got)
+		}
+	})
+
+	t.Run("starting again seeds nothing and changes no password", func(t *testing.T) {
+		before := dumpAll(t, raw)
+		e.store.close()
+		cfg := e.cfg
+		cfg.firstSuperuserPassword = "a-different-password"
+		again := startTestEnv(t, cfg, time.Now)
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after a restart:\n%s\nwant, as before:\n%s", after, before)
+		}
+		again.login("admin@recipeapi.com", adminPassword)
+		resp := again.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {"a-different-password"}})
+		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+
+		created, err := again.store.seed(t.Context(), "other@recipeapi.com", passlibHash(t, "other-password"))
+		if err != nil || created {
+			t.Errorf("seed on a database with users = %v, %v; want false, nil", created, err)
+		}
+		var printed strings.Builder
+		cfg.firstSuperuserPassword = "" // a generated password would be printed
+		if err := seedFirstSuperuser(t.Context(), again.store, newPasswordHasher(testBcryptCost), cfg, &printed); err != nil {
+			t.Errorf("seedFirstSuperuser on a seeded database = %v", err)
+		}
+		if printed.Len() != 0 {
+			t.Errorf("seedFirstSuperuser on a seeded database printed %q, want nothing", printed.String())
+		}
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after seeding again:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+}
+
+// caseVariant returns email with the letters chosen by the bits of n in
+// upper case: each n below 2^(letters) gives a different spelling.
+func caseVariant(email string, n int) string {
+	out := []rune(email)
+	bit := 0
+	for i, r := range out {
+		if unicode.IsLetter(r) {
+			if n&(1<<bit) != 0 {
+				out[i] = unicode.ToUpper(r)
+			}
+			bit++
+		}
+	}
+	return string(out)
+}
+
+func TestEmailsAreUniqueIgnoringCase(t *testing.T) {
+	t.Run("the store refuses an email that differs only in case", func(t *testing.T) {
+		e := newTestEnv(t)
+		first, err := e.store.createUser(t.Context(), user{Email: "A@x.com", HashedPassword: "x"})
+		if err != nil {
+			t.Fatalf("createUser(A@x.com) = %v", err)
+		}
+		for _, email := range []string{"a@X.COM", "A@x.com", "a@x.com", "A@X.COM"} {
+			if _, err := e.store.createUser(t.Context(), user{Email: email, HashedPassword: "x"}); !errors.Is(err, errEmailTaken) {
+				t.Errorf("createUser(%s) after A@x.com = %v, want errEmailTaken", email, err)
+			}
+		}
+		if _, err := e.store.createUser(t.Context(), user{Email: "b@x.com", HashedPassword: "x"}); err != nil {
+			t.Errorf("createUser(b@x.com) = %v, want no error", err)
+		}
+		found, err := e.store.userByEmail(t.Context(), "a@X.COM")
+		if err != nil || found.ID != first.ID || found.Email != "A@x.com" {
+			t.Errorf("userByEmail(a@X.COM) = %+v, %v; want user %d as A@x.com", found, err, first.ID)
+		}
+	})
+
+	t.Run("of 20 racing signups of one email in different cases, exactly one wins", func(t *testing.T) {
+		e := newTestEnv(t)
+		const racers = 20
+		type outcome struct {
+			email  string
+			status int
+			body   string
+		}
+		outcomes := make(chan outcome, racers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range racers {
+			email := caseVariant("racer@example.com", i)
+			wg.Go(func() {
+				<-start
+				body := fmt.Sprintf(`{"email":%q,"password":"racer-password"}`, email)
+				// A 503 means the hashers were all busy: the contract's
+				// answer to a flood, which a client retries.
+				for attempt := 0; ; attempt++ {
+					resp := e.postJSON("/api/v1/auth/signup", body)
+					text, _ := io.ReadAll(resp.Body)
+					if resp.StatusCode != http.StatusServiceUnavailable || attempt == 200 {
+						outcomes <- outcome{email, resp.StatusCode, string(text)}
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(outcomes)
+
+		var winners []string
+		for o := range outcomes {
+			switch o.status {
+			case http.StatusCreated:
+				winners = append(winners, o.email)
+			case http.StatusBadRequest:
+				if want := `{"detail":"The user with this email already exists in the system"}`; o.body != want {
+					t.Errorf("POST /api/v1/auth/signup %s = 400 %s, want %s", o.email, o.body, want)
+				}
+			default:
+				t.Errorf("POST /api/v1/auth/signup %s = %d %s, want 201 or 400", o.email, o.status, o.body)
+			}
+		}
+		if len(winners) != 1 {
+			t.Errorf("signups that won = %q, want exactly one", winners)
+		}
+		raw := openRawDB(t, e.cfg.dbPath)
+		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE email = 'racer@example.com' COLLATE NOCASE"); n != 1 {
+			t.Errorf("users with the racers' email = %d, want 1", n)
+		}
+	})
+}
+
+func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "writer@example.com")
+	const writers, perWriter, readers = 32, 10, 8
+
+	var (
+		mu       sync.Mutex
+		created  = map[int64]string{} // id → label
+		failures []string
+		reads    int
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		failures = append(failures, fmt.Sprintf(format, args...))
+	}
+
+	start := make(chan struct{})
+	done := make(chan struct{})
+	var writing, reading sync.WaitGroup
+	for w := range writers {
+		writing.Go(func() {
+			<-start
+			for i := range perWriter {
+				label := fmt.Sprintf("writer %02d recipe %02d", w, i)
+				resp := e.postJSON("/api/v1/recipes/", recipeBody(label, "load", "https://example.com/load"), bearer(token)...)
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusCreated {
+					fail("POST /api/v1/recipes/ %q = %d %s, want 201", label, resp.StatusCode, body)
+					continue
+				}
+				var got recipeView
+				if err := json.Unmarshal(body, &got); err != nil {
+					fail("POST /api/v1/recipes/ %q: decode %s: %v", label, body, err)
+					continue
+				}
+				mu.Lock()
+				if other, dup := created[got.ID]; dup {
+					failures = append(failures, fmt.Sprintf("id %d given to both %q and %q", got.ID, other, label))
+				}
+				created[got.ID] = label
+				mu.Unlock()
+			}
+		})
+	}
+	targets := []string{"/api/v1/recipes/1", "/api/v1/recipes/search/?keyword=writer&max_results=100", "/"}
+	for r := range readers {
+		reading.Go(func() {
+			<-start
+			for i := 0; ; i++ {
+				// A short pause, so that the readers share the machine
+				// with the writers rather than starve them.
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Millisecond):
+				}
+				target := targets[(r+i)%len(targets)]
+				if resp := e.get(target); resp.StatusCode != http.StatusOK {
+					body, _ := io.ReadAll(resp.Body)
+					fail("GET %s = %d %s, want 200", target, resp.StatusCode, body)
+				}
+				mu.Lock()
+				reads++
+				mu.Unlock()
+			}
+		})
+	}
+	close(start)
+	writing.Wait()
+	close(done)
+	reading.Wait()
+
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if reads == 0 {
+		t.Error("no read ran while the writers wrote")
+	}
+	if len(created) != writers*perWriter {
+		t.Errorf("recipes created = %d, want %d", len(created), writers*perWriter)
+	}
+	for id, label := range created {
+		resp := e.get("/api/v1/recipes/" + strconv.FormatInt(id, 10))
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /api/v1/recipes/%d = %d, want 200", id, resp.StatusCode)
+			continue
+		}
+		if got := decodeBody[recipeView](t, resp); got.Label != label {
+			t.Errorf("GET /api/v1/recipes/%d = label %q, want %q", id, got.Label, label)
+		}
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "locked") || strings.Contains(logs, "SQLITE_BUSY") {
+		t.Errorf("the log mentions a locked database:\n%s", logs)
+	}
+}
+
+func TestTheDatabaseFileIsPrivate(t *testing.T) {
+	e := newTestEnv(t)
+	for _, path := range []string{e.cfg.dbPath, e.cfg.dbPath + "-wal", e.cfg.dbPath + "-shm"} {
+		info, err := os.Stat(path)
+		if errors.Is(err, os.ErrNotExist) && path != e.cfg.dbPath {
+			continue // SQLite makes these only when it needs them
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := info.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %o, want 600", filepath.Base(path), mode)
+		}
+	}
+}
+
+func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "secret.db")
+	st, err := openStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.tokenSecret(ctx)
+	if err != nil {
+		t.Fatalf("tokenSecret = %v", err)
+	}
+	if len(first) < 32 {
+		t.Errorf("tokenSecret is %d bytes, want at least 32", len(first))
+	}
+	if again, err := st.tokenSecret(ctx); err != nil || string(again) != string(first) {
+		t.Errorf("a second tokenSecret = %x, %v; want %x again", again, err, first)
+	}
+	st.close()
+
+	st, err = openStore(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	if reopened, err := st.tokenSecret(ctx); err != nil || string(reopened) != string(first) {
+		t.Errorf("tokenSecret after reopening = %x, %v; want %x", reopened, err, first)
+	}
+
+	other, err := openStore(ctx, filepath.Join(t.TempDir(), "other.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if secret, err := other.tokenSecret(ctx); err != nil || string(secret) == string(first) {
+		t.Errorf("another database's tokenSecret = %x, %v; want a different random secret", secret, err)
+	}
+}
