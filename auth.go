@@ -145,28 +145,35 @@ func checkPasswordLength(f *jsonFields, name, password string) {
 // Swagger UI sends "Basic Og==" (an empty client id and secret).
 func (a *app) handleLogin() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		form, err := parseLoginForm(w, r)
+		if err := readForm(w, r); err != nil {
+			return err
+		}
+		var fields jsonFields
+		email, password := r.PostFormValue("username"), r.PostFormValue("password")
+		fields.check(email != "", "username", "field required", "value_error.missing")
+		fields.check(password != "", "password", "field required", "value_error.missing")
+		// Longer passwords are refused, not truncated: bcrypt would compare
+		// only their first 72 bytes.
+		fields.check(len(password) <= maxPasswordBytes, "password",
+			fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
+		grantType := r.PostFormValue("grant_type")
+		fields.check(grantType == "" || grantType == "password", "grant_type",
+			`string does not match regex "password"`, "value_error.str.regex")
+		if err := fields.err(); err != nil {
+			return err
+		}
+
+		u, err := a.authenticate(r.Context(), email, password)
 		if err != nil {
 			return err
 		}
-		u, err := a.authenticate(r.Context(), form.username, form.password)
-		if err != nil {
-			return err
-		}
-		token := signAccessToken(a.tokenSecret, u.ID, a.now(), a.accessTokenLifetime)
-		// Token responses must not be cached (RFC 6749 §5.1).
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
-		return writeJSON(w, http.StatusOK, map[string]string{"access_token": token, "token_type": "bearer"})
+		return a.startSession(w, r, u)
 	})
 }
 
-type loginForm struct {
-	username, password string
-}
-
-// parseLoginForm reads the login form, listing every bad field in a 422.
-func parseLoginForm(w http.ResponseWriter, r *http.Request) (loginForm, error) {
+// readForm parses a urlencoded or multipart form body of at most
+// maxBodyBytes into r.PostForm.
+func readForm(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	var err error
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
@@ -176,26 +183,14 @@ func parseLoginForm(w http.ResponseWriter, r *http.Request) (loginForm, error) {
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return loginForm{}, err
+		return err
 	}
 	if err != nil {
-		return loginForm{}, &validationError{problems: []problem{{
+		return &validationError{problems: []problem{{
 			Loc: []string{"body"}, Msg: "the body is not a valid form", Type: "value_error.form",
 		}}}
 	}
-
-	fields := jsonFields{}
-	form := loginForm{username: r.PostFormValue("username"), password: r.PostFormValue("password")}
-	fields.check(form.username != "", "username", "field required", "value_error.missing")
-	fields.check(form.password != "", "password", "field required", "value_error.missing")
-	// Longer passwords are refused, not truncated: bcrypt would compare
-	// only their first 72 bytes.
-	fields.check(len(form.password) <= maxPasswordBytes, "password",
-		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
-	grantType := r.PostFormValue("grant_type")
-	fields.check(grantType == "" || grantType == "password", "grant_type",
-		`string does not match regex "password"`, "value_error.str.regex")
-	return form, fields.err()
+	return nil
 }
 
 // authenticate returns the user whose email and password these are, or
@@ -255,6 +250,11 @@ func (a *app) requireUser(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			return err
+		}
+		// A logout or password change since the token was issued has
+		// moved the user's generation on (sessions.go).
+		if claims.Generation != u.TokenGeneration {
+			return errBadToken
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userContextKey{}, u)))
 		return nil

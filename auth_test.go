@@ -108,11 +108,11 @@ func TestLogin(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("Cache-Control = %q, want no-store", cc)
 		}
-		got := decodeBody[map[string]string](t, resp)
-		if got["token_type"] != "bearer" || got["access_token"] == "" {
-			t.Fatalf("login = %v, want a bearer token", got)
+		got := decodeBody[tokenResponse](t, resp)
+		if got.TokenType != "bearer" || got.AccessToken == "" || got.RefreshToken == "" || got.ExpiresIn != 3600 {
+			t.Fatalf("login = %+v, want a bearer token, a refresh token and expires_in 3600", got)
 		}
-		if _, err := verifyAccessToken(e.cfg.tokenSecret, got["access_token"], time.Now()); err != nil {
+		if _, err := verifyAccessToken(e.cfg.tokenSecret, got.AccessToken, time.Now()); err != nil {
 			t.Errorf("the token does not verify: %v", err)
 		}
 	}
@@ -195,7 +195,7 @@ func TestLogin(t *testing.T) {
 	})
 	t.Run("no password or token reaches the log", func(t *testing.T) {
 		resp := e.postForm("/api/v1/auth/login", good)
-		token := decodeBody[map[string]string](t, resp)["access_token"]
+		token := decodeBody[tokenResponse](t, resp).AccessToken
 		e.get("/api/v1/auth/me", bearer(token)...)
 		for _, secret := range []string{"password123", token, string(e.cfg.tokenSecret)} {
 			if strings.Contains(e.logs.String(), secret) {
@@ -227,7 +227,7 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	otherSecret := signAccessToken([]byte("another-secret-another-secret-another"), cook.ID, now, time.Hour)
+	otherSecret := signAccessToken([]byte("another-secret-another-secret-another"), cook.ID, 0, now, time.Hour)
 	for _, tc := range []struct {
 		name, authorization, detail string
 	}{
@@ -237,7 +237,7 @@ func TestMe(t *testing.T) {
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
 		{"a token signed with another secret is refused", "Bearer " + otherSecret, "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(e.cfg.tokenSecret, 999, now, time.Hour), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(e.cfg.tokenSecret, 999, 0, now, time.Hour), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)

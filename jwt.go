@@ -26,9 +26,12 @@
 //     {"exp":1,"EXP":9e9} could mean different things to us and to another
 //     library); "type" is "access_token"; "exp" is a number later than now;
 //     "iat" and "nbf", if present, are numbers no later than now plus
-//     clockLeeway; "sub" is a user id written in canonical decimal.
+//     clockLeeway; "sub" is a user id written in canonical decimal; "gen",
+//     if present, is a whole number (absent means 0).
 //
-// Whether "sub" names a user who still exists is for the caller to check.
+// Whether "sub" names a user who still exists, and whether "gen" is that
+// user's current token generation (see endSessions in store.go), is for
+// the caller to check.
 // There is no "aud" or "iss": one issuer and one audience, this service.
 // Every failure is reported as an error wrapping errInvalidToken; callers
 // must treat them all alike (never accept a token because of which error it
@@ -78,15 +81,18 @@ var tokenHeaderB64 = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256"
 
 // accessClaims is what a verified access token says.
 type accessClaims struct {
-	UserID    int64
-	IssuedAt  time.Time // zero if the token has no "iat"
-	ExpiresAt time.Time
+	UserID     int64
+	Generation int64     // the user's token generation when it was issued
+	IssuedAt   time.Time // zero if the token has no "iat"
+	ExpiresAt  time.Time
 }
 
-// signAccessToken returns an access token for userID, issued at now and
-// valid for lifetime. The payload has the reference's members in the
-// reference's order: type, exp, iat, sub.
-func signAccessToken(secret []byte, userID int64, now time.Time, lifetime time.Duration) string {
+// signAccessToken returns an access token for userID in the given token
+// generation, issued at now and valid for lifetime. The payload has the
+// reference's members in the reference's order, type, exp, iat, sub, and
+// then "gen" unless it is 0: until a user first logs out or changes
+// password, our tokens are exactly those the reference would make.
+func signAccessToken(secret []byte, userID, generation int64, now time.Time, lifetime time.Duration) string {
 	payload := make([]byte, 0, 96)
 	payload = append(payload, `{"type":"access_token","exp":`...)
 	payload = strconv.AppendInt(payload, now.Add(lifetime).Unix(), 10)
@@ -94,7 +100,12 @@ func signAccessToken(secret []byte, userID int64, now time.Time, lifetime time.D
 	payload = strconv.AppendInt(payload, now.Unix(), 10)
 	payload = append(payload, `,"sub":"`...)
 	payload = strconv.AppendInt(payload, userID, 10)
-	payload = append(payload, `"}`...)
+	payload = append(payload, '"')
+	if generation != 0 {
+		payload = append(payload, `,"gen":`...)
+		payload = strconv.AppendInt(payload, generation, 10)
+	}
+	payload = append(payload, '}')
 
 	signingInput := tokenHeaderB64 + "." + base64.RawURLEncoding.EncodeToString(payload)
 	return signingInput + "." + base64.RawURLEncoding.EncodeToString(hs256(secret, signingInput))
@@ -211,6 +222,7 @@ func checkClaims(payload []byte, now time.Time) (accessClaims, error) {
 		claims           accessClaims
 		tokenType, sub   string
 		exp, iat, nbf    float64
+		gen              float64
 		haveExp, haveIat bool
 		haveNbf          bool
 	)
@@ -230,6 +242,8 @@ func checkClaims(payload []byte, now time.Time) (accessClaims, error) {
 		case "nbf":
 			nbf, err = jsonNumber(value)
 			haveNbf = true
+		case "gen":
+			gen, err = jsonNumber(value)
 		}
 		if err != nil {
 			return fmt.Errorf("%q: %v", name, err)
@@ -253,12 +267,15 @@ func checkClaims(payload []byte, now time.Time) (accessClaims, error) {
 		return accessClaims{}, errors.New(`"iat" is in the future`)
 	case haveNbf && nbf > nowSeconds+leeway:
 		return accessClaims{}, errors.New(`"nbf" is in the future`)
+	case gen < 0 || gen != math.Trunc(gen) || gen > 1<<53:
+		return accessClaims{}, errors.New(`"gen" is not a whole number`)
 	}
 
 	claims.UserID, err = strconv.ParseInt(sub, 10, 64)
 	if err != nil || claims.UserID <= 0 || strconv.FormatInt(claims.UserID, 10) != sub {
 		return accessClaims{}, errors.New(`"sub" is not a user id`)
 	}
+	claims.Generation = int64(gen)
 	claims.ExpiresAt = secondsToTime(exp)
 	if haveIat {
 		claims.IssuedAt = secondsToTime(iat)

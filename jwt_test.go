@@ -77,7 +77,7 @@ func TestTokensInteroperateWithTheReference(t *testing.T) {
 		}
 	})
 	t.Run("ours is byte for byte what the reference would sign", func(t *testing.T) {
-		got := signAccessToken([]byte(referenceSecret), 1, testNow, time.Unix(4102444800, 0).Sub(testNow))
+		got := signAccessToken([]byte(referenceSecret), 1, 0, testNow, time.Unix(4102444800, 0).Sub(testNow))
 		if got != referenceToken {
 			t.Errorf("sign = %s\nwant %s", got, referenceToken)
 		}
@@ -108,7 +108,7 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 	accepted := []struct {
 		name, token string
 	}{
-		{"a token this service signs is accepted", signAccessToken(testSecret, 7, testNow, time.Minute)},
+		{"a token this service signs is accepted", signAccessToken(testSecret, 7, 0, testNow, time.Minute)},
 		{"a token without typ is accepted", withHeader(`{"alg":"HS256"}`)},
 		{"a token without iat is accepted", withClaims(fmt.Sprintf(`{"type":"access_token","exp":%d,"sub":"7"}`, now+60))},
 		{"an iat 59 seconds ahead is within the leeway", withClaims(claimsAt(now+600, now+59))},
@@ -262,7 +262,7 @@ func FuzzForEachMember(f *testing.F) {
 func FuzzVerifyAccessToken(f *testing.F) {
 	now := testNow.Unix()
 	for _, seed := range []string{
-		signAccessToken(testSecret, 7, testNow, time.Hour),
+		signAccessToken(testSecret, 7, 0, testNow, time.Hour),
 		makeToken(testSecret, goodHeader, claimsAt(now+60, now)),
 		makeToken(testSecret, `{"alg":"none"}`, claimsAt(now+60, now)),
 		makeToken(testSecret, goodHeader, `{"type":"access_token","exp":1e99,"sub":"1","exp":1}`),
@@ -295,7 +295,7 @@ func FuzzVerifyAccessToken(f *testing.F) {
 func Example_signAccessToken() {
 	secret := []byte("an-example-secret-of-32-bytes-or-more")
 	issued := time.Unix(1700000000, 0)
-	token := signAccessToken(secret, 42, issued, 8*24*time.Hour)
+	token := signAccessToken(secret, 42, 0, issued, 8*24*time.Hour)
 
 	parts := strings.Split(token, ".")
 	header, _ := base64.RawURLEncoding.DecodeString(parts[0])
@@ -318,12 +318,12 @@ func Example_signAccessToken() {
 func BenchmarkSignAccessToken(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		signAccessToken(testSecret, 7, testNow, time.Hour)
+		signAccessToken(testSecret, 7, 0, testNow, time.Hour)
 	}
 }
 
 func BenchmarkVerifyAccessToken(b *testing.B) {
-	token := signAccessToken(testSecret, 7, testNow, time.Hour)
+	token := signAccessToken(testSecret, 7, 0, testNow, time.Hour)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := verifyAccessToken(testSecret, token, testNow); err != nil {
@@ -335,7 +335,7 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 // BenchmarkHMACFloor is the least any HS256 verifier must do: recompute the
 // MAC of the same token and compare it. Verify is measured against it.
 func BenchmarkHMACFloor(b *testing.B) {
-	token := signAccessToken(testSecret, 7, testNow, time.Hour)
+	token := signAccessToken(testSecret, 7, 0, testNow, time.Hour)
 	dot := strings.LastIndexByte(token, '.')
 	sig, _ := base64.RawURLEncoding.DecodeString(token[dot+1:])
 	b.ReportAllocs()

@@ -44,6 +44,7 @@ type config struct {
 	dbPath                 string
 	tokenSecret            []byte // nil: generate one and keep it in the database
 	accessTokenLifetime    time.Duration
+	refreshTokenLifetime   time.Duration
 	bcryptCost             int
 	firstSuperuser         string
 	firstSuperuserPassword string // "": generate one and print it once
@@ -87,6 +88,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return n
 	}
 	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", "11520", 1, 5256000)) * time.Minute
+	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", "43200", 1, 5256000)) * time.Minute
 	cfg.bcryptCost = number("BCRYPT_COST", "12", 4, 31)
 	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", "10", 0, 1000000)
 
@@ -244,28 +246,30 @@ func randomToken(n int) string {
 
 // app holds what the handlers share.
 type app struct {
-	store               *store
-	passwords           *passwordHasher
-	loginLimiter        *rateLimiter
-	logger              *slog.Logger
-	now                 func() time.Time
-	tokenSecret         []byte
-	accessTokenLifetime time.Duration
-	corsOrigins         map[string]bool
+	store                *store
+	passwords            *passwordHasher
+	loginLimiter         *rateLimiter
+	logger               *slog.Logger
+	now                  func() time.Time
+	tokenSecret          []byte
+	accessTokenLifetime  time.Duration
+	refreshTokenLifetime time.Duration
+	corsOrigins          map[string]bool
 }
 
 // newServer builds the service's whole HTTP handler. now is the clock the
 // tokens are issued and checked against.
 func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Logger, now func() time.Time) http.Handler {
 	a := &app{
-		store:               st,
-		passwords:           passwords,
-		loginLimiter:        newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
-		logger:              logger,
-		now:                 now,
-		tokenSecret:         cfg.tokenSecret,
-		accessTokenLifetime: cfg.accessTokenLifetime,
-		corsOrigins:         map[string]bool{},
+		store:                st,
+		passwords:            passwords,
+		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
+		logger:               logger,
+		now:                  now,
+		tokenSecret:          cfg.tokenSecret,
+		accessTokenLifetime:  cfg.accessTokenLifetime,
+		refreshTokenLifetime: cfg.refreshTokenLifetime,
+		corsOrigins:          map[string]bool{},
 	}
 	for _, o := range cfg.corsOrigins {
 		a.corsOrigins[o] = true
@@ -290,11 +294,17 @@ func (a *app) routes(mux routeRegistrar) {
 	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.handleSignup()))
 	mux.Handle("POST /api/v1/auth/login", a.limitLogins(a.handleLogin()))
 	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe()))
+	mux.Handle("POST /api/v1/auth/refresh", a.handleRefresh())
+	mux.Handle("POST /api/v1/auth/logout", a.requireUser(a.handleLogout()))
+	mux.Handle("POST /api/v1/auth/password", a.limitLogins(a.requireUser(a.handleChangePassword())))
 
 	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.handleRecipe())
 	mux.Handle("GET /api/v1/recipes/search/{$}", a.handleSearch())
 	mux.Handle("GET /api/v1/recipes/search", a.handleSearch())
 	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe()))
+	mux.Handle("GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes()))
+	mux.Handle("PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe()))
+	mux.Handle("DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe()))
 
 	mux.Handle("GET /{$}", a.handleHome())
 	mux.Handle("GET /healthz", a.handleHealth())

@@ -53,6 +53,7 @@ func newTestConfig(t testing.TB) config {
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
 		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
 		accessTokenLifetime:    time.Hour,
+		refreshTokenLifetime:   24 * time.Hour,
 		bcryptCost:             testBcryptCost,
 		firstSuperuser:         "admin@recipeapi.com",
 		firstSuperuserPassword: adminPassword,

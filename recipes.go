@@ -1,5 +1,9 @@
 // recipes.go owns the recipe routes: one recipe by id, search, creation by
-// a signed-in user, and the HTML home page that lists the newest recipes.
+// a signed-in user, the caller's own recipes, changes and deletions by
+// their owner, and the HTML home page that lists the newest recipes.
+//
+// Who may change a recipe is decided in one place, recipeToChange, which
+// every route that changes or deletes a recipe goes through.
 package main
 
 import (
@@ -7,6 +11,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -39,11 +44,9 @@ func viewRecipes(recipes []recipe) map[string][]recipeView {
 
 func (a *app) handleRecipe() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := strconv.ParseInt(r.PathValue("recipe_id"), 10, 64)
+		id, err := recipeIDFromPath(r)
 		if err != nil {
-			return &validationError{problems: []problem{{
-				Loc: []string{"path", "recipe_id"}, Msg: "value is not a valid integer", Type: "type_error.integer",
-			}}}
+			return err
 		}
 		rec, err := a.store.recipeByID(r.Context(), id)
 		if err != nil {
@@ -53,9 +56,21 @@ func (a *app) handleRecipe() http.Handler {
 	})
 }
 
+// recipeIDFromPath reads the {recipe_id} of the path; anything but an
+// integer is a 422, as FastAPI answers it.
+func recipeIDFromPath(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("recipe_id"), 10, 64)
+	if err != nil {
+		return 0, &validationError{problems: []problem{{
+			Loc: []string{"path", "recipe_id"}, Msg: "value is not a valid integer", Type: "type_error.integer",
+		}}}
+	}
+	return id, nil
+}
+
 // recipeNotFound turns errNotFound for recipe id into the client's 404.
 func recipeNotFound(id int64, err error) error {
-	if err == errNotFound {
+	if errors.Is(err, errNotFound) {
 		return &apiError{status: http.StatusNotFound, detail: fmt.Sprintf("Recipe with ID %d not found", id)}
 	}
 	return err
@@ -132,6 +147,73 @@ func (a *app) handleCreateRecipe() http.Handler {
 			return err
 		}
 		return writeJSON(w, http.StatusCreated, viewRecipe(created))
+	})
+}
+
+func (a *app) handleMyRecipes() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		recipes, err := a.store.recipesBySubmitter(r.Context(), currentUser(r).ID)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, viewRecipes(recipes))
+	})
+}
+
+// recipeToChange is the ownership rule, and the only place it is written:
+// a recipe may be changed or deleted by the user who submitted it, and by
+// a superuser. It returns the recipe if caller may change it, a 404 if
+// there is no such recipe (whoever asks), and else a 403 with forbidden.
+func (a *app) recipeToChange(r *http.Request, forbidden string) (recipe, error) {
+	id, err := recipeIDFromPath(r)
+	if err != nil {
+		return recipe{}, err
+	}
+	rec, err := a.store.recipeByID(r.Context(), id)
+	if err != nil {
+		return recipe{}, recipeNotFound(id, err)
+	}
+	caller := currentUser(r)
+	if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
+		return recipe{}, &apiError{status: http.StatusForbidden, detail: forbidden}
+	}
+	return rec, nil
+}
+
+func (a *app) handleUpdateRecipe() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		rec, err := a.recipeToChange(r, "You can only update your recipes")
+		if err != nil {
+			return err
+		}
+		body, err := decodeJSONObject(w, r)
+		if err != nil {
+			return err
+		}
+		fields := readRecipeFields(&body)
+		if err := body.err(); err != nil {
+			return err
+		}
+		fields.ID = rec.ID
+		updated, err := a.store.updateRecipe(r.Context(), fields)
+		if err != nil {
+			return recipeNotFound(rec.ID, err) // deleted since we looked
+		}
+		return writeJSON(w, http.StatusOK, viewRecipe(updated))
+	})
+}
+
+func (a *app) handleDeleteRecipe() http.Handler {
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		rec, err := a.recipeToChange(r, "You can only delete your recipes")
+		if err != nil {
+			return err
+		}
+		if err := a.store.deleteRecipe(r.Context(), rec.ID); err != nil {
+			return recipeNotFound(rec.ID, err) // deleted since we looked
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	})
 }
 

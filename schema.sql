@@ -46,3 +46,23 @@ CREATE TABLE app_setting (
 	name TEXT NOT NULL PRIMARY KEY,
 	value TEXT NOT NULL
 );
+
+-- migration 3: sessions. token_generation moves on at every logout and
+-- password change; an access token carries the generation it was issued
+-- in (as its "gen" claim, absent meaning 0, as in every token the reference
+-- issued) and is refused once the user's generation has moved past it.
+-- refresh_token keeps only the SHA-256 digest of each refresh token.
+-- family names the login a token descends from; a token presented twice
+-- deletes its whole family. A deleted row is a revoked token.
+ALTER TABLE user ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE refresh_token (
+	id INTEGER PRIMARY KEY,
+	digest BLOB NOT NULL UNIQUE,
+	user_id INTEGER NOT NULL REFERENCES user (id) ON DELETE CASCADE,
+	family TEXT NOT NULL,
+	expires_at INTEGER NOT NULL, -- Unix seconds
+	used INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX refresh_token_user ON refresh_token (user_id);
+CREATE INDEX refresh_token_family ON refresh_token (family);
+CREATE INDEX refresh_token_expiry ON refresh_token (expires_at);

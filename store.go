@@ -25,6 +25,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -34,8 +35,9 @@ import (
 var schemaSQL string
 
 var (
-	errNotFound   = errors.New("not found")
-	errEmailTaken = errors.New("email already registered")
+	errNotFound            = errors.New("not found")
+	errEmailTaken          = errors.New("email already registered")
+	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
 )
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
@@ -63,6 +65,9 @@ type user struct {
 	Email          string
 	IsSuperuser    bool
 	HashedPassword string
+	// TokenGeneration counts the user's logouts and password changes; only
+	// access tokens of the current generation are accepted.
+	TokenGeneration int64
 }
 
 type recipe struct {
@@ -292,11 +297,11 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 	return secret, nil
 }
 
-const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password"
+const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password, token_generation"
 
 func scanUser(row interface{ Scan(...any) error }) (user, error) {
 	var u user
-	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword)
+	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword, &u.TokenGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
 		return user{}, errNotFound
 	}
@@ -432,4 +437,170 @@ func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
 		return recipe{}, fmt.Errorf("create recipe: %w", err)
 	}
 	return r, nil
+}
+
+// refreshGrant is a refresh token as the store keeps it: only its digest.
+type refreshGrant struct {
+	digest    []byte // SHA-256 of the token the client holds
+	family    string // the login it descends from
+	expiresAt time.Time
+}
+
+// addRefreshToken stores a new refresh token for userID. It also deletes
+// the expired ones, so that the table needs no cleaning job.
+func (s *store) addRefreshToken(ctx context.Context, userID int64, grant refreshGrant, now time.Time) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("add refresh token: %w", err)
+	}
+	defer tx.Rollback()
+	if err := insertRefreshToken(ctx, tx, userID, grant, now); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("add refresh token: %w", err)
+	}
+	return nil
+}
+
+func insertRefreshToken(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE expires_at <= ?", now.Unix()); err != nil {
+		return fmt.Errorf("delete expired refresh tokens: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		"INSERT INTO refresh_token (digest, user_id, family, expires_at) VALUES (?, ?, ?, ?)",
+		grant.digest, userID, grant.family, grant.expiresAt.Unix()); err != nil {
+		return fmt.Errorf("add refresh token: %w", err)
+	}
+	return nil
+}
+
+// rotateRefreshToken spends the refresh token whose digest is presented
+// and stores next, of the same family, in its place; it returns the
+// token's user. An unknown, expired or already spent token is
+// errRefreshTokenInvalid, and a spent one presented again is taken as
+// stolen: its whole family is deleted, so neither the thief nor the victim
+// can go on with it. Other logins of the same user are untouched.
+//
+// The writer's transactions begin IMMEDIATE, so two rotations of the same
+// token run one after the other: the first wins, the second sees it spent.
+func (s *store) rotateRefreshToken(ctx context.Context, presented []byte, next refreshGrant, now time.Time) (user, error) {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	defer tx.Rollback()
+
+	var (
+		id, userID, expiresAt int64
+		family                string
+		used                  bool
+	)
+	err = tx.QueryRowContext(ctx,
+		"SELECT id, user_id, family, expires_at, used FROM refresh_token WHERE digest = ?", presented).
+		Scan(&id, &userID, &family, &expiresAt, &used)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return user{}, errRefreshTokenInvalid
+	case err != nil:
+		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	case used:
+		if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE family = ?", family); err != nil {
+			return user{}, fmt.Errorf("revoke refresh token family: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return user{}, fmt.Errorf("revoke refresh token family: %w", err)
+		}
+		return user{}, errRefreshTokenInvalid
+	case expiresAt <= now.Unix():
+		return user{}, errRefreshTokenInvalid
+	}
+
+	if _, err := tx.ExecContext(ctx, "UPDATE refresh_token SET used = 1 WHERE id = ?", id); err != nil {
+		return user{}, fmt.Errorf("spend refresh token: %w", err)
+	}
+	next.family = family
+	if err := insertRefreshToken(ctx, tx, userID, next, now); err != nil {
+		return user{}, err
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, "SELECT "+userColumns+" FROM user WHERE id = ?", userID))
+	if err != nil {
+		return user{}, fmt.Errorf("rotate refresh token: user %d: %w", userID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	return u, nil
+}
+
+// endSessions ends every session of the user: it moves the user's token
+// generation on, which retires every access token issued so far, and
+// deletes every refresh token. A new hash, if not "", replaces the
+// password in the same transaction. It returns the new generation.
+func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("end sessions: %w", err)
+	}
+	defer tx.Rollback()
+	var generation int64
+	err = tx.QueryRowContext(ctx, `
+		UPDATE user SET token_generation = token_generation + 1,
+			hashed_password = CASE WHEN ? = '' THEN hashed_password ELSE ? END
+		WHERE id = ? RETURNING token_generation`,
+		newHashedPassword, newHashedPassword, userID).Scan(&generation)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("end sessions: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", userID); err != nil {
+		return 0, fmt.Errorf("end sessions: delete refresh tokens: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("end sessions: %w", err)
+	}
+	return generation, nil
+}
+
+// recipesBySubmitter returns, in id order, the recipes userID submitted.
+func (s *store) recipesBySubmitter(ctx context.Context, userID int64) ([]recipe, error) {
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id", userID))
+	if err != nil {
+		return nil, fmt.Errorf("recipes of user %d: %w", userID, err)
+	}
+	return recipes, nil
+}
+
+// updateRecipe replaces the label, source and url of recipe r.ID; it
+// returns errNotFound if there is no such recipe.
+func (s *store) updateRecipe(ctx context.Context, r recipe) (recipe, error) {
+	err := s.writer.QueryRowContext(ctx,
+		"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
+		r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return recipe{}, errNotFound
+	}
+	if err != nil {
+		return recipe{}, fmt.Errorf("update recipe %d: %w", r.ID, err)
+	}
+	return r, nil
+}
+
+// deleteRecipe deletes recipe id; errNotFound if there is none.
+func (s *store) deleteRecipe(ctx context.Context, id int64) error {
+	res, err := s.writer.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("delete recipe %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete recipe %d: %w", id, err)
+	}
+	if n == 0 {
+		return errNotFound
+	}
+	return nil
 }

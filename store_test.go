@@ -150,7 +150,7 @@ func dump(t *testing.T, db *sql.DB, query string) string {
 // dumpAll is every row of the reference's tables.
 func dumpAll(t *testing.T, db *sql.DB) string {
 	t.Helper()
-	return dump(t, db, "SELECT * FROM user ORDER BY id") +
+	return dump(t, db, "SELECT id, first_name, surname, email, is_superuser, hashed_password FROM user ORDER BY id") +
 		dump(t, db, "SELECT * FROM recipe ORDER BY id") +
 		dump(t, db, "SELECT * FROM alembic_version ORDER BY version_num")
 }
