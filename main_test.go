@@ -307,7 +307,8 @@ func TestLoadConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cfg.addr != "localhost:8001" || cfg.dbPath != "example.db" || cfg.bcryptCost != 12 ||
-			cfg.accessTokenLifetime != 11520*time.Minute || cfg.loginAttemptsPerMinute != 10 ||
+			cfg.accessTokenLifetime != 11520*time.Minute || cfg.refreshTokenLifetime != 43200*time.Minute ||
+			cfg.loginAttemptsPerMinute != 10 ||
 			cfg.firstSuperuser != "admin@recipeapi.com" || cfg.tokenSecret != nil || cfg.corsOrigins != nil {
 			t.Errorf("defaults = %+v", cfg)
 		}
@@ -322,11 +323,12 @@ func TestLoadConfig(t *testing.T) {
 	t.Run("the environment wins over the defaults", func(t *testing.T) {
 		cfg, err := loadConfig(nil, env(map[string]string{
 			"ADDR": "127.0.0.1:7", "DATABASE_PATH": "env.db", "BCRYPT_COST": "5",
-			"ACCESS_TOKEN_EXPIRE_MINUTES": "30", "LOGIN_ATTEMPTS_PER_MINUTE": "0",
+			"ACCESS_TOKEN_EXPIRE_MINUTES": "30", "REFRESH_TOKEN_EXPIRE_MINUTES": "90", "LOGIN_ATTEMPTS_PER_MINUTE": "0",
 			"JWT_SECRET": strings.Repeat("k", 32), "BACKEND_CORS_ORIGINS": `["http://a.example/", "http://b.example"]`,
 		}), io.Discard)
 		if err != nil || cfg.addr != "127.0.0.1:7" || cfg.dbPath != "env.db" || cfg.bcryptCost != 5 ||
-			cfg.accessTokenLifetime != 30*time.Minute || cfg.loginAttemptsPerMinute != 0 ||
+			cfg.accessTokenLifetime != 30*time.Minute || cfg.refreshTokenLifetime != 90*time.Minute ||
+			cfg.loginAttemptsPerMinute != 0 ||
 			string(cfg.tokenSecret) != strings.Repeat("k", 32) ||
 			strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
 			t.Errorf("got %+v, %v", cfg, err)
@@ -344,6 +346,7 @@ func TestLoadConfig(t *testing.T) {
 		{"a secret under 32 bytes is refused", "JWT_SECRET", "short-secret", "at least 32"},
 		{"an unparsable lifetime is refused", "ACCESS_TOKEN_EXPIRE_MINUTES", "soon", "ACCESS_TOKEN_EXPIRE_MINUTES"},
 		{"a zero lifetime is refused", "ACCESS_TOKEN_EXPIRE_MINUTES", "0", "ACCESS_TOKEN_EXPIRE_MINUTES"},
+		{"an unparsable refresh lifetime is refused", "REFRESH_TOKEN_EXPIRE_MINUTES", "1d", "REFRESH_TOKEN_EXPIRE_MINUTES"},
 		{"a bcrypt cost under 4 is refused", "BCRYPT_COST", "3", "BCRYPT_COST"},
 		{"a bcrypt cost over 31 is refused", "BCRYPT_COST", "32", "BCRYPT_COST"},
 		{"a negative login limit is refused", "LOGIN_ATTEMPTS_PER_MINUTE", "-1", "LOGIN_ATTEMPTS_PER_MINUTE"},
