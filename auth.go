@@ -21,9 +21,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"mime"
 	"net/http"
 	"net/mail"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func (a *app) handleLogin() http.Handler {
 func readForm(w http.ResponseWriter, r *http.Request) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	var err error
-	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "multipart/form-data" {
 		err = r.ParseMultipartForm(maxBodyBytes)
 	} else {
 		err = r.ParseForm()
@@ -199,6 +200,8 @@ func readForm(w http.ResponseWriter, r *http.Request) error {
 func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
 	u, err := a.store.userByEmail(ctx, strings.TrimSpace(email))
 	if errors.Is(err, errNotFound) {
+		// The same work as for a known user, so that the time taken does
+		// not tell which emails have accounts.
 		if _, err := a.passwords.compare(ctx, a.passwords.dummyHash, password); err != nil {
 			return user{}, err
 		}
@@ -208,8 +211,15 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 		return user{}, err
 	}
 	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
-	if err != nil {
+	if errors.Is(err, errHashersBusy) {
 		return user{}, err
+	}
+	if err != nil {
+		// A stored hash that bcrypt cannot read: nobody can log in with
+		// it. Tell the operator, and the client only what an unknown
+		// email would tell it.
+		a.logger.Warn("stored password hash is unreadable", "user_id", u.ID, "err", err)
+		return user{}, errIncorrectLogin
 	}
 	if !ok {
 		return user{}, errIncorrectLogin
@@ -271,16 +281,27 @@ type passwordHasher struct {
 	hashes, compares atomic.Int64 // counts, so tests can see each path's cost
 }
 
-func newPasswordHasher(cost int) *passwordHasher {
+// newPasswordHasherFor returns the hasher for the users in st, hashing new
+// passwords at cost. Its dummy hash costs as much as the dearest of cost
+// and the stored hashes (a database the reference made may hold cost-12
+// hashes while BCRYPT_COST is lower), so that an unknown email never
+// answers faster than a known one.
+func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
+	stored, err := st.highestPasswordCost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return newPasswordHasher(cost, max(cost, stored)), nil
+}
+
+func newPasswordHasher(cost, dummyCost int) *passwordHasher {
 	cpus := runtime.NumCPU()
 	p := &passwordHasher{
 		cost:     cost,
 		running:  make(chan struct{}, cpus),
 		admitted: make(chan struct{}, 4*cpus),
 	}
-	// The dummy must cost what a real hash costs, or the unknown-email
-	// path would be faster than the wrong-password path.
-	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), cost)
+	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), dummyCost)
 	if err != nil {
 		panic(err) // only an invalid cost, which loadConfig refuses
 	}
@@ -356,14 +377,21 @@ func (a *app) limitLogins(next http.Handler) http.Handler {
 	})
 }
 
-// clientAddress is the IP address the request came from. It ignores
-// X-Forwarded-For and the like: any client could write those.
+// clientAddress is the address the request came from, as the limiter
+// counts clients: an IPv4 address, or the /64 network of an IPv6 one, since
+// one IPv6 client commonly holds a whole /64. It ignores X-Forwarded-For
+// and the like: any client could write those.
 func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	addr := addrPort.Addr().Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	prefix, _ := addr.Prefix(64)
+	return prefix.String()
 }
 
 // rateLimiter is a token bucket per client: each holds up to limit

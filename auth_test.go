@@ -350,7 +350,7 @@ func TestHashingIsBoundedAndAnswers503WhenTheQueueIsFull(t *testing.T) {
 }
 
 func TestHashingRunsAtMostOnePerCPU(t *testing.T) {
-	p := newPasswordHasher(testBcryptCost)
+	p := newPasswordHasher(testBcryptCost, testBcryptCost)
 	var mu sync.Mutex
 	running, most := 0, 0
 	var wg sync.WaitGroup
@@ -436,5 +436,74 @@ func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q, want application/json", ct)
+	}
+}
+
+func TestEmailsIgnoreCaseBeyondASCII(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("Ünï@example.com", "password123")
+	t.Run("a signup differing only in non-ASCII case is refused", func(t *testing.T) {
+		expectDetail(t, e.postJSON("/api/v1/auth/signup", `{"email":"üNÏ@example.com","password":"password123"}`),
+			http.StatusBadRequest, "The user with this email already exists in the system")
+	})
+	t.Run("login ignores non-ASCII case too", func(t *testing.T) {
+		e.login("üNÏ@EXAMPLE.COM", "password123")
+	})
+}
+
+func TestLoginEdgeCases(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("cook@example.com", "password123")
+
+	t.Run("a multipart media type in mixed case is still multipart", func(t *testing.T) {
+		body := "--X\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\ncook@example.com\r\n" +
+			"--X\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\npassword123\r\n--X--\r\n"
+		resp := e.serve(newRequest("POST", "/api/v1/auth/login", strings.NewReader(body),
+			"Content-Type", "Multipart/Form-Data; boundary=X"))
+		expectStatus(t, resp, http.StatusOK)
+	})
+	t.Run("an unreadable stored hash answers like a wrong password, and is logged", func(t *testing.T) {
+		if _, err := e.store.createUser(t.Context(), user{Email: "broken@example.com", HashedPassword: "not-a-bcrypt-hash"}); err != nil {
+			t.Fatal(err)
+		}
+		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"broken@example.com"}, "password": {"password123"}})
+		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+		if !strings.Contains(e.logs.String(), "stored password hash is unreadable") {
+			t.Errorf("the unreadable hash was not logged: %s", e.logs)
+		}
+	})
+	t.Run("the dummy hash costs as much as the dearest stored hash", func(t *testing.T) {
+		dear, _ := bcrypt.GenerateFromPassword([]byte("reference-pw"), testBcryptCost+2)
+		if _, err := e.store.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: "$2b$" + string(dear[4:])}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := newPasswordHasherFor(t.Context(), e.store, testBcryptCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cost, _ := bcrypt.Cost([]byte(p.dummyHash)); cost != testBcryptCost+2 {
+			t.Errorf("dummy hash cost %d, want %d, the stored hash's", cost, testBcryptCost+2)
+		}
+		if p.cost != testBcryptCost {
+			t.Errorf("new hashes cost %d, want the configured %d", p.cost, testBcryptCost)
+		}
+	})
+}
+
+func TestClientAddressGroupsIPv6ByItsSlash64(t *testing.T) {
+	for _, tc := range []struct {
+		remoteAddr, want string
+	}{
+		{"192.0.2.1:1234", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:1234", "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:1234", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:80", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:3::1]:80", "2001:db8:1:3::/64"},
+	} {
+		r := newRequest("GET", "/", nil)
+		r.RemoteAddr = tc.remoteAddr
+		if got := clientAddress(r); got != tc.want {
+			t.Errorf("clientAddress(%s) = %s, want %s", tc.remoteAddr, got, tc.want)
+		}
 	}
 }

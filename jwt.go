@@ -257,6 +257,8 @@ func checkClaims(payload []byte, now time.Time) (accessClaims, error) {
 	nowSeconds := float64(now.UnixNano()) / 1e9
 	leeway := clockLeeway.Seconds()
 	switch {
+	case !isNumericDate(exp) || (haveIat && !isNumericDate(iat)) || (haveNbf && !isNumericDate(nbf)):
+		return accessClaims{}, errors.New("a date is out of range")
 	case tokenType != accessTokenType:
 		return accessClaims{}, errors.New(`"type" is not "access_token"`)
 	case !haveExp:
@@ -281,6 +283,12 @@ func checkClaims(payload []byte, now time.Time) (accessClaims, error) {
 		claims.IssuedAt = secondsToTime(iat)
 	}
 	return claims, nil
+}
+
+// isNumericDate reports whether seconds is a date from 1970 to about the
+// year 36800: beyond that, float64 seconds would not convert to time.Time.
+func isNumericDate(seconds float64) bool {
+	return seconds >= 0 && seconds < 1<<40
 }
 
 func secondsToTime(seconds float64) time.Time {

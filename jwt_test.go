@@ -172,6 +172,8 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 		{"an exp written as a string is refused", withClaims(`{"type":"access_token","exp":"9999999999","sub":"7"}`)},
 		{"an exp in upper case does not count as exp", withClaims(`{"type":"access_token","EXP":9999999999,"sub":"7"}`)},
 		{"a repeated exp is refused", withClaims(fmt.Sprintf(`{"type":"access_token","exp":%d,"exp":9999999999,"sub":"7"}`, now-1))},
+		{"an exp beyond the year 36800 is refused", withClaims(`{"type":"access_token","exp":1e300,"sub":"7"}`)},
+		{"an iat before 1970 is refused", withClaims(fmt.Sprintf(`{"type":"access_token","exp":%d,"iat":-1e300,"sub":"7"}`, now+60))},
 		{"an iat 61 seconds ahead is refused", withClaims(claimsAt(now+600, now+61))},
 		{"an nbf 61 seconds ahead is refused", withClaims(fmt.Sprintf(`{"type":"access_token","exp":%d,"nbf":%d,"sub":"7"}`, now+600, now+61))},
 		{"a token without type is refused", withClaims(fmt.Sprintf(`{"exp":%d,"sub":"7"}`, now+60))},

@@ -68,10 +68,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 
 	flags := flag.NewFlagSet("recipeapi", flag.ContinueOnError)
-	flags.SetOutput(stderr)
+	// The usage goes out only when asked for with -h: a mistake gets the
+	// one line that run returns.
+	flags.SetOutput(io.Discard)
 	flags.StringVar(&cfg.addr, "addr", env("ADDR", "localhost:8001"), "listen `address` (env ADDR)")
 	flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH", "example.db"), "SQLite database `file` (env DATABASE_PATH)")
 	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			flags.SetOutput(stderr)
+			flags.Usage()
+		}
 		return config{}, err
 	}
 	if flags.NArg() > 0 {
@@ -163,26 +169,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
+	// Listen first: if the address is taken, stop before seeding, so that
+	// a generated password is never printed for a server that never ran.
+	listener, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer listener.Close()
+
 	st, err := openStore(ctx, cfg.dbPath)
 	if err != nil {
 		return err
 	}
 	defer st.close()
-
 	if cfg.tokenSecret == nil {
 		if cfg.tokenSecret, err = st.tokenSecret(ctx); err != nil {
 			return err
 		}
 	}
-	passwords := newPasswordHasher(cfg.bcryptCost)
+	passwords, err := newPasswordHasherFor(ctx, st, cfg.bcryptCost)
+	if err != nil {
+		return err
+	}
 	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout); err != nil {
 		return err
 	}
 
-	listener, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	server := &http.Server{
 		Handler:           newServer(cfg, st, passwords, logger, time.Now),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -70,7 +71,10 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 		t.Fatalf("openStore: %v", err)
 	}
 	t.Cleanup(func() { st.close() })
-	passwords := newPasswordHasher(cfg.bcryptCost)
+	passwords, err := newPasswordHasherFor(t.Context(), st, cfg.bcryptCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := seedFirstSuperuser(t.Context(), st, passwords, cfg, io.Discard); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
@@ -409,6 +413,27 @@ func TestRunServesAndStops(t *testing.T) {
 	}
 }
 
+func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dbPath := filepath.Join(t.TempDir(), "app.db")
+	var stdout bytes.Buffer
+	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-db", dbPath},
+		func(string) string { return "" }, &stdout, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("run = %v, want a listen error", err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("run printed %q: a generated password for a server that never ran", stdout.String())
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		t.Errorf("the database was created and seeded although the server could not listen")
+	}
+}
+
 func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -422,9 +447,13 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)
-			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, io.Discard, io.Discard)
+			var stderr bytes.Buffer
+			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run = %v, want one line naming %q", err, tc.want)
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("run also wrote %q; the one line it returns should be all", stderr.String())
 			}
 		})
 	}

@@ -38,10 +38,14 @@ INSERT INTO alembic_version (version_num)
 	SELECT 'ec46ad7fc181' WHERE NOT EXISTS (SELECT 1 FROM alembic_version);
 
 -- migration 2: one account per email ignoring case, enforced by the
--- database so that two racing signups cannot both win. NOCASE folds ASCII
--- letters only, as SQLite's LIKE does. Also a place to keep the generated
--- token secret, so that tokens survive a restart.
-CREATE UNIQUE INDEX user_email_nocase ON user (email COLLATE NOCASE);
+-- database so that two racing signups cannot both win. email_key is the
+-- email in lower case, folded by Go's strings.ToLower (registered as the
+-- SQL function casefold, see store.go): SQLite's own NOCASE and lower()
+-- fold ASCII letters only. Also a place to keep the generated token
+-- secret, so that tokens survive a restart.
+ALTER TABLE user ADD COLUMN email_key TEXT;
+UPDATE user SET email_key = casefold(email);
+CREATE UNIQUE INDEX user_email_key ON user (email_key);
 CREATE TABLE app_setting (
 	name TEXT NOT NULL PRIMARY KEY,
 	value TEXT NOT NULL

@@ -46,9 +46,10 @@ var (
 // works, rather than at its first write, where SQLite may fail it at once
 // to avoid a deadlock. synchronous=NORMAL in WAL mode keeps every
 // committed transaction across a crash of the process (only a power loss
-// can undo the last few).
+// can undo the last few). WAL itself is not among them: it is a property
+// of the file, set once the migrations have succeeded (see openStore).
 const (
-	commonPragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
+	commonPragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
 	writerParams  = commonPragmas + "&_txlock=immediate"
 	readerParams  = commonPragmas + "&_pragma=query_only(1)"
 )
@@ -110,6 +111,13 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		s.close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
+	// WAL lets readers read while the writer writes. It is switched on
+	// only now, so that a migration that fails leaves a database that the
+	// reference made exactly as it was.
+	if _, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL"); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
+	}
 	return s, nil
 }
 
@@ -117,8 +125,15 @@ func (s *store) close() error {
 	return errors.Join(s.reader.Close(), s.writer.Close())
 }
 
+// ping checks that the database answers a query on a real table, not
+// only that a connection opens.
 func (s *store) ping(ctx context.Context) error {
-	return s.reader.PingContext(ctx)
+	var one int
+	err := s.reader.QueryRowContext(ctx, "SELECT 1 FROM recipe LIMIT 1").Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	return err
 }
 
 // migration is one numbered section of schema.sql.
@@ -194,29 +209,55 @@ func (s *store) migrate(ctx context.Context) error {
 // "a@x.com" sign up as two users, and only a person can decide which to keep.
 func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
 	rows, err := tx.QueryContext(ctx, `
-		SELECT a.email, b.email FROM user a JOIN user b
-		ON a.email = b.email COLLATE NOCASE AND a.id < b.id
-		ORDER BY a.id, b.id`)
+		SELECT json_group_array(email) FROM (SELECT email, casefold(email) AS k FROM user ORDER BY id)
+		GROUP BY k HAVING count(*) > 1 ORDER BY min(k)`)
 	if err != nil {
 		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
 	}
 	defer rows.Close()
-	var pairs []string
+	var groups []string
 	for rows.Next() {
-		var a, b string
-		if err := rows.Scan(&a, &b); err != nil {
+		var group string
+		if err := rows.Scan(&group); err != nil {
 			return fmt.Errorf("migrate: look for duplicate emails: %w", err)
 		}
-		pairs = append(pairs, strconv.Quote(a)+" and "+strconv.Quote(b))
+		groups = append(groups, group)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
 	}
-	if len(pairs) > 0 {
-		return fmt.Errorf("migrate: emails must be unique ignoring case, but these users differ only in case: %s; "+
-			"change or remove one of each pair, then start again (nothing was changed)", strings.Join(pairs, ", "))
+	if len(groups) > 0 {
+		return fmt.Errorf("migrate: emails must be unique ignoring case, but these users' emails differ only in case: %s; "+
+			"change or remove all but one of each group, then start again (nothing was changed)", strings.Join(groups, ", "))
 	}
 	return nil
+}
+
+// emailKey is what makes two emails the same account: the email in lower
+// case, in every script. It is stored in user.email_key, under a unique
+// index. SQL reaches the same folding as casefold(), which the search
+// uses too.
+func emailKey(email string) string { return strings.ToLower(email) }
+
+func init() {
+	sqlite.MustRegisterDeterministicScalarFunction("casefold", 1,
+		func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			text, _ := args[0].(string)
+			return emailKey(text), nil
+		})
+}
+
+// highestPasswordCost is the highest bcrypt cost among the stored password
+// hashes ($2b$12$… has cost 12), or 0 if there are none.
+func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
+	var cost sql.NullString
+	err := s.reader.QueryRowContext(ctx,
+		"SELECT max(substr(hashed_password, 5, 2)) FROM user WHERE hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'").Scan(&cost)
+	if err != nil {
+		return 0, fmt.Errorf("read password costs: %w", err)
+	}
+	n, _ := strconv.Atoi(cost.String)
+	return n, nil
 }
 
 // hasUsers reports whether the database has any user.
@@ -244,7 +285,8 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 		return false, nil
 	}
 	res, err := tx.ExecContext(ctx,
-		"INSERT INTO user (email, is_superuser, hashed_password) VALUES (?, 1, ?)", email, hashedPassword)
+		"INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 1, ?)",
+		email, emailKey(email), hashedPassword)
 	if err != nil {
 		return false, fmt.Errorf("seed: create superuser: %w", err)
 	}
@@ -253,8 +295,9 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 		return false, fmt.Errorf("seed: create superuser: %w", err)
 	}
 	for _, r := range seedRecipes {
+		// A recipe whose id is taken (recipes but no users) is left alone.
 		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?)",
+			"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
 			r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
 			return false, fmt.Errorf("seed: recipe %d: %w", r.ID, err)
 		}
@@ -313,8 +356,8 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	res, err := s.writer.ExecContext(ctx,
-		"INSERT INTO user (first_name, surname, email, is_superuser, hashed_password) VALUES (?, ?, ?, ?, ?)",
-		u.FirstName, u.Surname, u.Email, u.IsSuperuser, u.HashedPassword)
+		"INSERT INTO user (first_name, surname, email, email_key, is_superuser, hashed_password) VALUES (?, ?, ?, ?, ?, ?)",
+		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword)
 	if isUniqueViolation(err) {
 		return user{}, errEmailTaken
 	}
@@ -335,7 +378,7 @@ func isUniqueViolation(err error) bool {
 // userByEmail finds a user by email, ignoring case; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	u, err := scanUser(s.reader.QueryRowContext(ctx,
-		"SELECT "+userColumns+" FROM user WHERE email = ? COLLATE NOCASE", email))
+		"SELECT "+userColumns+" FROM user WHERE email_key = ?", emailKey(email)))
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, fmt.Errorf("user by email: %w", err)
 	}
@@ -387,32 +430,19 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, ignoring case. Every character of keyword stands for
-// itself ('%' and '_' are not wildcards). An empty keyword matches every
-// recipe.
+// contains keyword, ignoring case in every script, as the reference's
+// Python str.lower() did (SQLite's LIKE folds ASCII only). Every character
+// of keyword stands for itself: '%' and '_' are not wildcards. An empty
+// keyword matches every recipe. The keyword is folded once, here, not
+// once per row.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe WHERE contains_ignoring_case(label, ?) ORDER BY id LIMIT ?",
-		keyword, limit))
+		"SELECT "+recipeColumns+" FROM recipe WHERE instr(casefold(label), ?) > 0 ORDER BY id LIMIT ?",
+		strings.ToLower(keyword), limit))
 	if err != nil {
 		return nil, fmt.Errorf("search recipes: %w", err)
 	}
 	return recipes, nil
-}
-
-func init() {
-	// SQLite's LIKE and lower() fold the case of ASCII letters only, and
-	// the reference searched with Python's str.lower(), which folds every
-	// script: "CRÈME" finds "crème". So the search calls Go's.
-	sqlite.MustRegisterDeterministicScalarFunction("contains_ignoring_case", 2,
-		func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
-			text, _ := args[0].(string)
-			part, _ := args[1].(string)
-			if strings.Contains(strings.ToLower(text), strings.ToLower(part)) {
-				return int64(1), nil
-			}
-			return int64(0), nil
-		})
 }
 
 // newestRecipes returns up to limit recipes, newest (highest id) first.

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -304,7 +305,14 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (1, 'Soup', 'http://x.com/s', 'A', 1)`,
 	)
 	raw := openRawDB(t, path)
+	if _, err := raw.Exec(fmt.Sprintf(`INSERT INTO user (id, email, is_superuser, hashed_password) VALUES (4, 'Ünï@x.com', 0, '%s'), (5, 'üNÏ@x.com', 0, '%s')`, hash, hash)); err != nil {
+		t.Fatal(err)
+	}
 	rowsBefore, schemaBefore := dumpAll(t, raw), schemaOf(t, raw)
+	bytesBefore, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	st, err := openStore(t.Context(), path)
 	if err == nil {
@@ -320,6 +328,9 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 		if strings.Contains(msg, "b@x.com") {
 			t.Errorf("openStore error = %q names b@x.com, which has no twin", msg)
 		}
+		if !strings.Contains(msg, "Ünï@x.com") || !strings.Contains(msg, "üNÏ@x.com") {
+			t.Errorf("openStore error = %q, want Ünï@x.com and üNÏ@x.com, which differ in case beyond ASCII, named", msg)
+		}
 		if strings.Contains(msg, "\n") {
 			t.Errorf("openStore error = %q, want one line", msg)
 		}
@@ -329,8 +340,14 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 		if v := queryInt(t, raw, "PRAGMA user_version"); v != 0 {
 			t.Errorf("PRAGMA user_version = %d, want 0", v)
 		}
-		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'user_email_nocase'"); n != 0 {
-			t.Errorf("index user_email_nocase exists, want none")
+		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'user_email_key'"); n != 0 {
+			t.Errorf("index user_email_key exists, want none")
+		}
+		if bytesAfter, _ := os.ReadFile(path); !bytes.Equal(bytesAfter, bytesBefore) {
+			t.Errorf("the database file changed (%d bytes before, %d after)", len(bytesBefore), len(bytesAfter))
+		}
+		if _, err := os.Stat(path + "-wal"); err == nil {
+			t.Errorf("the refused migration left a WAL file: the journal mode was changed")
 		}
 		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'app_setting'"); n != 0 {
 			t.Errorf("table app_setting exists, want none")
@@ -344,7 +361,7 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 	})
 
 	t.Run("once one of the pair is changed, the migration goes through", func(t *testing.T) {
-		execAll(t, raw, `UPDATE user SET email = 'a2@x.com' WHERE id = 3`)
+		execAll(t, raw, `UPDATE user SET email = 'a2@x.com' WHERE id = 3`, `DELETE FROM user WHERE id = 5`)
 		st, err := openStore(t.Context(), path)
 		if err != nil {
 			t.Fatalf("openStore after fixing the pair: %v", err)
@@ -525,7 +542,7 @@ func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
 		}
 		var printed strings.Builder
 		cfg.firstSuperuserPassword = "" // a generated password would be printed
-		if err := seedFirstSuperuser(t.Context(), again.store, newPasswordHasher(testBcryptCost), cfg, &printed); err != nil {
+		if err := seedFirstSuperuser(t.Context(), again.store, again.passwords, cfg, &printed); err != nil {
 			t.Errorf("seedFirstSuperuser on a seeded database = %v", err)
 		}
 		if printed.Len() != 0 {
