@@ -92,20 +92,31 @@ func newRequest(method, target string, body io.Reader, header ...string) *http.R
 	return r
 }
 
-// serve sends r through the service and returns the response.
+// serve sends r through the service and returns the response, with r on
+// it so that a failure can name the request.
 func (e *testEnv) serve(r *http.Request) *http.Response {
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, r)
-	return rec.Result()
+	resp := rec.Result()
+	resp.Request = r
+	return resp
+}
+
+func (e *testEnv) send(method, target string, body io.Reader, header ...string) *http.Response {
+	return e.serve(newRequest(method, target, body, header...))
 }
 
 func (e *testEnv) get(target string, header ...string) *http.Response {
-	return e.serve(newRequest("GET", target, nil, header...))
+	return e.send("GET", target, nil, header...)
+}
+
+func (e *testEnv) sendJSON(method, target, body string, header ...string) *http.Response {
+	return e.send(method, target, strings.NewReader(body),
+		append([]string{"Content-Type", "application/json"}, header...)...)
 }
 
 func (e *testEnv) postJSON(target, body string, header ...string) *http.Response {
-	return e.serve(newRequest("POST", target, strings.NewReader(body),
-		append([]string{"Content-Type", "application/json"}, header...)...))
+	return e.sendJSON("POST", target, body, header...)
 }
 
 func (e *testEnv) postForm(target string, form url.Values, header ...string) *http.Response {

@@ -1,0 +1,1013 @@
+// sessions_test.go tests the contract's section "Sessions and ownership
+// (beyond the reference)" and rule 5 of "The token", through the real
+// handler over a real SQLite file: login's refresh token and expires_in;
+// the refresh grant (each refresh token works once, its form in every shape
+// a client sends, every bad input answered 400 or 422); reuse detection,
+// which revokes one login's family of refresh tokens and nothing else;
+// expiry of refresh tokens and the cleanup of expired rows without a job;
+// that the database keeps only SHA-256 digests of them; concurrent
+// refreshes of one token (one winner, never a 500); logout and password
+// change, which end every earlier token of the user, even a token the
+// Python reference issued, while a token issued after them works within the
+// same second; who may change or delete a recipe, and what my-recipes
+// lists; migration 3 over a database that the reference made; and a fuzz
+// target for the refresh form.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// --- Helpers --------------------------------------------------------------
+
+// sessClock is a clock that a test moves by hand. It starts on a whole
+// second, so that "the same second" is certain.
+type sessClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newSessClock() *sessClock {
+	return &sessClock{now: time.Now().Truncate(time.Second)}
+}
+
+func (c *sessClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *sessClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
+// returns it: 200, not to be cached, a bearer access token that verifies,
+// a refresh token of 32 random bytes in unpadded base64url, and expires_in
+// equal to the access token lifetime.
+func expectTokenResponse(t *testing.T, e *testEnv, resp *http.Response) tokenResponse {
+	t.Helper()
+	expectStatus(t, resp, http.StatusOK)
+	what := resp.Request.Method + " " + resp.Request.URL.String()
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("%s: Cache-Control = %q, want no-store", what, cc)
+	}
+	got := decodeBody[tokenResponse](t, resp)
+	if got.TokenType != "bearer" {
+		t.Errorf("%s: token_type = %q, want bearer", what, got.TokenType)
+	}
+	if want := int64(e.cfg.accessTokenLifetime / time.Second); got.ExpiresIn != want {
+		t.Errorf("%s: expires_in = %d, want %d", what, got.ExpiresIn, want)
+	}
+	if raw, err := base64.RawURLEncoding.Strict().DecodeString(got.RefreshToken); len(got.RefreshToken) != 43 || err != nil || len(raw) != 32 {
+		t.Errorf("%s: refresh_token = %q, want 43 characters of base64url (32 bytes)", what, got.RefreshToken)
+	}
+	if got.AccessToken == "" {
+		t.Fatalf("%s: no access_token in %+v", what, got)
+	}
+	return got
+}
+
+// sessLogin logs in and returns the whole token response.
+func sessLogin(t *testing.T, e *testEnv, email, password string) tokenResponse {
+	t.Helper()
+	return expectTokenResponse(t, e, e.postForm("/api/v1/auth/login",
+		url.Values{"username": {email}, "password": {password}}))
+}
+
+// sessRefresh presents refreshToken as RFC 6749 §6 asks.
+func sessRefresh(e *testEnv, refreshToken string) *http.Response {
+	return e.postForm("/api/v1/auth/refresh",
+		url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
+}
+
+// sessMustRefresh trades refreshToken for a new pair, failing the test if
+// that does not work.
+func sessMustRefresh(t *testing.T, e *testEnv, refreshToken string) tokenResponse {
+	t.Helper()
+	return expectTokenResponse(t, e, sessRefresh(e, refreshToken))
+}
+
+// expectAccessTokenWorks checks that accessToken gets userID through /me.
+func expectAccessTokenWorks(t *testing.T, e *testEnv, accessToken string, userID int64) {
+	t.Helper()
+	resp := e.get("/api/v1/auth/me", bearer(accessToken)...)
+	expectStatus(t, resp, http.StatusOK)
+	if got := decodeBody[userView](t, resp); got.ID != userID {
+		t.Errorf("GET /api/v1/auth/me = user %d, want %d", got.ID, userID)
+	}
+}
+
+// expectAccessTokenRefused checks that /me refuses accessToken as a bad token.
+func expectAccessTokenRefused(t *testing.T, e *testEnv, accessToken string) {
+	t.Helper()
+	resp := e.get("/api/v1/auth/me", bearer(accessToken)...)
+	if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+		t.Errorf("GET /api/v1/auth/me: WWW-Authenticate = %q, want Bearer", got)
+	}
+	expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
+}
+
+// expectRefreshTokenRefused checks that refreshToken is refused.
+func expectRefreshTokenRefused(t *testing.T, e *testEnv, refreshToken string) {
+	t.Helper()
+	expectDetail(t, sessRefresh(e, refreshToken), http.StatusBadRequest, "Invalid refresh token")
+}
+
+// refreshRows is how many rows of refresh_token hold refreshToken's digest.
+func refreshRows(t *testing.T, e *testEnv, refreshToken string) int {
+	t.Helper()
+	digest := sha256.Sum256([]byte(refreshToken))
+	return queryInt(t, e.store.reader, "SELECT count(*) FROM refresh_token WHERE digest = ?", digest[:])
+}
+
+// referenceAccessToken is a token as the Python reference signs it for
+// userID: no "gen" claim.
+func referenceAccessToken(e *testEnv, userID int64) string {
+	now := time.Now().Unix()
+	return makeToken(e.cfg.tokenSecret, goodHeader,
+		fmt.Sprintf(`{"type":"access_token","exp":%d,"iat":%d,"sub":"%d"}`, now+3600, now, userID))
+}
+
+func passwordBody(current, next string) string {
+	return fmt.Sprintf(`{"current_password":%q,"new_password":%q}`, current, next)
+}
+
+// --- Login ----------------------------------------------------------------
+
+func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
+	e := newTestEnv(t, func(c *config) { c.accessTokenLifetime = 90 * time.Minute })
+	e.signup("cook@example.com", "password123")
+
+	t.Run("the body carries refresh_token and expires_in, with Cache-Control no-store", func(t *testing.T) {
+		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		got := expectTokenResponse(t, e, resp) // checks no-store, 43 base64url characters, expires_in
+		if got.ExpiresIn != 5400 {
+			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
+		}
+		claims, err := verifyAccessToken(e.cfg.tokenSecret, got.AccessToken, time.Now())
+		if err != nil {
+			t.Fatalf("the access token does not verify: %v", err)
+		}
+		if life := claims.ExpiresAt.Sub(claims.IssuedAt); life != time.Duration(got.ExpiresIn)*time.Second {
+			t.Errorf("the access token lives %v, but expires_in says %ds", life, got.ExpiresIn)
+		}
+	})
+	t.Run("every login gets a refresh token of its own", func(t *testing.T) {
+		seen := map[string]bool{}
+		for range 5 {
+			token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+			if seen[token] {
+				t.Fatalf("two logins got the same refresh token %q", token)
+			}
+			seen[token] = true
+		}
+	})
+}
+
+// --- Refresh --------------------------------------------------------------
+
+func TestARefreshTokenWorksOnce(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	login := func(t *testing.T) tokenResponse {
+		t.Helper()
+		return sessLogin(t, e, "cook@example.com", "password123")
+	}
+
+	t.Run("a refresh token gives a new access token that works and a new, different refresh token", func(t *testing.T) {
+		first := login(t)
+		next := sessMustRefresh(t, e, first.RefreshToken)
+		expectAccessTokenWorks(t, e, next.AccessToken, cook.ID)
+		if next.RefreshToken == first.RefreshToken {
+			t.Errorf("POST /api/v1/auth/refresh gave back the refresh token it was sent")
+		}
+		t.Run("presenting the first one again is refused", func(t *testing.T) {
+			expectRefreshTokenRefused(t, e, first.RefreshToken)
+		})
+	})
+	t.Run("the new refresh token works in its turn", func(t *testing.T) {
+		next := sessMustRefresh(t, e, login(t).RefreshToken)
+		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, next.RefreshToken).AccessToken, cook.ID)
+	})
+	t.Run("a multipart form without grant_type is read", func(t *testing.T) {
+		resp := e.postMultipart("/api/v1/auth/refresh", map[string]string{"refresh_token": login(t).RefreshToken})
+		expectAccessTokenWorks(t, e, expectTokenResponse(t, e, resp).AccessToken, cook.ID)
+	})
+	t.Run("a multipart form with grant_type is read", func(t *testing.T) {
+		resp := e.postMultipart("/api/v1/auth/refresh",
+			map[string]string{"grant_type": "refresh_token", "refresh_token": login(t).RefreshToken})
+		expectTokenResponse(t, e, resp)
+	})
+	t.Run("an urlencoded form without grant_type is read", func(t *testing.T) {
+		resp := e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {login(t).RefreshToken}})
+		expectTokenResponse(t, e, resp)
+	})
+
+	for _, tc := range []struct {
+		name     string
+		form     url.Values
+		wantLocs []string
+	}{
+		{"a grant_type of password is a 422 at grant_type",
+			url.Values{"grant_type": {"password"}, "refresh_token": {"x"}}, []string{"body.grant_type"}},
+		{"a missing refresh_token is a 422 at refresh_token",
+			url.Values{"grant_type": {"refresh_token"}}, []string{"body.refresh_token"}},
+		{"an empty refresh_token is a 422 at refresh_token",
+			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {""}}, []string{"body.refresh_token"}},
+		{"an empty form is a 422 at refresh_token only: grant_type is optional",
+			url.Values{}, []string{"body.refresh_token"}},
+		{"every bad field is listed",
+			url.Values{"grant_type": {"client_credentials"}}, []string{"body.refresh_token", "body.grant_type"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectProblems(t, e.postForm("/api/v1/auth/refresh", tc.form), tc.wantLocs...)
+		})
+	}
+	t.Run("a refused grant_type does not use up the refresh token", func(t *testing.T) {
+		token := login(t).RefreshToken
+		expectProblems(t, e.postForm("/api/v1/auth/refresh",
+			url.Values{"grant_type": {"password"}, "refresh_token": {token}}), "body.grant_type")
+		sessMustRefresh(t, e, token)
+	})
+	t.Run("a refresh token in the query string is not read: tokens stay out of URLs", func(t *testing.T) {
+		token := login(t).RefreshToken
+		resp := e.postForm("/api/v1/auth/refresh?grant_type=refresh_token&refresh_token="+token, url.Values{})
+		expectProblems(t, resp, "body.refresh_token")
+		sessMustRefresh(t, e, token)
+	})
+	t.Run("a JSON body is not a refresh form", func(t *testing.T) {
+		resp := e.postJSON("/api/v1/auth/refresh",
+			fmt.Sprintf(`{"grant_type":"refresh_token","refresh_token":%q}`, login(t).RefreshToken))
+		expectProblems(t, resp, "body.refresh_token")
+	})
+	t.Run("a refresh form over 1 MiB is a 413", func(t *testing.T) {
+		form := url.Values{"refresh_token": {login(t).RefreshToken}, "x": {strings.Repeat("x", maxBodyBytes)}}
+		expectDetail(t, e.postForm("/api/v1/auth/refresh", form), http.StatusRequestEntityTooLarge, "Request body too large")
+	})
+
+	issued := login(t)
+	flipped := []byte(issued.RefreshToken)
+	if flipped[10] == 'A' {
+		flipped[10] = 'B'
+	} else {
+		flipped[10] = 'A'
+	}
+	for _, tc := range []struct{ name, token string }{
+		{"an unknown token of the right shape is refused", randomToken(refreshTokenBytes)},
+		{"a token with one character changed is refused", string(flipped)},
+		{"garbage is refused", "garbage"},
+		{"a token one character short is refused", issued.RefreshToken[:42]},
+		{"a token with one character more is refused", issued.RefreshToken + "A"},
+		{"a token written with padding is refused", issued.RefreshToken + "="},
+		{"43 characters outside base64url are refused", strings.Repeat("!", 43)},
+		{"a very long token is refused", strings.Repeat("A", 100_000)},
+		{"an access token is not a refresh token", issued.AccessToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectRefreshTokenRefused(t, e, tc.token)
+		})
+	}
+	t.Run("the real token is still good after all those attempts", func(t *testing.T) {
+		sessMustRefresh(t, e, issued.RefreshToken)
+	})
+}
+
+func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+
+	first := sessLogin(t, e, "cook@example.com", "password123") // R1
+	other := sessLogin(t, e, "cook@example.com", "password123") // R', an independent login
+	rotated := sessMustRefresh(t, e, first.RefreshToken)        // R2, and an access token
+
+	t.Run("presenting the spent token again is refused", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, first.RefreshToken)
+	})
+	t.Run("the descendant of the reused token is refused too", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, rotated.RefreshToken)
+	})
+	t.Run("another login of the same user keeps its refresh token", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, other.RefreshToken).AccessToken, cook.ID)
+	})
+	t.Run("another login of the same user keeps its access token", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, other.AccessToken, cook.ID)
+	})
+	// Reuse detection revokes refresh tokens only (the contract names
+	// nothing else); access tokens are stateless and live out their
+	// lifetime. Logout is what ends them.
+	t.Run("access tokens of the revoked family are not revoked", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, rotated.AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
+	})
+	t.Run("descendants several rotations down are revoked too", func(t *testing.T) {
+		r1 := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+		r2 := sessMustRefresh(t, e, r1).RefreshToken
+		r3 := sessMustRefresh(t, e, r2).RefreshToken
+		r4 := sessMustRefresh(t, e, r3).RefreshToken
+		expectRefreshTokenRefused(t, e, r2) // a middle one, reused
+		expectRefreshTokenRefused(t, e, r4)
+		for _, token := range []string{r1, r2, r3, r4} {
+			if n := refreshRows(t, e, token); n != 0 {
+				t.Errorf("a token of the revoked family still has %d rows", n)
+			}
+		}
+	})
+}
+
+func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
+	clock := newSessClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	e.signup("cook@example.com", "password123")
+	e.signup("diner@example.com", "password123")
+	early := sessLogin(t, e, "cook@example.com", "password123")
+	late := sessLogin(t, e, "cook@example.com", "password123")
+	lifetime := e.cfg.refreshTokenLifetime
+	var renewed tokenResponse
+
+	t.Run("a refresh token still works a second before its lifetime ends", func(t *testing.T) {
+		clock.advance(lifetime - time.Second)
+		renewed = sessMustRefresh(t, e, early.RefreshToken)
+	})
+	t.Run("a refresh token is refused once its lifetime has passed", func(t *testing.T) {
+		clock.advance(2 * time.Second) // the lifetime and one second
+		expectRefreshTokenRefused(t, e, late.RefreshToken)
+		if n := refreshRows(t, e, late.RefreshToken); n != 1 {
+			t.Fatalf("the expired token has %d rows before the next login, want 1 (nothing to clean up yet)", n)
+		}
+	})
+	t.Run("expired rows are deleted by the next login, anyone's, with no cleaning job", func(t *testing.T) {
+		sessLogin(t, e, "diner@example.com", "password123")
+		if n := refreshRows(t, e, late.RefreshToken); n != 0 {
+			t.Errorf("the expired refresh token still has %d rows after a later login, want 0", n)
+		}
+		if n := refreshRows(t, e, early.RefreshToken); n != 0 {
+			t.Errorf("the spent and expired refresh token still has %d rows after a later login, want 0", n)
+		}
+		if n := refreshRows(t, e, renewed.RefreshToken); n != 1 {
+			t.Errorf("the unexpired refresh token has %d rows after a later login, want 1", n)
+		}
+	})
+	t.Run("a refreshed token gets a lifetime of its own", func(t *testing.T) {
+		sessMustRefresh(t, e, renewed.RefreshToken)
+	})
+}
+
+func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		t.Fatalf("refresh token %q is not base64url: %v", token, err)
+	}
+
+	t.Run("no column of refresh_token holds the token, as text or as its bytes", func(t *testing.T) {
+		rows, err := e.store.reader.Query("SELECT * FROM refresh_token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		n := 0
+		for rows.Next() {
+			n++
+			values := make([]any, len(cols))
+			pointers := make([]any, len(cols))
+			for i := range values {
+				pointers[i] = &values[i]
+			}
+			if err := rows.Scan(pointers...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range values {
+				var b []byte
+				switch v := v.(type) {
+				case []byte:
+					b = v
+				case string:
+					b = []byte(v)
+				default:
+					b = fmt.Append(nil, v)
+				}
+				if bytes.Contains(b, []byte(token)) || bytes.Contains(b, raw) {
+					t.Errorf("column %s of refresh_token holds the refresh token", cols[i])
+				}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatal("refresh_token has no rows after a login")
+		}
+	})
+	t.Run("the digest is the SHA-256 of the token", func(t *testing.T) {
+		var digest []byte
+		if err := e.store.reader.QueryRow("SELECT digest FROM refresh_token WHERE user_id = ?", cook.ID).Scan(&digest); err != nil {
+			t.Fatal(err)
+		}
+		if want := sha256.Sum256([]byte(token)); !bytes.Equal(digest, want[:]) {
+			t.Errorf("digest = %x, want sha256(token) = %x", digest, want)
+		}
+	})
+}
+
+func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+
+	// race presents one refresh token from racers goroutines at once, and
+	// returns the statuses seen and the winner's answer, if any.
+	const racers = 10
+	race := func(t *testing.T, token string) (map[int]int, *tokenResponse) {
+		t.Helper()
+		responses := make([]*http.Response, racers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() {
+				<-start
+				responses[i] = sessRefresh(e, token)
+			})
+		}
+		close(start)
+		wg.Wait()
+		statuses := map[int]int{}
+		var winner *tokenResponse
+		for _, resp := range responses {
+			statuses[resp.StatusCode]++
+			switch resp.StatusCode {
+			case http.StatusOK:
+				got := decodeBody[tokenResponse](t, resp)
+				winner = &got
+			case http.StatusBadRequest:
+				if got := decodeBody[map[string]string](t, resp)["detail"]; got != "Invalid refresh token" {
+					t.Errorf("a losing POST /api/v1/auth/refresh: detail = %q, want Invalid refresh token", got)
+				}
+			}
+		}
+		return statuses, winner
+	}
+
+	// A race is lost or won by timing, so it is run many times over.
+	var winner *tokenResponse
+	t.Run("exactly one gets 200 and the rest 400, never 500", func(t *testing.T) {
+		for round := range 20 {
+			statuses, w := race(t, sessLogin(t, e, "cook@example.com", "password123").RefreshToken)
+			if statuses[http.StatusOK] != 1 || statuses[http.StatusBadRequest] != racers-1 {
+				t.Fatalf("round %d: %d concurrent POST /api/v1/auth/refresh of one token = statuses %v, want one 200 and %d 400",
+					round, racers, statuses, racers-1)
+			}
+			winner = w
+		}
+	})
+	if winner == nil {
+		return
+	}
+	t.Run("the winner's access token works", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, winner.AccessToken, cook.ID)
+	})
+	// The losers presented a spent token, which the contract calls reuse:
+	// the winner's new refresh token is of the same family.
+	t.Run("the losers count as reuse: the winner's new refresh token is revoked too", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, winner.RefreshToken)
+	})
+}
+
+// --- Logout and password change --------------------------------------------
+
+func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
+	clock := newSessClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	cook := e.signup("cook@example.com", "password123")
+	diner := e.signup("diner@example.com", "password123")
+
+	first := sessLogin(t, e, "cook@example.com", "password123")
+	clock.advance(time.Second)
+	second := sessLogin(t, e, "cook@example.com", "password123")
+	rotated := sessMustRefresh(t, e, second.RefreshToken)
+	theirs := sessLogin(t, e, "diner@example.com", "password123")
+	clock.advance(time.Second)
+
+	t.Run("logout with a bearer token is a 204 with an empty body", func(t *testing.T) {
+		resp := e.send("POST", "/api/v1/auth/logout", nil, bearer(first.AccessToken)...)
+		expectStatus(t, resp, http.StatusNoContent)
+		if body, _ := io.ReadAll(resp.Body); len(body) != 0 {
+			t.Errorf("POST /api/v1/auth/logout body = %q, want none", body)
+		}
+	})
+	t.Run("the access token that logged out is refused", func(t *testing.T) {
+		expectAccessTokenRefused(t, e, first.AccessToken)
+	})
+	t.Run("the user's other access tokens issued earlier are refused", func(t *testing.T) {
+		expectAccessTokenRefused(t, e, second.AccessToken)
+		expectAccessTokenRefused(t, e, rotated.AccessToken)
+	})
+	t.Run("every refresh token of the user is refused", func(t *testing.T) {
+		for _, token := range []string{first.RefreshToken, rotated.RefreshToken} {
+			expectRefreshTokenRefused(t, e, token)
+		}
+	})
+	t.Run("another user's tokens keep working", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, theirs.AccessToken, diner.ID)
+		sessMustRefresh(t, e, theirs.RefreshToken)
+	})
+	t.Run("a logged-out token cannot log out again", func(t *testing.T) {
+		resp := e.send("POST", "/api/v1/auth/logout", nil, bearer(first.AccessToken)...)
+		expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
+	})
+	t.Run("a login in the same second as the logout gives tokens that work", func(t *testing.T) {
+		again := sessLogin(t, e, "cook@example.com", "password123")
+		if again.AccessToken == first.AccessToken || again.AccessToken == second.AccessToken {
+			t.Fatal("the login after the logout got an access token issued before it")
+		}
+		expectAccessTokenWorks(t, e, again.AccessToken, cook.ID)
+		renewed := sessMustRefresh(t, e, again.RefreshToken)
+		expectAccessTokenWorks(t, e, renewed.AccessToken, cook.ID)
+	})
+	t.Run("a second logout in the same second ends the tokens issued between the two", func(t *testing.T) {
+		between := sessLogin(t, e, "cook@example.com", "password123")
+		expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(between.AccessToken)...), http.StatusNoContent)
+		expectAccessTokenRefused(t, e, between.AccessToken)
+		expectRefreshTokenRefused(t, e, between.RefreshToken)
+		expectAccessTokenWorks(t, e, sessLogin(t, e, "cook@example.com", "password123").AccessToken, cook.ID)
+	})
+	for _, tc := range []struct {
+		name   string
+		header []string
+	}{
+		{"logout without a token is a 401 Not authenticated", nil},
+		{"logout with a Basic header is a 401 Not authenticated", []string{"Authorization", "Basic Og=="}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.send("POST", "/api/v1/auth/logout", nil, tc.header...)
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("POST /api/v1/auth/logout: WWW-Authenticate = %q, want Bearer", got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		})
+	}
+}
+
+func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
+	clock := newSessClock() // frozen: every token here is issued in the same second
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	cook := e.signup("cook@example.com", "password123")
+	const newPassword = "new-password-456"
+
+	first := sessLogin(t, e, "cook@example.com", "password123")
+	second := sessLogin(t, e, "cook@example.com", "password123")
+	changePassword := func(accessToken, body string) *http.Response {
+		return e.postJSON("/api/v1/auth/password", body, bearer(accessToken)...)
+	}
+	// nothingChanged checks that first's tokens and the old password still
+	// work, and that the new password does not; first's refresh token is
+	// spent on the way and replaced.
+	nothingChanged := func(t *testing.T) {
+		t.Helper()
+		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
+		first.RefreshToken = sessMustRefresh(t, e, first.RefreshToken).RefreshToken
+		sessLogin(t, e, "cook@example.com", "password123")
+		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {newPassword}}),
+			http.StatusBadRequest, "Incorrect username or password")
+	}
+
+	t.Run("a wrong current_password is a 400 and changes nothing", func(t *testing.T) {
+		expectDetail(t, changePassword(first.AccessToken, passwordBody("wrong-password", newPassword)),
+			http.StatusBadRequest, "Incorrect password")
+		nothingChanged(t)
+	})
+	for _, tc := range []struct {
+		name, body string
+		wantLocs   []string
+	}{
+		{"a new_password of 7 bytes is a 422", passwordBody("password123", "1234567"), []string{"body.new_password"}},
+		{"a new_password of 73 bytes is a 422, not truncated", passwordBody("password123", strings.Repeat("p", 73)), []string{"body.new_password"}},
+		{"missing fields are a 422 listing both", `{}`, []string{"body.current_password", "body.new_password"}},
+		{"a body that is not a JSON object is a 422 at body", `[]`, []string{"body"}},
+	} {
+		t.Run(tc.name+" and changes nothing", func(t *testing.T) {
+			expectProblems(t, changePassword(first.AccessToken, tc.body), tc.wantLocs...)
+			nothingChanged(t)
+		})
+	}
+	t.Run("no token is a 401 Not authenticated", func(t *testing.T) {
+		resp := e.postJSON("/api/v1/auth/password", passwordBody("password123", newPassword))
+		expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		nothingChanged(t)
+	})
+
+	var changed tokenResponse
+	t.Run("the right current_password answers like login", func(t *testing.T) {
+		changed = expectTokenResponse(t, e, changePassword(first.AccessToken, passwordBody("password123", newPassword)))
+	})
+	t.Run("the returned access token works at once, in the same second", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, changed.AccessToken, cook.ID)
+	})
+	t.Run("every access token issued before is refused", func(t *testing.T) {
+		for _, token := range []string{first.AccessToken, second.AccessToken} {
+			expectAccessTokenRefused(t, e, token)
+		}
+	})
+	t.Run("every refresh token issued before is refused", func(t *testing.T) {
+		for _, token := range []string{first.RefreshToken, second.RefreshToken} {
+			expectRefreshTokenRefused(t, e, token)
+		}
+	})
+	t.Run("the old password no longer logs in and the new one does", func(t *testing.T) {
+		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}),
+			http.StatusBadRequest, "Incorrect username or password")
+		expectAccessTokenWorks(t, e, sessLogin(t, e, "cook@example.com", newPassword).AccessToken, cook.ID)
+	})
+	t.Run("the returned refresh token works", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, changed.RefreshToken).AccessToken, cook.ID)
+	})
+	t.Run("an old access token cannot change the password again", func(t *testing.T) {
+		expectDetail(t, changePassword(second.AccessToken, passwordBody(newPassword, "third-password")),
+			http.StatusUnauthorized, "Could not validate credentials")
+		sessLogin(t, e, "cook@example.com", newPassword)
+	})
+}
+
+func TestAReferenceTokenWorksUntilItsUsersFirstLogoutOrPasswordChange(t *testing.T) {
+	e := newTestEnv(t)
+	bystander := e.signup("bystander@example.com", "password123")
+	bystanderToken := referenceAccessToken(e, bystander.ID)
+
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, token string)
+	}{
+		{"logout", func(t *testing.T, token string) {
+			expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...), http.StatusNoContent)
+		}},
+		{"password change", func(t *testing.T, token string) {
+			expectTokenResponse(t, e, e.postJSON("/api/v1/auth/password",
+				passwordBody("password123", "another-password"), bearer(token)...))
+		}},
+	} {
+		t.Run("a token the reference issued works until its user's first "+tc.name, func(t *testing.T) {
+			u := e.signup(strings.ReplaceAll(tc.name, " ", "-")+"@example.com", "password123")
+			token := referenceAccessToken(e, u.ID)
+			expectAccessTokenWorks(t, e, token, u.ID)
+			tc.end(t, token) // with the reference's token itself
+			expectAccessTokenRefused(t, e, token)
+		})
+	}
+	t.Run("another user's reference token is untouched", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, bystanderToken, bystander.ID)
+	})
+}
+
+// --- Ownership --------------------------------------------------------------
+
+func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
+	e := newTestEnv(t)
+	alice, aliceToken := newRecipeUser(e, "alice@example.com")
+	bob, bobToken := newRecipeUser(e, "bob@example.com")
+	adminToken := e.login("admin@recipeapi.com", adminPassword)
+
+	aliceFirst := postRecipe(t, e, aliceToken, "Alice's Soup", "Alice", "https://example.com/soup")
+	bobs := postRecipe(t, e, bobToken, "Bob's Bread", "Bob", "https://example.com/bread")
+	aliceSecond := postRecipe(t, e, aliceToken, "Alice's Stew", "Alice", "https://example.com/stew")
+
+	recipePath := func(id int64) string { return "/api/v1/recipes/" + strconv.FormatInt(id, 10) }
+	put := func(id int64, body, token string) *http.Response {
+		return e.sendJSON("PUT", recipePath(id), body, bearer(token)...)
+	}
+	del := func(id int64, token string) *http.Response {
+		return e.send("DELETE", recipePath(id), nil, bearer(token)...)
+	}
+	current := func(t *testing.T, id int64) recipeView {
+		t.Helper()
+		resp := e.get(recipePath(id))
+		expectStatus(t, resp, http.StatusOK)
+		return decodeBody[recipeView](t, resp)
+	}
+	myRecipes := func(t *testing.T, token string) []recipeView {
+		t.Helper()
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		return decodeBody[struct {
+			Results []recipeView `json:"results"`
+		}](t, resp).Results
+	}
+	newBody := recipeBody("Changed", "Changer", "https://example.com/changed")
+
+	t.Run("my-recipes lists only the caller's recipes, in id order", func(t *testing.T) {
+		if got, want := myRecipes(t, aliceToken), []recipeView{aliceFirst, aliceSecond}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ as alice = %+v, want %+v", got, want)
+		}
+		if got, want := myRecipes(t, bobToken), []recipeView{bobs}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ as bob = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("my-recipes is empty, not null, for a user with none", func(t *testing.T) {
+		_, token := newRecipeUser(e, "idle@example.com")
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		if body := readBody(t, resp); body != `{"results":[]}` {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ = %s, want {\"results\":[]}", body)
+		}
+	})
+	t.Run("another user cannot update a recipe, which stays unchanged", func(t *testing.T) {
+		expectDetail(t, put(aliceFirst.ID, newBody, bobToken), http.StatusForbidden, "You can only update your recipes")
+		if got := current(t, aliceFirst.ID); got != aliceFirst {
+			t.Errorf("after a refused PUT, recipe = %+v, want %+v", got, aliceFirst)
+		}
+	})
+	t.Run("another user cannot update a seeded recipe of the superuser", func(t *testing.T) {
+		expectDetail(t, put(1, newBody, bobToken), http.StatusForbidden, "You can only update your recipes")
+	})
+	t.Run("another user cannot delete a recipe, which stays", func(t *testing.T) {
+		expectDetail(t, del(aliceFirst.ID, bobToken), http.StatusForbidden, "You can only delete your recipes")
+		if got := current(t, aliceFirst.ID); got != aliceFirst {
+			t.Errorf("after a refused DELETE, recipe = %+v, want %+v", got, aliceFirst)
+		}
+	})
+	t.Run("the submitter updates a recipe: new fields, same id and submitter", func(t *testing.T) {
+		resp := put(aliceFirst.ID, newBody, aliceToken)
+		expectStatus(t, resp, http.StatusOK)
+		want := recipeView{Label: "Changed", Source: "Changer", URL: "https://example.com/changed", ID: aliceFirst.ID, SubmitterID: alice.ID}
+		if got := decodeBody[recipeView](t, resp); got != want {
+			t.Errorf("PUT %s = %+v, want %+v", recipePath(aliceFirst.ID), got, want)
+		}
+		if got := current(t, aliceFirst.ID); got != want {
+			t.Errorf("GET %s after PUT = %+v, want %+v", recipePath(aliceFirst.ID), got, want)
+		}
+	})
+	t.Run("a submitter_id in an update body does not give the recipe away", func(t *testing.T) {
+		body := fmt.Sprintf(`{"label":"Still Alice's","source":"Alice","url":"https://example.com/a","submitter_id":%d}`, bob.ID)
+		resp := put(aliceSecond.ID, body, aliceToken)
+		expectStatus(t, resp, http.StatusOK)
+		if got := decodeBody[recipeView](t, resp); got.SubmitterID != alice.ID {
+			t.Errorf("PUT with submitter_id %d: submitter_id = %d, want %d", bob.ID, got.SubmitterID, alice.ID)
+		}
+		aliceSecond = current(t, aliceSecond.ID)
+	})
+	for _, tc := range []struct {
+		name, body string
+		wantLocs   []string
+	}{
+		{"an update without a label is a 422", `{"source":"Alice","url":"https://example.com/a"}`, []string{"body.label"}},
+		{"an update with a URL that is not http(s) is a 422", recipeBody("X", "Alice", "javascript:alert(1)"), []string{"body.url"}},
+		{"an update with a relative URL is a 422", recipeBody("X", "Alice", "/soup"), []string{"body.url"}},
+		{"an update lists every bad field", `{"source":"Alice","url":"ftp://example.com/a"}`, []string{"body.label", "body.url"}},
+		{"an update body that is not JSON is a 422 at body", `{"label":`, []string{"body"}},
+	} {
+		t.Run(tc.name+" and changes nothing", func(t *testing.T) {
+			expectProblems(t, put(aliceSecond.ID, tc.body, aliceToken), tc.wantLocs...)
+			if got := current(t, aliceSecond.ID); got != aliceSecond {
+				t.Errorf("after a refused PUT, recipe = %+v, want %+v", got, aliceSecond)
+			}
+		})
+	}
+	t.Run("the superuser updates anyone's recipe, which keeps its submitter", func(t *testing.T) {
+		resp := put(bobs.ID, recipeBody("Admin's edit", "Admin", "http://example.com/edit"), adminToken)
+		expectStatus(t, resp, http.StatusOK)
+		want := recipeView{Label: "Admin's edit", Source: "Admin", URL: "http://example.com/edit", ID: bobs.ID, SubmitterID: bob.ID}
+		if got := decodeBody[recipeView](t, resp); got != want {
+			t.Errorf("PUT %s as the superuser = %+v, want %+v", recipePath(bobs.ID), got, want)
+		}
+	})
+	t.Run("the submitter deletes a recipe: 204, then it is gone", func(t *testing.T) {
+		resp := del(aliceFirst.ID, aliceToken)
+		expectStatus(t, resp, http.StatusNoContent)
+		if body := readBody(t, resp); body != "" {
+			t.Errorf("DELETE %s body = %q, want none", recipePath(aliceFirst.ID), body)
+		}
+		expectDetail(t, e.get(recipePath(aliceFirst.ID)), http.StatusNotFound,
+			fmt.Sprintf("Recipe with ID %d not found", aliceFirst.ID))
+		if got, want := myRecipes(t, aliceToken), []recipeView{aliceSecond}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ after the delete = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("the superuser deletes anyone's recipe", func(t *testing.T) {
+		expectStatus(t, del(bobs.ID, adminToken), http.StatusNoContent)
+		expectDetail(t, e.get(recipePath(bobs.ID)), http.StatusNotFound,
+			fmt.Sprintf("Recipe with ID %d not found", bobs.ID))
+	})
+
+	for _, who := range []struct{ name, token string }{
+		{"its submitter", aliceToken}, {"another user", bobToken}, {"the superuser", adminToken},
+	} {
+		for _, id := range []int64{aliceFirst.ID, 99999} { // one deleted, one never made
+			detail := fmt.Sprintf("Recipe with ID %d not found", id)
+			t.Run(fmt.Sprintf("an update of missing recipe %d by %s is a 404", id, who.name), func(t *testing.T) {
+				expectDetail(t, put(id, newBody, who.token), http.StatusNotFound, detail)
+			})
+			t.Run(fmt.Sprintf("a delete of missing recipe %d by %s is a 404", id, who.name), func(t *testing.T) {
+				expectDetail(t, del(id, who.token), http.StatusNotFound, detail)
+			})
+		}
+	}
+	for _, id := range []string{"abc", "1.5", "my-recipes"} {
+		for _, method := range []string{"PUT", "DELETE"} {
+			t.Run(fmt.Sprintf("%s of recipe %q is a 422 at path.recipe_id", method, id), func(t *testing.T) {
+				resp := e.send(method, "/api/v1/recipes/"+id, strings.NewReader(newBody),
+					append([]string{"Content-Type", "application/json"}, bearer(aliceToken)...)...)
+				expectProblems(t, resp, "path.recipe_id")
+			})
+		}
+	}
+	for _, tc := range []struct {
+		method, target, body string
+	}{
+		{"PUT", recipePath(aliceSecond.ID), newBody},
+		{"DELETE", recipePath(aliceSecond.ID), ""},
+		{"GET", "/api/v1/recipes/my-recipes/", ""},
+	} {
+		t.Run(fmt.Sprintf("%s %s without a token is a 401 Not authenticated", tc.method, tc.target), func(t *testing.T) {
+			resp := e.send(tc.method, tc.target, strings.NewReader(tc.body), "Content-Type", "application/json")
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("%s %s: WWW-Authenticate = %q, want Bearer", tc.method, tc.target, got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		})
+	}
+	t.Run("a refused update without a token changes nothing", func(t *testing.T) {
+		if got := current(t, aliceSecond.ID); got != aliceSecond {
+			t.Errorf("recipe = %+v, want %+v", got, aliceSecond)
+		}
+	})
+}
+
+// --- Migration 3 ------------------------------------------------------------
+
+// expectSessionsWork logs email in, refreshes, and logs out, checking each
+// step, as a user of a migrated database would.
+func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID int64) {
+	t.Helper()
+	login := sessLogin(t, e, email, password)
+	expectAccessTokenWorks(t, e, login.AccessToken, userID)
+	renewed := sessMustRefresh(t, e, login.RefreshToken)
+	expectAccessTokenWorks(t, e, renewed.AccessToken, userID)
+	expectRefreshTokenRefused(t, e, login.RefreshToken)
+	expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(renewed.AccessToken)...), http.StatusNoContent)
+	expectAccessTokenRefused(t, e, renewed.AccessToken)
+	expectAccessTokenRefused(t, e, login.AccessToken)
+	expectRefreshTokenRefused(t, e, renewed.RefreshToken)
+	expectAccessTokenWorks(t, e, sessLogin(t, e, email, password).AccessToken, userID)
+}
+
+func TestMigration3OverAReferenceDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reference.db")
+	makeReferenceDB(t, path,
+		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+			VALUES (7, 'Old', 'Timer', 'Old.Timer@example.com', 0, '%s')`, passlibHash(t, "old-password")),
+		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+			VALUES (9, NULL, NULL, 'chef@example.com', 1, '%s')`, passlibHash(t, "chef-password")),
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (5, 'Old Soup', 'http://example.com/soup', 'Grandma', 7)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (12, 'Old Bread', 'https://example.com/bread', 'Chef', 9)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (13, 'Bare', NULL, NULL, NULL)`,
+	)
+	raw := openRawDB(t, path)
+	before := dumpAll(t, raw)
+	cfg := newTestConfig(t)
+	cfg.dbPath = path
+	e := startTestEnv(t, cfg, time.Now)
+	// A token the reference issued before the move, with the same secret.
+	oldToken := referenceAccessToken(e, 9)
+
+	t.Run("every row of the reference is kept, unchanged", func(t *testing.T) {
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+	t.Run("every user starts at token generation 0 with no refresh tokens", func(t *testing.T) {
+		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE token_generation = 0"); n != 2 {
+			t.Errorf("users at generation 0 = %d, want 2", n)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM refresh_token"); n != 0 {
+			t.Errorf("refresh tokens = %d, want 0", n)
+		}
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
+		}
+	})
+	t.Run("a token the reference issued still works", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, oldToken, 9)
+	})
+	t.Run("a user of the reference logs in, refreshes and logs out", func(t *testing.T) {
+		expectSessionsWork(t, e, "old.timer@example.com", "old-password", 7)
+	})
+	t.Run("one user's logout leaves the other's reference token working", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, oldToken, 9)
+	})
+	t.Run("a user of the reference sees their old recipes in my-recipes and may change them", func(t *testing.T) {
+		token := e.login("old.timer@example.com", "old-password")
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		want := `{"results":[{"label":"Old Soup","source":"Grandma","url":"http://example.com/soup","id":5,"submitter_id":7}]}`
+		if body := readBody(t, resp); body != want {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ = %s, want %s", body, want)
+		}
+		expectStatus(t, e.sendJSON("PUT", "/api/v1/recipes/5", recipeBody("Old Soup", "Grandma", "http://example.com/soup2"), bearer(token)...), http.StatusOK)
+		expectDetail(t, e.send("DELETE", "/api/v1/recipes/12", nil, bearer(token)...), http.StatusForbidden, "You can only delete your recipes")
+	})
+	t.Run("the reference's superuser logs in, refreshes and logs out, which ends its reference token", func(t *testing.T) {
+		expectSessionsWork(t, e, "chef@example.com", "chef-password", 9)
+		expectAccessTokenRefused(t, e, oldToken)
+	})
+	t.Run("the reference's superuser may delete a recipe with no submitter", func(t *testing.T) {
+		token := e.login("chef@example.com", "chef-password")
+		expectStatus(t, e.send("DELETE", "/api/v1/recipes/13", nil, bearer(token)...), http.StatusNoContent)
+	})
+}
+
+// refreshTokenPlaceholder in a seed of FuzzRefreshForm stands for a
+// refresh token issued just before the request, so that the fuzzer can
+// reach the 200 path.
+const refreshTokenPlaceholder = "@TOKEN@"
+
+// formValuesOf is every refresh_token value that a body of this content
+// type carries, read as urlencoded and as multipart.
+func formValuesOf(contentType, body string) []string {
+	var values []string
+	r := newRequest("POST", "/", strings.NewReader(body), "Content-Type", contentType)
+	if r.ParseForm() == nil {
+		values = append(values, r.PostForm["refresh_token"]...)
+	}
+	r = newRequest("POST", "/", strings.NewReader(body), "Content-Type", contentType)
+	if r.ParseMultipartForm(maxBodyBytes) == nil {
+		values = append(values, r.PostForm["refresh_token"]...)
+	}
+	return values
+}
+
+// FuzzRefreshForm sends arbitrary refresh bodies with arbitrary content
+// types: the answer is always JSON, 200, 400 or 422 (413 only past 1 MiB),
+// never a 500, and 200 only if the body carried a refresh token that had
+// been issued.
+func FuzzRefreshForm(f *testing.F) {
+	multipartForm := func(boundary string, fields ...string) string {
+		var b strings.Builder
+		for i := 0; i+1 < len(fields); i += 2 {
+			fmt.Fprintf(&b, "--%s\r\nContent-Disposition: form-data; name=%q\r\n\r\n%s\r\n", boundary, fields[i], fields[i+1])
+		}
+		return b.String() + "--" + boundary + "--\r\n"
+	}
+	const urlencoded = "application/x-www-form-urlencoded"
+	for _, seed := range []struct{ contentType, body string }{
+		{urlencoded, "grant_type=refresh_token&refresh_token=" + refreshTokenPlaceholder},
+		{urlencoded, "refresh_token=" + refreshTokenPlaceholder},
+		{urlencoded, "grant_type=password&refresh_token=" + refreshTokenPlaceholder},
+		{urlencoded, "refresh_token=" + refreshTokenPlaceholder + "&refresh_token=" + strings.Repeat("A", 43)},
+		{"multipart/form-data; boundary=X", multipartForm("X", "grant_type", "refresh_token", "refresh_token", refreshTokenPlaceholder)},
+		{"multipart/form-data; boundary=X", multipartForm("X", "refresh_token", refreshTokenPlaceholder)},
+		{"multipart/form-data; boundary=X", "--X\r\n"},
+		{"multipart/form-data", ""},
+		{urlencoded, ""},
+		{"", ""},
+		{urlencoded, "refresh_token=%zz"},
+		{urlencoded, "refresh_token=" + strings.Repeat("A", 43)},
+		{urlencoded, "refresh_token=garbage&grant_type=refresh_token"},
+		{"application/json", `{"refresh_token":"` + refreshTokenPlaceholder + `"}`},
+		{"text/plain", "\x00\xff garbage"},
+	} {
+		f.Add(seed.contentType, seed.body)
+	}
+	e := newFuzzEnv(f)
+	e.signup("cook@example.com", "password123")
+	var mu sync.Mutex
+	issued := map[string]bool{}
+	f.Fuzz(func(t *testing.T, contentType, body string) {
+		if strings.Contains(body, refreshTokenPlaceholder) {
+			token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+			mu.Lock()
+			issued[token] = true
+			mu.Unlock()
+			body = strings.ReplaceAll(body, refreshTokenPlaceholder, token)
+		}
+		resp := e.send("POST", "/api/v1/auth/refresh", strings.NewReader(body), "Content-Type", contentType)
+		checkFuzzResponse(t, resp, http.StatusOK, http.StatusBadRequest, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge)
+		if resp.StatusCode == http.StatusRequestEntityTooLarge && len(body) <= maxBodyBytes {
+			t.Fatalf("413 for a body of %d bytes, at most 1 MiB", len(body))
+		}
+		if resp.StatusCode != http.StatusOK {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.ContainsFunc(formValuesOf(contentType, body), func(v string) bool { return issued[v] }) {
+			t.Fatalf("200 for %q (Content-Type %q), which carries no issued refresh token", body, contentType)
+		}
+		issued[decodeBody[tokenResponse](t, resp).RefreshToken] = true
+	})
+}
