@@ -315,6 +315,7 @@ func (a *app) routes(mux routeRegistrar) {
 	mux.Handle("GET /api/v1/recipes/search", a.handleSearch())
 	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe()))
 	mux.Handle("GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes()))
+	mux.Handle("GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes()))
 	mux.Handle("PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe()))
 	mux.Handle("DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe()))
 

@@ -751,3 +751,20 @@ func TestDocs(t *testing.T) {
 		}
 	})
 }
+
+func TestMyRecipesAnswersWithAndWithoutTheTrailingSlash(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("cook@example.com", "password123")
+	token := e.login("cook@example.com", "password123")
+	expectStatus(t, e.postJSON("/api/v1/recipes/", `{"label":"Soup","source":"Me","url":"https://example.com/soup"}`, bearer(token)...), http.StatusCreated)
+	var bodies []string
+	for _, path := range []string{"/api/v1/recipes/my-recipes/", "/api/v1/recipes/my-recipes"} {
+		resp := e.get(path, bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		body, _ := io.ReadAll(resp.Body)
+		bodies = append(bodies, string(body))
+	}
+	if bodies[0] != bodies[1] || !strings.Contains(bodies[0], `"label":"Soup"`) {
+		t.Errorf("my-recipes with and without the slash = %s and %s, want the same list with Soup", bodies[0], bodies[1])
+	}
+}
