@@ -274,7 +274,7 @@ func (a *app) requireUser(next http.Handler) http.Handler {
 // passwordHasher runs bcrypt under a concurrency bound.
 type passwordHasher struct {
 	cost      int
-	running   chan struct{} // one slot per CPU: hashes that may run now
+	running   chan struct{} // hashes that may run now: one CPU is kept free
 	admitted  chan struct{} // running plus a short queue; full means 503
 	dummyHash string        // compared against when the email is unknown
 
@@ -295,10 +295,13 @@ func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHa
 }
 
 func newPasswordHasher(cost, dummyCost int) *passwordHasher {
+	// Hashes run on all CPUs but one, so that a flood of logins leaves a
+	// CPU to every other request; a few more may wait, and past those the
+	// answer is an immediate 503.
 	cpus := runtime.NumCPU()
 	p := &passwordHasher{
 		cost:     cost,
-		running:  make(chan struct{}, cpus),
+		running:  make(chan struct{}, max(1, cpus-1)),
 		admitted: make(chan struct{}, 4*cpus),
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), dummyCost)

@@ -57,6 +57,10 @@ const (
 type store struct {
 	writer *sql.DB
 	reader *sql.DB
+
+	// The queries of the hot routes, prepared once on the readers rather
+	// than parsed again for every request.
+	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, newestQuery *sql.Stmt
 }
 
 type user struct {
@@ -118,10 +122,35 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		s.close()
 		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
 	}
+	if err := s.prepareQueries(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	return s, nil
 }
 
+func (s *store) prepareQueries(ctx context.Context) error {
+	for _, q := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.userByIDQuery, "SELECT " + userColumns + " FROM user WHERE id = ?"},
+		{&s.userByEmailQuery, "SELECT " + userColumns + " FROM user WHERE email_key = ?"},
+		{&s.recipeByIDQuery, "SELECT " + recipeColumns + " FROM recipe WHERE id = ?"},
+		{&s.searchQuery, "SELECT " + recipeColumns + " FROM recipe WHERE instr(casefold(label), ?) > 0 ORDER BY id LIMIT ?"},
+		{&s.newestQuery, "SELECT " + recipeColumns + " FROM recipe ORDER BY id DESC LIMIT ?"},
+	} {
+		stmt, err := s.reader.PrepareContext(ctx, q.sql)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q.sql, err)
+		}
+		*q.stmt = stmt
+	}
+	return nil
+}
+
 func (s *store) close() error {
+	// Closing the pools closes the statements prepared on them.
 	return errors.Join(s.reader.Close(), s.writer.Close())
 }
 
@@ -377,8 +406,7 @@ func isUniqueViolation(err error) bool {
 
 // userByEmail finds a user by email, ignoring case; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
-	u, err := scanUser(s.reader.QueryRowContext(ctx,
-		"SELECT "+userColumns+" FROM user WHERE email_key = ?", emailKey(email)))
+	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, fmt.Errorf("user by email: %w", err)
 	}
@@ -387,8 +415,7 @@ func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 
 // userByID finds a user by id; errNotFound if none.
 func (s *store) userByID(ctx context.Context, id int64) (user, error) {
-	u, err := scanUser(s.reader.QueryRowContext(ctx,
-		"SELECT "+userColumns+" FROM user WHERE id = ?", id))
+	u, err := scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, fmt.Errorf("user %d: %w", id, err)
 	}
@@ -418,7 +445,7 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 	var r recipe
-	err := s.reader.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
+	err := s.recipeByIDQuery.QueryRowContext(ctx, id).
 		Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return recipe{}, errNotFound
@@ -436,9 +463,7 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 // keyword matches every recipe. The keyword is folded once, here, not
 // once per row.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe WHERE instr(casefold(label), ?) > 0 ORDER BY id LIMIT ?",
-		strings.ToLower(keyword), limit))
+	recipes, err := scanRecipes(s.searchQuery.QueryContext(ctx, strings.ToLower(keyword), limit))
 	if err != nil {
 		return nil, fmt.Errorf("search recipes: %w", err)
 	}
@@ -447,8 +472,7 @@ func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([
 
 // newestRecipes returns up to limit recipes, newest (highest id) first.
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe ORDER BY id DESC LIMIT ?", limit))
+	recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
 	if err != nil {
 		return nil, fmt.Errorf("newest recipes: %w", err)
 	}

@@ -1,0 +1,128 @@
+// bench_test.go measures the hot routes, each beside a "floor": a bare
+// net/http handler that writes the same bytes (and, for /auth/me, verifies
+// the same token first), so that what the service adds can be read off as
+// a ratio. Each route is measured through httptest (the handler alone) and
+// through a real loopback server with b.RunParallel (the whole HTTP path).
+//
+//	go test -run '^$' -bench . -benchmem
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchRoute is one route to measure: the request, and the floor handler
+// that answers it with the same bytes and nothing else.
+type benchRoute struct {
+	name, target string
+	header       []string
+	floor        http.Handler
+}
+
+// benchEnv is a service with quiet logs and the routes to measure.
+func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
+	b.Helper()
+	e := startTestEnv(b, newTestConfig(b), time.Now)
+	// Logging stays on, as in production, but into a discarding handler
+	// so that the numbers do not depend on a terminal.
+	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	token := e.login("admin@recipeapi.com", adminPassword)
+
+	capture := func(target string, header ...string) []byte {
+		resp := e.get(target, header...)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s = %d %s", target, resp.StatusCode, body)
+		}
+		return body
+	}
+	writeBytes := func(contentType string, body []byte) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			w.Write(body)
+		})
+	}
+	me := capture("/api/v1/auth/me", bearer(token)...)
+	meFloor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if _, err := verifyAccessToken(e.cfg.tokenSecret, tok, time.Now()); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(me)
+	})
+	return e, []benchRoute{
+		{"recipe", "/api/v1/recipes/1", nil, writeBytes("application/json", capture("/api/v1/recipes/1"))},
+		{"search", "/api/v1/recipes/search/?keyword=chicken", nil, writeBytes("application/json", capture("/api/v1/recipes/search/?keyword=chicken"))},
+		{"me", "/api/v1/auth/me", bearer(token), meFloor},
+		{"home", "/", nil, writeBytes("text/html; charset=utf-8", capture("/"))},
+	}
+}
+
+// BenchmarkHandler runs each route through the handler alone.
+func BenchmarkHandler(b *testing.B) {
+	e, routes := benchEnv(b)
+	for _, route := range routes {
+		for _, side := range []struct {
+			name    string
+			handler http.Handler
+		}{{"ours", e.handler}, {"floor", route.floor}} {
+			b.Run(route.name+"/"+side.name, func(b *testing.B) {
+				r := newRequest("GET", route.target, nil, route.header...)
+				b.ReportAllocs()
+				for b.Loop() {
+					rec := httptest.NewRecorder()
+					side.handler.ServeHTTP(rec, r)
+					if rec.Code != http.StatusOK {
+						b.Fatalf("GET %s = %d", route.target, rec.Code)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLoopback runs each route through a real server on 127.0.0.1,
+// with keep-alive clients in parallel.
+func BenchmarkLoopback(b *testing.B) {
+	e, routes := benchEnv(b)
+	for _, route := range routes {
+		for _, side := range []struct {
+			name    string
+			handler http.Handler
+		}{{"ours", e.handler}, {"floor", route.floor}} {
+			b.Run(route.name+"/"+side.name, func(b *testing.B) {
+				server := httptest.NewServer(side.handler)
+				defer server.Close()
+				transport := &http.Transport{MaxIdleConnsPerHost: 64}
+				defer transport.CloseIdleConnections()
+				client := &http.Client{Transport: transport}
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						req, _ := http.NewRequest("GET", server.URL+route.target, nil)
+						for i := 0; i+1 < len(route.header); i += 2 {
+							req.Header.Set(route.header[i], route.header[i+1])
+						}
+						resp, err := client.Do(req)
+						if err != nil {
+							b.Fatal(err)
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b.Fatalf("GET %s = %d", route.target, resp.StatusCode)
+						}
+					}
+				})
+			})
+		}
+	}
+}
