@@ -12,8 +12,9 @@
 //   - Hashing is CPU-bound and slow on purpose; it runs under a bound sized
 //     to the CPUs, with a short queue. Past that the client gets 503 at once,
 //     so a flood of logins cannot starve the other requests.
-//   - Attempts are counted per client address (r.RemoteAddr, never a header
-//     that the client writes) and slowed with 429 past the limit.
+//   - Attempts are counted per client address (r.RemoteAddr; a forwarded
+//     address only from a configured proxy) and slowed with 429 past the
+//     limit.
 //   - A signup can never make a superuser, whatever its body says.
 package main
 
@@ -372,7 +373,7 @@ func (a *app) limitLogins(next http.Handler) http.Handler {
 		return next
 	}
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if wait := a.loginLimiter.take(clientAddress(r)); wait > 0 {
+		if wait := a.loginLimiter.take(a.clientAddress(r)); wait > 0 {
 			return &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later", retryAfter: wait}
 		}
 		next.ServeHTTP(w, r)
@@ -380,21 +381,45 @@ func (a *app) limitLogins(next http.Handler) http.Handler {
 	})
 }
 
-// clientAddress is the address the request came from, as the limiter
-// counts clients: an IPv4 address, or the /64 network of an IPv6 one, since
-// one IPv6 client commonly holds a whole /64. It ignores X-Forwarded-For
-// and the like: any client could write those.
-func clientAddress(r *http.Request) string {
+// clientAddress is the client a request came from, as the limiter and the
+// log see it: an IPv4 address, or the /64 network of an IPv6 one, since
+// one IPv6 client commonly holds a whole /64.
+//
+// It is r.RemoteAddr, unless that is one of the TRUSTED_PROXIES: then
+// X-Forwarded-For is read from its right-hand end, where the proxies
+// appended, and the nearest address that is not a trusted proxy is the
+// client. Without trusted proxies the header is ignored, since any
+// client could write one to pass for a new client with every request.
+func (a *app) clientAddress(r *http.Request) string {
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	addr := addrPort.Addr().Unmap()
-	if addr.Is4() {
-		return addr.String()
+	client := addrPort.Addr().Unmap()
+	if a.trusts(client) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0 && a.trusts(client); i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // garbage: keep the last address a trusted proxy gave
+			}
+			client = hop.Unmap()
+		}
 	}
-	prefix, _ := addr.Prefix(64)
+	if client.Is4() {
+		return client.String()
+	}
+	prefix, _ := client.Prefix(64)
 	return prefix.String()
+}
+
+func (a *app) trusts(addr netip.Addr) bool {
+	for _, p := range a.trustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // rateLimiter is a token bucket per client: each holds up to limit

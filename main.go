@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
@@ -21,9 +22,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,17 +34,31 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "recipeapi:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a mistake in the command line: exit status 2, as for flags.
+type usageError struct{ error }
 
 // config is every setting of the service; see loadConfig for where each
 // comes from.
 type config struct {
 	addr                   string
 	dbPath                 string
+	tlsCertFile            string // with tlsKeyFile: serve HTTPS
+	tlsKeyFile             string
+	trustedProxies         []netip.Prefix // whose X-Forwarded-For names the client
+	logJSON                bool
+	superuserEmail         string // the createsuperuser command's -email
+	backupPath             string // the backup command's -o
 	tokenSecret            []byte // nil: generate one and keep it in the database
 	accessTokenLifetime    time.Duration
 	refreshTokenLifetime   time.Duration
@@ -52,10 +69,10 @@ type config struct {
 	loginAttemptsPerMinute int
 }
 
-// loadConfig reads the flags in args and the environment through getenv.
-// Flags win over the environment, which wins over the defaults. An empty
-// environment variable counts as unset.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// loadConfig reads the flags of command in args, and the environment
+// through getenv. Flags win over the environment, which wins over the
+// defaults. An empty environment variable counts as unset.
+func loadConfig(command string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	env := func(name, fallback string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -67,21 +84,37 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		firstSuperuserPassword: getenv("FIRST_SUPERUSER_PW"),
 	}
 
-	flags := flag.NewFlagSet("recipeapi", flag.ContinueOnError)
+	flags := flag.NewFlagSet("recipeapi "+command, flag.ContinueOnError)
 	// The usage goes out only when asked for with -h: a mistake gets the
 	// one line that run returns.
 	flags.SetOutput(io.Discard)
-	flags.StringVar(&cfg.addr, "addr", env("ADDR", "localhost:8001"), "listen `address` (env ADDR)")
-	flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH", "example.db"), "SQLite database `file` (env DATABASE_PATH)")
+	takes := func(commands ...string) bool { return slices.Contains(commands, command) }
+	if takes("serve", "healthcheck") {
+		flags.StringVar(&cfg.addr, "addr", env("ADDR", "localhost:8001"), "listen `address` (env ADDR)")
+	}
+	if takes("serve", "migrate", "createsuperuser", "backup") {
+		flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH", "example.db"), "SQLite database `file` (env DATABASE_PATH)")
+	}
+	if takes("serve", "healthcheck") {
+		flags.StringVar(&cfg.tlsCertFile, "tls-cert", getenv("TLS_CERT_FILE"), "TLS certificate `file`, PEM; with -tls-key, serve HTTPS (env TLS_CERT_FILE)")
+		flags.StringVar(&cfg.tlsKeyFile, "tls-key", getenv("TLS_KEY_FILE"), "TLS private key `file`, PEM (env TLS_KEY_FILE)")
+	}
+	if takes("createsuperuser") {
+		flags.StringVar(&cfg.superuserEmail, "email", "", "the superuser's `email`; the password is read from standard input, or generated")
+	}
+	if takes("backup") {
+		flags.StringVar(&cfg.backupPath, "o", "", "the backup `file` to write; it must not exist")
+	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			flags.SetOutput(stderr)
 			flags.Usage()
+			return config{}, err
 		}
-		return config{}, err
+		return config{}, usageError{err}
 	}
 	if flags.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected argument %q", flags.Arg(0))
+		return config{}, usageError{fmt.Errorf("unexpected argument %q", flags.Arg(0))}
 	}
 
 	var errs []error
@@ -116,6 +149,24 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		errs = append(errs, err)
 	}
 	cfg.corsOrigins = origins
+	if cfg.trustedProxies, err = parsePrefixes(getenv("TRUSTED_PROXIES")); err != nil {
+		errs = append(errs, err)
+	}
+	switch format := env("LOG_FORMAT", "text"); format {
+	case "text", "json":
+		cfg.logJSON = format == "json"
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", format))
+	}
+	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") {
+		errs = append(errs, errors.New("TLS needs both a certificate and a key (-tls-cert and -tls-key)"))
+	}
+	if takes("createsuperuser") && cfg.superuserEmail == "" {
+		errs = append(errs, usageError{errors.New("createsuperuser needs -email")})
+	}
+	if takes("backup") && cfg.backupPath == "" {
+		errs = append(errs, usageError{errors.New("backup needs -o FILE")})
+	}
 	if len(errs) > 0 {
 		return config{}, joinOnOneLine(errs)
 	}
@@ -129,6 +180,27 @@ func joinOnOneLine(errs []error) error {
 		msgs[i] = err.Error()
 	}
 	return errors.New(strings.Join(msgs, "; "))
+}
+
+// parsePrefixes reads TRUSTED_PROXIES: comma-separated addresses or CIDR
+// prefixes (10.0.0.0/8, ::1, …).
+func parsePrefixes(text string) ([]netip.Prefix, error) {
+	var prefixes []netip.Prefix
+	for part := range strings.SplitSeq(text, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(part)
+		if err != nil {
+			addr, addrErr := netip.ParseAddr(part)
+			if addrErr != nil {
+				return nil, fmt.Errorf("TRUSTED_PROXIES: %q is neither an address nor a CIDR prefix", part)
+			}
+			prefix = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+		}
+		prefixes = append(prefixes, prefix.Masked())
+	}
+	return prefixes, nil
 }
 
 // parseCORSOrigins reads BACKEND_CORS_ORIGINS: a comma-separated list, or a
@@ -154,20 +226,62 @@ func parseCORSOrigins(text string) ([]string, error) {
 	return clean, nil
 }
 
+// commands are what the one binary does; serve is the default.
+var commands = map[string]func(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error{
+	"serve":           serve,
+	"migrate":         migrateCommand,
+	"createsuperuser": createSuperuserCommand,
+	"backup":          backupCommand,
+	"version":         versionCommand,
+	"healthcheck":     healthcheckCommand,
+}
+
 // run is the whole program: main only calls it, and tests call it with
-// their own arguments, environment and output.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// their own arguments, environment and streams. args are a command (serve
+// if none) and its flags.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg, err := loadConfig(args, getenv, stderr)
+	command := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+	}
+	do, ok := commands[command]
+	if !ok {
+		return usageError{fmt.Errorf("unknown command %q; the commands are serve, migrate, createsuperuser, backup, version and healthcheck", command)}
+	}
+	cfg, err := loadConfig(command, args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	return do(ctx, cfg, stdin, stdout, stderr)
+}
+
+// readHeaderTimeout bounds how long a client may take to send its request
+// headers (slowloris). A variable so that a test can shorten it.
+var readHeaderTimeout = 10 * time.Second
+
+// serve runs the HTTP service until ctx is done (SIGINT or SIGTERM), then
+// lets the requests in flight finish and closes the database.
+func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
+	var logHandler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if cfg.logJSON {
+		logHandler = slog.NewJSONHandler(stderr, nil)
+	}
+	logger := slog.New(logHandler)
+
+	var tlsConfig *tls.Config
+	if cfg.tlsCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCertFile, cfg.tlsKeyFile)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = modernTLS(cert)
+	}
 
 	// Listen first: if the address is taken, stop before seeding, so that
 	// a generated password is never printed for a server that never ran.
@@ -195,19 +309,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	// Timeouts so that slow or idle clients cannot hold connections open.
 	server := &http.Server{
 		Handler:           newServer(cfg, st, passwords, logger, time.Now),
-		ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("serving", "url", "http://"+listener.Addr().String(), "db", cfg.dbPath)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	logger.Info("serving", "url", scheme+"://"+listener.Addr().String(), "db", cfg.dbPath)
 
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(listener) }()
+	go func() {
+		if tlsConfig != nil {
+			served <- server.ServeTLS(listener, "", "") // HTTP/2 is set up here
+			return
+		}
+		served <- server.Serve(listener)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
@@ -221,6 +347,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// modernTLS is TLS 1.2 and 1.3 only, with forward-secret AEAD ciphers
+// (TLS 1.3's are always those). ServeTLS offers HTTP/2 on it.
+func modernTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
 }
 
 // seedFirstSuperuser creates the first superuser and the example recipes
@@ -266,6 +409,7 @@ type app struct {
 	tokenSecret          []byte
 	accessTokenLifetime  time.Duration
 	refreshTokenLifetime time.Duration
+	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
 }
 
@@ -281,6 +425,7 @@ func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Lo
 		tokenSecret:          cfg.tokenSecret,
 		accessTokenLifetime:  cfg.accessTokenLifetime,
 		refreshTokenLifetime: cfg.refreshTokenLifetime,
+		trustedProxies:       cfg.trustedProxies,
 		corsOrigins:          map[string]bool{},
 	}
 	for _, o := range cfg.corsOrigins {
@@ -371,12 +516,12 @@ func handleDocs() http.Handler {
 		}
 		contentType, ok := types[file]
 		if !ok {
-			writeError(w, &apiError{status: http.StatusNotFound, detail: "Not Found"}, nil)
+			writeError(w, r, &apiError{status: http.StatusNotFound, detail: "Not Found"}, nil)
 			return
 		}
 		body, err := swaggerUI.ReadFile("swagger-ui/" + file)
 		if err != nil {
-			writeError(w, err, nil)
+			writeError(w, r, err, nil)
 			return
 		}
 		w.Header().Set("Content-Type", contentType)
@@ -421,7 +566,7 @@ func (e *validationError) Error() string {
 func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			writeError(w, err, a.logger)
+			writeError(w, r, err, a.logger)
 		}
 	})
 }
@@ -429,7 +574,7 @@ func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 // writeError is the one place where errors become HTTP responses. An
 // apiError or validationError is shown as it is; anything else is a bug
 // or a database failure: it is logged and the client sees only a 500.
-func writeError(w http.ResponseWriter, err error, logger *slog.Logger) {
+func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
 	var (
 		apiErr  *apiError
 		invalid *validationError
@@ -444,7 +589,7 @@ func writeError(w http.ResponseWriter, err error, logger *slog.Logger) {
 	case errors.As(err, &apiErr):
 	default:
 		if logger != nil {
-			logger.Error("internal error", "err", err)
+			logger.Error("internal error", "request_id", requestID(r), "err", err)
 		}
 		apiErr = &apiError{status: http.StatusInternalServerError, detail: "Internal Server Error"}
 	}
@@ -567,9 +712,10 @@ func (a *app) recoverPanics(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler { // the server's way to drop a response
 					panic(v)
 				}
-				a.logger.Error("panic", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
+					"panic", v, "stack", string(debug.Stack()))
 				w.Header().Set("Connection", "close")
-				writeError(w, errors.New("panic"), nil)
+				writeError(w, r, errors.New("panic"), nil)
 			}
 		}()
 		next.ServeHTTP(w, r)
@@ -598,15 +744,27 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests logs one line per request. It logs the path, never the query
-// or headers, so that no password or token can reach the log.
+type requestIDKey struct{}
+
+// requestID is the id logRequests gave r, also sent as X-Request-ID.
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey{}).(string)
+	return id
+}
+
+// logRequests gives each request an id, returned as X-Request-ID, and logs
+// one line per request with it. It logs the path, never the query or
+// headers, so that no password or token can reach the log.
 func (a *app) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id := randomToken(9)
+		w.Header().Set("X-Request-ID", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		a.logger.Info("request", "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration", time.Since(start))
+		a.logger.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
 	})
 }
 
@@ -669,7 +827,7 @@ func jsonNotFound(mux *http.ServeMux) http.Handler {
 				if allow := scratch.header.Get("Allow"); allow != "" {
 					w.Header().Set("Allow", allow)
 				}
-				writeError(w, &apiError{status: scratch.status, detail: http.StatusText(scratch.status)}, nil)
+				writeError(w, r, &apiError{status: scratch.status, detail: http.StatusText(scratch.status)}, nil)
 				return
 			}
 		}

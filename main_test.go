@@ -317,7 +317,7 @@ func TestLoadConfig(t *testing.T) {
 		return func(name string) string { return vars[name] }
 	}
 	t.Run("defaults are the contract's", func(t *testing.T) {
-		cfg, err := loadConfig(nil, env(nil), io.Discard)
+		cfg, err := loadConfig("serve", nil, env(nil), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,14 +329,14 @@ func TestLoadConfig(t *testing.T) {
 		}
 	})
 	t.Run("flags win over the environment", func(t *testing.T) {
-		cfg, err := loadConfig([]string{"-addr", "127.0.0.1:9", "-db", "flag.db"},
+		cfg, err := loadConfig("serve", []string{"-addr", "127.0.0.1:9", "-db", "flag.db"},
 			env(map[string]string{"ADDR": "env:1", "DATABASE_PATH": "env.db"}), io.Discard)
 		if err != nil || cfg.addr != "127.0.0.1:9" || cfg.dbPath != "flag.db" {
 			t.Errorf("got %q %q %v, want the flags' values", cfg.addr, cfg.dbPath, err)
 		}
 	})
 	t.Run("the environment wins over the defaults", func(t *testing.T) {
-		cfg, err := loadConfig(nil, env(map[string]string{
+		cfg, err := loadConfig("serve", nil, env(map[string]string{
 			"ADDR": "127.0.0.1:7", "DATABASE_PATH": "env.db", "BCRYPT_COST": "5",
 			"ACCESS_TOKEN_EXPIRE_MINUTES": "30", "REFRESH_TOKEN_EXPIRE_MINUTES": "90", "LOGIN_ATTEMPTS_PER_MINUTE": "0",
 			"JWT_SECRET": strings.Repeat("k", 32), "BACKEND_CORS_ORIGINS": `["http://a.example/", "http://b.example"]`,
@@ -350,7 +350,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 	})
 	t.Run("CORS origins may be a comma-separated list", func(t *testing.T) {
-		cfg, _ := loadConfig(nil, env(map[string]string{"BACKEND_CORS_ORIGINS": "http://a.example, http://b.example"}), io.Discard)
+		cfg, _ := loadConfig("serve", nil, env(map[string]string{"BACKEND_CORS_ORIGINS": "http://a.example, http://b.example"}), io.Discard)
 		if strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
 			t.Errorf("origins = %q", cfg.corsOrigins)
 		}
@@ -370,7 +370,7 @@ func TestLoadConfig(t *testing.T) {
 		{"a broken JSON origin list is refused", "BACKEND_CORS_ORIGINS", `["http://a`, "BACKEND_CORS_ORIGINS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := loadConfig(nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
+			_, err := loadConfig("serve", nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.wantInError) {
 				t.Fatalf("%s=%q: error %v, want one naming %q", tc.variable, tc.value, err, tc.wantInError)
 			}
@@ -392,7 +392,7 @@ func TestRunServesAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-addr", addr, "-db", filepath.Join(dir, "app.db")},
-			func(k string) string { return env[k] }, &stdout, &stderr)
+			func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
 	}()
 	waitForHealthy(t, "http://"+addr)
 
@@ -433,7 +433,7 @@ func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "app.db")
 	var stdout bytes.Buffer
 	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-db", dbPath},
-		func(string) string { return "" }, &stdout, io.Discard)
+		func(string) string { return "" }, strings.NewReader(""), &stdout, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("run = %v, want a listen error", err)
 	}
@@ -459,7 +459,7 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)
 			var stderr bytes.Buffer
-			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, io.Discard, &stderr)
+			err := run(t.Context(), args, func(k string) string { return tc.env[k] }, strings.NewReader(""), io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run = %v, want one line naming %q", err, tc.want)
 			}

@@ -149,9 +149,46 @@ func (s *store) prepareQueries(ctx context.Context) error {
 	return nil
 }
 
+// close checkpoints the WAL into the database file, so that the file alone
+// is the whole database, and closes the pools (and so the statements
+// prepared on them).
 func (s *store) close() error {
-	// Closing the pools closes the statements prepared on them.
-	return errors.Join(s.reader.Close(), s.writer.Close())
+	_, checkpointErr := s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return errors.Join(checkpointErr, s.reader.Close(), s.writer.Close())
+}
+
+// schemaVersion is the number of the last migration applied.
+func (s *store) schemaVersion(ctx context.Context) (int, error) {
+	var version int
+	if err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return version, nil
+}
+
+// backupDatabase writes a consistent copy of the database at path to out
+// with VACUUM INTO, which reads one snapshot while others go on writing.
+// It opens its own read-only connection: a backup changes nothing.
+func backupDatabase(ctx context.Context, path, out string) error {
+	name := "file:" + (&url.URL{Path: path}).EscapedPath()
+	db, err := sql.Open("sqlite", name+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer db.Close()
+	// Create the file first, empty, as VACUUM INTO allows: O_EXCL refuses
+	// to overwrite anything, and the mode keeps the password hashes and
+	// perhaps the token secret to their owner.
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	f.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
+		os.Remove(out)
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
 }
 
 // ping checks that the database answers a query on a real table, not
@@ -287,6 +324,14 @@ func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 	}
 	n, _ := strconv.Atoi(cost.String)
 	return n, nil
+}
+
+// promoteToSuperuser makes user id a superuser.
+func (s *store) promoteToSuperuser(ctx context.Context, id int64) error {
+	if _, err := s.writer.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+		return fmt.Errorf("promote user %d: %w", id, err)
+	}
+	return nil
 }
 
 // hasUsers reports whether the database has any user.

@@ -1,0 +1,186 @@
+// commands.go holds the binary's commands other than serve: the chores of
+// an operator who runs the service on a server of their own. Each reads
+// the same settings as serve (see loadConfig) and exits when done.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// migrateCommand applies any migrations the database lacks, and reports
+// its schema version.
+func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
+	st, err := openStore(ctx, cfg.dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	version, err := st.schemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s is at schema version %d\n", cfg.dbPath, version)
+	return nil
+}
+
+// createSuperuserCommand makes the user with -email a superuser, creating
+// it if need be. The password is the first line of standard input; if
+// standard input is a terminal or empty, a password is generated and
+// printed once. For an existing user, a password given also replaces the
+// old one and ends the user's sessions.
+func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, _ io.Writer) error {
+	email := strings.TrimSpace(cfg.superuserEmail)
+	if msg := checkEmail(email); msg != "" {
+		return usageError{fmt.Errorf("-email %q: %s", email, msg)}
+	}
+	password, err := readPassword(stdin)
+	if err != nil {
+		return err
+	}
+	generated := password == ""
+	if generated {
+		password = randomToken(18)
+	}
+	if len(password) < minPasswordBytes || len(password) > maxPasswordBytes {
+		return fmt.Errorf("the password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes)
+	}
+
+	st, err := openStore(ctx, cfg.dbPath)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	hash, err := newPasswordHasher(cfg.bcryptCost, cfg.bcryptCost).hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	u, err := st.userByEmail(ctx, email)
+	switch {
+	case errors.Is(err, errNotFound):
+		if _, err := st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created the superuser %s", email)
+	case err != nil:
+		return err
+	default:
+		if err := st.promoteToSuperuser(ctx, u.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is now a superuser", u.Email)
+		if generated {
+			fmt.Fprintln(stdout, "; the password is unchanged")
+			return nil
+		}
+		if _, err := st.endSessions(ctx, u.ID, hash); err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, ", with the new password")
+	}
+	if generated {
+		fmt.Fprintf(stdout, "; its password, shown only this once, is %s\n", password)
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+// readPassword reads the first line of stdin, or "" if stdin is a
+// terminal (nobody piped a password in) or empty.
+func readPassword(stdin io.Reader) (string, error) {
+	if f, ok := stdin.(*os.File); ok {
+		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
+			return "", nil
+		}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read the password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// backupCommand writes a consistent copy of the database, taken while the
+// service may be running and writing, with SQLite's VACUUM INTO. It never
+// overwrites a file.
+func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
+	if _, err := os.Stat(cfg.dbPath); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := backupDatabase(ctx, cfg.dbPath, cfg.backupPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s\n", cfg.dbPath, cfg.backupPath)
+	return nil
+}
+
+// versionCommand prints the module version and the revision the binary
+// was built from, as the Go toolchain recorded them.
+func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Writer) error {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		fmt.Fprintln(stdout, "recipeapi (no build information)")
+		return nil
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	revision := settings["vcs.revision"]
+	if revision == "" {
+		revision = "unknown revision"
+	}
+	if settings["vcs.modified"] == "true" {
+		revision += " (modified)"
+	}
+	if t := settings["vcs.time"]; t != "" {
+		revision += " " + t
+	}
+	fmt.Fprintf(stdout, "recipeapi %s, %s, %s\n", info.Main.Version, revision, info.GoVersion)
+	return nil
+}
+
+// healthcheckCommand asks a running service on -addr whether it is well:
+// exit status 0 if /healthz answers 200. It serves container health
+// checks, where there is no curl.
+func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Writer) error {
+	host, port, err := net.SplitHostPort(cfg.addr)
+	if err != nil {
+		return usageError{fmt.Errorf("-addr %q: %w", cfg.addr, err)}
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1" // listening everywhere: ask on loopback
+	}
+	scheme := "http"
+	client := &http.Client{Timeout: 5 * time.Second}
+	if cfg.tlsCertFile != "" {
+		// Our own certificate may not name the loopback address; this
+		// asks only whether the service answers.
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", scheme+"://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	}
+	return nil
+}

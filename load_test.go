@@ -1,0 +1,327 @@
+//go:build loadtest
+
+// load_test.go is the load script. It runs the service and a "floor" (a
+// bare net/http server that writes the same bytes, see TestMain) as two
+// child processes on 127.0.0.1, drives each in turn with keep-alive
+// clients, and prints requests per second, CPU per request and latency
+// side by side; then a login flood with a prober reading beside it, 64
+// clients creating recipes at once, and the service's peak memory.
+// Every phase is bounded in time, and only loopback is used.
+//
+//	go test -tags loadtest -run TestLoad -v -timeout 10m
+//
+// LOAD_SECONDS sets the length of each read phase (default 5).
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const loadSecret = "load-test-secret-load-test-secret-0123456789"
+
+func TestLoad(t *testing.T) {
+	seconds, _ := strconv.Atoi(os.Getenv("LOAD_SECONDS"))
+	phase := time.Duration(max(seconds, 5)) * time.Second
+	dbPath := filepath.Join(t.TempDir(), "load.db")
+	ours, oursURL := startChild(t, "DATABASE_PATH="+dbPath, "FIRST_SUPERUSER_PW="+adminPassword,
+		"JWT_SECRET="+loadSecret, "LOGIN_ATTEMPTS_PER_MINUTE=0")
+	token := loginOver(t, oursURL, "admin@recipeapi.com", adminPassword)
+
+	// The floor answers each route with the bytes the service answered.
+	routes := []struct {
+		name, path string
+		auth       bool
+	}{
+		{"GET /api/v1/recipes/1", "/api/v1/recipes/1", false},
+		{"GET /api/v1/recipes/search/?keyword=chicken", "/api/v1/recipes/search/?keyword=chicken", false},
+		{"GET /api/v1/auth/me", "/api/v1/auth/me", true},
+		{"GET /", "/", false},
+	}
+	bodies := map[string]string{}
+	for _, route := range routes {
+		resp := getWithToken(t, oursURL+route.path, token, route.auth)
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		bodies[route.path] = string(data)
+	}
+	floorRoutes, _ := json.Marshal(bodies)
+	floor, floorURL := startChild(t, "RECIPEAPI_RUN_AS_FLOOR="+string(floorRoutes), "JWT_SECRET="+loadSecret)
+
+	fmt.Printf("\n%-46s %12s %12s %8s %14s %14s %10s\n", "route (16 connections)", "ours req/s", "floor req/s", "ratio", "ours CPU/req", "floor CPU/req", "ours p99")
+	for _, route := range routes {
+		o := drive(t, ours, oursURL+route.path, token, route.auth, 16, phase)
+		f := drive(t, floor, floorURL+route.path, token, route.auth, 16, phase)
+		fmt.Printf("%-46s %12.0f %12.0f %8.2f %14s %14s %10s\n", route.name, o.rate, f.rate, o.rate/f.rate,
+			o.cpuPerRequest.Round(100*time.Nanosecond), f.cpuPerRequest.Round(100*time.Nanosecond), o.p99.Round(10*time.Microsecond))
+		if o.errors > 0 {
+			t.Errorf("%s: %d errors", route.name, o.errors)
+		}
+	}
+
+	loginFlood(t, oursURL, phase*2)
+	concurrentCreates(t, oursURL, token, 64, 10*time.Second)
+	fmt.Printf("\npeak resident memory of the service: %d MB\n", peakRSS(t, ours.Process.Pid)>>20)
+}
+
+type driveResult struct {
+	rate          float64
+	cpuPerRequest time.Duration
+	p99           time.Duration
+	errors        int64
+}
+
+// drive sends GET target on conns keep-alive connections for d, and
+// measures the server process's CPU time over the same span.
+func drive(t *testing.T, server *exec.Cmd, target, token string, auth bool, conns int, d time.Duration) driveResult {
+	t.Helper()
+	transport := &http.Transport{MaxIdleConnsPerHost: conns}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	var (
+		count, errors atomic.Int64
+		mu            sync.Mutex
+		latencies     []time.Duration
+		wg            sync.WaitGroup
+	)
+	cpuBefore := processCPU(t, server.Process.Pid)
+	start := time.Now()
+	deadline := start.Add(d)
+	for range conns {
+		wg.Go(func() {
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				began := time.Now()
+				req, _ := http.NewRequest("GET", target, nil)
+				if auth {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					errors.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errors.Add(1)
+				}
+				count.Add(1)
+				mine = append(mine, time.Since(began))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := processCPU(t, server.Process.Pid) - cpuBefore
+	n := count.Load()
+	return driveResult{
+		rate:          float64(n) / elapsed.Seconds(),
+		cpuPerRequest: cpu / time.Duration(max(n, 1)),
+		p99:           percentile(latencies, 0.99),
+		errors:        errors.Load(),
+	}
+}
+
+// loginFlood runs 16 clients logging in as fast as they can for d, while a
+// prober reads a recipe every 20 ms, and reports what each saw.
+func loginFlood(t *testing.T, base string, d time.Duration) {
+	t.Helper()
+	var (
+		statuses sync.Map // status → *atomic.Int64
+		loginLat []time.Duration
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	for range 16 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				began := time.Now()
+				resp, err := http.PostForm(base+"/api/v1/auth/login",
+					url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
+				status := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				counter, _ := statuses.LoadOrStore(status, &atomic.Int64{})
+				counter.(*atomic.Int64).Add(1)
+				if status == http.StatusOK {
+					mu.Lock()
+					loginLat = append(loginLat, time.Since(began))
+					mu.Unlock()
+				}
+				if status == http.StatusServiceUnavailable {
+					time.Sleep(50 * time.Millisecond) // as a client honouring Retry-After a little
+				}
+			}
+		})
+	}
+	var probes []time.Duration
+	var probeErrors, missed int
+	ticker := time.NewTicker(20 * time.Millisecond)
+	slots := 0
+	for time.Now().Before(deadline) {
+		<-ticker.C
+		slots++
+		began := time.Now()
+		resp, err := http.Get(base + "/api/v1/recipes/1")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			probeErrors++
+		}
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		took := time.Since(began)
+		probes = append(probes, took)
+		if took > 20*time.Millisecond {
+			missed += int(took / (20 * time.Millisecond))
+		}
+	}
+	ticker.Stop()
+	wg.Wait()
+	var counts []string
+	statuses.Range(func(k, v any) bool {
+		counts = append(counts, fmt.Sprintf("%v×%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	slices.Sort(counts)
+	fmt.Printf("\nlogin flood, 16 clients for %s: logins %s, login p50 %s\n", d, strings.Join(counts, " "),
+		percentile(loginLat, 0.5).Round(time.Millisecond))
+	fmt.Printf("prober every 20 ms: %d probes, p50 %s, p99 %s, max %s, %d errors, %d missed slots\n",
+		len(probes), percentile(probes, 0.5).Round(10*time.Microsecond), percentile(probes, 0.99).Round(10*time.Microsecond),
+		percentile(probes, 1).Round(10*time.Microsecond), probeErrors, missed)
+}
+
+// concurrentCreates has clients create recipes at once for d, then reads
+// every one that was acknowledged.
+func concurrentCreates(t *testing.T, base, token string, clients int, d time.Duration) {
+	t.Helper()
+	var (
+		created, failed atomic.Int64
+		mu              sync.Mutex
+		ids             []string
+		wg              sync.WaitGroup
+	)
+	transport := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+	deadline := time.Now().Add(d)
+	for c := range clients {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				body := fmt.Sprintf(`{"label":"load %d-%d","source":"load","url":"https://example.com/%d/%d"}`, c, i, c, i)
+				req, _ := http.NewRequest("POST", base+"/api/v1/recipes/", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				var r struct {
+					ID int64 `json:"id"`
+				}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated || json.Unmarshal(data, &r) != nil {
+					failed.Add(1)
+					continue
+				}
+				created.Add(1)
+				mu.Lock()
+				ids = append(ids, strconv.FormatInt(r.ID, 10))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	unreadable := 0
+	for _, id := range ids {
+		resp, err := client.Get(base + "/api/v1/recipes/" + id)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			unreadable++
+		}
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	fmt.Printf("\n%d clients creating recipes for %s: %d created (%.0f/s), %d errors, %d not readable afterwards\n",
+		clients, d, created.Load(), float64(created.Load())/d.Seconds(), failed.Load(), unreadable)
+	if failed.Load() > 0 || unreadable > 0 {
+		t.Errorf("%d failed creates, %d unreadable", failed.Load(), unreadable)
+	}
+}
+
+func getWithToken(t *testing.T, target, token string, auth bool) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", target, nil)
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// processCPU is the user plus system CPU time that process pid has used,
+// from /proc (Linux).
+func processCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// peakRSS is the most resident memory process pid has had, in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	slices.Sort(sorted)
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
