@@ -113,8 +113,13 @@ func loadConfig(command string, args []string, getenv func(string) string, stder
 		}
 		return config{}, usageError{err}
 	}
-	if flags.NArg() > 0 {
+	switch {
+	case flags.NArg() > 0:
 		return config{}, usageError{fmt.Errorf("unexpected argument %q", flags.Arg(0))}
+	case takes("createsuperuser") && cfg.superuserEmail == "":
+		return config{}, usageError{errors.New("createsuperuser needs -email")}
+	case takes("backup") && cfg.backupPath == "":
+		return config{}, usageError{errors.New("backup needs -o FILE")}
 	}
 
 	var errs []error
@@ -160,12 +165,6 @@ func loadConfig(command string, args []string, getenv func(string) string, stder
 	}
 	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") {
 		errs = append(errs, errors.New("TLS needs both a certificate and a key (-tls-cert and -tls-key)"))
-	}
-	if takes("createsuperuser") && cfg.superuserEmail == "" {
-		errs = append(errs, usageError{errors.New("createsuperuser needs -email")})
-	}
-	if takes("backup") && cfg.backupPath == "" {
-		errs = append(errs, usageError{errors.New("backup needs -o FILE")})
 	}
 	if len(errs) > 0 {
 		return config{}, joinOnOneLine(errs)

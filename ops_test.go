@@ -1,0 +1,378 @@
+// ops_test.go tests what an operator who runs the service sees, through
+// run(...) with arguments as on a command line: the commands, TLS with
+// HTTP/2, X-Forwarded-For behind a trusted proxy and only then, JSON logs
+// with request ids, and a client too slow to send its headers.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// runCommand runs the binary's command line args with env, and returns
+// what it printed and its error.
+func runCommand(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var stdout bytes.Buffer
+	err := run(t.Context(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &stdout, io.Discard)
+	return stdout.String(), err
+}
+
+// serveInBackground runs the serve command until the test ends, and
+// returns its base URL and its log.
+func serveInBackground(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	addr := freeLoopbackAddress(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "-addr", addr}, args...),
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	scheme := "http"
+	if env["TLS_CERT_FILE"] != "" {
+		scheme = "https"
+	} else {
+		waitForHealthy(t, "http://"+addr)
+	}
+	return scheme + "://" + addr, &stderr
+}
+
+func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER_PW": adminPassword}
+
+	t.Run("migrate creates and migrates the database and reports its version", func(t *testing.T) {
+		out, err := runCommand(t, env, "", "migrate", "-db", db)
+		want := fmt.Sprintf("is at schema version %d", knownMigrations(t))
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("migrate = %q, %v; want %q", out, err, want)
+		}
+	})
+	t.Run("createsuperuser with a password on standard input makes a superuser who can log in", func(t *testing.T) {
+		out, err := runCommand(t, env, "a-strong-password\n", "createsuperuser", "-db", db, "-email", "Boss@Example.com")
+		if err != nil || !strings.Contains(out, "Boss@Example.com") || strings.Contains(out, "a-strong-password") {
+			t.Fatalf("createsuperuser = %q, %v", out, err)
+		}
+		e := startTestEnv(t, withDB(newTestConfig(t), db), time.Now)
+		token := e.login("boss@example.com", "a-strong-password")
+		resp := e.get("/api/v1/auth/me", bearer(token)...)
+		if u := decodeBody[userView](t, resp); !u.IsSuperuser {
+			t.Errorf("me = %+v, want a superuser", u)
+		}
+		e.store.close()
+	})
+	t.Run("createsuperuser without a password generates one and prints it once", func(t *testing.T) {
+		out, err := runCommand(t, env, "", "createsuperuser", "-db", db, "-email", "second@example.com")
+		words := strings.Fields(out)
+		if err != nil || len(words) == 0 || !strings.Contains(out, "second@example.com") {
+			t.Fatalf("createsuperuser = %q, %v", out, err)
+		}
+		e := startTestEnv(t, withDB(newTestConfig(t), db), time.Now)
+		e.login("second@example.com", words[len(words)-1])
+		e.store.close()
+	})
+	t.Run("createsuperuser promotes an existing user", func(t *testing.T) {
+		e := startTestEnv(t, withDB(newTestConfig(t), db), time.Now)
+		e.signup("cook@example.com", "password123")
+		e.store.close()
+		if out, err := runCommand(t, env, "", "createsuperuser", "-db", db, "-email", "COOK@example.com"); err != nil || !strings.Contains(out, "now a superuser") {
+			t.Fatalf("createsuperuser = %q, %v", out, err)
+		}
+		e = startTestEnv(t, withDB(newTestConfig(t), db), time.Now)
+		resp := e.get("/api/v1/auth/me", bearer(e.login("cook@example.com", "password123"))...)
+		if u := decodeBody[userView](t, resp); !u.IsSuperuser {
+			t.Errorf("me = %+v, want a superuser with the old password", u)
+		}
+		e.store.close()
+	})
+	t.Run("version prints the module and the Go version", func(t *testing.T) {
+		out, err := runCommand(t, env, "", "version")
+		if err != nil || !strings.HasPrefix(out, "recipeapi ") || !strings.Contains(out, "go1.") {
+			t.Errorf("version = %q, %v", out, err)
+		}
+	})
+	t.Run("-h on each command prints its flags and succeeds", func(t *testing.T) {
+		for command, flag := range map[string]string{"serve": "-addr", "migrate": "-db", "createsuperuser": "-email", "backup": "-o", "healthcheck": "-addr"} {
+			var stderr bytes.Buffer
+			err := run(t.Context(), []string{command, "-h"}, func(string) string { return "" }, strings.NewReader(""), io.Discard, &stderr)
+			if err != nil || !strings.Contains(stderr.String(), flag) {
+				t.Errorf("%s -h = %v, printed %q; want its flag %s", command, err, stderr.String(), flag)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"an unknown command is a usage error", []string{"frobnicate"}},
+		{"an unknown flag is a usage error", []string{"migrate", "-nope"}},
+		{"a flag of another command is a usage error", []string{"version", "-db", "x.db"}},
+		{"createsuperuser without -email is a usage error", []string{"createsuperuser", "-db", db}},
+		{"backup without -o is a usage error", []string{"backup", "-db", db}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runCommand(t, env, "", tc.args...)
+			var usage usageError
+			if !errors.As(err, &usage) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%q = %v, want one line and a usage error (exit status 2)", tc.args, err)
+			}
+		})
+	}
+}
+
+func withDB(cfg config, path string) config {
+	cfg.dbPath = path
+	return cfg
+}
+
+func TestBackupWhileWritesGoOn(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "live.db")
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER_PW": adminPassword, "DATABASE_PATH": db}
+	base, _ := serveInBackground(t, env)
+	token := loginOver(t, base, "admin@recipeapi.com", adminPassword)
+
+	create := func(label string) bool {
+		req, _ := http.NewRequest("POST", base+"/api/v1/recipes/", strings.NewReader(
+			fmt.Sprintf(`{"label":%q,"source":"s","url":"https://example.com/x"}`, label)))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated
+	}
+	var before []string
+	for i := range 50 {
+		label := fmt.Sprintf("before the backup %d", i)
+		if !create(label) {
+			t.Fatalf("could not create %q", label)
+		}
+		before = append(before, label)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 { // writers that go on during the backup
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+					create(fmt.Sprintf("during the backup %d-%d", w, i))
+				}
+			}
+		})
+	}
+	backup := filepath.Join(dir, "backup.db")
+	out, err := runCommand(t, env, "", "backup", "-o", backup)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("backup = %q, %v", out, err)
+	}
+
+	t.Run("the backup passes an integrity check and holds every row written before it began", func(t *testing.T) {
+		expectIntegrityOK(t, backup)
+		e := startTestEnv(t, withDB(newTestConfig(t), backup), time.Now)
+		defer e.store.close()
+		for _, label := range before {
+			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(label))
+			if body, _ := io.ReadAll(resp.Body); !strings.Contains(string(body), label) {
+				t.Errorf("the backup lacks %q", label)
+			}
+		}
+	})
+	t.Run("the backup is private to its owner", func(t *testing.T) {
+		if info, err := os.Stat(backup); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("backup mode = %v, %v; want 0600", info.Mode().Perm(), err)
+		}
+	})
+	t.Run("backup refuses to overwrite a file", func(t *testing.T) {
+		if _, err := runCommand(t, env, "", "backup", "-o", backup); err == nil {
+			t.Error("a second backup to the same file succeeded")
+		}
+		expectIntegrityOK(t, backup)
+	})
+}
+
+// writeTestCertificate writes a self-signed certificate for 127.0.0.1.
+func writeTestCertificate(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "recipeapi test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestTLSServesHTTP2(t *testing.T) {
+	certFile, keyFile, pool := writeTestCertificate(t)
+	env := map[string]string{"BCRYPT_COST": "4", "TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile,
+		"DATABASE_PATH": filepath.Join(t.TempDir(), "tls.db")}
+	base, _ := serveInBackground(t, env)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err = client.Get(base + "/healthz"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Errorf("GET /healthz over TLS = %d %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
+	}
+	if v := resp.TLS.Version; v < tls.VersionTLS12 {
+		t.Errorf("TLS version %x, want 1.2 or later", v)
+	}
+	t.Run("the healthcheck command reaches it", func(t *testing.T) {
+		if _, err := runCommand(t, env, "", "healthcheck", "-addr", strings.TrimPrefix(base, "https://")); err != nil {
+			t.Errorf("healthcheck = %v", err)
+		}
+	})
+	t.Run("TLS 1.1 is refused", func(t *testing.T) {
+		old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+		if resp, err := old.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			t.Error("a TLS 1.1 client was served")
+		}
+	})
+}
+
+func TestForwardedForIsTrustedOnlyFromConfiguredProxies(t *testing.T) {
+	attempts := func(t *testing.T, trusted string, forwarded ...string) []int {
+		env := map[string]string{"BCRYPT_COST": "4", "LOGIN_ATTEMPTS_PER_MINUTE": "1", "TRUSTED_PROXIES": trusted,
+			"DATABASE_PATH": filepath.Join(t.TempDir(), "xff.db"), "LOG_FORMAT": "json"}
+		base, _ := serveInBackground(t, env)
+		var statuses []int
+		for _, xff := range forwarded {
+			req, _ := http.NewRequest("POST", base+"/api/v1/auth/login", strings.NewReader("username=a@b.co&password=wrong-password"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", xff)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			statuses = append(statuses, resp.StatusCode)
+		}
+		return statuses
+	}
+	t.Run("without TRUSTED_PROXIES a spoofed X-Forwarded-For does not make a new client", func(t *testing.T) {
+		got := attempts(t, "", "198.51.100.1", "198.51.100.2")
+		if fmt.Sprint(got) != "[400 429]" {
+			t.Errorf("two logins with different X-Forwarded-For = %v, want [400 429]", got)
+		}
+	})
+	t.Run("from a trusted proxy X-Forwarded-For names the client", func(t *testing.T) {
+		got := attempts(t, "127.0.0.0/8", "198.51.100.1", "198.51.100.2", "203.0.113.5, 198.51.100.1")
+		if fmt.Sprint(got) != "[400 400 429]" {
+			t.Errorf("logins from two forwarded clients, then the first again = %v, want [400 400 429]", got)
+		}
+	})
+}
+
+func TestJSONLogsCarryTheRequestID(t *testing.T) {
+	env := map[string]string{"BCRYPT_COST": "4", "LOG_FORMAT": "json", "DATABASE_PATH": filepath.Join(t.TempDir(), "log.db")}
+	base, logs := serveInBackground(t, env)
+	resp, err := http.Get(base + "/api/v1/recipes/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-ID")
+	if id == "" {
+		t.Fatal("no X-Request-ID on the response")
+	}
+	var found bool
+	for line := range strings.Lines(logs.String()) {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line is not JSON: %q", line)
+		}
+		if entry["request_id"] == id && entry["path"] == "/api/v1/recipes/1" && entry["status"] == float64(200) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no JSON log line with request_id %s for the request:\n%s", id, logs)
+	}
+}
+
+func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
+	defer func(saved time.Duration) { readHeaderTimeout = saved }(readHeaderTimeout)
+	readHeaderTimeout = 200 * time.Millisecond
+	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": filepath.Join(t.TempDir(), "slow.db")}
+	base, _ := serveInBackground(t, env)
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET /api/v1/recipes/1 HTTP/1.1\r\nHost: x\r\n") // and never the blank line
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	started := time.Now()
+	_, err = io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the connection was not closed by the server: %v", err)
+	}
+	if took := time.Since(started); took > 3*time.Second {
+		t.Errorf("the server held the half-sent request for %s", took)
+	}
+}
