@@ -297,13 +297,13 @@ func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHa
 
 func newPasswordHasher(cost, dummyCost int) *passwordHasher {
 	// Hashes run on all CPUs but one, so that a flood of logins leaves a
-	// CPU to every other request; a few more may wait, and past those the
-	// answer is an immediate 503.
+	// CPU to every other request; as many more may wait, and past those the
+	// answer is an immediate 503 rather than a queue that grows the wait.
 	cpus := runtime.NumCPU()
 	p := &passwordHasher{
 		cost:     cost,
 		running:  make(chan struct{}, max(1, cpus-1)),
-		admitted: make(chan struct{}, 4*cpus),
+		admitted: make(chan struct{}, 2*max(1, cpus-1)),
 	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), dummyCost)
 	if err != nil {
