@@ -252,9 +252,15 @@ func TestMe(t *testing.T) {
 		defer func() { now = now.Add(-e.cfg.accessTokenLifetime) }()
 		expectDetail(t, e.get("/api/v1/auth/me", bearer(token)...), http.StatusUnauthorized, "Could not validate credentials")
 	})
-	t.Run("a token is refused once its user is gone", func(t *testing.T) {
+	t.Run("a token is refused once its user is gone, even if another connection deleted it", func(t *testing.T) {
+		// Raw SQL, as another process would write: the store learns of it
+		// through PRAGMA data_version within externalWritePoll.
 		if _, err := e.store.writer.Exec("DELETE FROM user WHERE id = ?", cook.ID); err != nil {
 			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * externalWritePoll)
+		for e.get("/api/v1/auth/me", bearer(token)...).StatusCode == http.StatusOK && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
 		}
 		expectDetail(t, e.get("/api/v1/auth/me", bearer(token)...), http.StatusUnauthorized, "Could not validate credentials")
 	})

@@ -26,7 +26,7 @@ var (
 func makeToken(secret []byte, header, payload string) string {
 	enc := base64.RawURLEncoding
 	signingInput := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
-	return signingInput + "." + enc.EncodeToString(hs256(secret, signingInput))
+	return signingInput + "." + enc.EncodeToString(hs256(secret, []byte(signingInput)))
 }
 
 const goodHeader = `{"alg":"HS256","typ":"JWT"}`
@@ -43,7 +43,7 @@ func TestSignatureMatchesPublishedVectors(t *testing.T) {
 			".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ" +
 			".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 		signingInput := token[:strings.LastIndexByte(token, '.')]
-		if got := base64.RawURLEncoding.EncodeToString(hs256(key, signingInput)); !strings.HasSuffix(token, "."+got) {
+		if got := base64.RawURLEncoding.EncodeToString(hs256(key, []byte(signingInput))); !strings.HasSuffix(token, "."+got) {
 			t.Errorf("hs256 = %s, want the RFC's dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", got)
 		}
 		// The example passes every check up to the claims (its header has
@@ -231,9 +231,9 @@ func checkMembersAgree(t *testing.T, data []byte) {
 	t.Helper()
 	var names []string
 	values := map[string]string{}
-	if err := forEachMember(data, func(name string, value []byte) error {
-		names = append(names, name)
-		values[name] = string(value)
+	if err := forEachMember(data, func(name, value []byte) error {
+		names = append(names, string(name))
+		values[string(name)] = string(value)
 		return nil
 	}); err != nil {
 		return
@@ -287,7 +287,7 @@ func FuzzVerifyAccessToken(f *testing.F) {
 		}
 		signingInput := token[:strings.LastIndexByte(token, '.')]
 		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signingInput)+1:])
-		if !hmac.Equal(sig, hs256(testSecret, signingInput)) {
+		if !hmac.Equal(sig, hs256(testSecret, []byte(signingInput))) {
 			t.Fatalf("accepted %q with a bad signature", token)
 		}
 	})

@@ -8,6 +8,9 @@
 // mode lets read while the writer writes. Every connection gets its
 // pragmas from the DSN, because a PRAGMA run with Exec would reach only
 // whichever pooled connection happened to run it.
+//
+// The reads that nearly every request makes (a user by id, recipes) are
+// remembered in a readCache until a write could change them; see there.
 package main
 
 import (
@@ -25,6 +28,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -57,6 +61,13 @@ const (
 type store struct {
 	writer *sql.DB
 	reader *sql.DB
+
+	users    readCache[int64, user]
+	recipes  readCache[int64, recipe]
+	searches readCache[searchKey, []recipe]
+	newest   readCache[int, []recipe]
+	stopPoll context.CancelFunc
+	polled   sync.WaitGroup
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
@@ -108,7 +119,8 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	reader.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	// One more than the readers: the poller of watchExternalWrites keeps one.
+	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader}
 
 	if err := s.migrate(ctx); err != nil {
@@ -123,6 +135,10 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
 	}
 	if err := s.prepareQueries(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	if err := s.watchExternalWrites(); err != nil {
 		s.close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -153,8 +169,129 @@ func (s *store) prepareQueries(ctx context.Context) error {
 // is the whole database, and closes the pools (and so the statements
 // prepared on them).
 func (s *store) close() error {
+	if s.stopPoll != nil {
+		s.stopPoll()
+		s.polled.Wait()
+	}
 	_, checkpointErr := s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(checkpointErr, s.reader.Close(), s.writer.Close())
+}
+
+// readCache remembers the answers of hot reads until a write could have
+// changed them. Every write this process makes goes through the store,
+// which calls forget once the write has committed; writes by another
+// process on the same file (the createsuperuser command, say) are noticed
+// by watchExternalWrites within externalWritePoll.
+//
+// A read that began before a write must not keep its older answer after
+// the write: get hands out the cache's generation, and put keeps an answer
+// only if nothing was forgotten since. Cached values are shared: callers
+// must not change them.
+type readCache[K comparable, V any] struct {
+	mu         sync.Mutex
+	generation uint64
+	entries    map[K]V
+}
+
+// readCacheLimit bounds each cache; past it the cache starts over, so that
+// searches for ever new keywords cannot grow it without end.
+const readCacheLimit = 4096
+
+func (c *readCache[K, V]) get(key K) (value V, generation uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	value, ok = c.entries[key]
+	return value, c.generation, ok
+}
+
+func (c *readCache[K, V]) put(key K, value V, generation uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if generation != c.generation {
+		return // a write came in between: this answer may be old
+	}
+	if c.entries == nil || len(c.entries) >= readCacheLimit {
+		c.entries = make(map[K]V)
+	}
+	c.entries[key] = value
+}
+
+func (c *readCache[K, V]) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generation++
+	c.entries = nil
+}
+
+// cached returns the answer for key from c, or else reads it with read and
+// remembers it.
+func cached[K comparable, V any](c *readCache[K, V], key K, read func() (V, error)) (V, error) {
+	value, generation, ok := c.get(key)
+	if ok {
+		return value, nil
+	}
+	value, err := read()
+	if err == nil {
+		c.put(key, value, generation)
+	}
+	return value, err
+}
+
+func (s *store) forgetUsers() { s.users.forget() }
+
+func (s *store) forgetRecipes() {
+	s.recipes.forget()
+	s.searches.forget()
+	s.newest.forget()
+}
+
+// externalWritePoll is how often the store asks SQLite whether another
+// process has written to the file, and so how long a change made by, say,
+// the createsuperuser command may go unseen by a running server.
+const externalWritePoll = time.Second
+
+// watchExternalWrites forgets every cache whenever PRAGMA data_version
+// says that another connection committed a change. It holds a connection
+// of its own: data_version compares with the connection's last look.
+func (s *store) watchExternalWrites() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	conn, err := s.reader.Conn(ctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("watch for writes: %w", err)
+	}
+	version := func() (int64, error) {
+		var v int64
+		err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
+		return v, err
+	}
+	last, err := version()
+	if err != nil {
+		cancel()
+		conn.Close()
+		return fmt.Errorf("watch for writes: %w", err)
+	}
+	s.stopPoll = cancel
+	s.polled.Go(func() {
+		defer conn.Close()
+		ticker := time.NewTicker(externalWritePoll)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			// Our own writer counts as another connection too, so this
+			// also forgets after our writes, which forgot already.
+			if v, err := version(); err == nil && v != last {
+				last = v
+				s.forgetUsers()
+				s.forgetRecipes()
+			}
+		}
+	})
+	return nil
 }
 
 // schemaVersion is the number of the last migration applied.
@@ -331,6 +468,7 @@ func (s *store) promoteToSuperuser(ctx context.Context, id int64) error {
 	if _, err := s.writer.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
 		return fmt.Errorf("promote user %d: %w", id, err)
 	}
+	s.forgetUsers()
 	return nil
 }
 
@@ -379,6 +517,8 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("seed: commit: %w", err)
 	}
+	s.forgetUsers()
+	s.forgetRecipes()
 	return true, nil
 }
 
@@ -438,6 +578,7 @@ func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	if err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
+	s.forgetUsers() // an id may be reused once its user is gone
 	if u.ID, err = res.LastInsertId(); err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
@@ -460,7 +601,9 @@ func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 
 // userByID finds a user by id; errNotFound if none.
 func (s *store) userByID(ctx context.Context, id int64) (user, error) {
-	u, err := scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
+	u, err := cached(&s.users, id, func() (user, error) {
+		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
+	})
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, fmt.Errorf("user %d: %w", id, err)
 	}
@@ -489,16 +632,18 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
-	var r recipe
-	err := s.recipeByIDQuery.QueryRowContext(ctx, id).
-		Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return recipe{}, errNotFound
-	}
-	if err != nil {
-		return recipe{}, fmt.Errorf("recipe %d: %w", id, err)
-	}
-	return r, nil
+	return cached(&s.recipes, id, func() (recipe, error) {
+		var r recipe
+		err := s.recipeByIDQuery.QueryRowContext(ctx, id).
+			Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return recipe{}, errNotFound
+		}
+		if err != nil {
+			return recipe{}, fmt.Errorf("recipe %d: %w", id, err)
+		}
+		return r, nil
+	})
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
@@ -508,20 +653,30 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 // keyword matches every recipe. The keyword is folded once, here, not
 // once per row.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.searchQuery.QueryContext(ctx, strings.ToLower(keyword), limit))
-	if err != nil {
-		return nil, fmt.Errorf("search recipes: %w", err)
-	}
-	return recipes, nil
+	folded := strings.ToLower(keyword)
+	return cached(&s.searches, searchKey{folded, limit}, func() ([]recipe, error) {
+		recipes, err := scanRecipes(s.searchQuery.QueryContext(ctx, folded, limit))
+		if err != nil {
+			return nil, fmt.Errorf("search recipes: %w", err)
+		}
+		return recipes, nil
+	})
+}
+
+type searchKey struct {
+	keyword string
+	limit   int
 }
 
 // newestRecipes returns up to limit recipes, newest (highest id) first.
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
-	if err != nil {
-		return nil, fmt.Errorf("newest recipes: %w", err)
-	}
-	return recipes, nil
+	return cached(&s.newest, limit, func() ([]recipe, error) {
+		recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
+		if err != nil {
+			return nil, fmt.Errorf("newest recipes: %w", err)
+		}
+		return recipes, nil
+	})
 }
 
 // createRecipe inserts r and returns it with its new id.
@@ -532,6 +687,7 @@ func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
 	if err != nil {
 		return recipe{}, fmt.Errorf("create recipe: %w", err)
 	}
+	s.forgetRecipes()
 	if r.ID, err = res.LastInsertId(); err != nil {
 		return recipe{}, fmt.Errorf("create recipe: %w", err)
 	}
@@ -660,6 +816,7 @@ func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("end sessions: %w", err)
 	}
+	s.forgetUsers()
 	return generation, nil
 }
 
@@ -679,6 +836,7 @@ func (s *store) updateRecipe(ctx context.Context, r recipe) (recipe, error) {
 	err := s.writer.QueryRowContext(ctx,
 		"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
 		r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	s.forgetRecipes()
 	if errors.Is(err, sql.ErrNoRows) {
 		return recipe{}, errNotFound
 	}
@@ -691,6 +849,7 @@ func (s *store) updateRecipe(ctx context.Context, r recipe) (recipe, error) {
 // deleteRecipe deletes recipe id; errNotFound if there is none.
 func (s *store) deleteRecipe(ctx context.Context, id int64) error {
 	res, err := s.writer.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
+	s.forgetRecipes()
 	if err != nil {
 		return fmt.Errorf("delete recipe %d: %w", id, err)
 	}

@@ -797,3 +797,46 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 		t.Errorf("another database's tokenSecret = %x, %v; want a different random secret", secret, err)
 	}
 }
+
+func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
+	var c readCache[string, int]
+	_, generation, ok := c.get("k")
+	if ok {
+		t.Fatal("an empty cache has an entry")
+	}
+	c.forget() // a write commits while the read is under way
+	c.put("k", 1, generation)
+	if _, _, ok := c.get("k"); ok {
+		t.Error("an answer read before a write was kept after it")
+	}
+	_, generation, _ = c.get("k")
+	c.put("k", 2, generation)
+	if v, _, ok := c.get("k"); !ok || v != 2 {
+		t.Errorf("get = %d, %v; want 2, true", v, ok)
+	}
+	for i := range readCacheLimit + 1 {
+		c.put(fmt.Sprint(i), i, generation)
+	}
+	if len(c.entries) > readCacheLimit {
+		t.Errorf("the cache holds %d entries, more than its limit %d", len(c.entries), readCacheLimit)
+	}
+}
+
+func TestWritesAreSeenAtOnceByReads(t *testing.T) {
+	e := newTestEnv(t)
+	token := e.login("admin@recipeapi.com", adminPassword)
+	// Warm every cache, then change what they hold.
+	e.get("/api/v1/recipes/1")
+	e.get("/api/v1/recipes/search/?keyword=vesuvio")
+	e.get("/")
+	resp := e.sendJSON("PUT", "/api/v1/recipes/1", `{"label":"Chicken Vesuvio II","source":"s","url":"https://example.com/v"}`, bearer(token)...)
+	expectStatus(t, resp, http.StatusOK)
+	for _, path := range []string{"/api/v1/recipes/1", "/api/v1/recipes/search/?keyword=vesuvio", "/"} {
+		body, _ := io.ReadAll(e.get(path).Body)
+		if !strings.Contains(string(body), "Chicken Vesuvio II") {
+			t.Errorf("GET %s after the update = %.200s, want the new label", path, body)
+		}
+	}
+	expectStatus(t, e.sendJSON("DELETE", "/api/v1/recipes/1", "", bearer(token)...), http.StatusNoContent)
+	expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusNotFound)
+}
