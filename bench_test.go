@@ -12,9 +12,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // benchRoute is one route to measure: the request, and the floor handler
@@ -125,4 +128,29 @@ func BenchmarkLoopback(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkLogin is a whole login with the right password at bcrypt cost
+// 12, the default, beside one bcrypt comparison at that cost: the login
+// should cost that comparison and little more (no second hash).
+func BenchmarkLogin(b *testing.B) {
+	cfg := newTestConfig(b)
+	cfg.bcryptCost = 12
+	e := startTestEnv(b, cfg, time.Now)
+	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
+	b.Run("login", func(b *testing.B) {
+		for b.Loop() {
+			resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("login = %d", resp.StatusCode)
+			}
+		}
+	})
+	b.Run("bcrypt-compare", func(b *testing.B) {
+		u, _ := e.store.userByEmail(b.Context(), "admin@recipeapi.com")
+		for b.Loop() {
+			bcrypt.CompareHashAndPassword([]byte(u.HashedPassword), []byte(adminPassword))
+		}
+	})
 }
