@@ -251,7 +251,7 @@ func (a *app) requireUser(next http.Handler) http.Handler {
 		if !strings.EqualFold(scheme, "Bearer") {
 			return errNotAuthed
 		}
-		claims, err := verifyAccessToken(a.tokenSecret, token, a.now())
+		claims, err := verifyAccessToken(a.tokenKey, token, a.now())
 		if err != nil {
 			return errBadToken // every reason alike; the reason is not logged either
 		}

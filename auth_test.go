@@ -112,7 +112,7 @@ func TestLogin(t *testing.T) {
 		if got.TokenType != "bearer" || got.AccessToken == "" || got.RefreshToken == "" || got.ExpiresIn != 3600 {
 			t.Fatalf("login = %+v, want a bearer token, a refresh token and expires_in 3600", got)
 		}
-		if _, err := verifyAccessToken(e.cfg.tokenSecret, got.AccessToken, time.Now()); err != nil {
+		if _, err := verifyAccessToken(newTokenKey(e.cfg.tokenSecret), got.AccessToken, time.Now()); err != nil {
 			t.Errorf("the token does not verify: %v", err)
 		}
 	}
@@ -227,7 +227,7 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	otherSecret := signAccessToken([]byte("another-secret-another-secret-another"), cook.ID, 0, now, time.Hour)
+	otherSecret := signAccessToken(newTokenKey([]byte("another-secret-another-secret-another")), cook.ID, 0, now, time.Hour)
 	for _, tc := range []struct {
 		name, authorization, detail string
 	}{
@@ -237,7 +237,7 @@ func TestMe(t *testing.T) {
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
 		{"a token signed with another secret is refused", "Bearer " + otherSecret, "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(e.cfg.tokenSecret, 999, 0, now, time.Hour), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(newTokenKey(e.cfg.tokenSecret), 999, 0, now, time.Hour), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)

@@ -52,9 +52,10 @@ func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 		})
 	}
 	me := capture("/api/v1/auth/me", bearer(token)...)
+	key := newTokenKey(e.cfg.tokenSecret)
 	meFloor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if _, err := verifyAccessToken(e.cfg.tokenSecret, tok, time.Now()); err != nil {
+		if _, err := verifyAccessToken(key, tok, time.Now()); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

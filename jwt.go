@@ -46,9 +46,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -87,12 +89,33 @@ type accessClaims struct {
 	ExpiresAt  time.Time
 }
 
+// tokenKey is an HS256 key. It keeps a pool of HMACs keyed by it, since
+// keying a new HMAC for every token costs more than the MAC itself.
+type tokenKey struct {
+	macs sync.Pool // of hash.Hash, each an HMAC-SHA256 keyed by the secret
+}
+
+func newTokenKey(secret []byte) *tokenKey {
+	secret = bytes.Clone(secret)
+	return &tokenKey{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
+
+// sum is the JWS signature of signingInput: HMAC-SHA256 under the key.
+func (k *tokenKey) sum(signingInput []byte) []byte {
+	mac := k.macs.Get().(hash.Hash)
+	defer k.macs.Put(mac)
+	mac.Reset()
+	mac.Write(signingInput)
+	var sum [sha256.Size]byte
+	return mac.Sum(sum[:0])
+}
+
 // signAccessToken returns an access token for userID in the given token
 // generation, issued at now and valid for lifetime. The payload has the
 // reference's members in the reference's order, type, exp, iat, sub, and
 // then "gen" unless it is 0: until a user first logs out or changes
 // password, our tokens are exactly those the reference would make.
-func signAccessToken(secret []byte, userID, generation int64, now time.Time, lifetime time.Duration) string {
+func signAccessToken(key *tokenKey, userID, generation int64, now time.Time, lifetime time.Duration) string {
 	payload := make([]byte, 0, 96)
 	payload = append(payload, `{"type":"access_token","exp":`...)
 	payload = strconv.AppendInt(payload, now.Add(lifetime).Unix(), 10)
@@ -111,23 +134,15 @@ func signAccessToken(secret []byte, userID, generation int64, now time.Time, lif
 	token = append(token, tokenHeaderB64...)
 	token = append(token, '.')
 	token = base64.RawURLEncoding.AppendEncode(token, payload)
-	signature := hs256(secret, token)
+	signature := key.sum(token)
 	token = append(token, '.')
 	token = base64.RawURLEncoding.AppendEncode(token, signature)
 	return string(token)
 }
 
-// hs256 is the JWS signature of signingInput: HMAC-SHA256 keyed by secret.
-func hs256(secret, signingInput []byte) []byte {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(signingInput)
-	var sum [sha256.Size]byte
-	return mac.Sum(sum[:0])
-}
-
 // verifyAccessToken applies the rules in this file's doc comment, in order,
 // and returns the token's claims only if all of them hold.
-func verifyAccessToken(secret []byte, token string, now time.Time) (accessClaims, error) {
+func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims, error) {
 	// Rule 1: size, then exactly three parts.
 	if len(token) > maxTokenBytes {
 		return accessClaims{}, fmt.Errorf("%w: longer than %d bytes", errInvalidToken, maxTokenBytes)
@@ -165,7 +180,7 @@ func verifyAccessToken(secret []byte, token string, now time.Time) (accessClaims
 
 	// Rule 5: the MAC, before anything in the payload is looked at.
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
-	if !hmac.Equal(signature[:], hs256(secret, []byte(signingInput))) {
+	if !hmac.Equal(signature[:], key.sum([]byte(signingInput))) {
 		return accessClaims{}, fmt.Errorf("%w: bad signature", errInvalidToken)
 	}
 

@@ -26,7 +26,7 @@ var (
 func makeToken(secret []byte, header, payload string) string {
 	enc := base64.RawURLEncoding
 	signingInput := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
-	return signingInput + "." + enc.EncodeToString(hs256(secret, []byte(signingInput)))
+	return signingInput + "." + enc.EncodeToString(newTokenKey(secret).sum([]byte(signingInput)))
 }
 
 const goodHeader = `{"alg":"HS256","typ":"JWT"}`
@@ -43,13 +43,13 @@ func TestSignatureMatchesPublishedVectors(t *testing.T) {
 			".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ" +
 			".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 		signingInput := token[:strings.LastIndexByte(token, '.')]
-		if got := base64.RawURLEncoding.EncodeToString(hs256(key, []byte(signingInput))); !strings.HasSuffix(token, "."+got) {
+		if got := base64.RawURLEncoding.EncodeToString(newTokenKey(key).sum([]byte(signingInput))); !strings.HasSuffix(token, "."+got) {
 			t.Errorf("hs256 = %s, want the RFC's dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", got)
 		}
 		// The example passes every check up to the claims (its header has
 		// CR LF whitespace, and it has no "type"), so verification gets as
 		// far as the claims before it refuses.
-		_, err := verifyAccessToken(key, token, time.Unix(1300819000, 0))
+		_, err := verifyAccessToken(newTokenKey(key), token, time.Unix(1300819000, 0))
 		if err == nil || !strings.Contains(err.Error(), "claims") {
 			t.Errorf("verify(RFC example) = %v, want a refusal of its claims only", err)
 		}
@@ -71,13 +71,13 @@ func TestTokensInteroperateWithTheReference(t *testing.T) {
 		".sTc6_xNzIVHQTpTz2ViPssSg_VZRdq2Mmf-zWAHFr3E"
 
 	t.Run("a token the reference signed is accepted", func(t *testing.T) {
-		claims, err := verifyAccessToken([]byte(referenceSecret), referenceToken, testNow)
+		claims, err := verifyAccessToken(newTokenKey([]byte(referenceSecret)), referenceToken, testNow)
 		if err != nil || claims.UserID != 1 {
 			t.Fatalf("verify(reference token) = %+v, %v; want user 1", claims, err)
 		}
 	})
 	t.Run("ours is byte for byte what the reference would sign", func(t *testing.T) {
-		got := signAccessToken([]byte(referenceSecret), 1, 0, testNow, time.Unix(4102444800, 0).Sub(testNow))
+		got := signAccessToken(newTokenKey([]byte(referenceSecret)), 1, 0, testNow, time.Unix(4102444800, 0).Sub(testNow))
 		if got != referenceToken {
 			t.Errorf("sign = %s\nwant %s", got, referenceToken)
 		}
@@ -108,7 +108,7 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 	accepted := []struct {
 		name, token string
 	}{
-		{"a token this service signs is accepted", signAccessToken(testSecret, 7, 0, testNow, time.Minute)},
+		{"a token this service signs is accepted", signAccessToken(newTokenKey(testSecret), 7, 0, testNow, time.Minute)},
 		{"a token without typ is accepted", withHeader(`{"alg":"HS256"}`)},
 		{"a token without iat is accepted", withClaims(fmt.Sprintf(`{"type":"access_token","exp":%d,"sub":"7"}`, now+60))},
 		{"an iat 59 seconds ahead is within the leeway", withClaims(claimsAt(now+600, now+59))},
@@ -122,7 +122,7 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 			if len(tc.token) > maxTokenBytes {
 				t.Skipf("test token is %d bytes", len(tc.token))
 			}
-			claims, err := verifyAccessToken(testSecret, tc.token, testNow)
+			claims, err := verifyAccessToken(newTokenKey(testSecret), tc.token, testNow)
 			if err != nil || claims.UserID != 7 {
 				t.Errorf("verify = %+v, %v; want user 7", claims, err)
 			}
@@ -190,7 +190,7 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 	}
 	for _, tc := range rejected {
 		t.Run(tc.name, func(t *testing.T) {
-			if claims, err := verifyAccessToken(testSecret, tc.token, testNow); err == nil {
+			if claims, err := verifyAccessToken(newTokenKey(testSecret), tc.token, testNow); err == nil {
 				t.Errorf("verify(%.60q) = %+v, want an error", tc.token, claims)
 			}
 		})
@@ -211,7 +211,7 @@ func TestVerifyChecksTheSignatureBeforeReadingThePayload(t *testing.T) {
 	token := base64.RawURLEncoding.EncodeToString([]byte(goodHeader)) + "." +
 		base64.RawURLEncoding.EncodeToString([]byte("not json")) + "." +
 		base64.RawURLEncoding.EncodeToString(make([]byte, 32))
-	_, err := verifyAccessToken(testSecret, token, testNow)
+	_, err := verifyAccessToken(newTokenKey(testSecret), token, testNow)
 	if err == nil || !strings.Contains(err.Error(), "signature") {
 		t.Errorf("verify = %v, want a signature error", err)
 	}
@@ -264,7 +264,7 @@ func FuzzForEachMember(f *testing.F) {
 func FuzzVerifyAccessToken(f *testing.F) {
 	now := testNow.Unix()
 	for _, seed := range []string{
-		signAccessToken(testSecret, 7, 0, testNow, time.Hour),
+		signAccessToken(newTokenKey(testSecret), 7, 0, testNow, time.Hour),
 		makeToken(testSecret, goodHeader, claimsAt(now+60, now)),
 		makeToken(testSecret, `{"alg":"none"}`, claimsAt(now+60, now)),
 		makeToken(testSecret, goodHeader, `{"type":"access_token","exp":1e99,"sub":"1","exp":1}`),
@@ -273,7 +273,7 @@ func FuzzVerifyAccessToken(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
-		claims, err := verifyAccessToken(testSecret, token, testNow)
+		claims, err := verifyAccessToken(newTokenKey(testSecret), token, testNow)
 		if err != nil {
 			return
 		}
@@ -287,7 +287,7 @@ func FuzzVerifyAccessToken(f *testing.F) {
 		}
 		signingInput := token[:strings.LastIndexByte(token, '.')]
 		sig, _ := base64.RawURLEncoding.DecodeString(token[len(signingInput)+1:])
-		if !hmac.Equal(sig, hs256(testSecret, []byte(signingInput))) {
+		if !hmac.Equal(sig, newTokenKey(testSecret).sum([]byte(signingInput))) {
 			t.Fatalf("accepted %q with a bad signature", token)
 		}
 	})
@@ -295,9 +295,9 @@ func FuzzVerifyAccessToken(f *testing.F) {
 
 // Example_signAccessToken shows an access token and what is inside it.
 func Example_signAccessToken() {
-	secret := []byte("an-example-secret-of-32-bytes-or-more")
+	key := newTokenKey([]byte("an-example-secret-of-32-bytes-or-more"))
 	issued := time.Unix(1700000000, 0)
-	token := signAccessToken(secret, 42, 0, issued, 8*24*time.Hour)
+	token := signAccessToken(key, 42, 0, issued, 8*24*time.Hour)
 
 	parts := strings.Split(token, ".")
 	header, _ := base64.RawURLEncoding.DecodeString(parts[0])
@@ -305,10 +305,10 @@ func Example_signAccessToken() {
 	fmt.Println(string(header))
 	fmt.Println(string(payload))
 
-	claims, err := verifyAccessToken(secret, token, issued.Add(time.Hour))
+	claims, err := verifyAccessToken(key, token, issued.Add(time.Hour))
 	fmt.Println(claims.UserID, err)
 
-	_, err = verifyAccessToken(secret, token, issued.Add(9*24*time.Hour))
+	_, err = verifyAccessToken(key, token, issued.Add(9*24*time.Hour))
 	fmt.Println(err)
 	// Output:
 	// {"alg":"HS256","typ":"JWT"}
@@ -318,17 +318,19 @@ func Example_signAccessToken() {
 }
 
 func BenchmarkSignAccessToken(b *testing.B) {
+	key := newTokenKey(testSecret)
 	b.ReportAllocs()
 	for b.Loop() {
-		signAccessToken(testSecret, 7, 0, testNow, time.Hour)
+		signAccessToken(key, 7, 0, testNow, time.Hour)
 	}
 }
 
 func BenchmarkVerifyAccessToken(b *testing.B) {
-	token := signAccessToken(testSecret, 7, 0, testNow, time.Hour)
+	key := newTokenKey(testSecret)
+	token := signAccessToken(key, 7, 0, testNow, time.Hour)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := verifyAccessToken(testSecret, token, testNow); err != nil {
+		if _, err := verifyAccessToken(key, token, testNow); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -337,7 +339,7 @@ func BenchmarkVerifyAccessToken(b *testing.B) {
 // BenchmarkHMACFloor is the least any HS256 verifier must do: recompute the
 // MAC of the same token and compare it. Verify is measured against it.
 func BenchmarkHMACFloor(b *testing.B) {
-	token := signAccessToken(testSecret, 7, 0, testNow, time.Hour)
+	token := signAccessToken(newTokenKey(testSecret), 7, 0, testNow, time.Hour)
 	dot := strings.LastIndexByte(token, '.')
 	sig, _ := base64.RawURLEncoding.DecodeString(token[dot+1:])
 	b.ReportAllocs()

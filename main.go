@@ -405,7 +405,7 @@ type app struct {
 	loginLimiter         *rateLimiter
 	logger               *slog.Logger
 	now                  func() time.Time
-	tokenSecret          []byte
+	tokenKey             *tokenKey
 	accessTokenLifetime  time.Duration
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
@@ -421,7 +421,7 @@ func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Lo
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
 		logger:               logger,
 		now:                  now,
-		tokenSecret:          cfg.tokenSecret,
+		tokenKey:             newTokenKey(cfg.tokenSecret),
 		accessTokenLifetime:  cfg.accessTokenLifetime,
 		refreshTokenLifetime: cfg.refreshTokenLifetime,
 		trustedProxies:       cfg.trustedProxies,

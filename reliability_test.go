@@ -50,6 +50,7 @@ func serveFloor(addr, routesJSON string, secret []byte) error {
 		return err
 	}
 	bodies["/healthz"] = `{"status":"ok"}`
+	key := newTokenKey(secret)
 	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, ok := bodies[r.RequestURI]
 		if !ok {
@@ -58,7 +59,7 @@ func serveFloor(addr, routesJSON string, secret []byte) error {
 		}
 		if r.URL.Path == "/api/v1/auth/me" {
 			_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-			if _, err := verifyAccessToken(secret, token, time.Now()); err != nil {
+			if _, err := verifyAccessToken(key, token, time.Now()); err != nil {
 				w.WriteHeader(http.StatusUnauthorized)
 				return
 			}

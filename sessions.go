@@ -69,7 +69,7 @@ func (a *app) writeTokens(w http.ResponseWriter, u user, refreshToken string, no
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	return writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken:  signAccessToken(a.tokenSecret, u.ID, u.TokenGeneration, now, a.accessTokenLifetime),
+		AccessToken:  signAccessToken(a.tokenKey, u.ID, u.TokenGeneration, now, a.accessTokenLifetime),
 		TokenType:    "bearer",
 		RefreshToken: refreshToken,
 		ExpiresIn:    int64(a.accessTokenLifetime / time.Second),

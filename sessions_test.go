@@ -160,7 +160,7 @@ func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
 		if got.ExpiresIn != 5400 {
 			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
 		}
-		claims, err := verifyAccessToken(e.cfg.tokenSecret, got.AccessToken, time.Now())
+		claims, err := verifyAccessToken(newTokenKey(e.cfg.tokenSecret), got.AccessToken, time.Now())
 		if err != nil {
 			t.Fatalf("the access token does not verify: %v", err)
 		}
