@@ -62,6 +62,13 @@ func newTestConfig(t testing.TB) config {
 	}
 }
 
+// testConfigFor is newTestConfig over the database file at path.
+func testConfigFor(t testing.TB, path string) config {
+	cfg := newTestConfig(t)
+	cfg.dbPath = path
+	return cfg
+}
+
 const adminPassword = "admin-password"
 
 func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {

@@ -181,18 +181,6 @@ func knownMigrations(t *testing.T) int {
 	return len(migrations)
 }
 
-// testConfig is the configuration newTestEnv uses, on the database at path.
-func testConfig(path string) config {
-	return config{
-		dbPath:                 path,
-		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
-		accessTokenLifetime:    time.Hour,
-		bcryptCost:             testBcryptCost,
-		firstSuperuser:         "admin@recipeapi.com",
-		firstSuperuserPassword: adminPassword,
-	}
-}
-
 func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "reference.db")
 	makeReferenceDB(t, path,
@@ -210,7 +198,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 	raw := openRawDB(t, path)
 	before := dumpAll(t, raw)
 
-	e := startTestEnv(t, testConfig(path), time.Now)
+	e := startTestEnv(t, testConfigFor(t, path), time.Now)
 
 	t.Run("every row is still there, unchanged", func(t *testing.T) {
 		if after := dumpAll(t, raw); after != before {
