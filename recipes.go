@@ -2,8 +2,8 @@
 // a signed-in user, the caller's own recipes, changes and deletions by
 // their owner, and the HTML home page that lists the newest recipes.
 //
-// Who may change a recipe is decided in one place, recipeToChange, which
-// every route that changes or deletes a recipe goes through.
+// Who may change a recipe is decided in one place, mayChange, which the
+// store applies to every change or deletion of a recipe.
 package main
 
 import (
@@ -160,29 +160,23 @@ func (a *app) handleMyRecipes() http.Handler {
 	})
 }
 
-// recipeToChange is the ownership rule, and the only place it is written:
-// a recipe may be changed or deleted by the user who submitted it, and by
-// a superuser. It returns the recipe if caller may change it, a 404 if
-// there is no such recipe (whoever asks), and else a 403 with forbidden.
-func (a *app) recipeToChange(r *http.Request, forbidden string) (recipe, error) {
-	id, err := recipeIDFromPath(r)
-	if err != nil {
-		return recipe{}, err
+// mayChange is the ownership rule, and the only place it is written: a
+// recipe may be changed or deleted by the user who submitted it, and by a
+// superuser. The store applies it to the recipe as it stands, in the same
+// transaction as the change (store.changeRecipe); forbidden is the 403's
+// detail.
+func mayChange(caller user, forbidden string) func(recipe) error {
+	return func(rec recipe) error {
+		if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
+			return &apiError{status: http.StatusForbidden, detail: forbidden}
+		}
+		return nil
 	}
-	rec, err := a.store.recipeByID(r.Context(), id)
-	if err != nil {
-		return recipe{}, recipeNotFound(id, err)
-	}
-	caller := currentUser(r)
-	if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
-		return recipe{}, &apiError{status: http.StatusForbidden, detail: forbidden}
-	}
-	return rec, nil
 }
 
 func (a *app) handleUpdateRecipe() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		rec, err := a.recipeToChange(r, "You can only update your recipes")
+		id, err := recipeIDFromPath(r)
 		if err != nil {
 			return err
 		}
@@ -194,10 +188,10 @@ func (a *app) handleUpdateRecipe() http.Handler {
 		if err := body.err(); err != nil {
 			return err
 		}
-		fields.ID = rec.ID
-		updated, err := a.store.updateRecipe(r.Context(), fields)
+		fields.ID = id
+		updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(currentUser(r), "You can only update your recipes"))
 		if err != nil {
-			return recipeNotFound(rec.ID, err) // deleted since we looked
+			return recipeNotFound(id, err)
 		}
 		return writeJSON(w, http.StatusOK, viewRecipe(updated))
 	})
@@ -205,12 +199,12 @@ func (a *app) handleUpdateRecipe() http.Handler {
 
 func (a *app) handleDeleteRecipe() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		rec, err := a.recipeToChange(r, "You can only delete your recipes")
+		id, err := recipeIDFromPath(r)
 		if err != nil {
 			return err
 		}
-		if err := a.store.deleteRecipe(r.Context(), rec.ID); err != nil {
-			return recipeNotFound(rec.ID, err) // deleted since we looked
+		if err := a.store.deleteRecipe(r.Context(), id, mayChange(currentUser(r), "You can only delete your recipes")); err != nil {
+			return recipeNotFound(id, err)
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil

@@ -51,13 +51,19 @@ func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
 	return token, refreshGrant{digest: digest[:], expiresAt: now.Add(a.refreshTokenLifetime)}
 }
 
-// startSession begins a new family of refresh tokens for u and answers
-// with u's first pair of tokens.
+// startSession begins a new family of refresh tokens for u, the user whose
+// password login has just checked, and answers with u's first pair of
+// tokens. If u logged out or changed password meanwhile, the login fails
+// as a wrong password does: the password it checked may be the old one.
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
 	now := a.now()
 	refreshToken, grant := a.newRefreshToken(now)
 	grant.family = randomToken(16)
-	if err := a.store.addRefreshToken(r.Context(), u.ID, grant, now); err != nil {
+	err := a.store.addRefreshToken(r.Context(), u, grant, now)
+	if errors.Is(err, errSessionEnded) {
+		return errIncorrectLogin
+	}
+	if err != nil {
 		return err
 	}
 	return a.writeTokens(w, u, refreshToken, now)
@@ -157,9 +163,19 @@ func (a *app) handleChangePassword() http.Handler {
 		if err != nil {
 			return err
 		}
-		if caller.TokenGeneration, err = a.store.endSessions(r.Context(), caller.ID, hash); err != nil {
+		// One transaction checks that the caller's session is still the
+		// one whose password was checked, sets the new hash, ends every
+		// session, and starts this client's new one.
+		now := a.now()
+		refreshToken, grant := a.newRefreshToken(now)
+		grant.family = randomToken(16)
+		caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
+		if errors.Is(err, errSessionEnded) {
+			return errBadToken // the token it came with was ended meanwhile
+		}
+		if err != nil {
 			return err
 		}
-		return a.startSession(w, r, caller)
+		return a.writeTokens(w, caller, refreshToken, now)
 	})
 }

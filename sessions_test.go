@@ -1011,3 +1011,62 @@ func FuzzRefreshForm(f *testing.F) {
 		issued[decodeBody[tokenResponse](t, resp).RefreshToken] = true
 	})
 }
+
+// holdHashing blocks every bcrypt slot until the returned release is
+// called, so that a test can act while a request waits to hash.
+func holdHashing(e *testEnv) (waiting func() int, release func()) {
+	for range cap(e.passwords.running) {
+		e.passwords.running <- struct{}{}
+	}
+	return func() int { return len(e.passwords.admitted) }, func() {
+		for range cap(e.passwords.running) {
+			<-e.passwords.running
+		}
+	}
+}
+
+func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	newHash, _ := e.passwords.hash(t.Context(), "new-password-456")
+
+	// endSessionsElsewhere changes cook's password as another request or
+	// the createsuperuser command would, while a request waits to hash.
+	endSessionsElsewhere := func(t *testing.T, waiting func() int) {
+		for deadline := time.Now().Add(5 * time.Second); waiting() == 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the request never reached the hashing queue")
+			}
+		}
+		if _, err := e.store.endSessions(t.Context(), cook.ID, newHash); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("a login that checked the old password is refused", func(t *testing.T) {
+		waiting, release := holdHashing(e)
+		answer := make(chan *http.Response, 1)
+		go func() {
+			answer <- e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		}()
+		endSessionsElsewhere(t, waiting)
+		release()
+		expectDetail(t, <-answer, http.StatusBadRequest, "Incorrect username or password")
+		if n := queryInt(t, e.store.reader, fmt.Sprintf("SELECT count(*) FROM refresh_token WHERE user_id = %d", cook.ID)); n != 0 {
+			t.Errorf("%d refresh tokens were stored for the ended session, want 0", n)
+		}
+	})
+	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {
+		e.store.endSessions(t.Context(), cook.ID, "") // back to a known state
+		token := e.login("cook@example.com", "new-password-456")
+		waiting, release := holdHashing(e)
+		answer := make(chan *http.Response, 1)
+		go func() {
+			answer <- e.postJSON("/api/v1/auth/password", passwordBody("new-password-456", "attacker-password"), bearer(token)...)
+		}()
+		endSessionsElsewhere(t, waiting)
+		release()
+		expectDetail(t, <-answer, http.StatusUnauthorized, "Could not validate credentials")
+		e.login("cook@example.com", "new-password-456") // still the password set elsewhere
+	})
+}

@@ -42,6 +42,7 @@ var (
 	errNotFound            = errors.New("not found")
 	errEmailTaken          = errors.New("email already registered")
 	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
+	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
 )
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
@@ -701,21 +702,70 @@ type refreshGrant struct {
 	expiresAt time.Time
 }
 
-// addRefreshToken stores a new refresh token for userID. It also deletes
-// the expired ones, so that the table needs no cleaning job.
-func (s *store) addRefreshToken(ctx context.Context, userID int64, grant refreshGrant, now time.Time) error {
+// addRefreshToken stores a new refresh token for u, unless u has logged
+// out or changed password since u was read (a login that checked the old
+// password must not outlive the change): then errSessionEnded. It also
+// deletes the expired tokens, so that the table needs no cleaning job.
+func (s *store) addRefreshToken(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("add refresh token: %w", err)
 	}
 	defer tx.Rollback()
-	if err := insertRefreshToken(ctx, tx, userID, grant, now); err != nil {
+	if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+		return err
+	}
+	if err := insertRefreshToken(ctx, tx, u.ID, grant, now); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("add refresh token: %w", err)
 	}
 	return nil
+}
+
+// checkSessionUnchanged returns errSessionEnded unless u's token generation
+// and password hash are still what they were when u was read.
+func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
+	var generation int64
+	var hash string
+	err := tx.QueryRowContext(ctx, "SELECT token_generation, hashed_password FROM user WHERE id = ?", u.ID).
+		Scan(&generation, &hash)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (generation != u.TokenGeneration || hash != u.HashedPassword)) {
+		return errSessionEnded
+	}
+	if err != nil {
+		return fmt.Errorf("check session: %w", err)
+	}
+	return nil
+}
+
+// changePassword gives u a new password hash and ends every session of u,
+// as endSessions does, and stores grant, the refresh token of the client
+// that changed it, all in one transaction; unless u logged out or changed
+// password since u was read: then errSessionEnded, and nothing changes.
+// It returns u's new token generation.
+func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("change password: %w", err)
+	}
+	defer tx.Rollback()
+	if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+		return 0, err
+	}
+	generation, err := endSessionsTx(ctx, tx, u.ID, newHashedPassword)
+	if err != nil {
+		return 0, err
+	}
+	if err := insertRefreshToken(ctx, tx, u.ID, grant, now); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("change password: %w", err)
+	}
+	s.forgetUsers()
+	return generation, nil
 }
 
 func insertRefreshToken(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
@@ -798,8 +848,20 @@ func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword
 		return 0, fmt.Errorf("end sessions: %w", err)
 	}
 	defer tx.Rollback()
+	generation, err := endSessionsTx(ctx, tx, userID, newHashedPassword)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("end sessions: %w", err)
+	}
+	s.forgetUsers()
+	return generation, nil
+}
+
+func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
-	err = tx.QueryRowContext(ctx, `
+	err := tx.QueryRowContext(ctx, `
 		UPDATE user SET token_generation = token_generation + 1,
 			hashed_password = CASE WHEN ? = '' THEN hashed_password ELSE ? END
 		WHERE id = ? RETURNING token_generation`,
@@ -813,10 +875,6 @@ func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword
 	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", userID); err != nil {
 		return 0, fmt.Errorf("end sessions: delete refresh tokens: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
-	}
-	s.forgetUsers()
 	return generation, nil
 }
 
@@ -830,35 +888,53 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64) ([]recipe,
 	return recipes, nil
 }
 
-// updateRecipe replaces the label, source and url of recipe r.ID; it
-// returns errNotFound if there is no such recipe.
-func (s *store) updateRecipe(ctx context.Context, r recipe) (recipe, error) {
-	err := s.writer.QueryRowContext(ctx,
-		"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
-		r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
-	s.forgetRecipes()
+// changeRecipe runs allowed on recipe id as it stands and, if it returns
+// nil, change, all in one write transaction: nothing can come between the
+// check and the write (a delete, then a new recipe that reuses the id).
+// It returns errNotFound if there is no such recipe.
+func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) error, change func(*sql.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("change recipe %d: %w", id, err)
+	}
+	defer tx.Rollback()
+	var current recipe
+	err = tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
+		Scan(&current.ID, &current.Label, &current.Source, &current.URL, &current.SubmitterID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return recipe{}, errNotFound
-	}
-	if err != nil {
-		return recipe{}, fmt.Errorf("update recipe %d: %w", r.ID, err)
-	}
-	return r, nil
-}
-
-// deleteRecipe deletes recipe id; errNotFound if there is none.
-func (s *store) deleteRecipe(ctx context.Context, id int64) error {
-	res, err := s.writer.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
-	s.forgetRecipes()
-	if err != nil {
-		return fmt.Errorf("delete recipe %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete recipe %d: %w", id, err)
-	}
-	if n == 0 {
 		return errNotFound
 	}
+	if err != nil {
+		return fmt.Errorf("change recipe %d: %w", id, err)
+	}
+	if err := allowed(current); err != nil {
+		return err
+	}
+	if err := change(tx); err != nil {
+		return fmt.Errorf("change recipe %d: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("change recipe %d: %w", id, err)
+	}
+	s.forgetRecipes()
 	return nil
+}
+
+// updateRecipe replaces the label, source and url of recipe r.ID if
+// allowed says so, and returns the recipe as it now is.
+func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) error) (recipe, error) {
+	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx,
+			"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
+			r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	})
+	return r, err
+}
+
+// deleteRecipe deletes recipe id if allowed says so.
+func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) error) error {
+	return s.changeRecipe(ctx, id, allowed, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
+		return err
+	})
 }
