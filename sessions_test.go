@@ -647,7 +647,17 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 
 func TestAReferenceTokenWorksUntilItsUsersFirstLogoutOrPasswordChange(t *testing.T) {
 	e := newTestEnv(t)
-	bystander := e.signup("bystander@example.com", "password123")
+	// referenceUser signs up a user as the reference made them: at token
+	// generation 0, the column's default, which its tokens (no "gen") fit.
+	referenceUser := func(email string) userView {
+		u := e.signup(email, "password123")
+		if _, err := e.store.writer.Exec("UPDATE user SET token_generation = 0 WHERE id = ?", u.ID); err != nil {
+			t.Fatal(err)
+		}
+		e.store.forgetUsers()
+		return u
+	}
+	bystander := referenceUser("bystander@example.com")
 	bystanderToken := referenceAccessToken(e, bystander.ID)
 
 	for _, tc := range []struct {
@@ -663,7 +673,7 @@ func TestAReferenceTokenWorksUntilItsUsersFirstLogoutOrPasswordChange(t *testing
 		}},
 	} {
 		t.Run("a token the reference issued works until its user's first "+tc.name, func(t *testing.T) {
-			u := e.signup(strings.ReplaceAll(tc.name, " ", "-")+"@example.com", "password123")
+			u := referenceUser(strings.ReplaceAll(tc.name, " ", "-") + "@example.com")
 			token := referenceAccessToken(e, u.ID)
 			expectAccessTokenWorks(t, e, token, u.ID)
 			tc.end(t, token) // with the reference's token itself

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -123,6 +124,10 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader}
+	s.users.sizeOf = userSize
+	s.recipes.sizeOf = recipeSize
+	s.searches.sizeOf = recipesSize
+	s.newest.sizeOf = recipesSize
 
 	if err := s.migrate(ctx); err != nil {
 		s.close()
@@ -189,14 +194,21 @@ func (s *store) close() error {
 // only if nothing was forgotten since. Cached values are shared: callers
 // must not change them.
 type readCache[K comparable, V any] struct {
+	sizeOf func(V) int // roughly how many bytes an entry holds
+
 	mu         sync.Mutex
 	generation uint64
 	entries    map[K]V
+	bytes      int
 }
 
-// readCacheLimit bounds each cache; past it the cache starts over, so that
-// searches for ever new keywords cannot grow it without end.
-const readCacheLimit = 4096
+// readCacheLimit and readCacheBytes bound each cache; past either, the
+// cache starts over, so that searches for ever new keywords, or for many
+// long recipes, cannot grow it without end.
+const (
+	readCacheLimit = 4096
+	readCacheBytes = 4 << 20
+)
 
 func (c *readCache[K, V]) get(key K) (value V, generation uint64, ok bool) {
 	c.mu.Lock()
@@ -211,10 +223,13 @@ func (c *readCache[K, V]) put(key K, value V, generation uint64) {
 	if generation != c.generation {
 		return // a write came in between: this answer may be old
 	}
-	if c.entries == nil || len(c.entries) >= readCacheLimit {
+	size := c.sizeOf(value)
+	if c.entries == nil || len(c.entries) >= readCacheLimit || c.bytes+size > readCacheBytes {
 		c.entries = make(map[K]V)
+		c.bytes = 0
 	}
 	c.entries[key] = value
+	c.bytes += size
 }
 
 func (c *readCache[K, V]) forget() {
@@ -222,6 +237,7 @@ func (c *readCache[K, V]) forget() {
 	defer c.mu.Unlock()
 	c.generation++
 	c.entries = nil
+	c.bytes = 0
 }
 
 // cached returns the answer for key from c, or else reads it with read and
@@ -238,6 +254,23 @@ func cached[K comparable, V any](c *readCache[K, V], key K, read func() (V, erro
 	return value, err
 }
 
+// The sizes of cache entries: their strings, and a guess at the rest.
+func userSize(u user) int {
+	return 128 + len(u.Email) + len(u.HashedPassword)
+}
+
+func recipeSize(r recipe) int {
+	return 96 + len(r.Label) + len(r.Source) + len(r.URL)
+}
+
+func recipesSize(recipes []recipe) int {
+	size := 24
+	for _, r := range recipes {
+		size += recipeSize(r)
+	}
+	return size
+}
+
 func (s *store) forgetUsers() { s.users.forget() }
 
 func (s *store) forgetRecipes() {
@@ -249,7 +282,7 @@ func (s *store) forgetRecipes() {
 // externalWritePoll is how often the store asks SQLite whether another
 // process has written to the file, and so how long a change made by, say,
 // the createsuperuser command may go unseen by a running server.
-const externalWritePoll = time.Second
+const externalWritePoll = 250 * time.Millisecond
 
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
@@ -570,20 +603,45 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	res, err := s.writer.ExecContext(ctx,
-		"INSERT INTO user (first_name, surname, email, email_key, is_superuser, hashed_password) VALUES (?, ?, ?, ?, ?, ?)",
-		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword)
+	// SQLite gives a new row the highest id again once that row is gone,
+	// and a user can be deleted by hand. A random first token generation
+	// keeps such a user's old access tokens from fitting the new one, and
+	// its refresh tokens are deleted below.
+	u.TokenGeneration = randomGeneration()
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO user
+		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
 	if isUniqueViolation(err) {
 		return user{}, errEmailTaken
 	}
 	if err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
-	s.forgetUsers() // an id may be reused once its user is gone
 	if u.ID, err = res.LastInsertId(); err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", u.ID); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	s.forgetUsers()
 	return u, nil
+}
+
+// randomGeneration is a first token generation for a new user: a random
+// whole number that a JSON number holds exactly.
+func randomGeneration() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:])>>12) + 1
 }
 
 func isUniqueViolation(err error) bool {

@@ -787,7 +787,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 }
 
 func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
-	var c readCache[string, int]
+	c := readCache[string, int]{sizeOf: func(int) int { return 1 }}
 	_, generation, ok := c.get("k")
 	if ok {
 		t.Fatal("an empty cache has an entry")
@@ -807,6 +807,17 @@ func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
 	}
 	if len(c.entries) > readCacheLimit {
 		t.Errorf("the cache holds %d entries, more than its limit %d", len(c.entries), readCacheLimit)
+	}
+	big := readCache[int, []recipe]{sizeOf: recipesSize}
+	long := make([]recipe, 100)
+	for i := range long {
+		long[i] = recipe{Label: strings.Repeat("é", 256), Source: strings.Repeat("é", 256), URL: strings.Repeat("u", 256)}
+	}
+	for i := range 200 {
+		big.put(i, long, big.generation)
+	}
+	if big.bytes > readCacheBytes {
+		t.Errorf("the cache holds %d bytes, more than its limit %d", big.bytes, readCacheBytes)
 	}
 }
 
