@@ -195,7 +195,12 @@ func parsePrefixes(text string) ([]netip.Prefix, error) {
 			if addrErr != nil {
 				return nil, fmt.Errorf("TRUSTED_PROXIES: %q is neither an address nor a CIDR prefix", part)
 			}
-			prefix = netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen())
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		// Client addresses are compared unmapped (::ffff:10.0.0.1 is
+		// 10.0.0.1), so an IPv4-mapped prefix is written as IPv4.
+		if prefix.Addr().Is4In6() && prefix.Bits() >= 96 {
+			prefix = netip.PrefixFrom(prefix.Addr().Unmap(), prefix.Bits()-96)
 		}
 		prefixes = append(prefixes, prefix.Masked())
 	}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
@@ -354,6 +355,15 @@ func TestLoadConfig(t *testing.T) {
 			string(cfg.tokenSecret) != strings.Repeat("k", 32) ||
 			strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
 			t.Errorf("got %+v, %v", cfg, err)
+		}
+	})
+	t.Run("trusted proxies are addresses or prefixes, IPv4-mapped ones as IPv4", func(t *testing.T) {
+		cfg, err := loadConfig("serve", nil, env(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, ::1, 192.0.2.7, ::ffff:198.51.100.0/120"}), io.Discard)
+		if got := fmt.Sprint(cfg.trustedProxies); err != nil || got != "[10.0.0.0/8 ::1/128 192.0.2.7/32 198.51.100.0/24]" {
+			t.Errorf("TRUSTED_PROXIES = %s, %v", got, err)
+		}
+		if _, err := loadConfig("serve", nil, env(map[string]string{"TRUSTED_PROXIES": "proxy.example"}), io.Discard); err == nil {
+			t.Error("a host name was accepted as a trusted proxy")
 		}
 	})
 	t.Run("CORS origins may be a comma-separated list", func(t *testing.T) {

@@ -104,8 +104,15 @@ func (a *app) handleRefresh() http.Handler {
 			return errInvalidRefreshToken
 		}
 
-		now := a.now()
 		digest := sha256.Sum256([]byte(presented))
+		known, err := a.store.refreshTokenExists(r.Context(), digest[:])
+		if err != nil {
+			return err
+		}
+		if !known {
+			return errInvalidRefreshToken
+		}
+		now := a.now()
 		next, grant := a.newRefreshToken(now)
 		u, err := a.store.rotateRefreshToken(r.Context(), digest[:], grant, now)
 		if errors.Is(err, errRefreshTokenInvalid) {

@@ -838,6 +838,18 @@ func insertRefreshToken(ctx context.Context, tx *sql.Tx, userID int64, grant ref
 	return nil
 }
 
+// refreshTokenExists reports whether a refresh token with this digest is
+// stored. It asks a reader, so that guesses at tokens need not queue for
+// the one writer that rotateRefreshToken takes.
+func (s *store) refreshTokenExists(ctx context.Context, digest []byte) (bool, error) {
+	var exists bool
+	err := s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_token WHERE digest = ?)", digest).Scan(&exists)
+	if err != nil {
+		return false, fmt.Errorf("look up refresh token: %w", err)
+	}
+	return exists, nil
+}
+
 // rotateRefreshToken spends the refresh token whose digest is presented
 // and stores next, of the same family, in its place; it returns the
 // token's user. An unknown, expired or already spent token is
