@@ -44,7 +44,7 @@ func TestSignatureMatchesPublishedVectors(t *testing.T) {
 			".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 		signingInput := token[:strings.LastIndexByte(token, '.')]
 		if got := base64.RawURLEncoding.EncodeToString(newTokenKey(key).sum([]byte(signingInput))); !strings.HasSuffix(token, "."+got) {
-			t.Errorf("hs256 = %s, want the RFC's dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", got)
+			t.Errorf("signature = %s, want the RFC's dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", got)
 		}
 		// The example passes every check up to the claims (its header has
 		// CR LF whitespace, and it has no "type"), so verification gets as
