@@ -137,6 +137,12 @@ func checkMaxChars(f *jsonFields, name string, value *string) {
 func checkPasswordLength(f *jsonFields, name, password string) {
 	f.check(len(password) >= minPasswordBytes, name,
 		fmt.Sprintf("ensure this value has at least %d characters", minPasswordBytes), "value_error.any_str.min_length")
+	checkPasswordFits(f, name, password)
+}
+
+// checkPasswordFits refuses a password that bcrypt would read only part
+// of: compared by its first 72 bytes alone, a longer one could match.
+func checkPasswordFits(f *jsonFields, name, password string) {
 	f.check(len(password) <= maxPasswordBytes, name,
 		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
 }
@@ -154,10 +160,7 @@ func (a *app) handleLogin() http.Handler {
 		email, password := r.PostFormValue("username"), r.PostFormValue("password")
 		fields.check(email != "", "username", "field required", "value_error.missing")
 		fields.check(password != "", "password", "field required", "value_error.missing")
-		// Longer passwords are refused, not truncated: bcrypt would compare
-		// only their first 72 bytes.
-		fields.check(len(password) <= maxPasswordBytes, "password",
-			fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
+		checkPasswordFits(&fields, "password", password)
 		grantType := r.PostFormValue("grant_type")
 		fields.check(grantType == "" || grantType == "password", "grant_type",
 			`string does not match regex "password"`, "value_error.str.regex")

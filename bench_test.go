@@ -70,65 +70,59 @@ func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 	}
 }
 
-// BenchmarkHandler runs each route through the handler alone.
-func BenchmarkHandler(b *testing.B) {
+// benchEachSide runs bench as sub-benchmarks "route/ours" and
+// "route/floor", for every route, with the handler of that side.
+func benchEachSide(b *testing.B, bench func(b *testing.B, route benchRoute, handler http.Handler)) {
 	e, routes := benchEnv(b)
 	for _, route := range routes {
-		for _, side := range []struct {
-			name    string
-			handler http.Handler
-		}{{"ours", e.handler}, {"floor", route.floor}} {
-			b.Run(route.name+"/"+side.name, func(b *testing.B) {
-				r := newRequest("GET", route.target, nil, route.header...)
-				b.ReportAllocs()
-				for b.Loop() {
-					rec := httptest.NewRecorder()
-					side.handler.ServeHTTP(rec, r)
-					if rec.Code != http.StatusOK {
-						b.Fatalf("GET %s = %d", route.target, rec.Code)
-					}
-				}
-			})
-		}
+		b.Run(route.name+"/ours", func(b *testing.B) { bench(b, route, e.handler) })
+		b.Run(route.name+"/floor", func(b *testing.B) { bench(b, route, route.floor) })
 	}
+}
+
+// BenchmarkHandler runs each route through the handler alone.
+func BenchmarkHandler(b *testing.B) {
+	benchEachSide(b, func(b *testing.B, route benchRoute, handler http.Handler) {
+		r := newRequest("GET", route.target, nil, route.header...)
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK {
+				b.Fatalf("GET %s = %d", route.target, rec.Code)
+			}
+		}
+	})
 }
 
 // BenchmarkLoopback runs each route through a real server on 127.0.0.1,
 // with keep-alive clients in parallel.
 func BenchmarkLoopback(b *testing.B) {
-	e, routes := benchEnv(b)
-	for _, route := range routes {
-		for _, side := range []struct {
-			name    string
-			handler http.Handler
-		}{{"ours", e.handler}, {"floor", route.floor}} {
-			b.Run(route.name+"/"+side.name, func(b *testing.B) {
-				server := httptest.NewServer(side.handler)
-				defer server.Close()
-				transport := &http.Transport{MaxIdleConnsPerHost: 64}
-				defer transport.CloseIdleConnections()
-				client := &http.Client{Transport: transport}
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						req, _ := http.NewRequest("GET", server.URL+route.target, nil)
-						for i := 0; i+1 < len(route.header); i += 2 {
-							req.Header.Set(route.header[i], route.header[i+1])
-						}
-						resp, err := client.Do(req)
-						if err != nil {
-							b.Fatal(err)
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							b.Fatalf("GET %s = %d", route.target, resp.StatusCode)
-						}
-					}
-				})
-			})
-		}
-	}
+	benchEachSide(b, func(b *testing.B, route benchRoute, handler http.Handler) {
+		server := httptest.NewServer(handler)
+		defer server.Close()
+		transport := &http.Transport{MaxIdleConnsPerHost: 64}
+		defer transport.CloseIdleConnections()
+		client := &http.Client{Transport: transport}
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req, _ := http.NewRequest("GET", server.URL+route.target, nil)
+				for i := 0; i+1 < len(route.header); i += 2 {
+					req.Header.Set(route.header[i], route.header[i+1])
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("GET %s = %d", route.target, resp.StatusCode)
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkLogin is a whole login with the right password at bcrypt cost

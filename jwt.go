@@ -422,15 +422,8 @@ func jsonStringBytes(value []byte) ([]byte, error) {
 
 // jsonString decodes a JSON string value; anything else is an error.
 func jsonString(value []byte) (string, error) {
-	if len(value) < 2 || value[0] != '"' {
-		return "", errors.New("not a string")
-	}
-	if bytes.IndexByte(value, '\\') < 0 {
-		return string(value[1 : len(value)-1]), nil
-	}
-	var s string
-	err := json.Unmarshal(value, &s)
-	return s, err
+	s, err := jsonStringBytes(value)
+	return string(s), err
 }
 
 // jsonNumber decodes a JSON number; a string of digits is not a number.

@@ -44,11 +44,12 @@ type tokenResponse struct {
 }
 
 // newRefreshToken returns a refresh token for the client and what the
-// store keeps of it.
+// store keeps of it, in a new family; a rotation puts it in the family of
+// the token it replaces instead (store.rotateRefreshToken).
 func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
 	token := randomToken(refreshTokenBytes)
 	digest := sha256.Sum256([]byte(token))
-	return token, refreshGrant{digest: digest[:], expiresAt: now.Add(a.refreshTokenLifetime)}
+	return token, refreshGrant{digest: digest[:], family: randomToken(16), expiresAt: now.Add(a.refreshTokenLifetime)}
 }
 
 // startSession begins a new family of refresh tokens for u, the user whose
@@ -58,7 +59,6 @@ func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
 	now := a.now()
 	refreshToken, grant := a.newRefreshToken(now)
-	grant.family = randomToken(16)
 	err := a.store.addRefreshToken(r.Context(), u, grant, now)
 	if errors.Is(err, errSessionEnded) {
 		return errIncorrectLogin
@@ -147,10 +147,9 @@ func (a *app) handleChangePassword() http.Handler {
 		}
 		current := body.text("current_password", true)
 		if current != nil {
-			// A longer one could match by its first 72 bytes alone.
-			body.check(len(*current) <= maxPasswordBytes, "current_password",
-				"ensure this value has at most 72 bytes: bcrypt reads no more", "value_error.any_str.max_length")
+			checkPasswordFits(&body, "current_password", *current)
 		}
+
 		newPassword := body.text("new_password", true)
 		if newPassword != nil {
 			checkPasswordLength(&body, "new_password", *newPassword)
@@ -175,7 +174,6 @@ func (a *app) handleChangePassword() http.Handler {
 		// session, and starts this client's new one.
 		now := a.now()
 		refreshToken, grant := a.newRefreshToken(now)
-		grant.family = randomToken(16)
 		caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
 		if errors.Is(err, errSessionEnded) {
 			return errBadToken // the token it came with was ended meanwhile
