@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -79,8 +80,45 @@ func recipeNotFound(id int64, err error) error {
 const (
 	minKeywordChars   = 3
 	defaultMaxResults = 10
-	maxMaxResults     = 100
+	maxMaxResults     = maxListLength
+	// maxKeywordChars is the longest keyword worth searching for: no label
+	// can hold more (256 characters), so a longer keyword matches nothing.
+	// It is answered at once, without the cache or the database, so that
+	// a client cannot make either hold a keyword of its own length.
+	maxKeywordChars = maxTextChars
+	// maxListLength is the most recipes any list answers with, so that no
+	// response is built from an unbounded list; my-recipes pages past it.
+	maxListLength = 100
 )
+
+// intParam reads the optional integer query parameter name, fallback if
+// absent, and records a problem unless it lies in low…high.
+func intParam(query url.Values, name string, fallback, low, high int, problems *[]problem) int {
+	if !query.Has(name) {
+		return fallback
+	}
+	n, err := strconv.Atoi(query.Get(name))
+	switch {
+	case err != nil:
+		*problems = append(*problems, problem{Loc: []string{"query", name},
+			Msg: "value is not a valid integer", Type: "type_error.integer"})
+	case n < low:
+		if high == math.MaxInt {
+			*problems = append(*problems, problem{Loc: []string{"query", name},
+				Msg:  fmt.Sprintf("ensure this value is greater than or equal to %d", low),
+				Type: "value_error.number.not_ge"})
+			break
+		}
+		fallthrough
+	case n > high:
+		*problems = append(*problems, problem{Loc: []string{"query", name},
+			Msg:  fmt.Sprintf("ensure this value is from %d to %d", low, high),
+			Type: "value_error.number.not_in_range"})
+	default:
+		return n
+	}
+	return fallback
+}
 
 // handleSearch finds recipes whose label contains ?keyword= (ignoring
 // case), in id order, at most ?max_results= of them. Unlike the reference
@@ -90,28 +128,18 @@ func (a *app) handleSearch() http.Handler {
 		query := r.URL.Query()
 		var problems []problem
 		keyword := query.Get("keyword")
-		if query.Has("keyword") && utf8.RuneCountInString(keyword) < minKeywordChars {
+		chars := utf8.RuneCountInString(keyword)
+		if query.Has("keyword") && chars < minKeywordChars {
 			problems = append(problems, problem{Loc: []string{"query", "keyword"},
 				Msg:  fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars),
 				Type: "value_error.any_str.min_length"})
 		}
-		maxResults := defaultMaxResults
-		if query.Has("max_results") {
-			n, err := strconv.Atoi(query.Get("max_results"))
-			switch {
-			case err != nil:
-				problems = append(problems, problem{Loc: []string{"query", "max_results"},
-					Msg: "value is not a valid integer", Type: "type_error.integer"})
-			case n < 1 || n > maxMaxResults:
-				problems = append(problems, problem{Loc: []string{"query", "max_results"},
-					Msg:  fmt.Sprintf("ensure this value is from 1 to %d", maxMaxResults),
-					Type: "value_error.number.not_in_range"})
-			default:
-				maxResults = n
-			}
-		}
+		maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &problems)
 		if len(problems) > 0 {
 			return &validationError{problems: problems}
+		}
+		if chars > maxKeywordChars {
+			return writeJSON(w, http.StatusOK, viewRecipes(nil))
 		}
 
 		recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
@@ -150,9 +178,19 @@ func (a *app) handleCreateRecipe() http.Handler {
 	})
 }
 
+// handleMyRecipes lists the caller's recipes a page at a time, as the
+// tutorial's CRUDBase.get_multi(skip=0, limit=100) does: ?skip= recipes
+// are passed over, then at most ?limit= (1 to 100) are answered.
 func (a *app) handleMyRecipes() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		recipes, err := a.store.recipesBySubmitter(r.Context(), currentUser(r).ID)
+		query := r.URL.Query()
+		var problems []problem
+		skip := intParam(query, "skip", 0, 0, math.MaxInt, &problems)
+		limit := intParam(query, "limit", maxListLength, 1, maxListLength, &problems)
+		if len(problems) > 0 {
+			return &validationError{problems: problems}
+		}
+		recipes, err := a.store.recipesBySubmitter(r.Context(), currentUser(r).ID, skip, limit)
 		if err != nil {
 			return err
 		}

@@ -768,3 +768,138 @@ func TestMyRecipesAnswersWithAndWithoutTheTrailingSlash(t *testing.T) {
 		t.Errorf("my-recipes with and without the slash = %s and %s, want the same list with Soup", bodies[0], bodies[1])
 	}
 }
+
+// myRecipeIDs fetches target as the holder of token, which must answer
+// 200, and returns the ids listed.
+func myRecipeIDs(t *testing.T, e *testEnv, target, token string) []int64 {
+	t.Helper()
+	resp := e.get(target, bearer(token)...)
+	expectStatus(t, resp, http.StatusOK)
+	ids := []int64{}
+	for _, r := range decodeBody[struct {
+		Results []recipeView `json:"results"`
+	}](t, resp).Results {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+func TestMyRecipesArePaged(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "prolific@example.com")
+	_, otherToken := newRecipeUser(e, "other@example.com")
+	var mine []int64
+	for i := range 105 {
+		mine = append(mine, postRecipe(t, e, token, fmt.Sprintf("Dish %03d", i), "Me", "https://example.com/d").ID)
+		if i%10 == 0 { // someone else's recipes in between, never listed
+			postRecipe(t, e, otherToken, "Not mine", "Them", "https://example.com/n")
+		}
+	}
+
+	for _, tc := range []struct {
+		name, query string
+		want        []int64
+	}{
+		{"no parameters give the first 100 recipes", "", mine[:100]},
+		{"skip passes over recipes", "skip=100", mine[100:]},
+		{"skip and limit pick a page", "skip=3&limit=2", mine[3:5]},
+		{"limit=1 gives one recipe", "limit=1", mine[:1]},
+		{"limit=100 is the most there is", "limit=100", mine[:100]},
+		{"skip=0 is the start", "skip=0&limit=3", mine[:3]},
+		{"a skip past the end gives none", "skip=1000", []int64{}},
+		{"a skip as big as an int64 gives none", "skip=9223372036854775807", []int64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/api/v1/recipes/my-recipes/", "/api/v1/recipes/my-recipes"} {
+				target := path + "?" + tc.query
+				if got := myRecipeIDs(t, e, target, token); !slices.Equal(got, tc.want) {
+					t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
+				}
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name, query string
+		wantLocs    []string
+	}{
+		{"a negative skip is a 422", "skip=-1", []string{"query.skip"}},
+		{"a skip that is not a number is a 422", "skip=abc", []string{"query.skip"}},
+		{"an empty skip is a 422", "skip=", []string{"query.skip"}},
+		{"a fractional skip is a 422", "skip=1.5", []string{"query.skip"}},
+		{"a skip too big for an int64 is a 422", "skip=9223372036854775808", []string{"query.skip"}},
+		{"limit=0 is a 422", "limit=0", []string{"query.limit"}},
+		{"limit=101 is a 422", "limit=101", []string{"query.limit"}},
+		{"a negative limit is a 422", "limit=-5", []string{"query.limit"}},
+		{"a limit that is not a number is a 422", "limit=all", []string{"query.limit"}},
+		{"a bad skip and a bad limit are both listed", "skip=-1&limit=1000", []string{"query.skip", "query.limit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/api/v1/recipes/my-recipes/", "/api/v1/recipes/my-recipes"} {
+				expectProblems(t, e.get(path+"?"+tc.query, bearer(token)...), tc.wantLocs...)
+			}
+		})
+	}
+}
+
+func TestNoListAnswersMoreThan100Recipes(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "bulk@example.com")
+	for i := range 150 {
+		postRecipe(t, e, token, fmt.Sprintf("Bulk %03d", i), "Me", "https://example.com/b")
+	}
+	for _, target := range []string{
+		"/api/v1/recipes/search/?max_results=100",
+		"/api/v1/recipes/search/?keyword=bulk&max_results=100",
+		"/api/v1/recipes/my-recipes/",
+		"/api/v1/recipes/my-recipes/?limit=100",
+	} {
+		if got := myRecipeIDs(t, e, target, token); len(got) != 100 {
+			t.Errorf("GET %s = %d recipes, want 100, the most any list answers", target, len(got))
+		}
+	}
+	page := readBody(t, e.get("/"))
+	if shown := len(regexp.MustCompile(`Bulk \d{3}`).FindAllString(page, -1)); shown == 0 || shown > 100 {
+		t.Errorf("GET / shows %d recipes, want 1 to 100", shown)
+	}
+}
+
+func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "long@example.com")
+	longest := strings.Repeat("é", maxKeywordChars-1) + "x"
+	postRecipe(t, e, token, longest, "Me", "https://example.com/l")
+
+	t.Run("a keyword as long as the longest label finds it", func(t *testing.T) {
+		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(strings.ToUpper(longest))
+		if got := searchIDs(t, e, target); len(got) != 1 {
+			t.Errorf("GET search with a %d-character keyword = ids %v, want the one label", maxKeywordChars, got)
+		}
+	})
+	for _, tc := range []struct{ name, keyword string }{
+		{"a keyword one character longer than any label", longest + "x"},
+		{"a 300-character keyword", strings.Repeat("a", 300)},
+		{"a 60 KB keyword", strings.Repeat("chicken ", 7500)},
+	} {
+		t.Run(tc.name+" answers 200 with no results and is not cached", func(t *testing.T) {
+			e.store.forgetRecipes()
+			resp := e.get("/api/v1/recipes/search/?keyword=" + url.QueryEscape(tc.keyword))
+			expectStatus(t, resp, http.StatusOK)
+			if body := readBody(t, resp); body != `{"results":[]}` {
+				t.Errorf("GET search = %.100s, want {\"results\":[]}", body)
+			}
+			if n := len(e.store.searches.entries); n != 0 {
+				t.Errorf("the search cache holds %d entries, want none", n)
+			}
+		})
+	}
+	t.Run("a long keyword does not touch the database", func(t *testing.T) {
+		e.store.close()
+		resp := e.get("/api/v1/recipes/search/?keyword=" + strings.Repeat("a", 300))
+		expectStatus(t, resp, http.StatusOK)
+		expectStatus(t, e.get("/api/v1/recipes/search/?keyword=soup"), http.StatusInternalServerError)
+	})
+	t.Run("a long keyword is still checked for a bad max_results", func(t *testing.T) {
+		expectProblems(t, e.get("/api/v1/recipes/search/?max_results=0&keyword="+strings.Repeat("a", 300)), "query.max_results")
+	})
+}

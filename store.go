@@ -124,10 +124,10 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader}
-	s.users.sizeOf = userSize
-	s.recipes.sizeOf = recipeSize
-	s.searches.sizeOf = recipesSize
-	s.newest.sizeOf = recipesSize
+	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
+	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
+	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
+	s.newest.sizeOf = func(_ int, rs []recipe) int { return idKeySize + recipesSize(rs) }
 
 	if err := s.migrate(ctx); err != nil {
 		s.close()
@@ -193,8 +193,12 @@ func (s *store) close() error {
 // the write: get hands out the cache's generation, and put keeps an answer
 // only if nothing was forgotten since. Cached values are shared: callers
 // must not change them.
+//
+// An entry's size counts its key as well as its value: a search's key is
+// its keyword, which a client chooses (at most maxKeywordChars
+// characters, so at most 4 bytes each).
 type readCache[K comparable, V any] struct {
-	sizeOf func(V) int // roughly how many bytes an entry holds
+	sizeOf func(K, V) int // roughly how many bytes an entry holds, key and value
 
 	mu         sync.Mutex
 	generation uint64
@@ -223,7 +227,7 @@ func (c *readCache[K, V]) put(key K, value V, generation uint64) {
 	if generation != c.generation {
 		return // a write came in between: this answer may be old
 	}
-	size := c.sizeOf(value)
+	size := c.sizeOf(key, value)
 	if c.entries == nil || len(c.entries) >= readCacheLimit || c.bytes+size > readCacheBytes {
 		c.entries = make(map[K]V)
 		c.bytes = 0
@@ -254,9 +258,22 @@ func cached[K comparable, V any](c *readCache[K, V], key K, read func() (V, erro
 	return value, err
 }
 
-// The sizes of cache entries: their strings, and a guess at the rest.
+// The sizes of cache entries: their strings, and a guess at the rest (the
+// map's slot for the entry, struct and slice headers).
+const (
+	idKeySize     = 64 // an integer key and the map slot around it
+	searchKeySize = 80 // a searchKey's headers and the map slot, without the keyword's bytes
+)
+
 func userSize(u user) int {
-	return 128 + len(u.Email) + len(u.HashedPassword)
+	size := 128 + len(u.Email) + len(u.HashedPassword)
+	if u.FirstName != nil {
+		size += 16 + len(*u.FirstName)
+	}
+	if u.Surname != nil {
+		size += 16 + len(*u.Surname)
+	}
+	return size
 }
 
 func recipeSize(r recipe) int {
@@ -948,10 +965,11 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 	return generation, nil
 }
 
-// recipesBySubmitter returns, in id order, the recipes userID submitted.
-func (s *store) recipesBySubmitter(ctx context.Context, userID int64) ([]recipe, error) {
+// recipesBySubmitter returns, in id order, the recipes userID submitted,
+// passing over the first skip of them and returning at most limit.
+func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id", userID))
+		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id LIMIT ? OFFSET ?", userID, limit, skip))
 	if err != nil {
 		return nil, fmt.Errorf("recipes of user %d: %w", userID, err)
 	}

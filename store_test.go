@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -787,7 +788,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 }
 
 func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
-	c := readCache[string, int]{sizeOf: func(int) int { return 1 }}
+	c := readCache[string, int]{sizeOf: func(string, int) int { return 1 }}
 	_, generation, ok := c.get("k")
 	if ok {
 		t.Fatal("an empty cache has an entry")
@@ -808,7 +809,7 @@ func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
 	if len(c.entries) > readCacheLimit {
 		t.Errorf("the cache holds %d entries, more than its limit %d", len(c.entries), readCacheLimit)
 	}
-	big := readCache[int, []recipe]{sizeOf: recipesSize}
+	big := readCache[int, []recipe]{sizeOf: func(_ int, rs []recipe) int { return recipesSize(rs) }}
 	long := make([]recipe, 100)
 	for i := range long {
 		long[i] = recipe{Label: strings.Repeat("é", 256), Source: strings.Repeat("é", 256), URL: strings.Repeat("u", 256)}
@@ -838,4 +839,41 @@ func TestWritesAreSeenAtOnceByReads(t *testing.T) {
 	}
 	expectStatus(t, e.sendJSON("DELETE", "/api/v1/recipes/1", "", bearer(token)...), http.StatusNoContent)
 	expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusNotFound)
+}
+
+func TestTheSearchCacheCountsItsKeysAndStaysWithinItsBound(t *testing.T) {
+	e := newTestEnv(t)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	// Keywords of the longest length searched, in 4-byte characters, so
+	// that each key is as big as a key can be (1 KiB).
+	const searches = 6000
+	for i := range searches {
+		keyword := fmt.Sprintf("%06d", i) + strings.Repeat("𝄞", maxKeywordChars-6)
+		expectStatus(t, e.get("/api/v1/recipes/search/?keyword="+url.QueryEscape(keyword)), http.StatusOK)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+
+	c := &e.store.searches
+	c.mu.Lock()
+	keyBytes := 0
+	for k := range c.entries {
+		keyBytes += len(k.keyword)
+	}
+	entries, counted := len(c.entries), c.bytes
+	c.mu.Unlock()
+	if entries == 0 {
+		t.Fatal("the search cache is empty: nothing was measured")
+	}
+	if counted < keyBytes {
+		t.Errorf("the search cache counts %d bytes but its keys alone hold %d", counted, keyBytes)
+	}
+	if counted > readCacheBytes {
+		t.Errorf("the search cache counts %d bytes, more than its bound %d", counted, readCacheBytes)
+	}
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2*readCacheBytes {
+		t.Errorf("the heap grew by %d bytes after %d distinct searches, want at most %d", grown, searches, 2*readCacheBytes)
+	}
 }
