@@ -92,7 +92,7 @@ func TestSignup(t *testing.T) {
 	t.Run("a password of exactly 72 bytes is accepted", func(t *testing.T) {
 		e.signup("long@example.com", strings.Repeat("p", 72))
 	})
-	t.Run("a body over 1 MiB is a 413", func(t *testing.T) {
+	t.Run("a body over 64 KiB is a 413", func(t *testing.T) {
 		body := fmt.Sprintf(`{"email":"big@example.com","password":"password123","x":%q}`, strings.Repeat("x", maxBodyBytes))
 		expectDetail(t, e.postJSON("/api/v1/auth/signup", body), http.StatusRequestEntityTooLarge, "Request body too large")
 	})
@@ -169,7 +169,7 @@ func TestLogin(t *testing.T) {
 			expectProblems(t, e.postForm("/api/v1/auth/login", tc.form), tc.wantLocs...)
 		})
 	}
-	t.Run("a login form over 1 MiB is a 413", func(t *testing.T) {
+	t.Run("a login form over 64 KiB is a 413", func(t *testing.T) {
 		form := url.Values{"username": {"cook@example.com"}, "password": {"password123"}, "x": {strings.Repeat("x", maxBodyBytes)}}
 		expectDetail(t, e.postForm("/api/v1/auth/login", form), http.StatusRequestEntityTooLarge, "Request body too large")
 		big := map[string]string{"username": "cook@example.com", "password": "password123", "x": strings.Repeat("x", maxBodyBytes)}

@@ -67,6 +67,7 @@ type config struct {
 	firstSuperuserPassword string // "": generate one and print it once
 	corsOrigins            []string
 	loginAttemptsPerMinute int
+	maxConnections         int // open at once; see connlimit.go
 }
 
 // loadConfig reads the flags of command in args, and the environment
@@ -99,6 +100,10 @@ func loadConfig(command string, args []string, getenv func(string) string, stder
 		flags.StringVar(&cfg.tlsCertFile, "tls-cert", getenv("TLS_CERT_FILE"), "TLS certificate `file`, PEM; with -tls-key, serve HTTPS (env TLS_CERT_FILE)")
 		flags.StringVar(&cfg.tlsKeyFile, "tls-key", getenv("TLS_KEY_FILE"), "TLS private key `file`, PEM (env TLS_KEY_FILE)")
 	}
+	maxConnections := env("MAX_CONNECTIONS", "4096")
+	if takes("serve") {
+		flags.StringVar(&maxConnections, "max-connections", maxConnections, "most connections open at once, a whole `number` (env MAX_CONNECTIONS)")
+	}
 	if takes("createsuperuser") {
 		flags.StringVar(&cfg.superuserEmail, "email", "", "the superuser's `email`; the password is read from standard input, or generated")
 	}
@@ -123,18 +128,23 @@ func loadConfig(command string, args []string, getenv func(string) string, stder
 	}
 
 	var errs []error
-	number := func(name, fallback string, low, high int) int {
-		text := env(name, fallback)
+	wholeNumber := func(name, text string, low, high int) int {
 		n, err := strconv.Atoi(text)
 		if err != nil || n < low || n > high {
 			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, text, low, high))
 		}
 		return n
 	}
+	number := func(name, fallback string, low, high int) int {
+		return wholeNumber(name, env(name, fallback), low, high)
+	}
 	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", "11520", 1, 5256000)) * time.Minute
 	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", "43200", 1, 5256000)) * time.Minute
 	cfg.bcryptCost = number("BCRYPT_COST", "12", 4, 31)
 	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", "10", 0, 1000000)
+	if takes("serve") {
+		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
+	}
 
 	// The secret's length is all we can check, and we do not echo it.
 	if secret := getenv("JWT_SECRET"); secret != "" {
@@ -289,10 +299,11 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 
 	// Listen first: if the address is taken, stop before seeding, so that
 	// a generated password is never printed for a server that never ran.
-	listener, err := net.Listen("tcp", cfg.addr)
+	tcpListener, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	listener := limitConnections(tcpListener, cfg.maxConnections)
 	defer listener.Close()
 
 	st, err := openStore(ctx, cfg.dbPath)
@@ -440,8 +451,9 @@ func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Lo
 
 	// Outermost first: a panic anywhere is caught and logged with the
 	// request; every response carries the security headers and, for the
-	// configured origins, the CORS headers.
-	return a.recoverPanics(a.logRequests(securityHeaders(a.cors(jsonNotFound(mux)))))
+	// configured origins, the CORS headers (a 413 too, so that a browser
+	// client can read it); every request body is capped.
+	return a.recoverPanics(a.logRequests(securityHeaders(a.cors(limitBodies(jsonNotFound(mux))))))
 }
 
 // routeRegistrar is what routes needs of a mux, so that a test can list
@@ -589,6 +601,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.
 		writeJSON(w, http.StatusUnprocessableEntity, map[string][]problem{"detail": invalid.problems})
 		return
 	case errors.As(err, &tooBig):
+		// Close the connection rather than read the rest of the body
+		// to keep it alive.
+		w.Header().Set("Connection", "close")
 		apiErr = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
 	case errors.As(err, &apiErr):
 	default:
@@ -623,8 +638,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // --- Request bodies -------------------------------------------------------
 
-// maxBodyBytes caps every request body; more is a 413.
-const maxBodyBytes = 1 << 20
+// maxBodyBytes caps every request body; more is a 413. The largest body
+// any route here reads is a recipe: three fields of at most 256
+// characters, a few KB at most. See limitBodies.
+const maxBodyBytes = 64 << 10
 
 // decodeJSONObject reads a request body that must be one JSON object, and
 // returns its members by exact name. Names match exactly (encoding/json
@@ -769,6 +786,23 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r)
 		a.logger.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
+	})
+}
+
+// limitBodies caps every request body at maxBodyBytes, whatever the route
+// and whether or not it reads a body. A body announced as bigger
+// (Content-Length) is refused before a byte of it is read; one that grows
+// past the cap as it is read fails that read, which the handler's error
+// turns into the same 413. Reading stops at the cap, so no more than
+// maxBodyBytes of a body is ever held.
+func limitBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBodyBytes {
+			writeError(w, r, &http.MaxBytesError{Limit: maxBodyBytes}, nil)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		next.ServeHTTP(w, r)
 	})
 }
 

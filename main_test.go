@@ -331,7 +331,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 		if cfg.addr != "localhost:8001" || cfg.dbPath != "example.db" || cfg.bcryptCost != 12 ||
 			cfg.accessTokenLifetime != 11520*time.Minute || cfg.refreshTokenLifetime != 43200*time.Minute ||
-			cfg.loginAttemptsPerMinute != 10 ||
+			cfg.loginAttemptsPerMinute != 10 || cfg.maxConnections != 4096 ||
 			cfg.firstSuperuser != "admin@recipeapi.com" || cfg.tokenSecret != nil || cfg.corsOrigins != nil {
 			t.Errorf("defaults = %+v", cfg)
 		}
@@ -366,6 +366,16 @@ func TestLoadConfig(t *testing.T) {
 			t.Error("a host name was accepted as a trusted proxy")
 		}
 	})
+	t.Run("the connection cap comes from -max-connections over MAX_CONNECTIONS", func(t *testing.T) {
+		cfg, err := loadConfig("serve", nil, env(map[string]string{"MAX_CONNECTIONS": "10"}), io.Discard)
+		if err != nil || cfg.maxConnections != 10 {
+			t.Errorf("MAX_CONNECTIONS=10: cap %d, %v; want 10", cfg.maxConnections, err)
+		}
+		cfg, err = loadConfig("serve", []string{"-max-connections", "7"}, env(map[string]string{"MAX_CONNECTIONS": "10"}), io.Discard)
+		if err != nil || cfg.maxConnections != 7 {
+			t.Errorf("-max-connections 7 over MAX_CONNECTIONS=10: cap %d, %v; want 7", cfg.maxConnections, err)
+		}
+	})
 	t.Run("CORS origins may be a comma-separated list", func(t *testing.T) {
 		cfg, _ := loadConfig("serve", nil, env(map[string]string{"BACKEND_CORS_ORIGINS": "http://a.example, http://b.example"}), io.Discard)
 		if strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
@@ -385,6 +395,9 @@ func TestLoadConfig(t *testing.T) {
 		{"a short first superuser password is refused", "FIRST_SUPERUSER_PW", "short", "FIRST_SUPERUSER_PW"},
 		{"an invalid first superuser email is refused", "FIRST_SUPERUSER", "admin", "FIRST_SUPERUSER"},
 		{"a broken JSON origin list is refused", "BACKEND_CORS_ORIGINS", `["http://a`, "BACKEND_CORS_ORIGINS"},
+		{"a connection cap of zero is refused", "MAX_CONNECTIONS", "0", "MAX_CONNECTIONS"},
+		{"a negative connection cap is refused", "MAX_CONNECTIONS", "-1", "MAX_CONNECTIONS"},
+		{"an unparsable connection cap is refused", "MAX_CONNECTIONS", "many", "MAX_CONNECTIONS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig("serve", nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
@@ -472,6 +485,9 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		{"a short secret", nil, map[string]string{"JWT_SECRET": "too-short"}, "JWT_SECRET"},
 		{"an unwritable database", []string{"-db", "/proc/no/such/dir/app.db"}, nil, "database"},
 		{"an unknown flag", []string{"-nope"}, nil, "nope"},
+		{"a connection cap of zero", []string{"-max-connections", "0"}, nil, "MAX_CONNECTIONS"},
+		{"a connection cap that is not a number", nil, map[string]string{"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS"},
+		{"a short secret and a bad connection cap at once", nil, map[string]string{"JWT_SECRET": "too-short", "MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)

@@ -380,13 +380,13 @@ func TestCreateRecipe(t *testing.T) {
 		})
 	}
 
-	t.Run("a body over 1 MiB is a 413", func(t *testing.T) {
+	t.Run("a body over 64 KiB is a 413", func(t *testing.T) {
 		before := recipeCount(t)
 		body := recipeBody(strings.Repeat("a", 1<<20), "X", "http://example.com/x")
 		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
 		expectStatus(t, resp, http.StatusRequestEntityTooLarge)
 		if got := decodeBody[map[string]any](t, resp); got["detail"] == nil || got["detail"] == "" {
-			t.Errorf("POST /api/v1/recipes/ (over 1 MiB) = %v, want a detail", got)
+			t.Errorf("POST /api/v1/recipes/ (over 64 KiB) = %v, want a detail", got)
 		}
 		if after := recipeCount(t); after != before {
 			t.Errorf("recipes = %d after a refused create, want %d", after, before)
