@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -20,8 +21,8 @@ import (
 
 // migrateCommand applies any migrations the database lacks, and reports
 // its schema version.
-func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
-	st, err := openStore(ctx, cfg.dbPath)
+func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
+	st, err := openStoreLogging(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}

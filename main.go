@@ -306,7 +306,7 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	listener := limitConnections(tcpListener, cfg.maxConnections)
 	defer listener.Close()
 
-	st, err := openStore(ctx, cfg.dbPath)
+	st, err := openStoreLogging(ctx, cfg.dbPath, logger)
 	if err != nil {
 		return err
 	}

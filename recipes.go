@@ -127,7 +127,10 @@ func (a *app) handleSearch() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		query := r.URL.Query()
 		var problems []problem
-		keyword := query.Get("keyword")
+		// The index passes over NUL characters in labels, and SQLite
+		// would end the query at one: a keyword's NULs are dropped before
+		// it is measured, so "a\x00b" is a keyword of two characters.
+		keyword := strings.ReplaceAll(query.Get("keyword"), "\x00", "")
 		chars := utf8.RuneCountInString(keyword)
 		if query.Has("keyword") && chars < minKeywordChars {
 			problems = append(problems, problem{Loc: []string{"query", "keyword"},

@@ -70,3 +70,31 @@ CREATE TABLE refresh_token (
 CREATE INDEX refresh_token_user ON refresh_token (user_id);
 CREATE INDEX refresh_token_family ON refresh_token (family);
 CREATE INDEX refresh_token_expiry ON refresh_token (expires_at);
+
+-- migration 4: search by index. recipe_fts indexes each recipe's label by
+-- trigram (every run of three characters), folding case as SQLite's
+-- Unicode tables do, so that a keyword of three characters or more finds
+-- the labels that contain it without reading every label. It holds no
+-- copy of the labels (content='recipe'); the three triggers keep it in
+-- step with every change to recipe, whichever program makes it, using the
+-- 'delete' command that an external-content table needs, and 'rebuild'
+-- indexes the recipes already there (a database the reference made).
+CREATE VIRTUAL TABLE recipe_fts USING fts5(
+	label, content='recipe', content_rowid='id', tokenize='trigram case_sensitive 0'
+);
+CREATE TRIGGER recipe_fts_insert AFTER INSERT ON recipe BEGIN
+	INSERT INTO recipe_fts (rowid, label) VALUES (new.id, new.label);
+END;
+CREATE TRIGGER recipe_fts_delete AFTER DELETE ON recipe BEGIN
+	INSERT INTO recipe_fts (recipe_fts, rowid, label) VALUES ('delete', old.id, old.label);
+END;
+CREATE TRIGGER recipe_fts_update AFTER UPDATE ON recipe BEGIN
+	INSERT INTO recipe_fts (recipe_fts, rowid, label) VALUES ('delete', old.id, old.label);
+	INSERT INTO recipe_fts (rowid, label) VALUES (new.id, new.label);
+END;
+INSERT INTO recipe_fts (recipe_fts) VALUES ('rebuild');
+
+-- migration 5: my-recipes reads one user's recipes a page at a time, in id
+-- order; this index finds them without reading every recipe (its entries
+-- are ordered by submitter, then by id).
+CREATE INDEX recipe_submitter ON recipe (submitter_id);

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"regexp"
@@ -31,6 +32,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -63,6 +65,7 @@ const (
 type store struct {
 	writer *sql.DB
 	reader *sql.DB
+	logger *slog.Logger // for what the migrations do that takes long
 
 	users    readCache[int64, user]
 	recipes  readCache[int64, recipe]
@@ -73,7 +76,7 @@ type store struct {
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
-	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, newestQuery *sql.Stmt
+	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
 }
 
 type user struct {
@@ -97,8 +100,14 @@ type recipe struct {
 }
 
 // openStore opens (creating if need be) the database at path and brings its
-// schema up to date.
+// schema up to date, quietly.
 func openStore(ctx context.Context, path string) (*store, error) {
+	return openStoreLogging(ctx, path, slog.New(slog.DiscardHandler))
+}
+
+// openStoreLogging is openStore telling logger about a migration that
+// takes long (building the search index over many recipes).
+func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
 	// Create the file ourselves so that it is readable by its owner only:
 	// it holds password hashes and, unless JWT_SECRET is set, the token
 	// secret. SQLite gives the -wal and -shm files the same mode.
@@ -123,7 +132,7 @@ func openStore(ctx context.Context, path string) (*store, error) {
 	}
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
-	s := &store{writer: writer, reader: reader}
+	s := &store{writer: writer, reader: reader, logger: logger}
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
@@ -159,7 +168,12 @@ func (s *store) prepareQueries(ctx context.Context) error {
 		{&s.userByIDQuery, "SELECT " + userColumns + " FROM user WHERE id = ?"},
 		{&s.userByEmailQuery, "SELECT " + userColumns + " FROM user WHERE email_key = ?"},
 		{&s.recipeByIDQuery, "SELECT " + recipeColumns + " FROM recipe WHERE id = ?"},
-		{&s.searchQuery, "SELECT " + recipeColumns + " FROM recipe WHERE instr(casefold(label), ?) > 0 ORDER BY id LIMIT ?"},
+		// The ids come from the index first, at most LIMIT of them, then
+		// their recipes: joined the other way round, SQLite would read
+		// every match to sort them by recipe.id.
+		{&s.searchQuery, "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
+			"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"},
+		{&s.firstRecipesQuery, "SELECT " + recipeColumns + " FROM recipe ORDER BY id LIMIT ?"},
 		{&s.newestQuery, "SELECT " + recipeColumns + " FROM recipe ORDER BY id DESC LIMIT ?"},
 	} {
 		stmt, err := s.reader.PrepareContext(ctx, q.sql)
@@ -444,8 +458,22 @@ func (s *store) migrate(ctx context.Context) error {
 				return err
 			}
 		}
+		// Building the search index reads every label: about 2 s per
+		// 100,000 recipes, once. Say so, rather than start in silence.
+		buildsSearchIndex := strings.Contains(m.sql, "recipe_fts (recipe_fts) VALUES ('rebuild')")
+		var recipes int
+		if buildsSearchIndex {
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipe").Scan(&recipes); err != nil {
+				return fmt.Errorf("migrate: count recipes: %w", err)
+			}
+			s.logger.Info("building the search index", "recipes", recipes)
+		}
+		started := time.Now()
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("migrate: migration %d: %w", m.version, err)
+		}
+		if buildsSearchIndex {
+			s.logger.Info("built the search index", "recipes", recipes, "took", time.Since(started).Round(time.Millisecond))
 		}
 	}
 	// PRAGMA takes no parameters; the value is our own integer.
@@ -723,20 +751,53 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, ignoring case in every script, as the reference's
-// Python str.lower() did (SQLite's LIKE folds ASCII only). Every character
-// of keyword stands for itself: '%' and '_' are not wildcards. An empty
-// keyword matches every recipe. The keyword is folded once, here, not
-// once per row.
+// contains keyword, ignoring case in every script. Every character of
+// keyword stands for itself: '%', '_', '*', quotes and words such as OR
+// or NEAR are not operators. An empty keyword matches every recipe.
+//
+// The search runs on the trigram index recipe_fts (see schema.sql), so it
+// costs time in proportion to the labels it finds, not to the table. Case
+// is folded by SQLite's table, Unicode's simple case folding: "ς" finds
+// "Σ" and "ſ" finds "S", as strings.EqualFold would say; "İ" is a letter
+// of its own (Unicode folds it to "i" only for Turkish); letters given a
+// case pair after Unicode 6 (Georgian Mtavruli, Cherokee lower case, a
+// few Latin and Cyrillic ones) match only in the case they are written.
+// A keyword needs at least 3 characters: a trigram index finds nothing
+// shorter; handleSearch asks for that many.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	folded := strings.ToLower(keyword)
-	return cached(&s.searches, searchKey{folded, limit}, func() ([]recipe, error) {
-		recipes, err := scanRecipes(s.searchQuery.QueryContext(ctx, folded, limit))
+	keyword = validUTF8(keyword)
+	return cached(&s.searches, searchKey{keyword, limit}, func() ([]recipe, error) {
+		var rows *sql.Rows
+		var err error
+		if keyword == "" {
+			rows, err = s.firstRecipesQuery.QueryContext(ctx, limit)
+		} else {
+			rows, err = s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit)
+		}
+		recipes, err := scanRecipes(rows, err)
 		if err != nil {
 			return nil, fmt.Errorf("search recipes: %w", err)
 		}
 		return recipes, nil
 	})
+}
+
+// ftsPhrase quotes keyword as an FTS5 phrase: inside double quotes (each
+// one in keyword doubled) nothing is an operator, so the index is asked
+// for exactly these characters in this order.
+func ftsPhrase(keyword string) string {
+	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
+}
+
+// validUTF8 replaces each byte of s that is not part of a UTF-8 character
+// with U+FFFD, one for one, as the reference's framework decodes a query
+// string: the keyword keeps the number of characters it was checked for,
+// and SQLite, which reads a stray byte its own way, never sees one.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune { return r }, s)
 }
 
 type searchKey struct {
