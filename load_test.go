@@ -17,6 +17,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -78,6 +79,59 @@ func TestLoadAgainstTheFloor(t *testing.T) {
 	loginFlood(t, oursURL, phase*2)
 	concurrentCreates(t, oursURL, token, 64, 10*time.Second)
 	fmt.Printf("\npeak resident memory of the service: %d MB\n", peakRSS(t, ours.Process.Pid)>>20)
+
+	// Last, as it grows the database: the figure above stays comparable.
+	searchAtScale(t, oursURL, dbPath, 100_000)
+	fmt.Printf("peak resident memory of the service after the search at scale: %d MB\n", peakRSS(t, ours.Process.Pid)>>20)
+}
+
+// searchAtScale adds n recipes to the service's database, as another
+// process writing the file, then searches them one request at a time for
+// keywords never searched before, so that no answer comes from the cache.
+// The target is a median of at most 10 ms at 100,000 recipes.
+func searchAtScale(t *testing.T, base, dbPath string, n int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	began := time.Now()
+	addRecipes(t, db, n)
+	fmt.Printf("\nsearch at %d more recipes (added in %s), one client, a new keyword each time:\n", n, time.Since(began).Round(time.Millisecond))
+	for _, kind := range []struct {
+		name    string
+		keyword func(i int) string
+	}{
+		{"rare (one match)", func(i int) string { return fmt.Sprintf("%06d", i*7919%n) }},
+		{"common (ten of many)", func(i int) string { return caseVariant("curry with", i) }},
+		// Every trigram of it is in many labels, the whole in none.
+		{"common parts, no match", func(i int) string { return caseVariant("with rice with", i) }},
+	} {
+		var took []time.Duration
+		errors := 0
+		for i := range 300 {
+			target := base + "/api/v1/recipes/search/?keyword=" + url.QueryEscape(kind.keyword(i))
+			start := time.Now()
+			resp, err := http.Get(target)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				errors++
+			}
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			took = append(took, time.Since(start))
+		}
+		p50 := percentile(took, 0.5)
+		fmt.Printf("  %-24s p50 %s, p99 %s, %d errors\n", kind.name, p50.Round(10*time.Microsecond), percentile(took, 0.99).Round(10*time.Microsecond), errors)
+		if kind.name == "rare (one match)" && p50 > 10*time.Millisecond {
+			t.Errorf("search at %d recipes for a new rare keyword: p50 %s, want at most 10 ms", n, p50)
+		}
+		if errors > 0 {
+			t.Errorf("search at scale, %s: %d errors", kind.name, errors)
+		}
+	}
 }
 
 type driveResult struct {

@@ -756,7 +756,8 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 // or NEAR are not operators. An empty keyword matches every recipe.
 //
 // The search runs on the trigram index recipe_fts (see schema.sql), so it
-// costs time in proportion to the labels it finds, not to the table. Case
+// costs time in proportion to how often the keyword's three-character
+// pieces occur in labels, not to the size of the table. Case
 // is folded by SQLite's table, Unicode's simple case folding: "ς" finds
 // "Σ" and "ſ" finds "S", as strings.EqualFold would say; "İ" is a letter
 // of its own (Unicode folds it to "i" only for Turkish); letters given a
@@ -790,9 +791,10 @@ func ftsPhrase(keyword string) string {
 }
 
 // validUTF8 replaces each byte of s that is not part of a UTF-8 character
-// with U+FFFD, one for one, as the reference's framework decodes a query
-// string: the keyword keeps the number of characters it was checked for,
-// and SQLite, which reads a stray byte its own way, never sees one.
+// with U+FFFD, one for one (as strings.Map does, and the scan that the
+// index replaced did): the keyword keeps the number of characters it was
+// checked for, and SQLite, which reads a stray byte its own way, never
+// sees one.
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s
