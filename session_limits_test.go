@@ -99,20 +99,21 @@ func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 	clock := newSessClock()
 	l := newRefreshLimiter(clock.Now)
 	for id := range int64(100) {
-		if wait := l.take(id); wait != 0 {
-			t.Fatalf("take(%d) of a new session = %v, want 0", id, wait)
+		if wait := l.wait(id); wait != 0 {
+			t.Fatalf("wait(%d) of a new session = %v, want 0", id, wait)
 		}
+		l.spend(id)
 	}
 	t.Run("a session that has not refreshed for a burst's time is forgotten", func(t *testing.T) {
 		clock.advance(refreshBurst * refreshInterval)
-		l.take(1000)
+		l.spend(1000)
 		if n := len(l.full); n != 1 {
 			t.Errorf("the limiter remembers %d sessions after they were idle, want 1 (the one just seen)", n)
 		}
 	})
 	t.Run("past refreshLimiterSessions at once, new sessions evict old ones", func(t *testing.T) {
 		for id := range int64(refreshLimiterSessions + 500) {
-			l.take(2000 + id)
+			l.spend(2000 + id)
 			if n := len(l.full); n > refreshLimiterSessions {
 				t.Fatalf("the limiter remembers %d sessions, more than the bound %d", n, refreshLimiterSessions)
 			}
@@ -124,10 +125,18 @@ func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 	t.Run("a session still in the map keeps its count", func(t *testing.T) {
 		const id = 1 << 40
 		for range refreshBurst {
-			l.take(id)
+			l.spend(id)
 		}
-		if wait := l.take(id); wait != refreshInterval {
-			t.Errorf("take past the burst = %v, want %v", wait, refreshInterval)
+		if wait := l.wait(id); wait != refreshInterval {
+			t.Errorf("wait past the burst = %v, want %v", wait, refreshInterval)
+		}
+	})
+	t.Run("only spending counts: asking does not", func(t *testing.T) {
+		const id = 1 << 41
+		for range 3 * refreshBurst {
+			if wait := l.wait(id); wait != 0 {
+				t.Fatalf("wait of a session that never spent = %v, want 0", wait)
+			}
 		}
 	})
 }

@@ -190,7 +190,7 @@ func (a *app) handleRefresh() http.Handler {
 		if session == 0 {
 			return errInvalidRefreshToken
 		}
-		if wait := a.refreshLimiter.take(session); wait > 0 {
+		if wait := a.refreshLimiter.wait(session); wait > 0 {
 			return &apiError{status: http.StatusTooManyRequests, detail: "Too many refreshes, try again later", retryAfter: wait}
 		}
 		now := a.now()
@@ -202,20 +202,25 @@ func (a *app) handleRefresh() http.Handler {
 		if err != nil {
 			return err
 		}
+		a.refreshLimiter.spend(session)
 		return a.writeTokens(w, u, next, now)
 	})
 }
 
 // refreshLimiter limits the refreshes of each session: refreshBurst at
 // once, then one every refreshInterval (a token bucket, kept as the time
-// at which the session's bucket will be full again: GCRA). Its map holds
-// only sessions whose bucket is not yet full again, that is, sessions
-// that refreshed in the last refreshBurst × refreshInterval: a sweep
-// forgets the others once per that time. Past refreshLimiterSessions
-// sessions at once, a new one evicts an arbitrary other, whose next
-// refresh then finds a full bucket: the memory stays bounded, and the
-// worst an attacker with that many sessions gains is refreshBurst more
-// refreshes for a session of its own.
+// at which the session's bucket will be full again: GCRA). Only
+// refreshes that succeed are counted (handleRefresh), so a burst of
+// clients racing with one token still gets one 200 and 400s for the
+// others, whose reuse ends the session, rather than 429s.
+//
+// Its map holds only sessions whose bucket is not yet full again, that
+// is, sessions that refreshed in the last refreshBurst × refreshInterval:
+// a sweep forgets the others once per that time. Past
+// refreshLimiterSessions sessions at once, a new one evicts an arbitrary
+// other, whose next refresh then finds a full bucket: the memory stays
+// bounded, and the worst an attacker with that many sessions gains is
+// refreshBurst more refreshes for a session of its own.
 type refreshLimiter struct {
 	now       func() time.Time
 	mu        sync.Mutex
@@ -223,18 +228,32 @@ type refreshLimiter struct {
 	lastSweep time.Time
 }
 
+const refreshWindow = refreshBurst * refreshInterval // an empty bucket refills in this time
+
 func newRefreshLimiter(now func() time.Time) *refreshLimiter {
 	return &refreshLimiter{now: now, full: map[int64]time.Time{}, lastSweep: now()}
 }
 
-// take spends one refresh of session's, and returns 0 if it had one, or
-// else how long until it will.
-func (l *refreshLimiter) take(session int64) time.Duration {
+// wait returns 0 if session may refresh now, or else how long until it may.
+func (l *refreshLimiter) wait(session int64) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	const window = refreshBurst * refreshInterval
-	if now.Sub(l.lastSweep) >= window {
+	full, known := l.full[session]
+	if !known || !full.After(now) {
+		return 0
+	}
+	// After one more refresh the bucket would be full again one interval
+	// later; if that is more than the whole window away, it is empty now.
+	return max(0, full.Add(refreshInterval).Sub(now)-refreshWindow)
+}
+
+// spend counts one refresh of session's.
+func (l *refreshLimiter) spend(session int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.lastSweep) >= refreshWindow {
 		for id, full := range l.full {
 			if !full.After(now) {
 				delete(l.full, id)
@@ -242,7 +261,6 @@ func (l *refreshLimiter) take(session int64) time.Duration {
 		}
 		l.lastSweep = now
 	}
-
 	full, known := l.full[session]
 	if !known && len(l.full) >= refreshLimiterSessions {
 		for id := range l.full { // Go picks where a range starts at random
@@ -253,13 +271,7 @@ func (l *refreshLimiter) take(session int64) time.Duration {
 	if full.Before(now) {
 		full = now // a bucket that is full stays full until used
 	}
-	// After this refresh the bucket is full again one interval later; if
-	// that is more than the whole burst away, the bucket is empty.
-	if wait := full.Add(refreshInterval).Sub(now) - window; wait > 0 {
-		return wait
-	}
 	l.full[session] = full.Add(refreshInterval)
-	return 0
 }
 
 func (a *app) handleLogout() http.Handler {
