@@ -18,7 +18,7 @@
 //     refresh token is not used for REFRESH_TOKEN_EXPIRE_MINUTES expires.
 //   - Refreshes are limited per session (refreshLimiter): refreshBurst at
 //     once, then one every refreshInterval; past that, 429 with
-//     Retry-After.
+//     Retry-After. Only refreshes that succeed count.
 //   - A user has at most maxSessionsPerUser sessions: a new login past it
 //     ends the oldest (store.insertSession). Each login also deletes the
 //     user's expired sessions and up to sessionSweepRows expired sessions
@@ -46,9 +46,10 @@ import (
 const (
 	sessionHandleBytes = 16 // 128 bits; names the session in each of its tokens
 	refreshSecretBytes = 32 // 256 bits, new at each refresh
-	// refreshTokenChars is the length of a refresh token; one of
-	// legacyRefreshTokenChars (32 random bytes) was issued under the
-	// refresh_token table that migration 4 replaced, and still works.
+	// refreshTokenChars is the length of a refresh token in base64url.
+	// legacyRefreshTokenChars is that of the 32-byte tokens issued before
+	// sessions, under the refresh_token table: those still live then were
+	// carried over into sessions (schema.sql) and still work.
 	refreshTokenChars       = (8*(sessionHandleBytes+refreshSecretBytes) + 5) / 6
 	legacyRefreshTokenChars = (8*32 + 5) / 6
 )

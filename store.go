@@ -997,7 +997,7 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 			return err
 		}
 		// Setting the handle matters only to a session carried over from
-		// the refresh_token table (migration 4), which has none until then.
+		// the refresh_token table (schema.sql), which has none until then.
 		_, err = tx.ExecContext(ctx, "UPDATE session SET handle = ?, digest = ?, expires_at = ? WHERE id = ?",
 			next.handle, next.digest, next.expiresAt.Unix(), id)
 		return err
