@@ -58,9 +58,9 @@ var (
 // call is done, which is what makes a shorter store.writerWait work).
 // _txlock=immediate makes every transaction on the writer take the write
 // lock at BEGIN, where waiting works, rather than at its first write,
-// where SQLite may fail it at once to avoid a deadlock. synchronous=NORMAL in WAL mode keeps every
-// committed transaction across a crash of the process (only a power loss
-// can undo the last few). WAL itself is not among them: it is a property
+// where SQLite may fail it at once to avoid a deadlock.
+// synchronous=NORMAL in WAL mode keeps every committed transaction across
+// a crash of the process (only a power loss can undo the last few). WAL itself is not among them: it is a property
 // of the file, set once the migrations have succeeded (see openStore).
 const (
 	commonPragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
