@@ -534,6 +534,6 @@ func TestANewUserIsNotTheHeirOfADeletedOneWithTheSameID(t *testing.T) {
 		t.Skipf("the new user got id %d, not the deleted %d", heir.ID, leaver.ID)
 	}
 	expectDetail(t, e.get("/api/v1/auth/me", bearer(tokens.AccessToken)...), http.StatusUnauthorized, "Could not validate credentials")
-	expectDetail(t, e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {tokens.RefreshToken}}),
+	expectDetail(t, e.postForm("/api/v1/auth/refresh", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tokens.RefreshToken}}),
 		http.StatusBadRequest, "Invalid refresh token")
 }

@@ -419,6 +419,7 @@ type app struct {
 	store                *store
 	passwords            *passwordHasher
 	loginLimiter         *rateLimiter
+	refreshLimiter       *refreshLimiter
 	logger               *slog.Logger
 	now                  func() time.Time
 	tokenKey             *tokenKey
@@ -435,6 +436,7 @@ func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Lo
 		store:                st,
 		passwords:            passwords,
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
+		refreshLimiter:       newRefreshLimiter(now),
 		logger:               logger,
 		now:                  now,
 		tokenKey:             newTokenKey(cfg.tokenSecret),
@@ -606,6 +608,14 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.
 		w.Header().Set("Connection", "close")
 		apiErr = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
 	case errors.As(err, &apiErr):
+	case errors.Is(err, errWriterBusy):
+		// Another process holds the write lock (a sqlite3 shell, a
+		// backup tool), or writes queue past the deadline: nothing was
+		// written, and the client may try again.
+		if logger != nil {
+			logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
+		}
+		apiErr = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	default:
 		if logger != nil {
 			logger.Error("internal error", "request_id", requestID(r), "err", err)

@@ -98,3 +98,29 @@ INSERT INTO recipe_fts (recipe_fts) VALUES ('rebuild');
 -- order; this index finds them without reading every recipe (its entries
 -- are ordered by submitter, then by id).
 CREATE INDEX recipe_submitter ON recipe (submitter_id);
+
+-- migration 6: one row per login session, however often it is refreshed.
+-- A refresh token is a random handle, the same for every token of one
+-- session, followed by random bytes new at each refresh (sessions.go).
+-- session keeps the SHA-256 digest of the handle and of the current token
+-- only: the current token is the one that works, and a token that carries
+-- the handle but is not the current one was spent, and so reused. The
+-- refresh tokens that were live under migration 3 go on working: each
+-- becomes a session whose handle is filled in at its first refresh (those
+-- of users deleted by hand are dropped).
+-- AUTOINCREMENT keeps ids growing, so the highest ids are the newest
+-- sessions, and a new session never takes an ended one's id.
+CREATE TABLE session (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	user_id INTEGER NOT NULL REFERENCES user (id) ON DELETE CASCADE,
+	handle BLOB UNIQUE,
+	digest BLOB NOT NULL UNIQUE,
+	expires_at INTEGER NOT NULL -- Unix seconds
+);
+CREATE INDEX session_user ON session (user_id);
+CREATE INDEX session_expiry ON session (expires_at);
+INSERT INTO session (user_id, digest, expires_at)
+	SELECT user_id, digest, expires_at FROM refresh_token
+	WHERE used = 0 AND expires_at > unixepoch() AND user_id IN (SELECT id FROM user)
+	ORDER BY id;
+DROP TABLE refresh_token;

@@ -2,32 +2,75 @@
 // holds, their renewal, and their end.
 //
 // How a session works, and how it ends:
-//   - Login answers with a short-lived access token (a JWT, jwt.go) and a
-//     long-lived refresh token: 32 random bytes, of which the database keeps
-//     only the SHA-256 digest, so a copy of the database holds no usable
-//     token.
-//   - POST /auth/refresh spends a refresh token and answers with a new pair.
-//     Each refresh token works once. Every token rotated from one login
-//     shares a family; a spent token presented again means that two parties
-//     hold it, so the whole family is deleted (RFC 9700 §4.14.2) while the
-//     user's other logins go on.
-//   - Logout and password change end every session of the user at once:
-//     they delete the user's refresh tokens and move the user's token
-//     generation on. Each access token carries the generation it was issued
-//     in, and requireUser (auth.go) compares it with the user row it reads
-//     anyway: no extra query, and no list of revoked tokens that grows.
-//     A token issued after the change carries the new generation, so it
-//     works even within the same second.
+//   - Login starts a session: one row of the session table
+//     (store.addSession), however often it is refreshed. It answers with a
+//     short-lived access token (a JWT, jwt.go) and a long-lived refresh
+//     token of 48 random bytes: a 16-byte handle that names the session and
+//     stays the same in every token of it, then 32 bytes new at every
+//     refresh. The row keeps only the SHA-256 digests of the handle and of
+//     the current token, so a copy of the database holds no usable token.
+//   - POST /auth/refresh spends the current refresh token and answers with
+//     a new pair (store.rotateSession): the row's digest becomes the new
+//     token's. Only the current token works. A token that carries the
+//     session's handle but is not its current token was spent already, so
+//     two parties hold the session: the session is ended (RFC 9700
+//     §4.14.2) while the user's other sessions go on. A session whose
+//     refresh token is not used for REFRESH_TOKEN_EXPIRE_MINUTES expires.
+//   - Refreshes are limited per session (refreshLimiter): refreshBurst at
+//     once, then one every refreshInterval; past that, 429 with
+//     Retry-After. Only refreshes that succeed count.
+//   - A user has at most maxSessionsPerUser sessions: a new login past it
+//     ends the oldest (store.insertSession). Each login also deletes the
+//     user's expired sessions and up to sessionSweepRows expired sessions
+//     of anyone, so the table needs no cleaning job.
+//   - Logout and password change end every session of the user at once
+//     (store.endSessions, store.changePassword): they delete the user's
+//     sessions and move the user's token generation on. Each access token
+//     carries the generation it was issued in, and requireUser (auth.go)
+//     compares it with the user row it reads anyway: no extra query, and
+//     no list of revoked tokens that grows. A token issued after the
+//     change carries the new generation, so it works even within the same
+//     second.
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 )
 
-const refreshTokenBytes = 32 // 256 bits
+const (
+	sessionHandleBytes = 16 // 128 bits; names the session in each of its tokens
+	refreshSecretBytes = 32 // 256 bits, new at each refresh
+	// refreshTokenChars is the length of a refresh token in base64url.
+	// legacyRefreshTokenChars is that of the 32-byte tokens issued before
+	// sessions, under the refresh_token table: those still live then were
+	// carried over into sessions (schema.sql) and still work.
+	refreshTokenChars       = (8*(sessionHandleBytes+refreshSecretBytes) + 5) / 6
+	legacyRefreshTokenChars = (8*32 + 5) / 6
+)
+
+// The budgets of sessions; see the package comment and SECURITY.md.
+const (
+	// maxSessionsPerUser bounds the live sessions (and so the session
+	// rows) of one user: phones, browsers and scripts with room to spare.
+	maxSessionsPerUser = 50
+	// sessionSweepRows bounds the expired sessions of other users that
+	// one login deletes, so that a login costs the same however many
+	// have expired.
+	sessionSweepRows = 100
+	// refreshBurst and refreshInterval limit refreshes per session: an
+	// honest client refreshes once per access token lifetime.
+	refreshBurst    = 10
+	refreshInterval = 6 * time.Second
+	// refreshLimiterSessions bounds the sessions that refreshLimiter
+	// remembers at once (about 64 bytes each, so a few MiB at most).
+	refreshLimiterSessions = 1 << 16
+)
 
 var (
 	errInvalidRefreshToken = &apiError{status: http.StatusBadRequest, detail: "Invalid refresh token"}
@@ -43,23 +86,55 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 }
 
-// newRefreshToken returns a refresh token for the client and what the
-// store keeps of it, in a new family; a rotation puts it in the family of
-// the token it replaces instead (store.rotateRefreshToken).
+// newRefreshToken returns the first refresh token of a new session, and
+// what the store keeps of it.
 func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
-	token := randomToken(refreshTokenBytes)
-	digest := sha256.Sum256([]byte(token))
-	return token, refreshGrant{digest: digest[:], family: randomToken(16), expiresAt: now.Add(a.refreshTokenLifetime)}
+	return a.nextRefreshToken(randomBytes(sessionHandleBytes), now)
 }
 
-// startSession begins a new family of refresh tokens for u, the user whose
-// password login has just checked, and answers with u's first pair of
-// tokens. If u logged out or changed password meanwhile, the login fails
-// as a wrong password does: the password it checked may be the old one.
+// nextRefreshToken returns a refresh token of the session whose handle
+// this is, and what the store keeps of it.
+func (a *app) nextRefreshToken(handle []byte, now time.Time) (string, refreshGrant) {
+	raw := append(handle[:len(handle):len(handle)], randomBytes(refreshSecretBytes)...)
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	grant, _, _ := parseRefreshToken(token)
+	grant.expiresAt = now.Add(a.refreshTokenLifetime)
+	return token, grant
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand doc)
+	return b
+}
+
+// parseRefreshToken returns what the store knows a presented refresh
+// token by: the digests of the whole token and of its handle, its first
+// sessionHandleBytes bytes, which it also returns. ok is false if the
+// token cannot be one of ours (wrong length or alphabet), so that the
+// database need not be asked.
+func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool) {
+	if len(token) != refreshTokenChars && len(token) != legacyRefreshTokenChars {
+		return refreshGrant{}, nil, false
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil {
+		return refreshGrant{}, nil, false
+	}
+	handle = raw[:sessionHandleBytes]
+	handleDigest := sha256.Sum256(handle)
+	digest := sha256.Sum256([]byte(token))
+	return refreshGrant{handle: handleDigest[:], digest: digest[:]}, handle, true
+}
+
+// startSession begins a new session for u, the user whose password login
+// has just checked, and answers with u's first pair of tokens. If u
+// logged out or changed password meanwhile, the login fails as a wrong
+// password does: the password it checked may be the old one.
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
 	now := a.now()
 	refreshToken, grant := a.newRefreshToken(now)
-	err := a.store.addRefreshToken(r.Context(), u, grant, now)
+	err := a.store.addSession(r.Context(), u, grant, now)
 	if errors.Is(err, errSessionEnded) {
 		return errIncorrectLogin
 	}
@@ -92,37 +167,112 @@ func (a *app) handleRefresh() http.Handler {
 		var fields jsonFields
 		presented := r.PostFormValue("refresh_token")
 		fields.check(presented != "", "refresh_token", "field required", "value_error.missing")
+		// grant_type is required here (RFC 6749 §6), unlike at login,
+		// where the reference's form makes it optional.
 		grantType := r.PostFormValue("grant_type")
+		fields.check(grantType != "", "grant_type", "field required", "value_error.missing")
 		fields.check(grantType == "" || grantType == "refresh_token", "grant_type",
 			`string does not match regex "refresh_token"`, "value_error.str.regex")
 		if err := fields.err(); err != nil {
 			return err
 		}
-		// A token of the wrong length cannot be one of ours: refuse it
+		// A token of the wrong shape cannot be one of ours: refuse it
 		// without asking the database.
-		if len(presented) != len(randomToken(refreshTokenBytes)) {
+		grant, handle, ok := parseRefreshToken(presented)
+		if !ok {
 			return errInvalidRefreshToken
 		}
-
-		digest := sha256.Sum256([]byte(presented))
-		known, err := a.store.refreshTokenExists(r.Context(), digest[:])
+		// Look the token up on a reader first: guesses then cost no
+		// writer time, and the rate limit applies to a known session.
+		session, err := a.store.sessionOf(r.Context(), grant)
 		if err != nil {
 			return err
 		}
-		if !known {
+		if session == 0 {
 			return errInvalidRefreshToken
 		}
+		if wait := a.refreshLimiter.wait(session); wait > 0 {
+			return &apiError{status: http.StatusTooManyRequests, detail: "Too many refreshes, try again later", retryAfter: wait}
+		}
 		now := a.now()
-		next, grant := a.newRefreshToken(now)
-		u, err := a.store.rotateRefreshToken(r.Context(), digest[:], grant, now)
+		next, nextGrant := a.nextRefreshToken(handle, now)
+		u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
 		if errors.Is(err, errRefreshTokenInvalid) {
 			return errInvalidRefreshToken
 		}
 		if err != nil {
 			return err
 		}
+		a.refreshLimiter.spend(session)
 		return a.writeTokens(w, u, next, now)
 	})
+}
+
+// refreshLimiter limits the refreshes of each session: refreshBurst at
+// once, then one every refreshInterval (a token bucket, kept as the time
+// at which the session's bucket will be full again: GCRA). Only
+// refreshes that succeed are counted (handleRefresh), so a burst of
+// clients racing with one token still gets one 200 and 400s for the
+// others, whose reuse ends the session, rather than 429s.
+//
+// Its map holds only sessions whose bucket is not yet full again, that
+// is, sessions that refreshed in the last refreshBurst × refreshInterval:
+// a sweep forgets the others once per that time. Past
+// refreshLimiterSessions sessions at once, a new one evicts an arbitrary
+// other, whose next refresh then finds a full bucket: the memory stays
+// bounded, and the worst an attacker with that many sessions gains is
+// refreshBurst more refreshes for a session of its own.
+type refreshLimiter struct {
+	now       func() time.Time
+	mu        sync.Mutex
+	full      map[int64]time.Time // session id → when its bucket is full again
+	lastSweep time.Time
+}
+
+const refreshWindow = refreshBurst * refreshInterval // an empty bucket refills in this time
+
+func newRefreshLimiter(now func() time.Time) *refreshLimiter {
+	return &refreshLimiter{now: now, full: map[int64]time.Time{}, lastSweep: now()}
+}
+
+// wait returns 0 if session may refresh now, or else how long until it may.
+func (l *refreshLimiter) wait(session int64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	full, known := l.full[session]
+	if !known || !full.After(now) {
+		return 0
+	}
+	// After one more refresh the bucket would be full again one interval
+	// later; if that is more than the whole window away, it is empty now.
+	return max(0, full.Add(refreshInterval).Sub(now)-refreshWindow)
+}
+
+// spend counts one refresh of session's.
+func (l *refreshLimiter) spend(session int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.lastSweep) >= refreshWindow {
+		for id, full := range l.full {
+			if !full.After(now) {
+				delete(l.full, id)
+			}
+		}
+		l.lastSweep = now
+	}
+	full, known := l.full[session]
+	if !known && len(l.full) >= refreshLimiterSessions {
+		for id := range l.full { // Go picks where a range starts at random
+			delete(l.full, id)
+			break
+		}
+	}
+	if full.Before(now) {
+		full = now // a bucket that is full stays full until used
+	}
+	l.full[session] = full.Add(refreshInterval)
 }
 
 func (a *app) handleLogout() http.Handler {

@@ -58,8 +58,9 @@ func (c *sessClock) advance(d time.Duration) {
 
 // expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
 // returns it: 200, not to be cached, a bearer access token that verifies,
-// a refresh token of 32 random bytes in unpadded base64url, and expires_in
-// equal to the access token lifetime.
+// a refresh token of 48 random bytes (a session's handle, then 32 bytes
+// new at each refresh) in unpadded base64url, and expires_in equal to the
+// access token lifetime.
 func expectTokenResponse(t *testing.T, e *testEnv, resp *http.Response) tokenResponse {
 	t.Helper()
 	expectStatus(t, resp, http.StatusOK)
@@ -74,8 +75,8 @@ func expectTokenResponse(t *testing.T, e *testEnv, resp *http.Response) tokenRes
 	if want := int64(e.cfg.accessTokenLifetime / time.Second); got.ExpiresIn != want {
 		t.Errorf("%s: expires_in = %d, want %d", what, got.ExpiresIn, want)
 	}
-	if raw, err := base64.RawURLEncoding.Strict().DecodeString(got.RefreshToken); len(got.RefreshToken) != 43 || err != nil || len(raw) != 32 {
-		t.Errorf("%s: refresh_token = %q, want 43 characters of base64url (32 bytes)", what, got.RefreshToken)
+	if raw, err := base64.RawURLEncoding.Strict().DecodeString(got.RefreshToken); len(got.RefreshToken) != 64 || err != nil || len(raw) != 48 {
+		t.Errorf("%s: refresh_token = %q, want 64 characters of base64url (48 bytes)", what, got.RefreshToken)
 	}
 	if got.AccessToken == "" {
 		t.Fatalf("%s: no access_token in %+v", what, got)
@@ -129,11 +130,18 @@ func expectRefreshTokenRefused(t *testing.T, e *testEnv, refreshToken string) {
 	expectDetail(t, sessRefresh(e, refreshToken), http.StatusBadRequest, "Invalid refresh token")
 }
 
-// refreshRows is how many rows of refresh_token hold refreshToken's digest.
+// refreshRows is how many session rows hold refreshToken's digest, that
+// is, keep it as their current token.
 func refreshRows(t *testing.T, e *testEnv, refreshToken string) int {
 	t.Helper()
 	digest := sha256.Sum256([]byte(refreshToken))
-	return queryInt(t, e.store.reader, "SELECT count(*) FROM refresh_token WHERE digest = ?", digest[:])
+	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE digest = ?", digest[:])
+}
+
+// sessionRows is how many session rows userID has.
+func sessionRows(t *testing.T, e *testEnv, userID int64) int {
+	t.Helper()
+	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE user_id = ?", userID)
 }
 
 // referenceAccessToken is a token as the Python reference signs it for
@@ -156,7 +164,7 @@ func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
 
 	t.Run("the body carries refresh_token and expires_in, with Cache-Control no-store", func(t *testing.T) {
 		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
-		got := expectTokenResponse(t, e, resp) // checks no-store, 43 base64url characters, expires_in
+		got := expectTokenResponse(t, e, resp) // checks no-store, 64 base64url characters, expires_in
 		if got.ExpiresIn != 5400 {
 			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
 		}
@@ -205,18 +213,21 @@ func TestARefreshTokenWorksOnce(t *testing.T) {
 		next := sessMustRefresh(t, e, login(t).RefreshToken)
 		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, next.RefreshToken).AccessToken, cook.ID)
 	})
-	t.Run("a multipart form without grant_type is read", func(t *testing.T) {
-		resp := e.postMultipart("/api/v1/auth/refresh", map[string]string{"refresh_token": login(t).RefreshToken})
-		expectAccessTokenWorks(t, e, expectTokenResponse(t, e, resp).AccessToken, cook.ID)
-	})
 	t.Run("a multipart form with grant_type is read", func(t *testing.T) {
 		resp := e.postMultipart("/api/v1/auth/refresh",
 			map[string]string{"grant_type": "refresh_token", "refresh_token": login(t).RefreshToken})
-		expectTokenResponse(t, e, resp)
+		expectAccessTokenWorks(t, e, expectTokenResponse(t, e, resp).AccessToken, cook.ID)
 	})
-	t.Run("an urlencoded form without grant_type is read", func(t *testing.T) {
-		resp := e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {login(t).RefreshToken}})
-		expectTokenResponse(t, e, resp)
+	// RFC 6749 §6 makes grant_type required.
+	t.Run("a multipart form without grant_type is a 422 at grant_type, and the token stays good", func(t *testing.T) {
+		token := login(t).RefreshToken
+		expectProblems(t, e.postMultipart("/api/v1/auth/refresh", map[string]string{"refresh_token": token}), "body.grant_type")
+		sessMustRefresh(t, e, token)
+	})
+	t.Run("an urlencoded form without grant_type is a 422 at grant_type, and the token stays good", func(t *testing.T) {
+		token := login(t).RefreshToken
+		expectProblems(t, e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {token}}), "body.grant_type")
+		sessMustRefresh(t, e, token)
 	})
 
 	for _, tc := range []struct {
@@ -230,8 +241,10 @@ func TestARefreshTokenWorksOnce(t *testing.T) {
 			url.Values{"grant_type": {"refresh_token"}}, []string{"body.refresh_token"}},
 		{"an empty refresh_token is a 422 at refresh_token",
 			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {""}}, []string{"body.refresh_token"}},
-		{"an empty form is a 422 at refresh_token only: grant_type is optional",
-			url.Values{}, []string{"body.refresh_token"}},
+		{"an empty form is a 422 at refresh_token and grant_type: both are required",
+			url.Values{}, []string{"body.refresh_token", "body.grant_type"}},
+		{"an empty grant_type is a 422 at grant_type",
+			url.Values{"grant_type": {""}, "refresh_token": {"x"}}, []string{"body.grant_type"}},
 		{"every bad field is listed",
 			url.Values{"grant_type": {"client_credentials"}}, []string{"body.refresh_token", "body.grant_type"}},
 	} {
@@ -248,13 +261,13 @@ func TestARefreshTokenWorksOnce(t *testing.T) {
 	t.Run("a refresh token in the query string is not read: tokens stay out of URLs", func(t *testing.T) {
 		token := login(t).RefreshToken
 		resp := e.postForm("/api/v1/auth/refresh?grant_type=refresh_token&refresh_token="+token, url.Values{})
-		expectProblems(t, resp, "body.refresh_token")
+		expectProblems(t, resp, "body.refresh_token", "body.grant_type")
 		sessMustRefresh(t, e, token)
 	})
 	t.Run("a JSON body is not a refresh form", func(t *testing.T) {
 		resp := e.postJSON("/api/v1/auth/refresh",
 			fmt.Sprintf(`{"grant_type":"refresh_token","refresh_token":%q}`, login(t).RefreshToken))
-		expectProblems(t, resp, "body.refresh_token")
+		expectProblems(t, resp, "body.refresh_token", "body.grant_type")
 	})
 	t.Run("a refresh form over 64 KiB is a 413", func(t *testing.T) {
 		form := url.Values{"refresh_token": {login(t).RefreshToken}, "x": {strings.Repeat("x", maxBodyBytes)}}
@@ -269,13 +282,14 @@ func TestARefreshTokenWorksOnce(t *testing.T) {
 		flipped[10] = 'A'
 	}
 	for _, tc := range []struct{ name, token string }{
-		{"an unknown token of the right shape is refused", randomToken(refreshTokenBytes)},
+		{"an unknown token of the right shape is refused", randomToken(sessionHandleBytes + refreshSecretBytes)},
+		{"an unknown token of the shape issued before sessions had handles is refused", randomToken(32)},
 		{"a token with one character changed is refused", string(flipped)},
 		{"garbage is refused", "garbage"},
 		{"a token one character short is refused", issued.RefreshToken[:42]},
 		{"a token with one character more is refused", issued.RefreshToken + "A"},
 		{"a token written with padding is refused", issued.RefreshToken + "="},
-		{"43 characters outside base64url are refused", strings.Repeat("!", 43)},
+		{"64 characters outside base64url are refused", strings.Repeat("!", refreshTokenChars)},
 		{"a very long token is refused", strings.Repeat("A", 60_000)},
 		{"an access token is not a refresh token", issued.AccessToken},
 	} {
@@ -328,6 +342,14 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a token with the session's handle but other random bytes ends the session too", func(t *testing.T) {
+		r1 := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+		r2 := sessMustRefresh(t, e, r1).RefreshToken
+		raw, _ := base64.RawURLEncoding.DecodeString(r2)
+		made := base64.RawURLEncoding.EncodeToString(append(raw[:sessionHandleBytes:sessionHandleBytes], make([]byte, refreshSecretBytes)...))
+		expectRefreshTokenRefused(t, e, made)
+		expectRefreshTokenRefused(t, e, r2)
+	})
 }
 
 func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
@@ -377,8 +399,8 @@ func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 		t.Fatalf("refresh token %q is not base64url: %v", token, err)
 	}
 
-	t.Run("no column of refresh_token holds the token, as text or as its bytes", func(t *testing.T) {
-		rows, err := e.store.reader.Query("SELECT * FROM refresh_token")
+	t.Run("no column of session holds the token or its handle, as text or as bytes", func(t *testing.T) {
+		rows, err := e.store.reader.Query("SELECT * FROM session")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,8 +427,9 @@ func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 				default:
 					b = fmt.Append(nil, v)
 				}
-				if bytes.Contains(b, []byte(token)) || bytes.Contains(b, raw) {
-					t.Errorf("column %s of refresh_token holds the refresh token", cols[i])
+				if bytes.Contains(b, []byte(token)) || bytes.Contains(b, raw[:sessionHandleBytes]) ||
+					bytes.Contains(b, []byte(token[:sessionHandleBytes*4/3])) {
+					t.Errorf("column %s of session holds the refresh token or its handle", cols[i])
 				}
 			}
 		}
@@ -414,16 +437,19 @@ func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 			t.Fatal(err)
 		}
 		if n == 0 {
-			t.Fatal("refresh_token has no rows after a login")
+			t.Fatal("session has no rows after a login")
 		}
 	})
-	t.Run("the digest is the SHA-256 of the token", func(t *testing.T) {
-		var digest []byte
-		if err := e.store.reader.QueryRow("SELECT digest FROM refresh_token WHERE user_id = ?", cook.ID).Scan(&digest); err != nil {
+	t.Run("the digests are the SHA-256 of the token and of its handle", func(t *testing.T) {
+		var digest, handle []byte
+		if err := e.store.reader.QueryRow("SELECT digest, handle FROM session WHERE user_id = ?", cook.ID).Scan(&digest, &handle); err != nil {
 			t.Fatal(err)
 		}
 		if want := sha256.Sum256([]byte(token)); !bytes.Equal(digest, want[:]) {
 			t.Errorf("digest = %x, want sha256(token) = %x", digest, want)
+		}
+		if want := sha256.Sum256(raw[:sessionHandleBytes]); !bytes.Equal(handle, want[:]) {
+			t.Errorf("handle = %x, want sha256(first %d bytes of the token) = %x", handle, sessionHandleBytes, want)
 		}
 	})
 }
@@ -433,8 +459,10 @@ func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
 	cook := e.signup("cook@example.com", "password123")
 
 	// race presents one refresh token from racers goroutines at once, and
-	// returns the statuses seen and the winner's answer, if any.
-	const racers = 10
+	// returns the statuses seen and the winner's answer, if any. There are
+	// more of them than a session's burst of refreshes: only refreshes
+	// that succeed count against it.
+	const racers = 2 * refreshBurst
 	race := func(t *testing.T, token string) (map[int]int, *tokenResponse) {
 		t.Helper()
 		responses := make([]*http.Response, racers)
@@ -904,8 +932,8 @@ func TestMigration3OverAReferenceDatabase(t *testing.T) {
 		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE token_generation = 0"); n != 2 {
 			t.Errorf("users at generation 0 = %d, want 2", n)
 		}
-		if n := queryInt(t, raw, "SELECT count(*) FROM refresh_token"); n != 0 {
-			t.Errorf("refresh tokens = %d, want 0", n)
+		if n := queryInt(t, raw, "SELECT count(*) FROM session"); n != 0 {
+			t.Errorf("sessions = %d, want 0", n)
 		}
 		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
 			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
@@ -1062,8 +1090,8 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 		endSessionsElsewhere(t, waiting)
 		release()
 		expectDetail(t, <-answer, http.StatusBadRequest, "Incorrect username or password")
-		if n := queryInt(t, e.store.reader, fmt.Sprintf("SELECT count(*) FROM refresh_token WHERE user_id = %d", cook.ID)); n != 0 {
-			t.Errorf("%d refresh tokens were stored for the ended session, want 0", n)
+		if n := sessionRows(t, e, cook.ID); n != 0 {
+			t.Errorf("%d sessions were stored for the ended login, want 0", n)
 		}
 	})
 	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {

@@ -46,18 +46,26 @@ var (
 	errEmailTaken          = errors.New("email already registered")
 	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
 	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
+	// errWriterBusy is a write that could not have the writer within
+	// writerWait: another process holds the database's write lock, or our
+	// own writes queue too long. writeError answers it with 503 and
+	// Retry-After.
+	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
 )
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
-// for a lock instead of failing at once; _txlock=immediate makes every
-// transaction on the writer take the write lock at BEGIN, where waiting
-// works, rather than at its first write, where SQLite may fail it at once
-// to avoid a deadlock. synchronous=NORMAL in WAL mode keeps every
-// committed transaction across a crash of the process (only a power loss
-// can undo the last few). WAL itself is not among them: it is a property
+// for a lock instead of failing at once, for at most defaultWriterWait:
+// SQLite's wait knows nothing of the write deadline (the driver, since
+// modernc.org/sqlite 1.61, also ends the wait once the context of the
+// call is done, which is what makes a shorter store.writerWait work).
+// _txlock=immediate makes every transaction on the writer take the write
+// lock at BEGIN, where waiting works, rather than at its first write,
+// where SQLite may fail it at once to avoid a deadlock.
+// synchronous=NORMAL in WAL mode keeps every committed transaction across
+// a crash of the process (only a power loss can undo the last few). WAL itself is not among them: it is a property
 // of the file, set once the migrations have succeeded (see openStore).
 const (
-	commonPragmas = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	commonPragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
 	writerParams  = commonPragmas + "&_txlock=immediate"
 	readerParams  = commonPragmas + "&_pragma=query_only(1)"
 )
@@ -66,6 +74,9 @@ type store struct {
 	writer *sql.DB
 	reader *sql.DB
 	logger *slog.Logger // for what the migrations do that takes long
+	// writerWait bounds how long a write may wait for the writer and the
+	// database's write lock, and then take to finish (see write).
+	writerWait time.Duration
 
 	users    readCache[int64, user]
 	recipes  readCache[int64, recipe]
@@ -132,7 +143,7 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	}
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
-	s := &store{writer: writer, reader: reader, logger: logger}
+	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
@@ -195,6 +206,63 @@ func (s *store) close() error {
 	}
 	_, checkpointErr := s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	return errors.Join(checkpointErr, s.reader.Close(), s.writer.Close())
+}
+
+// defaultWriterWait is the write deadline: well under the server's 60 s
+// WriteTimeout, so that a client always gets an answer, and long enough
+// that a burst of honest writes, each a millisecond or so, all get their
+// turn. The busy_timeout of every connection (commonPragmas) matches it.
+const defaultWriterWait = 5 * time.Second
+
+// writerRetryAfter is the Retry-After of a 503 for errWriterBusy.
+const writerRetryAfter = 5 * time.Second
+
+// write runs fn in one transaction on the writer and commits it, unless
+// fn returns an error. Every write of the service goes through here
+// (migrations at start excepted), for two rules:
+//
+//   - The transaction is bound to ctx, the request's context: a client
+//     that has gone away before the commit gets its work rolled back, not
+//     committed late, when it can no longer learn of it.
+//   - It must begin and commit within s.writerWait. BEGIN IMMEDIATE waits
+//     there for the one pooled writer connection and then for the file's
+//     write lock, which another process (a sqlite3 shell, a backup tool)
+//     may hold for as long as it likes. Past the deadline, or if SQLite
+//     gives up with SQLITE_BUSY or SQLITE_LOCKED, the answer is
+//     errWriterBusy and nothing is written.
+//
+// fn's statements run inside the transaction, which database/sql ends
+// when the deadline passes; fn's own errors come back as they are.
+func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.writerWait, errWriterBusy)
+	defer cancel()
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return writeFailure(ctx, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return writeFailure(ctx, err)
+	}
+	return writeFailure(ctx, tx.Commit())
+}
+
+// writeFailure tells, of a failed step of write, whether the writer was
+// busy (the deadline passed, or SQLite reported a lock it could not get)
+// or the request went away; anything else is returned as it is.
+func writeFailure(ctx context.Context, err error) error {
+	var sqliteErr *sqlite.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(context.Cause(ctx), errWriterBusy):
+		return fmt.Errorf("%w: %v", errWriterBusy, err)
+	case errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
+		return fmt.Errorf("%w: %v", errWriterBusy, err)
+	case ctx.Err() != nil:
+		return fmt.Errorf("write abandoned, nothing committed: %w", context.Cause(ctx))
+	}
+	return err
 }
 
 // readCache remembers the answers of hot reads until a write could have
@@ -544,7 +612,11 @@ func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 
 // promoteToSuperuser makes user id a superuser.
 func (s *store) promoteToSuperuser(ctx context.Context, id int64) error {
-	if _, err := s.writer.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("promote user %d: %w", id, err)
 	}
 	s.forgetUsers()
@@ -563,38 +635,41 @@ func (s *store) hasUsers(ctx context.Context) (bool, error) {
 // seed gives an empty database its first superuser and the reference's
 // three recipes. It does nothing, and reports false, if any user exists.
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
+	seeded := false
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var users int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM user").Scan(&users); err != nil {
+			return fmt.Errorf("count users: %w", err)
+		}
+		if users > 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx,
+			"INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 1, ?)",
+			email, emailKey(email), hashedPassword)
+		if err != nil {
+			return fmt.Errorf("create superuser: %w", err)
+		}
+		adminID, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("create superuser: %w", err)
+		}
+		for _, r := range seedRecipes {
+			// A recipe whose id is taken (recipes but no users) is left alone.
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+				r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
+				return fmt.Errorf("recipe %d: %w", r.ID, err)
+			}
+		}
+		seeded = true
+		return nil
+	})
 	if err != nil {
 		return false, fmt.Errorf("seed: %w", err)
 	}
-	defer tx.Rollback()
-	var users int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM user").Scan(&users); err != nil {
-		return false, fmt.Errorf("seed: count users: %w", err)
-	}
-	if users > 0 {
+	if !seeded {
 		return false, nil
-	}
-	res, err := tx.ExecContext(ctx,
-		"INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 1, ?)",
-		email, emailKey(email), hashedPassword)
-	if err != nil {
-		return false, fmt.Errorf("seed: create superuser: %w", err)
-	}
-	adminID, err := res.LastInsertId()
-	if err != nil {
-		return false, fmt.Errorf("seed: create superuser: %w", err)
-	}
-	for _, r := range seedRecipes {
-		// A recipe whose id is taken (recipes but no users) is left alone.
-		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-			r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
-			return false, fmt.Errorf("seed: recipe %d: %w", r.ID, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("seed: commit: %w", err)
 	}
 	s.forgetUsers()
 	s.forgetRecipes()
@@ -616,15 +691,17 @@ var seedRecipes = []recipe{
 func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 	fresh := make([]byte, minSecretBytes)
 	rand.Read(fresh)
-	if _, err := s.writer.ExecContext(ctx,
-		"INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) ON CONFLICT (name) DO NOTHING",
-		hex.EncodeToString(fresh)); err != nil {
-		return nil, fmt.Errorf("store token secret: %w", err)
-	}
 	var stored string
-	if err := s.writer.QueryRowContext(ctx,
-		"SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored); err != nil {
-		return nil, fmt.Errorf("read token secret: %w", err)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) ON CONFLICT (name) DO NOTHING",
+			hex.EncodeToString(fresh)); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, "SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store token secret: %w", err)
 	}
 	secret, err := hex.DecodeString(stored)
 	if err != nil || len(secret) < minSecretBytes {
@@ -653,28 +730,27 @@ func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	// keeps such a user's old access tokens from fitting the new one, and
 	// its refresh tokens are deleted below.
 	u.TokenGeneration = randomGeneration()
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO user
-		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
-	if isUniqueViolation(err) {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO user
+			(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
+		if isUniqueViolation(err) {
+			return errEmailTaken
+		}
+		if err != nil {
+			return err
+		}
+		if u.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
+		return err
+	})
+	if errors.Is(err, errEmailTaken) {
 		return user{}, errEmailTaken
 	}
 	if err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	if u.ID, err = res.LastInsertId(); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", u.ID); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
 	s.forgetUsers()
@@ -820,46 +896,48 @@ func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) 
 
 // createRecipe inserts r and returns it with its new id.
 func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
-	res, err := s.writer.ExecContext(ctx,
-		"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
-		r.Label, r.Source, r.URL, r.SubmitterID)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
+			r.Label, r.Source, r.URL, r.SubmitterID)
+		if err != nil {
+			return err
+		}
+		r.ID, err = res.LastInsertId()
+		return err
+	})
 	if err != nil {
 		return recipe{}, fmt.Errorf("create recipe: %w", err)
 	}
 	s.forgetRecipes()
-	if r.ID, err = res.LastInsertId(); err != nil {
-		return recipe{}, fmt.Errorf("create recipe: %w", err)
-	}
 	return r, nil
 }
 
-// refreshGrant is a refresh token as the store keeps it: only its digest.
+// refreshGrant is a refresh token as the store keeps it: only digests.
+// Every token of one login session starts with the same random handle
+// (see sessions.go), so that a spent token still names its session.
 type refreshGrant struct {
-	digest    []byte // SHA-256 of the token the client holds
-	family    string // the login it descends from
+	handle    []byte // SHA-256 of the session's handle, the token's first bytes
+	digest    []byte // SHA-256 of the whole token the client holds
 	expiresAt time.Time
 }
 
-// addRefreshToken stores a new refresh token for u, unless u has logged
-// out or changed password since u was read (a login that checked the old
-// password must not outlive the change): then errSessionEnded. It also
-// deletes the expired tokens, so that the table needs no cleaning job.
-func (s *store) addRefreshToken(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("add refresh token: %w", err)
+// addSession starts a login session for u, holding grant, its first
+// refresh token; unless u has logged out or changed password since u was
+// read (a login that checked the old password must not outlive the
+// change): then errSessionEnded. See insertSession for what else it
+// deletes.
+func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+			return err
+		}
+		return insertSession(ctx, tx, u.ID, grant, now)
+	})
+	if err != nil && !errors.Is(err, errSessionEnded) {
+		return fmt.Errorf("add session: %w", err)
 	}
-	defer tx.Rollback()
-	if err := checkSessionUnchanged(ctx, tx, u); err != nil {
-		return err
-	}
-	if err := insertRefreshToken(ctx, tx, u.ID, grant, now); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("add refresh token: %w", err)
-	}
-	return nil
+	return err
 }
 
 // checkSessionUnchanged returns errSessionEnded unless u's token generation
@@ -879,130 +957,156 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 }
 
 // changePassword gives u a new password hash and ends every session of u,
-// as endSessions does, and stores grant, the refresh token of the client
-// that changed it, all in one transaction; unless u logged out or changed
+// as endSessions does, and starts the session of the client that changed
+// it with grant, all in one transaction; unless u logged out or changed
 // password since u was read: then errSessionEnded, and nothing changes.
 // It returns u's new token generation.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
+	var generation int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+			return err
+		}
+		var err error
+		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
+			return err
+		}
+		return insertSession(ctx, tx, u.ID, grant, now)
+	})
+	if errors.Is(err, errSessionEnded) {
+		return 0, err
+	}
 	if err != nil {
-		return 0, fmt.Errorf("change password: %w", err)
-	}
-	defer tx.Rollback()
-	if err := checkSessionUnchanged(ctx, tx, u); err != nil {
-		return 0, err
-	}
-	generation, err := endSessionsTx(ctx, tx, u.ID, newHashedPassword)
-	if err != nil {
-		return 0, err
-	}
-	if err := insertRefreshToken(ctx, tx, u.ID, grant, now); err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("change password: %w", err)
 	}
 	s.forgetUsers()
 	return generation, nil
 }
 
-func insertRefreshToken(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE expires_at <= ?", now.Unix()); err != nil {
-		return fmt.Errorf("delete expired refresh tokens: %w", err)
+// insertSession adds a session of userID holding grant. So that the
+// session table needs no cleaning job and no user can fill it, it also
+// deletes, first, every expired session of userID and up to
+// sessionSweepRows expired sessions of anyone, and then userID's oldest
+// sessions past the newest maxSessionsPerUser.
+func insertSession(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ? AND expires_at <= ?", userID, now.Unix()); err != nil {
+		return fmt.Errorf("delete expired sessions: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx,
-		"INSERT INTO refresh_token (digest, user_id, family, expires_at) VALUES (?, ?, ?, ?)",
-		grant.digest, userID, grant.family, grant.expiresAt.Unix()); err != nil {
-		return fmt.Errorf("add refresh token: %w", err)
+		"DELETE FROM session WHERE id IN (SELECT id FROM session WHERE expires_at <= ? LIMIT ?)",
+		now.Unix(), sessionSweepRows); err != nil {
+		return fmt.Errorf("delete expired sessions: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		"INSERT INTO session (user_id, handle, digest, expires_at) VALUES (?, ?, ?, ?)",
+		userID, grant.handle, grant.digest, grant.expiresAt.Unix()); err != nil {
+		return fmt.Errorf("add session: %w", err)
+	}
+	// Ids only grow (AUTOINCREMENT), so the highest are the newest.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM session WHERE user_id = ?1 AND id <=
+		(SELECT id FROM session WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`,
+		userID, maxSessionsPerUser); err != nil {
+		return fmt.Errorf("end the oldest sessions: %w", err)
 	}
 	return nil
 }
 
-// refreshTokenExists reports whether a refresh token with this digest is
-// stored. It asks a reader, so that guesses at tokens need not queue for
-// the one writer that rotateRefreshToken takes.
-func (s *store) refreshTokenExists(ctx context.Context, digest []byte) (bool, error) {
-	var exists bool
-	err := s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM refresh_token WHERE digest = ?)", digest).Scan(&exists)
-	if err != nil {
-		return false, fmt.Errorf("look up refresh token: %w", err)
+// sessionOf returns the id of the session that a presented refresh
+// token names, by its digest (the session's current token) or by its
+// handle (any token the session ever had), or 0 if none. It asks a
+// reader, so that guesses at tokens need not queue for the one writer
+// that rotateSession takes.
+func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, error) {
+	var id int64
+	err := s.reader.QueryRowContext(ctx, "SELECT id FROM session WHERE digest = ? OR handle = ? LIMIT 1",
+		presented.digest, presented.handle).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
 	}
-	return exists, nil
+	if err != nil {
+		return 0, fmt.Errorf("look up refresh token: %w", err)
+	}
+	return id, nil
 }
 
-// rotateRefreshToken spends the refresh token whose digest is presented
-// and stores next, of the same family, in its place; it returns the
-// token's user. An unknown, expired or already spent token is
-// errRefreshTokenInvalid, and a spent one presented again is taken as
-// stolen: its whole family is deleted, so neither the thief nor the victim
-// can go on with it. Other logins of the same user are untouched.
+// rotateSession spends presented, the current refresh token of its
+// session, and makes next the session's current token; it returns the
+// session's user. The session keeps its one row: only the current
+// token's digest is kept, and the handle that all its tokens share.
+//
+// errRefreshTokenInvalid, when presented is:
+//   - not the current token of any session, but carries a session's
+//     handle: a spent token (or one made from a spent one), so two parties
+//     hold the session. It is taken as stolen and the session is ended,
+//     so neither the thief nor the victim can go on with it (reuse
+//     detection, RFC 9700 §4.14.2); other sessions of the user go on.
+//   - unknown, or of an expired session;
+//   - of a session whose user is gone (deleted by hand with foreign keys
+//     off, which leaves its sessions behind): the session is deleted.
 //
 // The writer's transactions begin IMMEDIATE, so two rotations of the same
-// token run one after the other: the first wins, the second sees it spent.
-func (s *store) rotateRefreshToken(ctx context.Context, presented []byte, next refreshGrant, now time.Time) (user, error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return user{}, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	defer tx.Rollback()
-
+// token run one after the other: the first wins, the second sees a spent
+// token, which ends the session.
+func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant, now time.Time) (user, error) {
 	var (
-		id, userID, expiresAt int64
-		family                string
-		used                  bool
+		u       user
+		invalid bool
 	)
-	err = tx.QueryRowContext(ctx,
-		"SELECT id, user_id, family, expires_at, used FROM refresh_token WHERE digest = ?", presented).
-		Scan(&id, &userID, &family, &expiresAt, &used)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return user{}, errRefreshTokenInvalid
-	case err != nil:
-		return user{}, fmt.Errorf("rotate refresh token: %w", err)
-	case used:
-		if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE family = ?", family); err != nil {
-			return user{}, fmt.Errorf("revoke refresh token family: %w", err)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var id, userID, expiresAt int64
+		err := tx.QueryRowContext(ctx, "SELECT id, user_id, expires_at FROM session WHERE digest = ?", presented.digest).
+			Scan(&id, &userID, &expiresAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			invalid = true
+			_, err := tx.ExecContext(ctx, "DELETE FROM session WHERE handle = ?", presented.handle)
+			return err
+		case err != nil:
+			return err
+		case expiresAt <= now.Unix():
+			invalid = true
+			return nil
 		}
-		if err := tx.Commit(); err != nil {
-			return user{}, fmt.Errorf("revoke refresh token family: %w", err)
+		u, err = scanUser(tx.QueryRowContext(ctx, "SELECT "+userColumns+" FROM user WHERE id = ?", userID))
+		if errors.Is(err, errNotFound) {
+			invalid = true
+			_, err := tx.ExecContext(ctx, "DELETE FROM session WHERE id = ?", id)
+			return err
 		}
-		return user{}, errRefreshTokenInvalid
-	case expiresAt <= now.Unix():
-		return user{}, errRefreshTokenInvalid
-	}
-
-	if _, err := tx.ExecContext(ctx, "UPDATE refresh_token SET used = 1 WHERE id = ?", id); err != nil {
-		return user{}, fmt.Errorf("spend refresh token: %w", err)
-	}
-	next.family = family
-	if err := insertRefreshToken(ctx, tx, userID, next, now); err != nil {
-		return user{}, err
-	}
-	u, err := scanUser(tx.QueryRowContext(ctx, "SELECT "+userColumns+" FROM user WHERE id = ?", userID))
+		if err != nil {
+			return err
+		}
+		// Setting the handle matters only to a session carried over from
+		// the refresh_token table (schema.sql), which has none until then.
+		_, err = tx.ExecContext(ctx, "UPDATE session SET handle = ?, digest = ?, expires_at = ? WHERE id = ?",
+			next.handle, next.digest, next.expiresAt.Unix(), id)
+		return err
+	})
 	if err != nil {
-		return user{}, fmt.Errorf("rotate refresh token: user %d: %w", userID, err)
-	}
-	if err := tx.Commit(); err != nil {
 		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	if invalid {
+		return user{}, errRefreshTokenInvalid
 	}
 	return u, nil
 }
 
 // endSessions ends every session of the user: it moves the user's token
 // generation on, which retires every access token issued so far, and
-// deletes every refresh token. A new hash, if not "", replaces the
-// password in the same transaction. It returns the new generation.
+// deletes every session, and so every refresh token. A new hash, if not
+// "", replaces the password in the same transaction. It returns the new
+// generation, or errNotFound if there is no such user.
 func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
-	tx, err := s.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
+	var generation int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		generation, err = endSessionsTx(ctx, tx, userID, newHashedPassword)
+		return err
+	})
+	if errors.Is(err, errNotFound) {
+		return 0, errNotFound
 	}
-	defer tx.Rollback()
-	generation, err := endSessionsTx(ctx, tx, userID, newHashedPassword)
 	if err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("end sessions: %w", err)
 	}
 	s.forgetUsers()
@@ -1022,8 +1126,8 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 	if err != nil {
 		return 0, fmt.Errorf("end sessions: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", userID); err != nil {
-		return 0, fmt.Errorf("end sessions: delete refresh tokens: %w", err)
+	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID); err != nil {
+		return 0, fmt.Errorf("end sessions: delete sessions: %w", err)
 	}
 	return generation, nil
 }
@@ -1044,27 +1148,27 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 // check and the write (a delete, then a new recipe that reuses the id).
 // It returns errNotFound if there is no such recipe.
 func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) error, change func(*sql.Tx) error) error {
-	tx, err := s.writer.BeginTx(ctx, nil)
+	var refused error // errNotFound, or what allowed said
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var current recipe
+		err := tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
+			Scan(&current.ID, &current.Label, &current.Source, &current.URL, &current.SubmitterID)
+		if errors.Is(err, sql.ErrNoRows) {
+			refused = errNotFound
+			return refused
+		}
+		if err != nil {
+			return err
+		}
+		if refused = allowed(current); refused != nil {
+			return refused
+		}
+		return change(tx)
+	})
+	if refused != nil {
+		return refused
+	}
 	if err != nil {
-		return fmt.Errorf("change recipe %d: %w", id, err)
-	}
-	defer tx.Rollback()
-	var current recipe
-	err = tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
-		Scan(&current.ID, &current.Label, &current.Source, &current.URL, &current.SubmitterID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return errNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("change recipe %d: %w", id, err)
-	}
-	if err := allowed(current); err != nil {
-		return err
-	}
-	if err := change(tx); err != nil {
-		return fmt.Errorf("change recipe %d: %w", id, err)
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("change recipe %d: %w", id, err)
 	}
 	s.forgetRecipes()
