@@ -71,8 +71,10 @@ type config struct {
 
 // loadConfig reads the flags of command in args, and the environment
 // through getenv. Flags win over the environment, which wins over the
-// defaults. An empty environment variable counts as unset.
-func loadConfig(command string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+// defaults. An empty environment variable counts as unset. Every variable
+// read here is listed, with its default, in settings (help.go). With -h in
+// args, it writes the command's flags to usage and returns flag.ErrHelp.
+func loadConfig(command string, args []string, getenv func(string) string, usage io.Writer) (config, error) {
 	env := func(name, fallback string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -107,8 +109,7 @@ func loadConfig(command string, args []string, getenv func(string) string, stder
 	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			flags.SetOutput(stderr)
-			flags.Usage()
+			printCommandHelp(usage, command, flags)
 			return config{}, err
 		}
 		return config{}, usageError{err}
@@ -248,14 +249,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	defer stop()
 
 	command := "serve"
+	switch {
+	case len(args) > 0 && isHelpFlag(args[0]), len(args) == 1 && args[0] == "help":
+		printOverview(stdout)
+		return nil
+	case len(args) > 1 && args[0] == "help":
+		// help COMMAND is COMMAND -h.
+		args = []string{args[1], "-h"}
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 	}
 	do, ok := commands[command]
 	if !ok {
-		return usageError{fmt.Errorf("unknown command %q; the commands are serve, migrate, createsuperuser, backup, version and healthcheck", command)}
+		return usageError{fmt.Errorf("unknown command %q; the commands are serve, migrate, createsuperuser, backup, version and healthcheck (recipeapi -h says more)", command)}
 	}
-	cfg, err := loadConfig(command, args, getenv, stderr)
+	cfg, err := loadConfig(command, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -308,6 +317,16 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	passwords, err := newPasswordHasherFor(ctx, st, cfg.bcryptCost)
 	if err != nil {
 		return err
+	}
+	if cfg.firstSuperuserPassword != "" {
+		// Said once at each start, so that an operator who set the
+		// password and cannot log in with it learns why.
+		if has, err := st.hasUsers(ctx); err != nil {
+			return err
+		} else if has {
+			logger.Warn("FIRST_SUPERUSER_PW is ignored: the database already has users; " +
+				"to set a superuser's password, use: recipeapi createsuperuser -email EMAIL")
+		}
 	}
 	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout); err != nil {
 		return err
@@ -372,7 +391,8 @@ func modernTLS(cert tls.Certificate) *tls.Config {
 
 // seedFirstSuperuser creates the first superuser and the example recipes
 // in a database with no users. A generated password is printed once, as
-// the last word of a line that names the email, for the operator to copy.
+// the last word of a line that names the email, for the operator to copy;
+// a password given in FIRST_SUPERUSER_PW is never printed.
 func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer) error {
 	if has, err := st.hasUsers(ctx); err != nil || has {
 		return err
@@ -390,8 +410,11 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 	if err != nil {
 		return err
 	}
-	if created && generated {
+	switch {
+	case created && generated:
 		fmt.Fprintf(stdout, "Created the first superuser %s; its password, shown only this once, is %s\n", cfg.firstSuperuser, password)
+	case created:
+		fmt.Fprintf(stdout, "Created the first superuser %s with the password from FIRST_SUPERUSER_PW\n", cfg.firstSuperuser)
 	}
 	return nil
 }
