@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -29,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -496,6 +498,7 @@ func (a *app) routes(mux routeRegistrar) {
 	mux.Handle("GET /api/v1/openapi.json", handleOpenAPI())
 	mux.Handle("GET /docs", handleDocs())
 	mux.Handle("GET /docs/{file}", handleDocs())
+	mux.Handle("GET /favicon.ico", handleFavicon())
 }
 
 func (a *app) handleHealth() http.Handler {
@@ -520,7 +523,10 @@ func handleOpenAPI() http.Handler {
 	})
 }
 
-//go:embed swagger-ui
+// Swagger UI's bundle and stylesheet are embedded gzip-compressed: 0.5 MB
+// of the binary instead of 1.9 MB (see swagger-ui/README.md).
+//
+//go:embed swagger-ui/index.html swagger-ui/swagger-initializer.js swagger-ui/*.gz
 var swaggerUI embed.FS
 
 // docsPolicy lets Swagger UI load its own scripts and styles from us and
@@ -536,6 +542,10 @@ func handleDocs() http.Handler {
 		"swagger-ui-bundle.js":   "text/javascript; charset=utf-8",
 		"swagger-initializer.js": "text/javascript; charset=utf-8",
 	}
+	compressed := map[string]*gzipFile{
+		"swagger-ui.css":       newGzipFile(swaggerUI, "swagger-ui/swagger-ui.css.gz"),
+		"swagger-ui-bundle.js": newGzipFile(swaggerUI, "swagger-ui/swagger-ui-bundle.js.gz"),
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		file := r.PathValue("file")
 		if file == "" {
@@ -546,15 +556,96 @@ func handleDocs() http.Handler {
 			writeError(w, r, &apiError{status: http.StatusNotFound, detail: "Not Found"}, nil)
 			return
 		}
-		body, err := swaggerUI.ReadFile("swagger-ui/" + file)
+		var body []byte
+		var err error
+		if gz, ok := compressed[file]; ok {
+			w.Header().Set("Vary", "Accept-Encoding")
+			if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+				w.Header().Set("Content-Encoding", "gzip")
+				body, err = gz.compressed()
+			} else {
+				body, err = gz.plain()
+			}
+		} else {
+			body, err = swaggerUI.ReadFile("swagger-ui/" + file)
+		}
 		if err != nil {
+			w.Header().Del("Content-Encoding")
 			writeError(w, r, err, nil)
 			return
 		}
 		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Header().Set("Content-Security-Policy", docsPolicy)
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Write(body)
+	})
+}
+
+// gzipFile is an embedded gzip file, sent as it is to clients that accept
+// gzip and unpacked for the others. The unpacked copy is made at the first
+// request that needs it and kept: one per file, so memory stays bounded by
+// the files the binary holds.
+type gzipFile struct {
+	compressed func() ([]byte, error)
+	plain      func() ([]byte, error)
+}
+
+func newGzipFile(fsys embed.FS, name string) *gzipFile {
+	compressed := func() ([]byte, error) { return fsys.ReadFile(name) }
+	return &gzipFile{
+		compressed: compressed,
+		plain: sync.OnceValues(func() ([]byte, error) {
+			gz, err := compressed()
+			if err != nil {
+				return nil, err
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(gz))
+			if err != nil {
+				return nil, fmt.Errorf("unpack %s: %w", name, err)
+			}
+			plain, err := io.ReadAll(zr)
+			if err != nil {
+				return nil, fmt.Errorf("unpack %s: %w", name, err)
+			}
+			return plain, nil
+		}),
+	}
+}
+
+// acceptsGzip reports whether Accept-Encoding values allow gzip (RFC 9110
+// §12.5.3): gzip or * listed without q=0.
+func acceptsGzip(values []string) bool {
+	for _, value := range values {
+		for part := range strings.SplitSeq(value, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+				continue
+			}
+			name, q, _ := strings.Cut(strings.TrimSpace(params), "=")
+			if strings.EqualFold(strings.TrimSpace(name), "q") {
+				if weight, err := strconv.ParseFloat(strings.TrimSpace(q), 64); err != nil || weight <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+//go:embed favicon.svg
+var favicon []byte
+
+// handleFavicon serves the site's icon, which browsers ask for on every
+// page. It is an SVG, which browsers take at /favicon.ico too; cached for
+// a week.
+func handleFavicon() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "public, max-age=604800")
+		w.Write(favicon)
 	})
 }
 
