@@ -101,9 +101,9 @@ func printCommandHelp(w io.Writer, command string, flags *flag.FlagSet) {
 		}
 	}
 	flags.SetOutput(w)
-	any := false
-	flags.VisitAll(func(*flag.Flag) { any = true })
-	if any {
+	hasFlags := false
+	flags.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
 		fmt.Fprint(w, "\nFlags:\n")
 		flags.PrintDefaults()
 	} else {
