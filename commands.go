@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -126,12 +127,19 @@ func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Wr
 	return nil
 }
 
-// versionCommand prints the module version and the revision the binary
-// was built from, as the Go toolchain recorded them.
+// version, if set, is what the version command names the binary. A build
+// sets it with -ldflags "-X main.version=v1.2.3": deploy/Dockerfile does,
+// because its build context has no .git from which the Go toolchain could
+// read the revision.
+var version string
+
+// versionCommand prints the version and the revision the binary was built
+// from: the version set at build time if any, else the module version, and
+// the revision as the Go toolchain recorded it.
 func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Writer) error {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		fmt.Fprintln(stdout, "recipeapi (no build information)")
+		fmt.Fprintf(stdout, "recipeapi %s (no build information)\n", cmp.Or(version, "(devel)"))
 		return nil
 	}
 	settings := map[string]string{}
@@ -148,7 +156,7 @@ func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Write
 	if t := settings["vcs.time"]; t != "" {
 		revision += " " + t
 	}
-	fmt.Fprintf(stdout, "recipeapi %s, %s, %s\n", info.Main.Version, revision, info.GoVersion)
+	fmt.Fprintf(stdout, "recipeapi %s, %s, %s\n", cmp.Or(version, info.Main.Version), revision, info.GoVersion)
 	return nil
 }
 

@@ -18,12 +18,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -121,12 +125,20 @@ func TestCommandLine(t *testing.T) {
 			t.Errorf("version = %q, %v", out, err)
 		}
 	})
-	t.Run("-h on each command prints its flags and succeeds", func(t *testing.T) {
-		for command, flag := range map[string]string{"serve": "-addr", "migrate": "-db", "createsuperuser": "-email", "backup": "-o", "healthcheck": "-addr"} {
-			var stderr bytes.Buffer
-			err := run(t.Context(), []string{command, "-h"}, func(string) string { return "" }, strings.NewReader(""), io.Discard, &stderr)
-			if err != nil || !strings.Contains(stderr.String(), flag) {
-				t.Errorf("%s -h = %v, printed %q; want its flag %s", command, err, stderr.String(), flag)
+	t.Run("version prints the version set at build time, if any", func(t *testing.T) {
+		defer func(saved string) { version = saved }(version)
+		version = "v9.9.9"
+		if out, err := runCommand(t, env, "", "version"); err != nil || !strings.HasPrefix(out, "recipeapi v9.9.9, ") {
+			t.Errorf("version = %q, %v; want it to name v9.9.9", out, err)
+		}
+	})
+	t.Run("-h on each command, or help before it, prints its flags and succeeds", func(t *testing.T) {
+		for command, flag := range map[string]string{"serve": "-addr", "migrate": "-db", "createsuperuser": "-email", "backup": "-o", "healthcheck": "-addr", "version": "no flags"} {
+			for _, args := range [][]string{{command, "-h"}, {command, "--help"}, {"help", command}} {
+				out, err := runCommand(t, nil, "", args...)
+				if err != nil || !strings.Contains(out, flag) || !strings.Contains(out, "recipeapi "+command) {
+					t.Errorf("%q = %v, printed %q; want its usage with %s", args, err, out, flag)
+				}
 			}
 		}
 	})
@@ -369,5 +381,172 @@ func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
 	}
 	if took := time.Since(started); took > 3*time.Second {
 		t.Errorf("the server held the half-sent request for %s", took)
+	}
+}
+
+func TestTheBinaryExplainsItself(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"-help"}, {"help"}} {
+		t.Run(strings.Join(args, " ")+" lists every command and every setting with its default", func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), args, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+			if err != nil || stderr.Len() != 0 {
+				t.Fatalf("recipeapi %s = %v, stderr %q; want success and the help on stdout", args, err, stderr.String())
+			}
+			lines := strings.Split(stdout.String(), "\n")
+			for name := range commands {
+				if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "  "+name+" ") }) {
+					t.Errorf("recipeapi %s does not list the command %s on a line of its own", args, name)
+				}
+			}
+			for _, s := range settings {
+				want := s.fallback
+				if want == "" {
+					want = s.shown
+				}
+				if !slices.ContainsFunc(lines, func(l string) bool {
+					return strings.HasPrefix(l, "  "+s.env+" ") && strings.Contains(l, want)
+				}) {
+					t.Errorf("recipeapi %s has no line for %s with its default %q", args, s.env, want)
+				}
+			}
+		})
+	}
+
+	t.Run("every command has a summary, and every summary a command", func(t *testing.T) {
+		var named []string
+		for _, c := range commandSummaries {
+			named = append(named, c.name)
+			if _, ok := commands[c.name]; !ok {
+				t.Errorf("the help lists %s, which is not a command", c.name)
+			}
+		}
+		for name := range commands {
+			if !slices.Contains(named, name) {
+				t.Errorf("the command %s is missing from the help", name)
+			}
+		}
+	})
+
+	t.Run("every variable loadConfig reads is in the help's settings", func(t *testing.T) {
+		listed := map[string]bool{}
+		for _, s := range settings {
+			listed[s.env] = true
+		}
+		for command := range commands {
+			args := map[string][]string{"createsuperuser": {"-email", "a@example.com"}, "backup": {"-o", "copy.db"}}[command]
+			read := map[string]bool{}
+			if _, err := loadConfig(command, args, func(name string) string { read[name] = true; return "" }, io.Discard); err != nil {
+				t.Fatalf("loadConfig(%s) = %v", command, err)
+			}
+			for name := range read {
+				if !listed[name] {
+					t.Errorf("loadConfig(%s) reads %s, which the help does not list", command, name)
+				}
+			}
+		}
+	})
+
+	t.Run("the defaults the help shows are the ones loadConfig applies", func(t *testing.T) {
+		unset, err := loadConfig("serve", nil, func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range settings {
+			if s.fallback == "" {
+				continue
+			}
+			set, err := loadConfig("serve", nil, func(name string) string {
+				if name == s.env {
+					return s.fallback
+				}
+				return ""
+			}, io.Discard)
+			if err != nil || !reflect.DeepEqual(set, unset) {
+				t.Errorf("%s=%s gives %+v, %v; want the same settings as leaving it unset, %+v", s.env, s.fallback, set, err, unset)
+			}
+		}
+	})
+}
+
+// serveOnce starts the serve command, waits until it is healthy, stops it,
+// and returns what it printed and logged.
+func serveOnce(t *testing.T, env map[string]string) (stdout, stderr string) {
+	t.Helper()
+	addr := freeLoopbackAddress(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-addr", addr}, func(k string) string { return env[k] }, strings.NewReader(""), &out, &logs)
+	}()
+	waitForHealthy(t, "http://"+addr)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	return out.String(), logs.String()
+}
+
+func TestFirstSuperuserPasswordIsConfirmedOrSaidToBeIgnored(t *testing.T) {
+	const password = "given-password-123"
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER": "chef@example.com", "FIRST_SUPERUSER_PW": password,
+		"DATABASE_PATH": filepath.Join(t.TempDir(), "first.db")}
+
+	t.Run("a first start says it created the superuser with the given password, without printing it", func(t *testing.T) {
+		stdout, stderr := serveOnce(t, env)
+		if !strings.Contains(stdout, "Created the first superuser chef@example.com") || !strings.Contains(stdout, "FIRST_SUPERUSER_PW") {
+			t.Errorf("first start printed %q; want a line naming chef@example.com and FIRST_SUPERUSER_PW", stdout)
+		}
+		if strings.Contains(stdout+stderr, password) {
+			t.Errorf("the given password was printed or logged")
+		}
+		if strings.Contains(stderr, "ignored") {
+			t.Errorf("first start logged that the password is ignored:\n%s", stderr)
+		}
+	})
+	t.Run("a later start logs once that the password is ignored and names createsuperuser", func(t *testing.T) {
+		stdout, stderr := serveOnce(t, env)
+		var said []string
+		for line := range strings.Lines(stderr) {
+			if strings.Contains(line, "FIRST_SUPERUSER_PW") {
+				said = append(said, line)
+			}
+		}
+		if len(said) != 1 || !strings.Contains(said[0], "ignored") || !strings.Contains(said[0], "createsuperuser") {
+			t.Errorf("a later start logged %q; want one line saying FIRST_SUPERUSER_PW is ignored and naming createsuperuser", said)
+		}
+		if stdout != "" || strings.Contains(stderr, password) {
+			t.Errorf("a later start printed %q, or logged the password", stdout)
+		}
+	})
+	t.Run("a later start without the password says nothing of it", func(t *testing.T) {
+		quiet := maps.Clone(env)
+		delete(quiet, "FIRST_SUPERUSER_PW")
+		if _, stderr := serveOnce(t, quiet); strings.Contains(stderr, "FIRST_SUPERUSER_PW") {
+			t.Errorf("a start without FIRST_SUPERUSER_PW logged about it:\n%s", stderr)
+		}
+	})
+}
+
+// TestVersionIsStampedByTheLinker builds the binary as deploy/Dockerfile
+// does, with -X main.version: -X on a name that does not exist (or is a
+// constant) is silently ignored, so only a real build shows that it works.
+func TestVersionIsStampedByTheLinker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "recipeapi")
+	build := exec.CommandContext(t.Context(), goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(t.Context(), bin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "recipeapi v9.9.9, ") {
+		t.Errorf("recipeapi version = %q, %v; want it to name v9.9.9", out, err)
 	}
 }

@@ -1,6 +1,7 @@
 // recipes.go owns the recipe routes: one recipe by id, search, creation by
 // a signed-in user, the caller's own recipes, changes and deletions by
-// their owner, and the HTML home page that lists the newest recipes.
+// their owner, and the HTML home page: the newest recipes, ten to a page,
+// and a search.
 //
 // Who may change a recipe is decided in one place, mayChange, which the
 // store applies to every change or deletion of a recipe.
@@ -8,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
@@ -283,17 +285,21 @@ func isWebURL(s string) bool {
 		u.Hostname() != "" && !strings.ContainsAny(s, " \t\r\n")
 }
 
-const newestOnHome = 10
+const (
+	newestOnHome = 10 // recipes on a page of the home page
+	foundOnHome  = 30 // search results the home page shows
+)
 
 //go:embed home.html
 var homeHTML string
 
 var homeTemplate = template.Must(template.New("home").Parse(homeHTML))
 
-// homePolicy allows the page's one inline stylesheet, by its hash, and
-// nothing else: no script, no image, nothing from another site.
-var homePolicy = "default-src 'none'; style-src '" + inlineStyleHash(homeHTML) + "'; " +
-	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// homePolicy allows the page's one inline stylesheet, by its hash, its
+// own favicon, and its search form, which sends to this site; nothing
+// else: no script, nothing from another site.
+var homePolicy = "default-src 'none'; style-src '" + inlineStyleHash(homeHTML) + "'; img-src 'self'; " +
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 // inlineStyleHash is the CSP source for the <style> element in page.
 func inlineStyleHash(page string) string {
@@ -303,21 +309,142 @@ func inlineStyleHash(page string) string {
 	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// handleHome shows the newest recipes. html/template escapes every value
-// for where it stands, and refuses a link that is not http(s).
+// homePage is what home.html shows.
+type homePage struct {
+	Query     string // the search as typed, shown again in the search box
+	Searching bool
+	Notice    string // a word to the reader, instead of an error page
+	Cards     []homeCard
+	Paged     bool  // a page other than the newest
+	Newer     int64 // the first id of this page, for the link to newer recipes; 0: none
+	Older     int64 // the last id of this page, for the link to older recipes; 0: none
+}
+
+// homeCard is one recipe on the home page.
+type homeCard struct {
+	Label, Source string
+	URL, Host     string // "" unless the URL is http or https: it is then shown without a link
+}
+
+func homeCards(recipes []recipe) []homeCard {
+	cards := make([]homeCard, len(recipes))
+	for i, r := range recipes {
+		cards[i] = homeCard{Label: r.Label, Source: r.Source}
+		if isWebURL(r.URL) {
+			u, _ := url.Parse(r.URL)
+			cards[i].URL, cards[i].Host = r.URL, strings.TrimPrefix(u.Hostname(), "www.")
+		}
+	}
+	return cards
+}
+
+// handleHome shows the newest recipes, ten to a page, or the recipes that
+// ?q= finds. html/template escapes every value for where it stands, and
+// only http and https URLs become links. A bad ?q=, ?before= or ?after=
+// gets a friendly page, never an error page.
 func (a *app) handleHome() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		recipes, err := a.store.newestRecipes(r.Context(), newestOnHome)
+		query := r.URL.Query()
+		var page homePage
+		var err error
+		if keyword := query.Get("q"); keyword != "" {
+			page, err = a.homeSearch(r.Context(), keyword)
+		} else {
+			page, err = a.homeNewest(r.Context(), query)
+		}
 		if err != nil {
 			return err
 		}
-		var page bytes.Buffer
-		if err := homeTemplate.Execute(&page, recipes); err != nil {
+		var body bytes.Buffer
+		if err := homeTemplate.Execute(&body, page); err != nil {
 			return fmt.Errorf("render home page: %w", err)
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", homePolicy)
-		w.Write(page.Bytes())
+		w.Write(body.Bytes())
 		return nil
 	})
+}
+
+// homeSearch finds what the API's search finds for keyword, with its
+// rules: at least minKeywordChars characters, and a keyword longer than
+// any label can be finds nothing.
+func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {
+	page := homePage{Query: keyword, Searching: true}
+	switch n := utf8.RuneCountInString(keyword); {
+	case n < minKeywordChars:
+		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
+		return page, nil
+	case n > maxTextChars:
+		return page, nil
+	}
+	// One more than shown, to know whether there are more.
+	found, err := a.store.searchRecipes(ctx, keyword, foundOnHome+1)
+	if err != nil {
+		return homePage{}, err
+	}
+	if len(found) > foundOnHome {
+		found = found[:foundOnHome]
+		page.Notice = fmt.Sprintf("More than %d recipes match; here are the first %d. A longer word finds fewer.", foundOnHome, foundOnHome)
+	}
+	page.Cards = homeCards(found)
+	return page, nil
+}
+
+// homeNewest reads a page of the newest recipes: the first, or the one
+// that ?before=ID (older than ID) or ?after=ID (newer than ID) asks for.
+// The links name ids, not page numbers, so a page costs its own rows
+// however deep it is, and a recipe added meanwhile does not shift it. A
+// missing, unreadable or doubled value shows the first page.
+func (a *app) homeNewest(ctx context.Context, query url.Values) (homePage, error) {
+	before, hasBefore := pageID(query, "before")
+	after, hasAfter := pageID(query, "after")
+	var page homePage
+	var recipes []recipe
+	var err error
+	switch {
+	case hasBefore && !hasAfter:
+		recipes, err = a.store.olderRecipes(ctx, before, newestOnHome)
+	case hasAfter && !hasBefore:
+		recipes, err = a.store.newerRecipes(ctx, after, newestOnHome)
+	default:
+		// The first page, the hot one, comes from the cache; one more
+		// than shown says whether there are older ones.
+		recipes, err = a.store.newestRecipes(ctx, newestOnHome+1)
+		if err == nil && len(recipes) > newestOnHome {
+			recipes = recipes[:newestOnHome]
+			page.Older = recipes[newestOnHome-1].ID
+		}
+		page.Cards = homeCards(recipes)
+		return page, err
+	}
+	if err != nil {
+		return homePage{}, err
+	}
+	page.Paged = true
+	page.Cards = homeCards(recipes)
+	if len(recipes) == 0 {
+		return page, nil
+	}
+	newest, oldest := recipes[0].ID, recipes[len(recipes)-1].ID
+	if newer, err := a.store.newerRecipes(ctx, newest, 1); err != nil {
+		return homePage{}, err
+	} else if len(newer) > 0 {
+		page.Newer = newest
+	}
+	if older, err := a.store.olderRecipes(ctx, oldest, 1); err != nil {
+		return homePage{}, err
+	} else if len(older) > 0 {
+		page.Older = oldest
+	}
+	return page, nil
+}
+
+// pageID reads ?name= as a recipe id: a whole number of at least 1.
+func pageID(query url.Values, name string) (int64, bool) {
+	if !query.Has(name) {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(query.Get(name), 10, 64)
+	return id, err == nil && id > 0
 }

@@ -409,15 +409,26 @@ func TestCreateRecipe(t *testing.T) {
 // homeItem is one recipe as the home page lists it, unescaped.
 type homeItem struct{ link, label, source string }
 
-var homeItemPattern = regexp.MustCompile(`<li><a href="([^"]*)" rel="[^"]*">([^<]*)</a> <span class="source">from ([^<]*)</span></li>`)
+var homeItemPattern = regexp.MustCompile(`<li class="card"><h2>([^<]*)</h2>(?:<p class="source">from ([^<]*)</p>)?` +
+	`(?:<p class="host">[^<]*</p><p class="actions"><a class="visit" href="([^"]*)" rel="noopener noreferrer nofollow" aria-label="[^"]*">Visit site</a></p>)?</li>`)
 
-// homeItems returns the recipes listed on a home page, in page order.
+// homeItems returns the recipes shown on a home page, in page order; link
+// is "" for a recipe shown without one.
 func homeItems(page string) []homeItem {
 	var items []homeItem
 	for _, m := range homeItemPattern.FindAllStringSubmatch(page, -1) {
-		items = append(items, homeItem{html.UnescapeString(m[1]), html.UnescapeString(m[2]), html.UnescapeString(m[3])})
+		items = append(items, homeItem{html.UnescapeString(m[3]), html.UnescapeString(m[1]), html.UnescapeString(m[2])})
 	}
 	return items
+}
+
+// homeLabels returns the labels of the recipes a home page shows.
+func homeLabels(page string) []string {
+	labels := []string{}
+	for _, it := range homeItems(page) {
+		labels = append(labels, it.label)
+	}
+	return labels
 }
 
 // attributeURLs returns every src, href, action, srcset, poster, data and
@@ -528,8 +539,8 @@ func TestHomePage(t *testing.T) {
 		expectStatus(t, resp, http.StatusOK)
 		csp := resp.Header.Get("Content-Security-Policy")
 		expectNoOtherSiteInPolicy(t, "/", csp)
-		if strings.Contains(csp, "script-src") {
-			t.Errorf("GET /: Content-Security-Policy = %q, want no script allowed", csp)
+		if strings.Contains(csp, "script-src") || strings.Contains(csp, "unsafe") {
+			t.Errorf("GET /: Content-Security-Policy = %q, want no script and nothing unsafe allowed", csp)
 		}
 		page := readBody(t, resp)
 		_, rest, _ := strings.Cut(page, "<style>")
@@ -554,16 +565,18 @@ func TestHomePage(t *testing.T) {
 		}
 		attrs := attributeURLs(page)
 		for name, values := range attrs {
-			if name != "href" {
-				t.Errorf("GET / has %s=%q; want no attribute that loads anything", name, values)
+			if name != "href" && !(name == "action" && slices.Equal(values, []string{"/"})) {
+				t.Errorf("GET / has %s=%q; want no attribute that loads anything but the search form's action=\"/\"", name, values)
 			}
 		}
+		ownPage := regexp.MustCompile(`^/(docs|api/v1/openapi\.json|favicon\.ico)?(\?(before|after)=[0-9]+)?$`)
 		for _, href := range attrs["href"] {
-			if href != "/docs" && !recipeLinks[href] {
-				t.Errorf("GET / links to %q, which is neither /docs nor a recipe", href)
+			if !ownPage.MatchString(href) && !recipeLinks[href] {
+				t.Errorf("GET / links to %q, which is neither a page of this site nor a recipe", href)
 			}
 		}
-		lower := strings.ToLower(page)
+		// The one <link> allowed is the site's own icon.
+		lower := strings.ToLower(strings.Replace(page, `<link rel="icon" href="/favicon.ico" type="image/svg+xml">`, "", 1))
 		for _, tag := range []string{"<link", "<script", "<img", "<iframe", "<object", "<embed", "@import", "url(", "<base", "<meta http-equiv"} {
 			if strings.Contains(lower, tag) {
 				t.Errorf("GET / contains %q", tag)
@@ -637,6 +650,13 @@ func TestOpenAPIDocument(t *testing.T) {
 			"GET /api/v1/openapi.json": true,
 			"GET /docs":                true,
 			"GET /docs/{file}":         true,
+			"GET /favicon.ico":         true,
+		}
+		// The paths without their trailing slash answer as the documented
+		// ones do; /docs lists each operation once.
+		aliases := map[string]string{
+			"GET /api/v1/recipes/search":     "/api/v1/recipes/search/",
+			"GET /api/v1/recipes/my-recipes": "/api/v1/recipes/my-recipes/",
 		}
 		methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true,
 			"options": true, "head": true, "patch": true, "trace": true}
@@ -654,6 +674,12 @@ func TestOpenAPIDocument(t *testing.T) {
 			if undocumented[route] {
 				continue
 			}
+			if documented, ok := aliases[route]; ok {
+				if _, twice := doc.Paths[path]; twice {
+					t.Errorf("openapi.json documents the alias %s beside %s", path, documented)
+				}
+				path = documented
+			}
 			if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
 				t.Errorf("route %s is not documented in openapi.json", route)
 			}
@@ -661,6 +687,11 @@ func TestOpenAPIDocument(t *testing.T) {
 		for route := range undocumented {
 			if !registered[route] {
 				t.Errorf("allow-listed undocumented route %s is not registered; drop it from the list", route)
+			}
+		}
+		for route := range aliases {
+			if !registered[route] {
+				t.Errorf("alias %s is not registered; drop it from the list", route)
 			}
 		}
 		var documented []string

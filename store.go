@@ -894,6 +894,32 @@ func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) 
 	})
 }
 
+// olderRecipes returns up to limit recipes with an id below id, newest
+// first: a page of the home page after the one that ended at id. The
+// primary key orders them, so a page costs its own rows, however deep.
+func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+" FROM recipe WHERE id < ? ORDER BY id DESC LIMIT ?", id, limit))
+	if err != nil {
+		return nil, fmt.Errorf("recipes older than %d: %w", id, err)
+	}
+	return recipes, nil
+}
+
+// newerRecipes returns the up to limit recipes with an id just above id,
+// newest first: a page of the home page before the one that began at id.
+func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+" FROM recipe WHERE id > ? ORDER BY id LIMIT ?", id, limit))
+	if err != nil {
+		return nil, fmt.Errorf("recipes newer than %d: %w", id, err)
+	}
+	for i, j := 0, len(recipes)-1; i < j; i, j = i+1, j-1 {
+		recipes[i], recipes[j] = recipes[j], recipes[i]
+	}
+	return recipes, nil
+}
+
 // createRecipe inserts r and returns it with its new id.
 func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
 	err := s.write(ctx, func(tx *sql.Tx) error {
