@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,7 +146,7 @@ func TestLogin(t *testing.T) {
 				t.Errorf("login as %s ran %d bcrypt compares, want 1", username, n)
 			}
 		}
-		if cost, _ := bcrypt.Cost([]byte(e.passwords.dummyHash)); cost != e.cfg.bcryptCost {
+		if cost := e.passwords.dummyCost(); cost != e.cfg.bcryptCost {
 			t.Errorf("dummy hash cost %d, want the configured %d", cost, e.cfg.bcryptCost)
 		}
 	})
@@ -327,56 +329,201 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	}
 }
 
-func TestHashingIsBoundedAndAnswers503WhenTheQueueIsFull(t *testing.T) {
-	e := newTestEnv(t)
-	e.signup("cook@example.com", "password123")
+// queued is the number of jobs waiting for a worker.
+func (p *passwordHasher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue.Len()
+}
 
-	// Take every admission slot, as a flood of slow hashes would.
-	for range cap(e.passwords.admitted) {
-		e.passwords.admitted <- struct{}{}
+// setHashTime makes p judge its queue as if one hash took d, and admit
+// at most maxWait of expected wait.
+func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hashTime, p.maxWait = d, maxWait
+}
+
+// holdWorkers keeps every worker of p busy until release is called (or
+// the test ends), so that a test can act while others wait to hash.
+func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
+	t.Helper()
+	unblock := make(chan struct{})
+	var held sync.WaitGroup
+	for range p.workers {
+		held.Go(func() {
+			if err := p.do(context.Background(), func() { <-unblock }); err != nil {
+				t.Errorf("holding a worker: %v", err)
+			}
+		})
 	}
-	for _, resp := range []*http.Response{
-		e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}),
-		e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`),
-	} {
-		if ra := resp.Header.Get("Retry-After"); ra != "1" {
-			t.Errorf("Retry-After = %q, want 1", ra)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		running := p.running
+		p.mu.Unlock()
+		if running == p.workers {
+			break
 		}
-		expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d workers took the holding jobs", running, p.workers)
+		}
 	}
-	t.Run("reads do not wait for hashing", func(t *testing.T) {
-		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
+	var once sync.Once
+	release = func() { once.Do(func() { close(unblock); held.Wait() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// waitFor polls cond until it holds, failing the test after a few polls
+// of the store's external-write watch.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(4 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s", what)
+		}
+	}
+}
+
+func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
+	t.Run("four times as many hashes as workers all run, at most one per worker at a time", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		var mu sync.Mutex
+		running, most, ran := 0, 0, 0
+		var wg sync.WaitGroup
+		for range 4 * p.workers {
+			wg.Go(func() {
+				err := p.do(t.Context(), func() {
+					mu.Lock()
+					running++
+					most = max(most, running)
+					mu.Unlock()
+					bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost)
+					time.Sleep(2 * time.Millisecond) // long enough for the burst to pile up
+					mu.Lock()
+					running--
+					ran++
+					mu.Unlock()
+				})
+				if err != nil {
+					t.Errorf("p.do in a burst of %d = %v, want it served", 4*p.workers, err)
+				}
+			})
+		}
+		wg.Wait()
+		if ran != 4*p.workers {
+			t.Errorf("%d hashes ran, want %d", ran, 4*p.workers)
+		}
+		if most > p.workers {
+			t.Errorf("%d hashes ran at once, want at most %d, one per worker", most, p.workers)
+		}
 	})
-	for range cap(e.passwords.admitted) {
-		<-e.passwords.admitted
+
+	e := newTestEnv(t)
+	signupBurst := func(n int, email func(i int) string) map[int]int {
+		statuses := make(chan int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				statuses <- e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":%q,"password":"password123"}`, email(i))).StatusCode
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		return counts
 	}
-	t.Run("logins work again once the queue drains", func(t *testing.T) {
-		e.login("cook@example.com", "password123")
+	t.Run("40 concurrent signups of distinct emails are all created", func(t *testing.T) {
+		got := signupBurst(40, func(i int) string { return fmt.Sprintf("cook%d@example.com", i) })
+		if got[http.StatusCreated] != 40 {
+			t.Errorf("40 concurrent signups answered %v, want 40 × 201", got)
+		}
+	})
+	t.Run("20 concurrent signups of one email give one 201 and nineteen 400", func(t *testing.T) {
+		got := signupBurst(20, func(int) string { return "same@example.com" })
+		if got[http.StatusCreated] != 1 || got[http.StatusBadRequest] != 19 {
+			t.Errorf("20 concurrent signups of one email answered %v, want 1 × 201 and 19 × 400", got)
+		}
 	})
 }
 
-func TestHashingRunsAtMostOnePerCPU(t *testing.T) {
-	p := newPasswordHasher(testBcryptCost, testBcryptCost)
-	var mu sync.Mutex
-	running, most := 0, 0
-	var wg sync.WaitGroup
-	for range cap(p.admitted) {
-		wg.Go(func() {
-			p.do(context.Background(), func() {
-				mu.Lock()
-				running++
-				most = max(most, running)
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-				mu.Lock()
-				running--
-				mu.Unlock()
-			})
-		})
+func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("cook@example.com", "password123")
+	good := url.Values{"username": {"cook@example.com"}, "password": {"password123"}}
+
+	// One hash is taken to last 3 s, and 2 s of waiting is the most
+	// admitted: with every worker busy, a new request would wait 3 s.
+	e.passwords.setHashTime(3*time.Second, 2*time.Second)
+	release := holdWorkers(t, e.passwords)
+	t.Run("past the bound, login and signup get 503 with the expected wait as Retry-After", func(t *testing.T) {
+		for _, resp := range []*http.Response{
+			e.postForm("/api/v1/auth/login", good),
+			e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`),
+		} {
+			if ra := resp.Header.Get("Retry-After"); ra != "3" {
+				t.Errorf("%s: Retry-After = %q, want 3", resp.Request.URL.Path, ra)
+			}
+			expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
+		}
+		if n := e.passwords.queued(); n != 0 {
+			t.Errorf("%d refused jobs are queued, want 0", n)
+		}
+	})
+	t.Run("reads do not wait for hashing", func(t *testing.T) {
+		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
+	})
+	t.Run("within the bound, a login waits its turn and is served", func(t *testing.T) {
+		e.passwords.setHashTime(3*time.Second, 5*time.Second)
+		answer := make(chan *http.Response, 1)
+		go func() { answer <- e.postForm("/api/v1/auth/login", good) }()
+		waitFor(t, "the login to queue", func() bool { return e.passwords.queued() == 1 })
+		release()
+		expectStatus(t, <-answer, http.StatusOK)
+	})
+	t.Run("the wait grows by one hash for each round of jobs ahead", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		p.setHashTime(time.Second, time.Hour)
+		release := holdWorkers(t, p)
+		defer release()
+		for range 2 * p.workers { // two more rounds ahead
+			go p.do(context.Background(), func() {})
+		}
+		waitFor(t, "the jobs to queue", func() bool { return p.queued() == 2*p.workers })
+		p.setHashTime(time.Second, 2500*time.Millisecond)
+		err := p.do(t.Context(), func() { t.Error("a refused job ran") })
+		var busy *apiError
+		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter != 3*time.Second {
+			t.Errorf("p.do behind three rounds of 1 s hashes = %v (Retry-After %v), want 503 after 3s", err, busy)
+		}
+	})
+}
+
+func TestHashingLeavesTheQueueWhenTheRequestEnds(t *testing.T) {
+	p := newPasswordHasher(testBcryptCost)
+	defer p.close()
+	release := holdWorkers(t, p)
+	ctx, cancel := context.WithCancel(t.Context())
+	var ran atomic.Bool
+	done := make(chan error, 1)
+	go func() { done <- p.do(ctx, func() { ran.Store(true) }) }()
+	waitFor(t, "the job to queue", func() bool { return p.queued() == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("p.do after its context ended = %v, want context.Canceled", err)
 	}
-	wg.Wait()
-	if most > cap(p.running) {
-		t.Errorf("%d hashes ran at once, want at most %d", most, cap(p.running))
+	if n := p.queued(); n != 0 {
+		t.Errorf("%d jobs queued after the only one's request ended, want 0", n)
+	}
+	release()
+	p.close()
+	if ran.Load() {
+		t.Error("the job of an ended request ran")
 	}
 }
 
@@ -484,11 +631,13 @@ func TestLoginEdgeCases(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: "$2b$" + string(dear[4:])}); err != nil {
 			t.Fatal(err)
 		}
+		e.store.notePasswordCosts(t.Context()) // as the poll would, in time
 		p, err := newPasswordHasherFor(t.Context(), e.store, testBcryptCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cost, _ := bcrypt.Cost([]byte(p.dummyHash)); cost != testBcryptCost+2 {
+		defer p.close()
+		if cost := p.dummyCost(); cost != testBcryptCost+2 {
 			t.Errorf("dummy hash cost %d, want %d, the stored hash's", cost, testBcryptCost+2)
 		}
 		if p.cost != testBcryptCost {

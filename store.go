@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -70,6 +71,11 @@ type store struct {
 	newest   readCache[int, []recipe]
 	stopPoll context.CancelFunc
 	polled   sync.WaitGroup
+
+	// highestCost is the highest bcrypt cost among the stored password
+	// hashes, read at open and again whenever watchExternalWrites sees a
+	// write: the cost a login of an unknown email must pay.
+	highestCost atomic.Int64
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
@@ -141,6 +147,10 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
 	}
 	if err := s.prepareQueries(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	if err := s.notePasswordCosts(ctx); err != nil {
 		s.close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -322,6 +332,7 @@ func (s *store) watchExternalWrites() error {
 				last = v
 				s.forgetUsers()
 				s.forgetRecipes()
+				s.notePasswordCosts(ctx) // on failure, the last value stays
 			}
 		}
 	})
@@ -495,6 +506,38 @@ func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 	}
 	n, _ := strconv.Atoi(cost.String)
 	return n, nil
+}
+
+// notePasswordCosts reads the highest stored cost into s.highestCost.
+func (s *store) notePasswordCosts(ctx context.Context) error {
+	cost, err := s.highestPasswordCost(ctx)
+	if err != nil {
+		return err
+	}
+	s.highestCost.Store(int64(cost))
+	return nil
+}
+
+// highestStoredCost is the highest bcrypt cost among the stored password
+// hashes, as of the last write the store noticed, or 0 if there are none.
+func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
+
+// replacePasswordHash sets user id's password hash to newHash if it is
+// still oldHash, and reports whether it was. It is for a rehash at a new
+// cost of the same password, so it ends no session; a password change
+// made meanwhile is kept.
+func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
+	res, err := s.writer.ExecContext(ctx,
+		"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
+	}
+	s.forgetUsers()
+	return n == 1, nil
 }
 
 // promoteToSuperuser makes user id a superuser.

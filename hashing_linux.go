@@ -1,0 +1,23 @@
+//go:build linux
+
+// hashing_linux.go owns the one step of password hashing that depends on
+// the operating system: putting a hashing worker's thread at the lowest
+// priority, so that the kernel runs request handling first.
+package main
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// lowerThreadPriority sets the calling thread's nice value to 19, the
+// lowest priority. Linux keeps a nice value per thread, and setpriority
+// with a thread id changes that thread alone. The caller must hold its
+// thread (runtime.LockOSThread) for good: raising the priority back needs
+// CAP_SYS_NICE, so a lowered thread must never run other goroutines.
+func lowerThreadPriority() error {
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 19); err != nil {
+		return fmt.Errorf("lower the priority of a hashing thread: %w", err)
+	}
+	return nil
+}
