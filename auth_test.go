@@ -378,11 +378,216 @@ func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
 // of the store's external-write watch.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(4 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("waited in vain for %s", what)
 		}
 	}
+}
+
+func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
+	now := time.Now()
+	cfg := newTestEnv(t).cfg
+	cfg.loginAttemptsPerMinute = 10 // the default
+	e := startTestEnv(t, cfg, func() time.Time { return now }) // no attempt comes back by waiting
+	hash, err := e.passwords.hash(t.Context(), "password123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := e.store.createUser(t.Context(), user{Email: fmt.Sprintf("pupil%d@example.com", i), HashedPassword: hash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(remoteAddr, email, password string) *http.Response {
+		form := url.Values{"username": {email}, "password": {password}}
+		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = remoteAddr
+		return e.serve(r)
+	}
+	burst := func(n int, attempt func(i int) *http.Response) map[int]int {
+		statuses := make(chan int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { statuses <- attempt(i).StatusCode })
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		return counts
+	}
+
+	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
+		got := burst(30, func(i int) *http.Response {
+			return login("192.0.2.30:1000", fmt.Sprintf("pupil%d@example.com", i), "password123")
+		})
+		if got[http.StatusOK] != 30 {
+			t.Errorf("30 concurrent right logins from one address answered %v, want 30 × 200", got)
+		}
+	})
+	t.Run("wrong passwords and unknown emails use up the address's attempts", func(t *testing.T) {
+		for i := range 10 {
+			email := "pupil1@example.com"
+			if i%2 == 1 {
+				email = "nobody@example.com"
+			}
+			expectStatus(t, login("192.0.2.30:1001", email, "wrong-password"), http.StatusBadRequest)
+		}
+		compares := e.passwords.compares.Load()
+		resp := login("192.0.2.30:1002", "pupil2@example.com", "password123")
+		expectStatus(t, resp, http.StatusTooManyRequests)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+		if n := e.passwords.compares.Load() - compares; n != 0 {
+			t.Errorf("a client out of attempts cost %d bcrypt compares, want 0", n)
+		}
+	})
+	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
+		got := burst(30, func(int) *http.Response { return login("192.0.2.31:1000", "pupil3@example.com", "wrong-password") })
+		if got[http.StatusBadRequest] != 10 || got[http.StatusTooManyRequests] != 20 {
+			t.Errorf("30 concurrent wrong passwords from one address answered %v, want 10 × 400 and 20 × 429", got)
+		}
+	})
+	t.Run("a wrong current password counts, a right one does not", func(t *testing.T) {
+		change := func(token, current, next string) *http.Response {
+			r := newRequest("POST", "/api/v1/auth/password", strings.NewReader(passwordBody(current, next)),
+				append([]string{"Content-Type", "application/json"}, bearer(token)...)...)
+			r.RemoteAddr = "192.0.2.32:1000"
+			return e.serve(r)
+		}
+		token := decodeBody[tokenResponse](t, login("192.0.2.33:1000", "pupil4@example.com", "password123")).AccessToken
+		passwords := []string{"password123", "password456"}
+		for i := range 12 {
+			resp := change(token, passwords[i%2], passwords[(i+1)%2])
+			expectStatus(t, resp, http.StatusOK)
+			token = decodeBody[tokenResponse](t, resp).AccessToken
+		}
+		for range 10 {
+			expectStatus(t, change(token, "wrong-password", "password789"), http.StatusBadRequest)
+		}
+		expectStatus(t, change(token, "password123", "password789"), http.StatusTooManyRequests)
+	})
+	t.Run("signups still count every attempt", func(t *testing.T) {
+		for i := range 11 {
+			r := newRequest("POST", "/api/v1/auth/signup", strings.NewReader(fmt.Sprintf(`{"email":"new%d@example.com","password":"password123"}`, i)),
+				"Content-Type", "application/json")
+			r.RemoteAddr = "192.0.2.34:1000"
+			want := http.StatusCreated
+			if i == 10 {
+				want = http.StatusTooManyRequests
+			}
+			expectStatus(t, e.serve(r), want)
+		}
+	})
+}
+
+func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
+	unknownLogin := func(t *testing.T, e *testEnv) {
+		t.Helper()
+		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
+		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}}), http.StatusBadRequest)
+		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
+			t.Errorf("an unknown email ran %d compares and %d hashes, want 1 and 0", c, h)
+		}
+	}
+	expectDummyCost := func(t *testing.T, e *testEnv, want int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("the store to see cost %d", want), func() bool { return e.store.highestStoredCost() == want })
+		unknownLogin(t, e)
+		if got := e.passwords.dummyCost(); got != want {
+			t.Errorf("after an unknown email, the dummy hash costs %d, want %d", got, want)
+		}
+	}
+	e := newTestEnv(t)
+
+	t.Run("a dearer hash written by another process raises it", func(t *testing.T) {
+		// Another store on the same file, as the createsuperuser command
+		// opens one: this server learns of the write by polling.
+		other, err := openStore(t.Context(), e.cfg.dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.close()
+		dear, _ := bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost+2)
+		if _, err := other.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: string(dear)}); err != nil {
+			t.Fatal(err)
+		}
+		expectDummyCost(t, e, testBcryptCost+2)
+
+		t.Run("and it falls back once that hash is gone", func(t *testing.T) {
+			if _, err := other.writer.Exec("DELETE FROM user WHERE email = 'dear@example.com'"); err != nil {
+				t.Fatal(err)
+			}
+			expectDummyCost(t, e, testBcryptCost)
+		})
+	})
+	t.Run("a server at a higher cost over cheaper hashes starts at the stored cost, and follows its own signups", func(t *testing.T) {
+		cfg := testConfigFor(t, e.cfg.dbPath)
+		cfg.bcryptCost = testBcryptCost + 1
+		dearer := startTestEnv(t, cfg, time.Now)
+		if got := dearer.passwords.dummyCost(); got != testBcryptCost {
+			t.Errorf("the dummy hash costs %d, want %d, the dearest stored", got, testBcryptCost)
+		}
+		dearer.signup("new@example.com", "password123")
+		expectDummyCost(t, dearer, testBcryptCost+1)
+	})
+}
+
+func TestLoginRehashesACheaperHash(t *testing.T) {
+	cheap := newTestEnv(t)
+	cheap.signup("cook@example.com", "password123")
+	cfg := testConfigFor(t, cheap.cfg.dbPath)
+	cfg.bcryptCost = testBcryptCost + 1
+	e := startTestEnv(t, cfg, time.Now)
+
+	stored := func(t *testing.T) user {
+		t.Helper()
+		e.passwords.laterDone.Wait() // the rehash runs after the answer
+		u, err := e.store.userByEmail(t.Context(), "cook@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	costOf := func(u user) int { c, _ := bcrypt.Cost([]byte(u.HashedPassword)); return c }
+	before := stored(t)
+
+	t.Run("a wrong password does not rehash", func(t *testing.T) {
+		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"wrong-password"}}), http.StatusBadRequest)
+		if u := stored(t); u.HashedPassword != before.HashedPassword {
+			t.Errorf("the hash changed to cost %d after a wrong password", costOf(u))
+		}
+	})
+	t.Run("a right password stores a hash at BCRYPT_COST, and the session goes on", func(t *testing.T) {
+		tokens := decodeBody[tokenResponse](t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}))
+		after := stored(t)
+		if got := costOf(after); got != cfg.bcryptCost {
+			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, cfg.bcryptCost)
+		}
+		if after.TokenGeneration != before.TokenGeneration {
+			t.Errorf("the token generation moved from %d to %d", before.TokenGeneration, after.TokenGeneration)
+		}
+		expectStatus(t, e.get("/api/v1/auth/me", bearer(tokens.AccessToken)...), http.StatusOK)
+		expectStatus(t, e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {tokens.RefreshToken}}), http.StatusOK)
+		e.login("cook@example.com", "password123")
+		if u := stored(t); u.HashedPassword != after.HashedPassword {
+			t.Error("a hash already at BCRYPT_COST was replaced")
+		}
+	})
+	t.Run("a hash changed meanwhile is not replaced", func(t *testing.T) {
+		u := stored(t)
+		replaced, err := e.store.replacePasswordHash(t.Context(), u.ID, before.HashedPassword, "$2a$10$other")
+		if err != nil || replaced {
+			t.Errorf("replacePasswordHash of a stale hash = %v, %v; want false, nil", replaced, err)
+		}
+		if stored(t).HashedPassword != u.HashedPassword {
+			t.Error("a stale rehash overwrote the stored hash")
+		}
+	})
 }
 
 func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
