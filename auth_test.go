@@ -388,7 +388,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 	now := time.Now()
 	cfg := newTestEnv(t).cfg
-	cfg.loginAttemptsPerMinute = 10 // the default
+	cfg.loginAttemptsPerMinute = 10                            // the default
 	e := startTestEnv(t, cfg, func() time.Time { return now }) // no attempt comes back by waiting
 	hash, err := e.passwords.hash(t.Context(), "password123")
 	if err != nil {
