@@ -388,8 +388,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 	now := time.Now()
 	cfg := newTestEnv(t).cfg
-	cfg.loginAttemptsPerMinute = 10                            // the default
-	e := startTestEnv(t, cfg, func() time.Time { return now }) // no attempt comes back by waiting
+	cfg.loginAttemptsPerMinute = 10 // the default
+	// A clock that stands still: no attempt comes back by waiting.
+	e := startTestEnv(t, cfg, func() time.Time { return now })
 	hash, err := e.passwords.hash(t.Context(), "password123")
 	if err != nil {
 		t.Fatal(err)
