@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -374,6 +375,22 @@ func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
 	return release
 }
 
+// releaseOnceQueued calls release once n jobs wait in p's queue, and a
+// moment more for the rest of a burst to arrive; or after 5 s, whatever
+// is queued.
+func releaseOnceQueued(t *testing.T, p *passwordHasher, n int, release func()) {
+	go func() {
+		defer release()
+		for deadline := time.Now().Add(5 * time.Second); p.queued() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d jobs queued, want %d", p.queued(), n)
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}()
+}
+
 // waitFor polls cond until it holds, failing the test after a few polls
 // of the store's external-write watch.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -422,6 +439,9 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 	}
 
 	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
+		// The workers are held until the whole burst has arrived, so that
+		// every login is pending at once.
+		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
 		got := burst(30, func(i int) *http.Response {
 			return login("192.0.2.30:1000", fmt.Sprintf("pupil%d@example.com", i), "password123")
 		})
@@ -448,6 +468,7 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 		}
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
+		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
 		got := burst(30, func(int) *http.Response { return login("192.0.2.31:1000", "pupil3@example.com", "wrong-password") })
 		if got[http.StatusBadRequest] != 10 || got[http.StatusTooManyRequests] != 20 {
 			t.Errorf("30 concurrent wrong passwords from one address answered %v, want 10 × 400 and 20 × 429", got)
@@ -667,10 +688,14 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 	e.passwords.setHashTime(3*time.Second, 2*time.Second)
 	release := holdWorkers(t, e.passwords)
 	t.Run("past the bound, login and signup get 503 with the expected wait as Retry-After", func(t *testing.T) {
-		for _, resp := range []*http.Response{
-			e.postForm("/api/v1/auth/login", good),
-			e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`),
+		// Within a second: the answer must come at once, not after a wait.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		for _, r := range []*http.Request{
+			newRequest("POST", "/api/v1/auth/login", strings.NewReader(good.Encode()), "Content-Type", "application/x-www-form-urlencoded"),
+			newRequest("POST", "/api/v1/auth/signup", strings.NewReader(`{"email":"new@example.com","password":"password123"}`), "Content-Type", "application/json"),
 		} {
+			resp := e.serve(r.WithContext(ctx))
 			if ra := resp.Header.Get("Retry-After"); ra != "3" {
 				t.Errorf("%s: Retry-After = %q, want 3", resp.Request.URL.Path, ra)
 			}
@@ -702,7 +727,9 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 		}
 		waitFor(t, "the jobs to queue", func() bool { return p.queued() == 2*p.workers })
 		p.setHashTime(time.Second, 2500*time.Millisecond)
-		err := p.do(t.Context(), func() { t.Error("a refused job ran") })
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // a refusal is at once
+		defer cancel()
+		err := p.do(ctx, func() { t.Error("a refused job ran") })
 		var busy *apiError
 		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter != 3*time.Second {
 			t.Errorf("p.do behind three rounds of 1 s hashes = %v (Retry-After %v), want 503 after 3s", err, busy)
@@ -891,4 +918,12 @@ func TestANewUserIsNotTheHeirOfADeletedOneWithTheSameID(t *testing.T) {
 	expectDetail(t, e.get("/api/v1/auth/me", bearer(tokens.AccessToken)...), http.StatusUnauthorized, "Could not validate credentials")
 	expectDetail(t, e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {tokens.RefreshToken}}),
 		http.StatusBadRequest, "Invalid refresh token")
+}
+
+func TestServingGivesTheHashingWorkersProcsOfTheirOwn(t *testing.T) {
+	reserveProcsForHashing()
+	reserveProcsForHashing() // a second server in the process adds none
+	if got, want := runtime.GOMAXPROCS(0), 2*hashingWorkers(); got != want {
+		t.Errorf("GOMAXPROCS = %d, want %d: the CPUs and one more per hashing worker", got, want)
+	}
 }
