@@ -7,14 +7,20 @@
 //     bytes, and x/crypto's compare silently truncates longer input, so we
 //     refuse passwords over 72 bytes everywhere instead of truncating them.
 //   - Login answers an unknown email exactly as it answers a wrong password,
-//     and only after a bcrypt compare against a dummy hash of the same cost,
-//     so the time taken does not tell whether an account exists.
-//   - Hashing is CPU-bound and slow on purpose; it runs under a bound sized
-//     to the CPUs, with a short queue. Past that the client gets 503 at once,
-//     so a flood of logins cannot starve the other requests.
+//     and only after a bcrypt run against a dummy hash as dear as the
+//     dearest stored hash, so the time taken does not tell whether an
+//     account exists. The dummy follows the stored hashes as they change.
+//   - A successful login whose stored hash is cheaper than BCRYPT_COST
+//     stores a new one at BCRYPT_COST, after the answer (rehashLater).
+//   - Hashing is CPU-bound and slow on purpose. It runs on one worker
+//     thread per CPU at the lowest OS priority, so it uses every idle CPU
+//     but the kernel runs requests first. Its queue is bounded by the wait
+//     it would cause: a burst waits its turn, and only past maxHashingWait
+//     of expected wait is a request refused with 503 and Retry-After.
 //   - Attempts are counted per client address (r.RemoteAddr; a forwarded
 //     address only from a configured proxy) and slowed with 429 past the
-//     limit.
+//     limit. Every signup counts; of logins and password changes only the
+//     failures count, so many people behind one address can all log in.
 //   - A signup can never make a superuser, whatever its body says.
 package main
 
