@@ -559,6 +559,29 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	})
 }
 
+func TestTheHighestStoredCostIsReadFromAnIndex(t *testing.T) {
+	// The store reads it after every write it notices: reading every user
+	// each time would cost a scan of the table for every signup.
+	e := newTestEnv(t)
+	var plan strings.Builder
+	rows, err := e.store.reader.Query("EXPLAIN QUERY PLAN " + highestCostQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	if !strings.Contains(plan.String(), "USING INDEX user_password_cost") {
+		t.Errorf("the highest cost is read by\n%s, want a search of the index user_password_cost", plan.String())
+	}
+}
+
 func TestLoginRehashesACheaperHash(t *testing.T) {
 	cheap := newTestEnv(t)
 	cheap.signup("cook@example.com", "password123")

@@ -70,3 +70,9 @@ CREATE TABLE refresh_token (
 CREATE INDEX refresh_token_user ON refresh_token (user_id);
 CREATE INDEX refresh_token_family ON refresh_token (family);
 CREATE INDEX refresh_token_expiry ON refresh_token (expires_at);
+
+-- migration 4: the cost of each password hash ($2b$12$… has cost 12),
+-- indexed, so that the highest stored cost is found without reading every
+-- user. The store reads it again after every write it notices, for the
+-- dummy hash that an unknown email is compared against.
+CREATE INDEX user_password_cost ON user (substr(hashed_password, 5, 2));
