@@ -435,7 +435,7 @@ func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHa
 // is lower, or the reverse.
 func dummyCostFor(st *store, cost int) int {
 	if stored := st.highestStoredCost(); stored != 0 {
-		return min(max(stored, bcrypt.MinCost), bcrypt.MaxCost)
+		return stored
 	}
 	return cost
 }
@@ -448,7 +448,16 @@ func (p *passwordHasher) work(started chan<- error) {
 	// not pass to other goroutines. When work returns, the runtime ends
 	// the thread with it.
 	runtime.LockOSThread()
-	started <- lowerThreadPriority()
+	err := lowerThreadPriority()
+	if errors.Is(err, errMainThread) {
+		// A goroutine that ends locked to the main thread parks that
+		// thread for good, at its own priority; a new worker takes this
+		// one's place on another thread.
+		p.workersDone.Add(1)
+		go p.work(started)
+		return
+	}
+	started <- err
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -569,6 +578,9 @@ func (p *passwordHasher) hash(ctx context.Context, password string) (string, err
 	}
 	return string(hash), nil
 }
+
+// errMainThread is lowerThreadPriority refusing the process's main thread.
+var errMainThread = errors.New("the main thread keeps its priority")
 
 // errUnreadableHash is a stored hash that bcrypt cannot read.
 var errUnreadableHash = errors.New("stored password hash is unreadable")

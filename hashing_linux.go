@@ -15,8 +15,16 @@ import (
 // with a thread id changes that thread alone. The caller must hold its
 // thread (runtime.LockOSThread) for good: raising the priority back needs
 // CAP_SYS_NICE, so a lowered thread must never run other goroutines.
+//
+// The process's main thread is left as it is, with errMainThread: ps and
+// top show its priority as the whole process's, and threads it starts
+// would inherit the lowered one.
 func lowerThreadPriority() error {
-	if err := syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), 19); err != nil {
+	tid := syscall.Gettid()
+	if tid == syscall.Getpid() {
+		return errMainThread
+	}
+	if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, 19); err != nil {
 		return fmt.Errorf("lower the priority of a hashing thread: %w", err)
 	}
 	return nil

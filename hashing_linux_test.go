@@ -86,3 +86,16 @@ func TestHashingWorkersRunAtTheLowestPriority(t *testing.T) {
 		t.Errorf("the test's own thread has nice %d after the pool started, want %d as before", nice, own)
 	}
 }
+
+func TestHashingLeavesTheMainThreadsPriorityAlone(t *testing.T) {
+	// ps and top show the main thread's priority as the process's. A
+	// worker often starts on it, so a few pools are enough to see one.
+	before := threadNice(t, os.Getpid())
+	for range 20 {
+		p := newPasswordHasher(testBcryptCost)
+		p.close()
+		if nice := threadNice(t, os.Getpid()); nice != before {
+			t.Fatalf("the main thread has nice %d after a pool started, want %d as before", nice, before)
+		}
+	}
+}

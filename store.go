@@ -500,7 +500,8 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
 
 // highestPasswordCost is the highest bcrypt cost among the stored password
-// hashes ($2b$12$… has cost 12), or 0 if there are none. The cost is read
+// hashes ($2b$12$… has cost 12) that bcrypt accepts (4 to 31), or 0 if
+// there are none. The cost is read
 // from the index user_password_cost, highest first, so this takes about
 // as long with a million users as with one.
 func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
