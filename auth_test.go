@@ -325,6 +325,23 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	if len(l.buckets) != 1 {
 		t.Errorf("%d buckets kept after every client went idle, want 1", len(l.buckets))
 	}
+	t.Run("but not one with an attempt still pending", func(t *testing.T) {
+		settle, _, err := l.reserve(t.Context(), "pending")
+		if err != nil || settle == nil {
+			t.Fatalf("reserve = %v, want an attempt", err)
+		}
+		now = now.Add(2 * time.Minute)
+		l.take("later")
+		if _, ok := l.buckets["pending"]; !ok {
+			t.Error("the bucket of a pending attempt was forgotten")
+		}
+		settle(false)
+		now = now.Add(2 * time.Minute)
+		l.take("later")
+		if _, ok := l.buckets["pending"]; ok {
+			t.Error("the bucket was kept after its attempt settled and it refilled")
+		}
+	})
 	if newRateLimiter(0, time.Minute, time.Now) != nil {
 		t.Error("a limit of 0 should turn the limiter off")
 	}
@@ -758,6 +775,38 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 			t.Errorf("p.do behind three rounds of 1 s hashes = %v (Retry-After %v), want 503 after 3s", err, busy)
 		}
 	})
+}
+
+func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
+	// However cheap hashes are measured to be, each counts as minHashTime:
+	// with 2 ms of wait admitted, four rounds may wait behind the running one.
+	p := newPasswordHasher(testBcryptCost)
+	defer p.close()
+	p.setHashTime(time.Nanosecond, 4*minHashTime)
+	release := holdWorkers(t, p)
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel() // the queued jobs leave
+	for queued := 0; ; queued++ {
+		refused := make(chan error, 1)
+		go func() { refused <- p.do(ctx, func() {}) }()
+		for p.queued() == queued && len(refused) == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if len(refused) == 1 {
+			var busy *apiError
+			if err := <-refused; !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable {
+				t.Fatalf("p.do = %v, want 503", err)
+			}
+			if want := 4 * p.workers; queued != want {
+				t.Errorf("%d jobs were queued before one was refused, want %d", queued, want)
+			}
+			return
+		}
+		if queued > 1000 {
+			t.Fatal("over 1000 jobs queued, and none refused")
+		}
+	}
 }
 
 func TestHashingLeavesTheQueueWhenTheRequestEnds(t *testing.T) {
