@@ -501,9 +501,9 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 
 // highestPasswordCost is the highest bcrypt cost among the stored password
 // hashes ($2b$12$… has cost 12) that bcrypt accepts (4 to 31), or 0 if
-// there are none. The cost is read
-// from the index user_password_cost, highest first, so this takes about
-// as long with a million users as with one.
+// there are none. The cost is read from the index user_password_cost,
+// highest first, so this takes about as long with a million users as
+// with one.
 func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 	var cost string
 	err := s.reader.QueryRowContext(ctx, highestCostQuery).Scan(&cost)
