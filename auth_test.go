@@ -777,6 +777,18 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 	})
 }
 
+func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
+	// The arithmetic alone, on a pool that runs nothing: 40 jobs arrive
+	// at once, before any ends, with one hash taking 0.28 s.
+	p := &passwordHasher{workers: 2, maxWait: maxHashingWait, hashTime: 280 * time.Millisecond}
+	for k := range 40 {
+		if wait := p.expectedWait(); wait > p.maxWait {
+			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, p.maxWait)
+		}
+		p.queue.PushBack(&hashJob{})
+	}
+}
+
 func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
 	// However cheap hashes are measured to be, each counts as minHashTime:
 	// with 2 ms of wait admitted, four rounds may wait behind the running one.
