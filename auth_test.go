@@ -1,6 +1,8 @@
 // auth_test.go tests signup, login and the bearer-token check through the
-// real handler, one contract row or fix at a time, and the two guards on
-// password hashing: the limit on attempts and the bound on concurrent work.
+// real handler, one contract row or fix at a time; the limit on attempts,
+// which counts failed logins only; and password hashing: a pool that
+// serves bursts and refuses only past its wait bound, a dummy hash that
+// follows the dearest stored hash, and the rehash of a cheaper hash.
 package main
 
 import (
