@@ -7,18 +7,25 @@
 //     bytes, and x/crypto's compare silently truncates longer input, so we
 //     refuse passwords over 72 bytes everywhere instead of truncating them.
 //   - Login answers an unknown email exactly as it answers a wrong password,
-//     and only after a bcrypt compare against a dummy hash of the same cost,
-//     so the time taken does not tell whether an account exists.
-//   - Hashing is CPU-bound and slow on purpose; it runs under a bound sized
-//     to the CPUs, with a short queue. Past that the client gets 503 at once,
-//     so a flood of logins cannot starve the other requests.
+//     and only after a bcrypt run against a dummy hash as dear as the
+//     dearest stored hash, so the time taken does not tell whether an
+//     account exists. The dummy follows the stored hashes as they change.
+//   - A successful login whose stored hash is cheaper than BCRYPT_COST
+//     stores a new one at BCRYPT_COST, after the answer (rehashLater).
+//   - Hashing is CPU-bound and slow on purpose. It runs on one worker
+//     thread per CPU at the lowest OS priority, so it uses every idle CPU
+//     but the kernel runs requests first. Its queue is bounded by the wait
+//     it would cause: a burst waits its turn, and only past maxHashingWait
+//     of expected wait is a request refused with 503 and Retry-After.
 //   - Attempts are counted per client address (r.RemoteAddr; a forwarded
 //     address only from a configured proxy) and slowed with 429 past the
-//     limit.
+//     limit. Every signup counts; of logins and password changes only the
+//     failures count, so many people behind one address can all log in.
 //   - A signup can never make a superuser, whatever its body says.
 package main
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -172,7 +179,11 @@ func (a *app) handleLogin() http.Handler {
 		if err != nil {
 			return err
 		}
-		return a.startSession(w, r, u)
+		if err := a.startSession(w, r, u); err != nil {
+			return err
+		}
+		a.rehashLater(u, password)
+		return nil
 	})
 }
 
@@ -199,14 +210,15 @@ func readForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 // authenticate returns the user whose email and password these are, or
-// errIncorrectLogin. Both outcomes cost one bcrypt compare at the
-// configured cost, so their timing does not reveal which emails exist.
+// errIncorrectLogin. Both outcomes cost one bcrypt run, at the cost of the
+// account's hash or, for an unknown email, of the dearest stored hash, so
+// their timing does not reveal which emails exist.
 func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
 	u, err := a.store.userByEmail(ctx, strings.TrimSpace(email))
 	if errors.Is(err, errNotFound) {
 		// The same work as for a known user, so that the time taken does
 		// not tell which emails have accounts.
-		if _, err := a.passwords.compare(ctx, a.passwords.dummyHash, password); err != nil {
+		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
 			return user{}, err
 		}
 		return user{}, errIncorrectLogin
@@ -215,20 +227,49 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 		return user{}, err
 	}
 	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
-	if errors.Is(err, errHashersBusy) {
-		return user{}, err
-	}
-	if err != nil {
-		// A stored hash that bcrypt cannot read: nobody can log in with
-		// it. Tell the operator, and the client only what an unknown
-		// email would tell it.
+	if errors.Is(err, errUnreadableHash) {
+		// Nobody can log in with it. Tell the operator, and the client
+		// only what an unknown email would tell it.
 		a.logger.Warn("stored password hash is unreadable", "user_id", u.ID, "err", err)
 		return user{}, errIncorrectLogin
+	}
+	if err != nil {
+		return user{}, err
 	}
 	if !ok {
 		return user{}, errIncorrectLogin
 	}
 	return u, nil
+}
+
+// rehashLater replaces u's stored hash with one at BCRYPT_COST if it is
+// cheaper, as passlib's needs_update and Django do, now that a login has
+// shown password to be right. It runs once the answer is written, on the
+// hashing pool like any hash, so the client waits for nothing more. The
+// hash is replaced only if it is still the one the login checked: a
+// password change meanwhile wins. The password is the same, so sessions
+// and the token generation are left alone. If the pool is too busy, the
+// hash stays as it was until a later login.
+func (a *app) rehashLater(u user, password string) {
+	cost, err := bcrypt.Cost([]byte(u.HashedPassword))
+	if err != nil || cost >= a.passwords.cost {
+		return
+	}
+	a.passwords.later(func(ctx context.Context) {
+		hash, err := a.passwords.hash(ctx, password)
+		if err != nil {
+			a.logger.Info("password not rehashed yet", "user_id", u.ID, "err", err)
+			return
+		}
+		replaced, err := a.store.replacePasswordHash(ctx, u.ID, u.HashedPassword, hash)
+		if err != nil {
+			a.logger.Warn("password not rehashed", "user_id", u.ID, "err", err)
+			return
+		}
+		if replaced {
+			a.logger.Info("password rehashed", "user_id", u.ID, "from_cost", cost, "to_cost", a.passwords.cost)
+		}
+	})
 }
 
 func (a *app) handleMe() http.Handler {
@@ -275,64 +316,254 @@ func (a *app) requireUser(next http.Handler) http.Handler {
 	})
 }
 
-// passwordHasher runs bcrypt under a concurrency bound.
+// passwordHasher runs bcrypt on a fixed pool of worker threads, one per
+// CPU, each at the lowest operating-system priority (hashing_linux.go):
+// hashing gets every CPU the requests leave idle, and the kernel runs a
+// request first whenever both want a CPU, so reads stay fast during a
+// flood of logins.
+//
+// Work waits in one queue, bounded by the wait it would cause rather than
+// by a count: a job is admitted if the jobs ahead of it would end within
+// maxWait, judged by the measured time of recent hashes; past that the
+// client gets 503 with Retry-After set to that wait. A burst of honest
+// logins is therefore served in turn, and only a backlog of more than
+// maxWait of hashing is refused. A job whose request ends while it waits
+// leaves the queue.
 type passwordHasher struct {
-	cost      int
-	running   chan struct{} // hashes that may run now: one CPU is kept free
-	admitted  chan struct{} // running plus a short queue; full means 503
-	dummyHash string        // compared against when the email is unknown
+	cost    int           // of new hashes
+	workers int           // threads hashing at once
+	maxWait time.Duration // the longest expected wait admitted
+
+	mu       sync.Mutex
+	wake     sync.Cond     // on mu: a job was queued, or the pool is closing
+	queue    list.List     // of *hashJob, waiting for a worker
+	running  int           // jobs a worker is running now
+	hashTime time.Duration // moving average of recent jobs' durations
+	closing  bool          // no more work later
+	closed   bool          // no more work at all; workers end once the queue is empty
+
+	workersDone sync.WaitGroup
+	laterDone   sync.WaitGroup
+
+	// priorityErr is why the workers could not lower their priority, if
+	// they could not: hashing then competes with requests as an equal.
+	priorityErr error
+
+	dummy atomic.Pointer[dummyHash] // compared against when the email is unknown
 
 	hashes, compares atomic.Int64 // counts, so tests can see each path's cost
 }
 
-// newPasswordHasherFor returns the hasher for the users in st, hashing new
-// passwords at cost. Its dummy hash costs as much as the dearest of cost
-// and the stored hashes (a database the reference made may hold cost-12
-// hashes while BCRYPT_COST is lower), so that an unknown email never
-// answers faster than a known one.
-func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
-	stored, err := st.highestPasswordCost(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return newPasswordHasher(cost, max(cost, stored)), nil
+// hashJob is one bcrypt run waiting for, or taken by, a worker.
+type hashJob struct {
+	run     func()
+	waiting *list.Element // its place in the queue; nil once a worker took it
+	done    chan struct{} // closed when run has returned
 }
 
-func newPasswordHasher(cost, dummyCost int) *passwordHasher {
-	// Hashes run on all CPUs but one, so that a flood of logins leaves a
-	// CPU to every other request; as many more may wait, and past those the
-	// answer is an immediate 503 rather than a queue that grows the wait.
-	cpus := runtime.NumCPU()
-	p := &passwordHasher{
-		cost:     cost,
-		running:  make(chan struct{}, max(1, cpus-1)),
-		admitted: make(chan struct{}, 2*max(1, cpus-1)),
+// dummyHash is a bcrypt hash of a password nobody has, and its cost.
+type dummyHash struct {
+	hash []byte
+	cost int
+}
+
+const (
+	// maxHashingWait bounds how long a request may expect to wait for
+	// hashing; longer, and it is refused at once with 503. Ten seconds
+	// lets a burst of 40 signups at cost 12 (about 0.28 s a hash) through
+	// on two CPUs, and is well within the patience of an HTTP client.
+	maxHashingWait = 10 * time.Second
+	// minHashTime is the least a hash is taken to cost when the queue is
+	// judged. bcrypt's cheapest cost takes about a millisecond, so this
+	// changes no real estimate; it makes the queue's length bounded
+	// outright: at most workers × (maxWait/minHashTime + 1) jobs.
+	minHashTime = 500 * time.Microsecond
+)
+
+var dummyPassword = []byte("no user has this password")
+
+// hashingWorkers is the number of hashing workers: the CPUs the process
+// may use, as GOMAXPROCS said at the first call (which honours a cgroup
+// CPU quota, unlike runtime.NumCPU). It is read once because the server
+// then raises GOMAXPROCS (reserveProcsForHashing).
+var hashingWorkers = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
+
+// reserveProcsForHashing raises GOMAXPROCS by the number of hashing
+// workers, once per process. A worker holds a P while it hashes, so with
+// GOMAXPROCS left at the CPU count a pool busy on every CPU would leave no
+// P for request handling, and the kernel's priorities could not help.
+// With the extra Ps the other goroutines keep all the CPUs' worth, and the
+// kernel shares the CPUs out by priority. Since Go 1.25 the runtime
+// follows a cgroup CPU limit that changes while running; setting
+// GOMAXPROCS ourselves turns that off, so the limit is read once, at start.
+var reserveProcsForHashing = sync.OnceFunc(func() {
+	runtime.GOMAXPROCS(2 * hashingWorkers())
+})
+
+// newPasswordHasher starts a pool that hashes new passwords at cost. Its
+// dummy hash is made by the first login that needs it; close stops it.
+func newPasswordHasher(cost int) *passwordHasher {
+	p := &passwordHasher{cost: cost, workers: hashingWorkers(), maxWait: maxHashingWait}
+	p.wake.L = &p.mu
+	started := make(chan error, p.workers)
+	p.workersDone.Add(p.workers)
+	for range p.workers {
+		go p.work(started)
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("no user has this password"), dummyCost)
-	if err != nil {
-		panic(err) // only an invalid cost, which loadConfig refuses
+	for range p.workers {
+		if err := <-started; err != nil {
+			p.priorityErr = err
+		}
 	}
-	p.dummyHash = string(dummy)
 	return p
 }
 
-// do runs fn once a hashing slot is free, or fails at once with
-// errHashersBusy if too many are already waiting.
+// newPasswordHasherFor returns the hasher for the users in st, hashing new
+// passwords at cost, with its dummy hash made already: that first hash
+// also gives the first measure of how long one takes.
+func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
+	p := newPasswordHasher(cost)
+	if err := p.compareUnknown(ctx, dummyCostFor(st, cost), ""); err != nil {
+		p.close()
+		return nil, fmt.Errorf("make the dummy hash: %w", err)
+	}
+	return p, nil
+}
+
+// dummyCostFor is the cost a login of an unknown email must pay: that of
+// the dearest hash stored, as the store last saw them, so that no known
+// email answers slower than an unknown one; cost if none is stored. A
+// database the reference made may hold cost-12 hashes while BCRYPT_COST
+// is lower, or the reverse.
+func dummyCostFor(st *store, cost int) int {
+	if stored := st.highestStoredCost(); stored != 0 {
+		return stored
+	}
+	return cost
+}
+
+// work is one worker: it takes jobs from the queue, oldest first, until
+// the pool is closed and the queue empty.
+func (p *passwordHasher) work(started chan<- error) {
+	defer p.workersDone.Done()
+	// Never unlocked: this thread's priority is lowered for good, and must
+	// not pass to other goroutines. When work returns, the runtime ends
+	// the thread with it.
+	runtime.LockOSThread()
+	err := lowerThreadPriority()
+	if errors.Is(err, errMainThread) {
+		// A goroutine that ends locked to the main thread parks that
+		// thread for good, at its own priority; a new worker takes this
+		// one's place on another thread.
+		p.workersDone.Add(1)
+		go p.work(started)
+		return
+	}
+	started <- err
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		for p.queue.Len() == 0 && !p.closed {
+			p.wake.Wait()
+		}
+		if p.queue.Len() == 0 {
+			return
+		}
+		job := p.queue.Remove(p.queue.Front()).(*hashJob)
+		job.waiting = nil
+		p.running++
+		p.mu.Unlock()
+
+		start := time.Now()
+		job.run()
+		took := time.Since(start)
+
+		p.mu.Lock()
+		p.running--
+		// A moving average over roughly the last eight jobs: it follows a
+		// change of cost or of load within a few hashes.
+		if p.hashTime == 0 {
+			p.hashTime = took
+		} else {
+			p.hashTime += (took - p.hashTime) / 8
+		}
+		close(job.done)
+	}
+}
+
+// expectedWait is how long a job queued now would wait for a worker: the
+// jobs ahead of it run workers at a time, one hash each. p.mu is held.
+func (p *passwordHasher) expectedWait() time.Duration {
+	rounds := (p.queue.Len() + p.running) / p.workers
+	return time.Duration(rounds) * max(p.hashTime, minHashTime)
+}
+
+// do runs fn on a hashing worker and returns once it has run. It refuses
+// at once, with 503 and the expected wait as Retry-After, if that wait is
+// over maxWait; it gives up the job's place if ctx ends while it waits.
 func (p *passwordHasher) do(ctx context.Context, fn func()) error {
-	select {
-	case p.admitted <- struct{}{}:
-	default:
+	job := &hashJob{run: fn, done: make(chan struct{})}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
 		return errHashersBusy
 	}
-	defer func() { <-p.admitted }()
-	select {
-	case p.running <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if wait := p.expectedWait(); wait > p.maxWait {
+		p.mu.Unlock()
+		busy := *errHashersBusy
+		busy.retryAfter = max(wait, time.Second) // writeError rounds up to whole seconds
+		return &busy
 	}
-	defer func() { <-p.running }()
-	fn()
+	job.waiting = p.queue.PushBack(job)
+	p.wake.Signal()
+	p.mu.Unlock()
+
+	select {
+	case <-job.done:
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	leave := job.waiting != nil
+	if leave {
+		p.queue.Remove(job.waiting)
+		job.waiting = nil
+	}
+	p.mu.Unlock()
+	if leave {
+		return fmt.Errorf("wait to hash: %w", ctx.Err())
+	}
+	<-job.done // a worker has it already: one hash, and its result is ours
 	return nil
+}
+
+// later runs fn in the background with a context of its own, for work a
+// request leaves behind once it has answered (rehashLater). close waits
+// for it. It reports false, and runs nothing, once the pool is closing.
+func (p *passwordHasher) later(fn func(ctx context.Context)) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return false
+	}
+	p.laterDone.Go(func() { fn(context.Background()) })
+	return true
+}
+
+// close waits for the work started by later, then lets the workers finish
+// the queue and stops them, ending their threads.
+func (p *passwordHasher) close() {
+	p.mu.Lock()
+	p.closing = true
+	p.mu.Unlock()
+	p.laterDone.Wait()
+
+	p.mu.Lock()
+	p.closed = true
+	p.wake.Broadcast()
+	p.mu.Unlock()
+	p.workersDone.Wait()
 }
 
 func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
@@ -350,6 +581,12 @@ func (p *passwordHasher) hash(ctx context.Context, password string) (string, err
 	return string(hash), nil
 }
 
+// errMainThread is lowerThreadPriority refusing the process's main thread.
+var errMainThread = errors.New("the main thread keeps its priority")
+
+// errUnreadableHash is a stored hash that bcrypt cannot read.
+var errUnreadableHash = errors.New("stored password hash is unreadable")
+
 // compare reports whether password matches hash. A hash of any cost and
 // any of the $2a$, $2b$ and $2y$ prefixes (passlib writes $2b$) is read.
 func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bool, error) {
@@ -364,24 +601,82 @@ func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bo
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("compare password: %w", err)
+		return false, fmt.Errorf("compare password: %w: %w", errUnreadableHash, err)
 	}
 	return true, nil
 }
 
+// compareUnknown does for an unknown email the work that compare does for
+// a known one: one bcrypt run at cost, against the dummy hash. If the
+// dummy has another cost, because a dearer hash was stored since or the
+// dearest went away, that run makes the new dummy instead: generating a
+// hash costs what comparing one does, so this login takes no longer than
+// the next, and no login ever pays for two.
+func (p *passwordHasher) compareUnknown(ctx context.Context, cost int, password string) error {
+	return p.do(ctx, func() {
+		p.compares.Add(1)
+		if d := p.dummy.Load(); d != nil && d.cost == cost {
+			bcrypt.CompareHashAndPassword(d.hash, []byte(password))
+			return
+		}
+		hash, err := bcrypt.GenerateFromPassword(dummyPassword, cost)
+		if err != nil {
+			return // not a cost from dummyCostFor; the old dummy stays
+		}
+		p.dummy.Store(&dummyHash{hash: hash, cost: cost})
+	})
+}
+
+// dummyCost is the cost of the dummy hash, 0 before there is one.
+func (p *passwordHasher) dummyCost() int {
+	if d := p.dummy.Load(); d != nil {
+		return d.cost
+	}
+	return 0
+}
+
 // limitLogins answers 429 to a client address that has used up its
-// attempts; see rateLimiter.
+// attempts; every attempt counts. It guards signup. See rateLimiter.
 func (a *app) limitLogins(next http.Handler) http.Handler {
 	if a.loginLimiter == nil {
 		return next
 	}
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		if wait := a.loginLimiter.take(a.clientAddress(r)); wait > 0 {
-			return &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later", retryAfter: wait}
+			return tooManyAttempts(wait)
 		}
 		next.ServeHTTP(w, r)
 		return nil
 	})
+}
+
+// limitFailedLogins answers 429 to a client address that has used up its
+// attempts, before any hashing; only failed attempts count. It guards
+// login and password change, whose one 400 answer is a wrong password or
+// unknown email: that is the failure. Any other answer gives the attempt
+// back, so that many people behind one address (a classroom, an office
+// NAT) can all log in. See rateLimiter.reserve.
+func (a *app) limitFailedLogins(next http.Handler) http.Handler {
+	if a.loginLimiter == nil {
+		return next
+	}
+	return a.api(func(w http.ResponseWriter, r *http.Request) error {
+		settle, wait, err := a.loginLimiter.reserve(r.Context(), a.clientAddress(r))
+		if err != nil {
+			return err
+		}
+		if settle == nil {
+			return tooManyAttempts(wait)
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() { settle(rec.status == http.StatusBadRequest) }()
+		next.ServeHTTP(rec, r)
+		return nil
+	})
+}
+
+func tooManyAttempts(wait time.Duration) error {
+	return &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later", retryAfter: wait}
 }
 
 // clientAddress is the client a request came from, as the limiter and the
@@ -428,6 +723,9 @@ func (a *app) trusts(addr netip.Addr) bool {
 // rateLimiter is a token bucket per client: each holds up to limit
 // attempts and regains limit attempts per period, so a client may burst
 // to limit and then go on at the steady rate. It is safe for concurrent use.
+//
+// Its memory is bounded by the clients active within one period: a
+// bucket that has refilled, with no attempt pending, is forgotten.
 type rateLimiter struct {
 	limit     float64
 	period    time.Duration
@@ -440,6 +738,10 @@ type rateLimiter struct {
 type bucket struct {
 	tokens float64
 	at     time.Time
+	// pending counts attempts let through by reserve whose outcome is not
+	// known yet; settled is closed, and cleared, when one of them ends.
+	pending int
+	settled chan struct{}
 }
 
 // newRateLimiter returns nil, no limit, if limit is 0.
@@ -455,33 +757,98 @@ func newRateLimiter(limit int, period time.Duration, now func() time.Time) *rate
 func (l *rateLimiter) take(client string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	perSecond := l.limit / l.period.Seconds()
-	refill := func(b *bucket) {
-		b.tokens = min(l.limit, b.tokens+now.Sub(b.at).Seconds()*perSecond)
-		b.at = now
+	b := l.bucket(client)
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
 	}
+	return l.untilNext(b)
+}
 
+// reserve lets one attempt of client's through if it has one to spend,
+// and returns settle, to be called once with the outcome: a failed
+// attempt stays spent, any other is given back. If the client has none,
+// reserve returns a nil settle and how long until it will have one.
+//
+// While attempts are pending, their outcome is not known: a client whose
+// remaining attempts are all pending waits for one to settle, since a
+// success gives one back, rather than being refused. So a burst of right
+// passwords from one address is served however large, while failures
+// never outrun the budget: at most as many attempts are pending as the
+// client has left. The wait ends with ctx, and otherwise within the
+// hashing wait bound, since every pending attempt is hashing or queued.
+func (l *rateLimiter) reserve(ctx context.Context, client string) (settle func(failed bool), wait time.Duration, err error) {
+	for {
+		l.mu.Lock()
+		b := l.bucket(client)
+		if b.tokens >= 1 {
+			b.tokens--
+			b.pending++
+			l.mu.Unlock()
+			return func(failed bool) { l.settle(b, failed) }, 0, nil
+		}
+		if b.pending == 0 {
+			wait := l.untilNext(b)
+			l.mu.Unlock()
+			return nil, wait, nil
+		}
+		if b.settled == nil {
+			b.settled = make(chan struct{})
+		}
+		settled := b.settled
+		l.mu.Unlock()
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("wait for pending attempts: %w", ctx.Err())
+		}
+	}
+}
+
+func (l *rateLimiter) settle(b *bucket, failed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b.pending--
+	if !failed {
+		b.tokens = min(l.limit, b.tokens+1)
+	}
+	if b.settled != nil {
+		close(b.settled)
+		b.settled = nil
+	}
+}
+
+// bucket is client's bucket, refilled to now. l.mu is held.
+func (l *rateLimiter) bucket(client string) *bucket {
+	now := l.now()
 	// Forget clients whose buckets have refilled, so the map stays as
-	// small as the set of recently active clients.
+	// small as the set of recently active clients. A bucket with attempts
+	// pending is kept: settle still counts on it.
 	if now.Sub(l.lastSweep) > l.period {
 		for key, b := range l.buckets {
-			if refill(b); b.tokens >= l.limit {
+			if l.refill(b, now); b.tokens >= l.limit && b.pending == 0 {
 				delete(l.buckets, key)
 			}
 		}
 		l.lastSweep = now
 	}
-
 	b, ok := l.buckets[client]
 	if !ok {
 		b = &bucket{tokens: l.limit, at: now}
 		l.buckets[client] = b
 	}
-	refill(b)
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0
-	}
-	return time.Duration((1 - b.tokens) / perSecond * float64(time.Second))
+	l.refill(b, now)
+	return b
+}
+
+func (l *rateLimiter) refill(b *bucket, now time.Time) {
+	b.tokens = min(l.limit, b.tokens+now.Sub(b.at).Seconds()*l.perSecond())
+	b.at = now
+}
+
+func (l *rateLimiter) perSecond() float64 { return l.limit / l.period.Seconds() }
+
+// untilNext is how long until b holds a whole attempt again.
+func (l *rateLimiter) untilNext(b *bucket) time.Duration {
+	return time.Duration((1 - b.tokens) / l.perSecond() * float64(time.Second))
 }

@@ -1,17 +1,22 @@
 // auth_test.go tests signup, login and the bearer-token check through the
-// real handler, one contract row or fix at a time, and the two guards on
-// password hashing: the limit on attempts and the bound on concurrent work.
+// real handler, one contract row or fix at a time; the limit on attempts,
+// which counts failed logins only; and password hashing: a pool that
+// serves bursts and refuses only past its wait bound, a dummy hash that
+// follows the dearest stored hash, and the rehash of a cheaper hash.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,7 +149,7 @@ func TestLogin(t *testing.T) {
 				t.Errorf("login as %s ran %d bcrypt compares, want 1", username, n)
 			}
 		}
-		if cost, _ := bcrypt.Cost([]byte(e.passwords.dummyHash)); cost != e.cfg.bcryptCost {
+		if cost := e.passwords.dummyCost(); cost != e.cfg.bcryptCost {
 			t.Errorf("dummy hash cost %d, want the configured %d", cost, e.cfg.bcryptCost)
 		}
 	})
@@ -322,61 +327,522 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	if len(l.buckets) != 1 {
 		t.Errorf("%d buckets kept after every client went idle, want 1", len(l.buckets))
 	}
+	t.Run("but not one with an attempt still pending", func(t *testing.T) {
+		settle, _, err := l.reserve(t.Context(), "pending")
+		if err != nil || settle == nil {
+			t.Fatalf("reserve = %v, want an attempt", err)
+		}
+		now = now.Add(2 * time.Minute)
+		l.take("later")
+		if _, ok := l.buckets["pending"]; !ok {
+			t.Error("the bucket of a pending attempt was forgotten")
+		}
+		settle(false)
+		now = now.Add(2 * time.Minute)
+		l.take("later")
+		if _, ok := l.buckets["pending"]; ok {
+			t.Error("the bucket was kept after its attempt settled and it refilled")
+		}
+	})
 	if newRateLimiter(0, time.Minute, time.Now) != nil {
 		t.Error("a limit of 0 should turn the limiter off")
 	}
 }
 
-func TestHashingIsBoundedAndAnswers503WhenTheQueueIsFull(t *testing.T) {
-	e := newTestEnv(t)
-	e.signup("cook@example.com", "password123")
+// queued is the number of jobs waiting for a worker.
+func (p *passwordHasher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue.Len()
+}
 
-	// Take every admission slot, as a flood of slow hashes would.
-	for range cap(e.passwords.admitted) {
-		e.passwords.admitted <- struct{}{}
+// setHashTime makes p judge its queue as if one hash took d, and admit
+// at most maxWait of expected wait.
+func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hashTime, p.maxWait = d, maxWait
+}
+
+// holdWorkers keeps every worker of p busy until release is called (or
+// the test ends), so that a test can act while others wait to hash.
+func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
+	t.Helper()
+	unblock := make(chan struct{})
+	var held sync.WaitGroup
+	for range p.workers {
+		held.Go(func() {
+			if err := p.do(context.Background(), func() { <-unblock }); err != nil {
+				t.Errorf("holding a worker: %v", err)
+			}
+		})
 	}
-	for _, resp := range []*http.Response{
-		e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}),
-		e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`),
-	} {
-		if ra := resp.Header.Get("Retry-After"); ra != "1" {
-			t.Errorf("Retry-After = %q, want 1", ra)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		running := p.running
+		p.mu.Unlock()
+		if running == p.workers {
+			break
 		}
-		expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d workers took the holding jobs", running, p.workers)
+		}
 	}
-	t.Run("reads do not wait for hashing", func(t *testing.T) {
-		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
+	var once sync.Once
+	release = func() { once.Do(func() { close(unblock); held.Wait() }) }
+	t.Cleanup(release)
+	return release
+}
+
+// releaseOnceQueued calls release once n jobs wait in p's queue, and a
+// moment more for the rest of a burst to arrive; or after 5 s, whatever
+// is queued.
+func releaseOnceQueued(t *testing.T, p *passwordHasher, n int, release func()) {
+	go func() {
+		defer release()
+		for deadline := time.Now().Add(5 * time.Second); p.queued() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d jobs queued, want %d", p.queued(), n)
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}()
+}
+
+// waitFor polls cond until it holds, failing the test after a few polls
+// of the store's external-write watch.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s", what)
+		}
+	}
+}
+
+func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
+	now := time.Now()
+	cfg := newTestEnv(t).cfg
+	cfg.loginAttemptsPerMinute = 10 // the default
+	// A clock that stands still: no attempt comes back by waiting.
+	e := startTestEnv(t, cfg, func() time.Time { return now })
+	hash, err := e.passwords.hash(t.Context(), "password123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		if _, err := e.store.createUser(t.Context(), user{Email: fmt.Sprintf("pupil%d@example.com", i), HashedPassword: hash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(remoteAddr, email, password string) *http.Response {
+		form := url.Values{"username": {email}, "password": {password}}
+		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = remoteAddr
+		return e.serve(r)
+	}
+	burst := func(n int, attempt func(i int) *http.Response) map[int]int {
+		statuses := make(chan int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { statuses <- attempt(i).StatusCode })
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		return counts
+	}
+
+	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
+		// The workers are held until the whole burst has arrived, so that
+		// every login is pending at once.
+		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		got := burst(30, func(i int) *http.Response {
+			return login("192.0.2.30:1000", fmt.Sprintf("pupil%d@example.com", i), "password123")
+		})
+		if got[http.StatusOK] != 30 {
+			t.Errorf("30 concurrent right logins from one address answered %v, want 30 × 200", got)
+		}
 	})
-	for range cap(e.passwords.admitted) {
-		<-e.passwords.admitted
-	}
-	t.Run("logins work again once the queue drains", func(t *testing.T) {
-		e.login("cook@example.com", "password123")
+	t.Run("wrong passwords and unknown emails use up the address's attempts", func(t *testing.T) {
+		for i := range 10 {
+			email := "pupil1@example.com"
+			if i%2 == 1 {
+				email = "nobody@example.com"
+			}
+			expectStatus(t, login("192.0.2.30:1001", email, "wrong-password"), http.StatusBadRequest)
+		}
+		compares := e.passwords.compares.Load()
+		resp := login("192.0.2.30:1002", "pupil2@example.com", "password123")
+		expectStatus(t, resp, http.StatusTooManyRequests)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+		if n := e.passwords.compares.Load() - compares; n != 0 {
+			t.Errorf("a client out of attempts cost %d bcrypt compares, want 0", n)
+		}
+	})
+	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
+		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		got := burst(30, func(int) *http.Response { return login("192.0.2.31:1000", "pupil3@example.com", "wrong-password") })
+		if got[http.StatusBadRequest] != 10 || got[http.StatusTooManyRequests] != 20 {
+			t.Errorf("30 concurrent wrong passwords from one address answered %v, want 10 × 400 and 20 × 429", got)
+		}
+	})
+	t.Run("a wrong current password counts, a right one does not", func(t *testing.T) {
+		change := func(token, current, next string) *http.Response {
+			r := newRequest("POST", "/api/v1/auth/password", strings.NewReader(passwordBody(current, next)),
+				append([]string{"Content-Type", "application/json"}, bearer(token)...)...)
+			r.RemoteAddr = "192.0.2.32:1000"
+			return e.serve(r)
+		}
+		token := decodeBody[tokenResponse](t, login("192.0.2.33:1000", "pupil4@example.com", "password123")).AccessToken
+		passwords := []string{"password123", "password456"}
+		for i := range 12 {
+			resp := change(token, passwords[i%2], passwords[(i+1)%2])
+			expectStatus(t, resp, http.StatusOK)
+			token = decodeBody[tokenResponse](t, resp).AccessToken
+		}
+		for range 10 {
+			expectStatus(t, change(token, "wrong-password", "password789"), http.StatusBadRequest)
+		}
+		expectStatus(t, change(token, "password123", "password789"), http.StatusTooManyRequests)
+	})
+	t.Run("signups still count every attempt", func(t *testing.T) {
+		for i := range 11 {
+			r := newRequest("POST", "/api/v1/auth/signup", strings.NewReader(fmt.Sprintf(`{"email":"new%d@example.com","password":"password123"}`, i)),
+				"Content-Type", "application/json")
+			r.RemoteAddr = "192.0.2.34:1000"
+			want := http.StatusCreated
+			if i == 10 {
+				want = http.StatusTooManyRequests
+			}
+			expectStatus(t, e.serve(r), want)
+		}
 	})
 }
 
-func TestHashingRunsAtMostOnePerCPU(t *testing.T) {
-	p := newPasswordHasher(testBcryptCost, testBcryptCost)
-	var mu sync.Mutex
-	running, most := 0, 0
-	var wg sync.WaitGroup
-	for range cap(p.admitted) {
-		wg.Go(func() {
-			p.do(context.Background(), func() {
-				mu.Lock()
-				running++
-				most = max(most, running)
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-				mu.Lock()
-				running--
-				mu.Unlock()
-			})
-		})
+func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
+	unknownLogin := func(t *testing.T, e *testEnv) {
+		t.Helper()
+		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
+		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}}), http.StatusBadRequest)
+		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
+			t.Errorf("an unknown email ran %d compares and %d hashes, want 1 and 0", c, h)
+		}
 	}
-	wg.Wait()
-	if most > cap(p.running) {
-		t.Errorf("%d hashes ran at once, want at most %d", most, cap(p.running))
+	expectDummyCost := func(t *testing.T, e *testEnv, want int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("the store to see cost %d", want), func() bool { return e.store.highestStoredCost() == want })
+		unknownLogin(t, e)
+		if got := e.passwords.dummyCost(); got != want {
+			t.Errorf("after an unknown email, the dummy hash costs %d, want %d", got, want)
+		}
+	}
+	e := newTestEnv(t)
+
+	t.Run("a dearer hash written by another process raises it", func(t *testing.T) {
+		// Another store on the same file, as the createsuperuser command
+		// opens one: this server learns of the write by polling.
+		other, err := openStore(t.Context(), e.cfg.dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.close()
+		dear, _ := bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost+2)
+		if _, err := other.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: string(dear)}); err != nil {
+			t.Fatal(err)
+		}
+		expectDummyCost(t, e, testBcryptCost+2)
+
+		t.Run("and it falls back once that hash is gone", func(t *testing.T) {
+			if _, err := other.writer.Exec("DELETE FROM user WHERE email = 'dear@example.com'"); err != nil {
+				t.Fatal(err)
+			}
+			expectDummyCost(t, e, testBcryptCost)
+		})
+	})
+	t.Run("a server at a higher cost over cheaper hashes starts at the stored cost, and follows its own signups", func(t *testing.T) {
+		cfg := testConfigFor(t, e.cfg.dbPath)
+		cfg.bcryptCost = testBcryptCost + 1
+		dearer := startTestEnv(t, cfg, time.Now)
+		if got := dearer.passwords.dummyCost(); got != testBcryptCost {
+			t.Errorf("the dummy hash costs %d, want %d, the dearest stored", got, testBcryptCost)
+		}
+		dearer.signup("new@example.com", "password123")
+		expectDummyCost(t, dearer, testBcryptCost+1)
+	})
+}
+
+func TestTheHighestStoredCostIsReadFromAnIndex(t *testing.T) {
+	// The store reads it after every write it notices: reading every user
+	// each time would cost a scan of the table for every signup.
+	e := newTestEnv(t)
+	var plan strings.Builder
+	rows, err := e.store.reader.Query("EXPLAIN QUERY PLAN " + highestCostQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	if !strings.Contains(plan.String(), "USING INDEX user_password_cost") {
+		t.Errorf("the highest cost is read by\n%s, want a search of the index user_password_cost", plan.String())
+	}
+}
+
+func TestLoginRehashesACheaperHash(t *testing.T) {
+	cheap := newTestEnv(t)
+	cheap.signup("cook@example.com", "password123")
+	cfg := testConfigFor(t, cheap.cfg.dbPath)
+	cfg.bcryptCost = testBcryptCost + 1
+	e := startTestEnv(t, cfg, time.Now)
+
+	stored := func(t *testing.T) user {
+		t.Helper()
+		e.passwords.laterDone.Wait() // the rehash runs after the answer
+		u, err := e.store.userByEmail(t.Context(), "cook@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	costOf := func(u user) int { c, _ := bcrypt.Cost([]byte(u.HashedPassword)); return c }
+	before := stored(t)
+
+	t.Run("a wrong password does not rehash", func(t *testing.T) {
+		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"wrong-password"}}), http.StatusBadRequest)
+		if u := stored(t); u.HashedPassword != before.HashedPassword {
+			t.Errorf("the hash changed to cost %d after a wrong password", costOf(u))
+		}
+	})
+	t.Run("a right password stores a hash at BCRYPT_COST, and the session goes on", func(t *testing.T) {
+		tokens := decodeBody[tokenResponse](t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}))
+		after := stored(t)
+		if got := costOf(after); got != cfg.bcryptCost {
+			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, cfg.bcryptCost)
+		}
+		if after.TokenGeneration != before.TokenGeneration {
+			t.Errorf("the token generation moved from %d to %d", before.TokenGeneration, after.TokenGeneration)
+		}
+		expectStatus(t, e.get("/api/v1/auth/me", bearer(tokens.AccessToken)...), http.StatusOK)
+		expectStatus(t, e.postForm("/api/v1/auth/refresh", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tokens.RefreshToken}}), http.StatusOK)
+		e.login("cook@example.com", "password123")
+		if u := stored(t); u.HashedPassword != after.HashedPassword {
+			t.Error("a hash already at BCRYPT_COST was replaced")
+		}
+	})
+	t.Run("a hash changed meanwhile is not replaced", func(t *testing.T) {
+		u := stored(t)
+		replaced, err := e.store.replacePasswordHash(t.Context(), u.ID, before.HashedPassword, "$2a$10$other")
+		if err != nil || replaced {
+			t.Errorf("replacePasswordHash of a stale hash = %v, %v; want false, nil", replaced, err)
+		}
+		if stored(t).HashedPassword != u.HashedPassword {
+			t.Error("a stale rehash overwrote the stored hash")
+		}
+	})
+}
+
+func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
+	t.Run("four times as many hashes as workers all run, at most one per worker at a time", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		var mu sync.Mutex
+		running, most, ran := 0, 0, 0
+		var wg sync.WaitGroup
+		for range 4 * p.workers {
+			wg.Go(func() {
+				err := p.do(t.Context(), func() {
+					mu.Lock()
+					running++
+					most = max(most, running)
+					mu.Unlock()
+					bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost)
+					time.Sleep(2 * time.Millisecond) // long enough for the burst to pile up
+					mu.Lock()
+					running--
+					ran++
+					mu.Unlock()
+				})
+				if err != nil {
+					t.Errorf("p.do in a burst of %d = %v, want it served", 4*p.workers, err)
+				}
+			})
+		}
+		wg.Wait()
+		if ran != 4*p.workers {
+			t.Errorf("%d hashes ran, want %d", ran, 4*p.workers)
+		}
+		if most > p.workers {
+			t.Errorf("%d hashes ran at once, want at most %d, one per worker", most, p.workers)
+		}
+	})
+
+	e := newTestEnv(t)
+	signupBurst := func(n int, email func(i int) string) map[int]int {
+		statuses := make(chan int, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				statuses <- e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":%q,"password":"password123"}`, email(i))).StatusCode
+			})
+		}
+		wg.Wait()
+		close(statuses)
+		counts := map[int]int{}
+		for s := range statuses {
+			counts[s]++
+		}
+		return counts
+	}
+	t.Run("40 concurrent signups of distinct emails are all created", func(t *testing.T) {
+		got := signupBurst(40, func(i int) string { return fmt.Sprintf("cook%d@example.com", i) })
+		if got[http.StatusCreated] != 40 {
+			t.Errorf("40 concurrent signups answered %v, want 40 × 201", got)
+		}
+	})
+	t.Run("20 concurrent signups of one email give one 201 and nineteen 400", func(t *testing.T) {
+		got := signupBurst(20, func(int) string { return "same@example.com" })
+		if got[http.StatusCreated] != 1 || got[http.StatusBadRequest] != 19 {
+			t.Errorf("20 concurrent signups of one email answered %v, want 1 × 201 and 19 × 400", got)
+		}
+	})
+}
+
+func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("cook@example.com", "password123")
+	good := url.Values{"username": {"cook@example.com"}, "password": {"password123"}}
+
+	// One hash is taken to last 3 s, and 2 s of waiting is the most
+	// admitted: with every worker busy, a new request would wait 3 s.
+	e.passwords.setHashTime(3*time.Second, 2*time.Second)
+	release := holdWorkers(t, e.passwords)
+	t.Run("past the bound, login and signup get 503 with the expected wait as Retry-After", func(t *testing.T) {
+		// Within a second: the answer must come at once, not after a wait.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		for _, r := range []*http.Request{
+			newRequest("POST", "/api/v1/auth/login", strings.NewReader(good.Encode()), "Content-Type", "application/x-www-form-urlencoded"),
+			newRequest("POST", "/api/v1/auth/signup", strings.NewReader(`{"email":"new@example.com","password":"password123"}`), "Content-Type", "application/json"),
+		} {
+			resp := e.serve(r.WithContext(ctx))
+			if ra := resp.Header.Get("Retry-After"); ra != "3" {
+				t.Errorf("%s: Retry-After = %q, want 3", resp.Request.URL.Path, ra)
+			}
+			expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
+		}
+		if n := e.passwords.queued(); n != 0 {
+			t.Errorf("%d refused jobs are queued, want 0", n)
+		}
+	})
+	t.Run("reads do not wait for hashing", func(t *testing.T) {
+		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
+	})
+	t.Run("within the bound, a login waits its turn and is served", func(t *testing.T) {
+		e.passwords.setHashTime(3*time.Second, 5*time.Second)
+		answer := make(chan *http.Response, 1)
+		go func() { answer <- e.postForm("/api/v1/auth/login", good) }()
+		waitFor(t, "the login to queue", func() bool { return e.passwords.queued() == 1 })
+		release()
+		expectStatus(t, <-answer, http.StatusOK)
+	})
+	t.Run("the wait grows by one hash for each round of jobs ahead", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		p.setHashTime(time.Second, time.Hour)
+		release := holdWorkers(t, p)
+		defer release()
+		for range 2 * p.workers { // two more rounds ahead
+			go p.do(context.Background(), func() {})
+		}
+		waitFor(t, "the jobs to queue", func() bool { return p.queued() == 2*p.workers })
+		p.setHashTime(time.Second, 2500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // a refusal is at once
+		defer cancel()
+		err := p.do(ctx, func() { t.Error("a refused job ran") })
+		var busy *apiError
+		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter != 3*time.Second {
+			t.Errorf("p.do behind three rounds of 1 s hashes = %v (Retry-After %v), want 503 after 3s", err, busy)
+		}
+	})
+}
+
+func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
+	// The arithmetic alone, on a pool that runs nothing: 40 jobs arrive
+	// at once, before any ends, with one hash taking 0.28 s.
+	p := &passwordHasher{workers: 2, maxWait: maxHashingWait, hashTime: 280 * time.Millisecond}
+	for k := range 40 {
+		if wait := p.expectedWait(); wait > p.maxWait {
+			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, p.maxWait)
+		}
+		p.queue.PushBack(&hashJob{})
+	}
+}
+
+func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
+	// However cheap hashes are measured to be, each counts as minHashTime:
+	// with 2 ms of wait admitted, four rounds may wait behind the running one.
+	p := newPasswordHasher(testBcryptCost)
+	defer p.close()
+	p.setHashTime(time.Nanosecond, 4*minHashTime)
+	release := holdWorkers(t, p)
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel() // the queued jobs leave
+	for queued := 0; ; queued++ {
+		refused := make(chan error, 1)
+		go func() { refused <- p.do(ctx, func() {}) }()
+		for p.queued() == queued && len(refused) == 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if len(refused) == 1 {
+			var busy *apiError
+			if err := <-refused; !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable {
+				t.Fatalf("p.do = %v, want 503", err)
+			}
+			if want := 4 * p.workers; queued != want {
+				t.Errorf("%d jobs were queued before one was refused, want %d", queued, want)
+			}
+			return
+		}
+		if queued > 1000 {
+			t.Fatal("over 1000 jobs queued, and none refused")
+		}
+	}
+}
+
+func TestHashingLeavesTheQueueWhenTheRequestEnds(t *testing.T) {
+	p := newPasswordHasher(testBcryptCost)
+	defer p.close()
+	release := holdWorkers(t, p)
+	ctx, cancel := context.WithCancel(t.Context())
+	var ran atomic.Bool
+	done := make(chan error, 1)
+	go func() { done <- p.do(ctx, func() { ran.Store(true) }) }()
+	waitFor(t, "the job to queue", func() bool { return p.queued() == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("p.do after its context ended = %v, want context.Canceled", err)
+	}
+	if n := p.queued(); n != 0 {
+		t.Errorf("%d jobs queued after the only one's request ended, want 0", n)
+	}
+	release()
+	p.close()
+	if ran.Load() {
+		t.Error("the job of an ended request ran")
 	}
 }
 
@@ -484,11 +950,13 @@ func TestLoginEdgeCases(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: "$2b$" + string(dear[4:])}); err != nil {
 			t.Fatal(err)
 		}
+		e.store.notePasswordCosts(t.Context()) // as the poll would, in time
 		p, err := newPasswordHasherFor(t.Context(), e.store, testBcryptCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cost, _ := bcrypt.Cost([]byte(p.dummyHash)); cost != testBcryptCost+2 {
+		defer p.close()
+		if cost := p.dummyCost(); cost != testBcryptCost+2 {
 			t.Errorf("dummy hash cost %d, want %d, the stored hash's", cost, testBcryptCost+2)
 		}
 		if p.cost != testBcryptCost {
@@ -536,4 +1004,12 @@ func TestANewUserIsNotTheHeirOfADeletedOneWithTheSameID(t *testing.T) {
 	expectDetail(t, e.get("/api/v1/auth/me", bearer(tokens.AccessToken)...), http.StatusUnauthorized, "Could not validate credentials")
 	expectDetail(t, e.postForm("/api/v1/auth/refresh", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tokens.RefreshToken}}),
 		http.StatusBadRequest, "Invalid refresh token")
+}
+
+func TestServingGivesTheHashingWorkersProcsOfTheirOwn(t *testing.T) {
+	reserveProcsForHashing()
+	reserveProcsForHashing() // a second server in the process adds none
+	if got, want := runtime.GOMAXPROCS(0), 2*hashingWorkers(); got != want {
+		t.Errorf("GOMAXPROCS = %d, want %d: the CPUs and one more per hashing worker", got, want)
+	}
 }

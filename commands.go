@@ -63,7 +63,9 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		return err
 	}
 	defer st.close()
-	hash, err := newPasswordHasher(cfg.bcryptCost, cfg.bcryptCost).hash(ctx, password)
+	passwords := newPasswordHasher(cfg.bcryptCost)
+	defer passwords.close()
+	hash, err := passwords.hash(ctx, password)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,10 @@
 // bare net/http server that writes the same bytes, see TestMain) as two
 // child processes on 127.0.0.1, drives each in turn with keep-alive
 // clients, and prints requests per second, CPU per request and latency
-// side by side; then a login flood with a prober reading beside it, 64
-// clients creating recipes at once, and the service's peak memory.
+// side by side; then login floods of 16 and 4 clients, with a prober
+// reading beside each and the machine's login capacity measured in the
+// same run; then 64 clients creating recipes at once, and the service's
+// peak memory.
 // Every phase is bounded in time, and only loopback is used.
 //
 //	go test -tags loadtest -run '^TestLoadAgainstTheFloor$' -v -timeout 10m
@@ -17,6 +19,7 @@
 package main
 
 import (
+	"cmp"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -26,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +80,7 @@ func TestLoadAgainstTheFloor(t *testing.T) {
 		}
 	}
 
-	loginFlood(t, oursURL, phase*2)
+	loginFloods(t, oursURL, phase*2)
 	concurrentCreates(t, oursURL, token, 64, 10*time.Second)
 	fmt.Printf("\npeak resident memory of the service: %d MB\n", peakRSS(t, ours.Process.Pid)>>20)
 
@@ -132,6 +136,18 @@ func searchAtScale(t *testing.T, base, dbPath string, n int) {
 			t.Errorf("search at scale, %s: %d errors", kind.name, errors)
 		}
 	}
+}
+
+// TestLoadLoginFlood is the login phases alone, at BCRYPT_COST 12 unless
+// LOAD_BCRYPT_COST says otherwise, each flood for LOAD_SECONDS (default 5):
+//
+//	go test -tags loadtest -run '^TestLoadLoginFlood$' -v -timeout 5m
+func TestLoadLoginFlood(t *testing.T) {
+	seconds, _ := strconv.Atoi(os.Getenv("LOAD_SECONDS"))
+	cost := cmp.Or(os.Getenv("LOAD_BCRYPT_COST"), "12")
+	_, base := startChild(t, "DATABASE_PATH="+filepath.Join(t.TempDir(), "load.db"), "FIRST_SUPERUSER_PW="+adminPassword,
+		"JWT_SECRET="+loadSecret, "LOGIN_ATTEMPTS_PER_MINUTE=0", "BCRYPT_COST="+cost)
+	loginFloods(t, base, time.Duration(cmp.Or(seconds, 5))*time.Second)
 }
 
 type driveResult struct {
@@ -231,53 +247,95 @@ func driveWithWrk(t *testing.T, wrk string, server *exec.Cmd, target, token stri
 	return result
 }
 
-// loginFlood runs 16 clients logging in as fast as they can for d, while a
-// prober reads a recipe every 20 ms, and reports what each saw.
-func loginFlood(t *testing.T, base string, d time.Duration) {
+// loginFloods measures the time of one login on the idle server, and so
+// the machine's login capacity (CPUs ÷ that time), then floods logins
+// with 16 clients and with 4, a prober reading a recipe every 20 ms
+// beside each flood, and prints what each saw beside the capacity.
+func loginFloods(t *testing.T, base string, d time.Duration) {
 	t.Helper()
+	one := idleLoginTime(t, base)
+	capacity := float64(runtime.NumCPU()) / one.Seconds()
+	fmt.Printf("\none login on the idle server: %s; capacity %d CPUs ÷ that = %.1f logins/s\n",
+		one.Round(time.Millisecond), runtime.NumCPU(), capacity)
+	fmt.Printf("%-22s %9s %12s %8s %6s %6s %11s %11s %7s %7s\n",
+		"login flood", "logins/s", "of capacity", "200", "503", "other", "prober p99", "prober max", "errors", "missed")
+	for _, clients := range []int{16, 4} {
+		r := loginFlood(t, base, clients, d)
+		fmt.Printf("%-22s %9.1f %11.0f%% %8d %6d %6d %11s %11s %7d %7d\n",
+			fmt.Sprintf("%d clients, %s", clients, d), r.loginsPerSecond, 100*r.loginsPerSecond/capacity,
+			r.ok, r.busy, r.other, r.probeP99.Round(10*time.Microsecond), r.probeMax.Round(10*time.Microsecond),
+			r.probeErrors, r.missedSlots)
+	}
+}
+
+// idleLoginTime is the median time of a few logins made one at a time.
+func idleLoginTime(t *testing.T, base string) time.Duration {
+	t.Helper()
+	var times []time.Duration
+	for range 7 {
+		began := time.Now()
+		loginOver(t, base, "admin@recipeapi.com", adminPassword)
+		times = append(times, time.Since(began))
+	}
+	return percentile(times, 0.5)
+}
+
+type floodResult struct {
+	loginsPerSecond          float64
+	ok, busy, other          int64 // answers: 200, 503, anything else or no answer
+	probeP99, probeMax       time.Duration
+	probeErrors, missedSlots int
+}
+
+// loginFlood runs clients logging in as fast as they can for d, each on
+// a keep-alive connection of its own, while a prober reads a recipe
+// every 20 ms on another, and reports what each saw.
+func loginFlood(t *testing.T, base string, clients int, d time.Duration) floodResult {
+	t.Helper()
+	transport := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
 	var (
-		statuses sync.Map // status → *atomic.Int64
-		loginLat []time.Duration
-		mu       sync.Mutex
-		wg       sync.WaitGroup
+		ok, busy, other atomic.Int64
+		wg              sync.WaitGroup
 	)
-	deadline := time.Now().Add(d)
-	for range 16 {
+	start := time.Now()
+	deadline := start.Add(d)
+	for range clients {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				began := time.Now()
-				resp, err := http.PostForm(base+"/api/v1/auth/login",
+				resp, err := client.PostForm(base+"/api/v1/auth/login",
 					url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
-				status := 0
-				if err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					status = resp.StatusCode
+				if err != nil {
+					other.Add(1)
+					continue
 				}
-				counter, _ := statuses.LoadOrStore(status, &atomic.Int64{})
-				counter.(*atomic.Int64).Add(1)
-				if status == http.StatusOK {
-					mu.Lock()
-					loginLat = append(loginLat, time.Since(began))
-					mu.Unlock()
-				}
-				if status == http.StatusServiceUnavailable {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusServiceUnavailable:
+					busy.Add(1)
 					time.Sleep(50 * time.Millisecond) // as a client honouring Retry-After a little
+				default:
+					other.Add(1)
 				}
 			}
 		})
 	}
+
+	prober := &http.Client{Transport: &http.Transport{}}
+	defer prober.CloseIdleConnections()
 	var probes []time.Duration
-	var probeErrors, missed int
+	var result floodResult
 	ticker := time.NewTicker(20 * time.Millisecond)
-	slots := 0
 	for time.Now().Before(deadline) {
 		<-ticker.C
-		slots++
 		began := time.Now()
-		resp, err := http.Get(base + "/api/v1/recipes/1")
+		resp, err := prober.Get(base + "/api/v1/recipes/1")
 		if err != nil || resp.StatusCode != http.StatusOK {
-			probeErrors++
+			result.probeErrors++
 		}
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
@@ -285,23 +343,16 @@ func loginFlood(t *testing.T, base string, d time.Duration) {
 		}
 		took := time.Since(began)
 		probes = append(probes, took)
-		if took > 20*time.Millisecond {
-			missed += int(took / (20 * time.Millisecond))
-		}
+		result.missedSlots += int(took / (20 * time.Millisecond)) // ticks that fell while this probe was out
 	}
 	ticker.Stop()
 	wg.Wait()
-	var counts []string
-	statuses.Range(func(k, v any) bool {
-		counts = append(counts, fmt.Sprintf("%v×%d", k, v.(*atomic.Int64).Load()))
-		return true
-	})
-	slices.Sort(counts)
-	fmt.Printf("\nlogin flood, 16 clients for %s: logins %s, login p50 %s\n", d, strings.Join(counts, " "),
-		percentile(loginLat, 0.5).Round(time.Millisecond))
-	fmt.Printf("prober every 20 ms: %d probes, p50 %s, p99 %s, max %s, %d errors, %d missed slots\n",
-		len(probes), percentile(probes, 0.5).Round(10*time.Microsecond), percentile(probes, 0.99).Round(10*time.Microsecond),
-		percentile(probes, 1).Round(10*time.Microsecond), probeErrors, missed)
+	elapsed := time.Since(start)
+
+	result.ok, result.busy, result.other = ok.Load(), busy.Load(), other.Load()
+	result.loginsPerSecond = float64(result.ok) / elapsed.Seconds()
+	result.probeP99, result.probeMax = percentile(probes, 0.99), percentile(probes, 1)
+	return result
 }
 
 // concurrentCreates has clients create recipes at once for d, then reads

@@ -327,9 +327,14 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 			return err
 		}
 	}
+	reserveProcsForHashing()
 	passwords, err := newPasswordHasherFor(ctx, st, cfg.bcryptCost)
 	if err != nil {
 		return err
+	}
+	defer passwords.close() // before st.close: a rehash may still be writing
+	if passwords.priorityErr != nil {
+		logger.Warn("password hashing runs at normal priority", "err", passwords.priorityErr)
 	}
 	if cfg.firstSuperuserPassword != "" {
 		// Said once at each start, so that an operator who set the
@@ -492,11 +497,11 @@ type routeRegistrar interface {
 // routes is the service's whole API surface.
 func (a *app) routes(mux routeRegistrar) {
 	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.handleSignup()))
-	mux.Handle("POST /api/v1/auth/login", a.limitLogins(a.handleLogin()))
+	mux.Handle("POST /api/v1/auth/login", a.limitFailedLogins(a.handleLogin()))
 	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe()))
 	mux.Handle("POST /api/v1/auth/refresh", a.handleRefresh())
 	mux.Handle("POST /api/v1/auth/logout", a.requireUser(a.handleLogout()))
-	mux.Handle("POST /api/v1/auth/password", a.limitLogins(a.requireUser(a.handleChangePassword())))
+	mux.Handle("POST /api/v1/auth/password", a.limitFailedLogins(a.requireUser(a.handleChangePassword())))
 
 	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.handleRecipe())
 	mux.Handle("GET /api/v1/recipes/search/{$}", a.handleSearch())

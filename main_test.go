@@ -83,6 +83,7 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(passwords.close) // before st.close: cleanups run last first
 	if err := seedFirstSuperuser(t.Context(), st, passwords, cfg, io.Discard); err != nil {
 		t.Fatalf("seed: %v", err)
 	}

@@ -124,3 +124,9 @@ INSERT INTO session (user_id, digest, expires_at)
 	WHERE used = 0 AND expires_at > unixepoch() AND user_id IN (SELECT id FROM user)
 	ORDER BY id;
 DROP TABLE refresh_token;
+
+-- migration 7: the cost of each password hash ($2b$12$… has cost 12),
+-- indexed, so that the highest stored cost is found without reading every
+-- user. The store reads it again after every write it notices, for the
+-- dummy hash that an unknown email is compared against.
+CREATE INDEX user_password_cost ON user (substr(hashed_password, 5, 2));

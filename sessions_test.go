@@ -1050,17 +1050,11 @@ func FuzzRefreshForm(f *testing.F) {
 	})
 }
 
-// holdHashing blocks every bcrypt slot until the returned release is
-// called, so that a test can act while a request waits to hash.
+// holdHashing keeps every hashing worker busy until the returned release
+// is called, so that a test can act while a request waits to hash.
 func holdHashing(e *testEnv) (waiting func() int, release func()) {
-	for range cap(e.passwords.running) {
-		e.passwords.running <- struct{}{}
-	}
-	return func() int { return len(e.passwords.admitted) }, func() {
-		for range cap(e.passwords.running) {
-			<-e.passwords.running
-		}
-	}
+	release = holdWorkers(e.t, e.passwords)
+	return func() int { return e.passwords.queued() }, release
 }
 
 func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -84,6 +85,11 @@ type store struct {
 	newest   readCache[int, []recipe]
 	stopPoll context.CancelFunc
 	polled   sync.WaitGroup
+
+	// highestCost is the highest bcrypt cost among the stored password
+	// hashes, read at open and again whenever watchExternalWrites sees a
+	// write: the cost a login of an unknown email must pay.
+	highestCost atomic.Int64
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
@@ -161,6 +167,10 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
 	}
 	if err := s.prepareQueries(ctx); err != nil {
+		s.close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	if err := s.notePasswordCosts(ctx); err != nil {
 		s.close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
@@ -421,6 +431,7 @@ func (s *store) watchExternalWrites() error {
 				last = v
 				s.forgetUsers()
 				s.forgetRecipes()
+				s.notePasswordCosts(ctx) // on failure, the last value stays
 			}
 		}
 	})
@@ -597,17 +608,58 @@ func init() {
 		})
 }
 
+const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND '31' AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
+
 // highestPasswordCost is the highest bcrypt cost among the stored password
-// hashes ($2b$12$… has cost 12), or 0 if there are none.
+// hashes ($2b$12$… has cost 12) that bcrypt accepts (4 to 31), or 0 if
+// there are none. The cost is read from the index user_password_cost,
+// highest first, so this takes about as long with a million users as
+// with one.
 func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
-	var cost sql.NullString
-	err := s.reader.QueryRowContext(ctx,
-		"SELECT max(substr(hashed_password, 5, 2)) FROM user WHERE hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'").Scan(&cost)
+	var cost string
+	err := s.reader.QueryRowContext(ctx, highestCostQuery).Scan(&cost)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("read password costs: %w", err)
 	}
-	n, _ := strconv.Atoi(cost.String)
+	n, _ := strconv.Atoi(cost)
 	return n, nil
+}
+
+// notePasswordCosts reads the highest stored cost into s.highestCost.
+func (s *store) notePasswordCosts(ctx context.Context) error {
+	cost, err := s.highestPasswordCost(ctx)
+	if err != nil {
+		return err
+	}
+	s.highestCost.Store(int64(cost))
+	return nil
+}
+
+// highestStoredCost is the highest bcrypt cost among the stored password
+// hashes, as of the last write the store noticed, or 0 if there are none.
+func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
+
+// replacePasswordHash sets user id's password hash to newHash if it is
+// still oldHash, and reports whether it was. It is for a rehash at a new
+// cost of the same password, so it ends no session; a password change
+// made meanwhile is kept.
+func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
+	res, err := s.writer.ExecContext(ctx,
+		"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
+	}
+	s.forgetUsers()
+	return n == 1, nil
 }
 
 // promoteToSuperuser makes user id a superuser.
