@@ -649,17 +649,21 @@ func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
 // cost of the same password, so it ends no session; a password change
 // made meanwhile is kept.
 func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
-	res, err := s.writer.ExecContext(ctx,
-		"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
-	if err != nil {
-		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
+	var replaced int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
+		if err != nil {
+			return err
+		}
+		replaced, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
 	}
 	s.forgetUsers()
-	return n == 1, nil
+	return replaced == 1, nil
 }
 
 // promoteToSuperuser makes user id a superuser.
