@@ -22,15 +22,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -85,8 +89,10 @@ func (a *app) handleSignup() http.Handler {
 		}
 		firstName := body.text("first_name", false)
 		checkMaxChars(&body, "first_name", firstName)
+		checkVisible(&body, "first_name", firstName)
 		surname := body.text("surname", false)
 		checkMaxChars(&body, "surname", surname)
+		checkVisible(&body, "surname", surname)
 		if err := body.err(); err != nil {
 			return err
 		}
@@ -115,6 +121,9 @@ func checkEmail(email string) string {
 	if email == "" || len(email) > maxEmailBytes {
 		return invalid
 	}
+	if r, ok := invisibleRune(email); ok {
+		return invisibleMessage(r)
+	}
 	// ParseAddress also accepts "Name <a@b.c>"; we want the bare address.
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Name != "" || addr.Address != email {
@@ -125,6 +134,59 @@ func checkEmail(email string) string {
 		return invalid
 	}
 	return ""
+}
+
+// invisibleLetters are characters that Unicode counts as letters, marks or
+// symbols but that show as nothing, or as a blank: the Hangul fillers,
+// the braille blank, the combining grapheme joiner and the Khmer
+// inherent vowels. They are the known ones; see invisibleRune.
+var invisibleLetters = []rune{
+	0x115F, 0x1160, 0x3164, 0xFFA0, // Hangul choseong, jungseong, compatibility and halfwidth fillers
+	0x2800,         // braille pattern blank
+	0x034F,         // combining grapheme joiner
+	0x17B4, 0x17B5, // Khmer vowel inherent AQ and AA
+}
+
+// invisibleRune returns the first character of s, other than the ordinary
+// space U+0020, that a reader cannot see, so that two strings that look
+// the same could differ by it: a control character (Unicode category Cc:
+// NUL, tab, newline, DEL, U+0080–U+009F), a format character (Cf: the
+// zero-width space, joiners and marks U+200B–U+200F, the bidirectional
+// embeddings and overrides U+202A–U+202E and isolates U+2066–U+2069, the
+// word joiner and invisible operators U+2060–U+2064, the byte order mark
+// U+FEFF, the soft hyphen U+00AD, tag characters, …), any space other
+// than U+0020 (Zs: the no-break space U+00A0, U+2000–U+200A, U+3000, …),
+// the line and paragraph separators U+2028 and U+2029 (Zl, Zp), a
+// variation selector (U+FE00–U+FE0F, U+E0100–U+E01EF, U+180B–U+180F),
+// or one of invisibleLetters.
+func invisibleRune(s string) (rune, bool) {
+	for _, r := range s {
+		if r == ' ' {
+			continue
+		}
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zs, unicode.Zl, unicode.Zp, unicode.Variation_Selector) ||
+			slices.Contains(invisibleLetters, r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func invisibleMessage(r rune) string {
+	return fmt.Sprintf("value holds an invisible, control or format character (U+%04X); "+
+		"only visible characters and the ordinary space are allowed", r)
+}
+
+// checkVisible records a problem if a name holds a character that
+// invisibleRune finds, so that no two names that look the same differ by
+// one. Ordinary spaces are fine: "Ada Lovelace" is one name.
+func checkVisible(f *jsonFields, name string, value *string) {
+	if value == nil {
+		return
+	}
+	if r, ok := invisibleRune(*value); ok {
+		f.fail(name, invisibleMessage(r), "value_error.str.invisible")
+	}
 }
 
 // checkMaxChars records a problem if value is longer than the reference's
@@ -194,6 +256,30 @@ func readForm(w http.ResponseWriter, r *http.Request) error {
 		return &validationError{problems: []problem{{
 			Loc: []string{"body"}, Msg: "the body is not a valid form", Type: "value_error.form",
 		}}}
+	}
+	return checkFormUTF8(r.PostForm)
+}
+
+// checkFormUTF8 refuses a form whose names or decoded values are not valid
+// UTF-8 (%FF decodes to a lone byte): such a password could never be typed
+// again, and Go would compare the bytes where another program might first
+// replace them with U+FFFD. Each bad field is named, in name order.
+func checkFormUTF8(form url.Values) error {
+	var problems []problem
+	for _, name := range slices.Sorted(maps.Keys(form)) {
+		loc := []string{"body", name}
+		if !utf8.ValidString(name) {
+			loc = []string{"body"}
+		}
+		for _, value := range form[name] {
+			if !utf8.ValidString(name) || !utf8.ValidString(value) {
+				problems = append(problems, problem{Loc: loc, Msg: "the value is not valid UTF-8", Type: "value_error.str.utf8"})
+				break
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return &validationError{problems: problems}
 	}
 	return nil
 }

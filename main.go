@@ -630,6 +630,14 @@ const maxBodyBytes = 1 << 20
 // returns its members by exact name. Names match exactly (encoding/json
 // would match "EMAIL" to an "email" field) and unknown members are left
 // for the caller to ignore, as FastAPI ignores them.
+//
+// Nothing is silently rewritten: a body that is not valid UTF-8, or holds
+// an escaped lone surrogate ("\ud800"), is refused at ["body"] instead of
+// being decoded with U+FFFD in place of the bad bytes; a member name that
+// repeats, once escapes are decoded, is refused at ["body", name] instead
+// of the last one winning, as encoding/json would have it (a proxy that
+// read the first would see another request than ours). The rules are
+// forEachMember's (jwt.go), which the token parser applies too.
 func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
@@ -639,13 +647,34 @@ func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error
 		}
 		return jsonFields{}, &apiError{status: http.StatusBadRequest, detail: "Could not read the request body"}
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil || members == nil {
-		return jsonFields{}, &validationError{problems: []problem{{
-			Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode",
-		}}}
+	members := map[string]json.RawMessage{}
+	err = forEachMember(body, func(name, value []byte) error {
+		members[string(name)] = value
+		return nil
+	})
+	if err != nil {
+		return jsonFields{}, &validationError{problems: []problem{bodyProblem(err)}}
 	}
 	return jsonFields{members: members}, nil
+}
+
+// bodyProblem says what forEachMember found wrong with a JSON body.
+func bodyProblem(err error) problem {
+	var repeated *repeatedMemberError
+	switch {
+	case errors.As(err, &repeated):
+		return problem{Loc: []string{"body", repeated.name},
+			Msg: "this member appears more than once in the body", Type: "value_error.jsondecode.duplicate_member"}
+	case errors.Is(err, errNotUTF8):
+		return problem{Loc: []string{"body"}, Msg: "the body is not valid UTF-8", Type: "value_error.jsondecode.utf8"}
+	case errors.Is(err, errLoneSurrogate):
+		return problem{Loc: []string{"body"},
+			Msg: `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, Type: "value_error.jsondecode.surrogate"}
+	case errors.Is(err, errTooManyMembers):
+		return problem{Loc: []string{"body"},
+			Msg: fmt.Sprintf("the body has more than %d members", maxObjectMembers), Type: "value_error.jsondecode.members"}
+	}
+	return problem{Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode"}
 }
 
 // jsonFields reads the members of a JSON body one by one, collecting a
