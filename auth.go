@@ -335,6 +335,9 @@ func currentUser(r *http.Request) user {
 func (a *app) requireUser(next http.Handler) http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Add("Vary", "Authorization")
+		// What answers an authenticated request is that user's alone: no
+		// shared or browser cache may keep it (RFC 9111 §5.2.2.5).
+		w.Header().Set("Cache-Control", "no-store")
 		// The scheme is case-insensitive (RFC 7235 §2.1), as FastAPI reads it.
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") {

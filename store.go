@@ -403,12 +403,36 @@ func parseMigrations(text string) ([]migration, error) {
 
 // migrate applies, in one transaction, the migrations the database has not
 // had yet. If any step fails, nothing changes.
-func (s *store) migrate(ctx context.Context) error {
+//
+// Foreign keys are off while they run, on the one connection that runs
+// them: SQLite's procedure for remaking a table asks for it (see migration
+// 4 in schema.sql), and PRAGMA foreign_keys cannot change inside a
+// transaction. So that no migration can leave a row naming a parent that
+// is not there, PRAGMA foreign_key_check runs before and after, and the
+// migrations are refused if it finds a row it did not find before. (Rows
+// that broke a foreign key already, such as the recipes of a user whom the
+// reference deleted, are kept as they were.) Foreign keys are on again
+// before the connection goes back to the pool.
+func (s *store) migrate(ctx context.Context) (err error) {
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
-	tx, err := s.writer.BeginTx(ctx, nil)
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return fmt.Errorf("migrate: turn foreign keys off: %w", err)
+	}
+	defer func() {
+		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
+			err = errors.Join(err, fmt.Errorf("migrate: turn foreign keys back on: %w", onErr))
+			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -421,6 +445,13 @@ func (s *store) migrate(ctx context.Context) error {
 	if version > len(migrations) {
 		return fmt.Errorf("migrate: schema version %d is newer than this program knows (%d)", version, len(migrations))
 	}
+	if version == len(migrations) {
+		return nil
+	}
+	brokenBefore, err := foreignKeyViolations(ctx, tx)
+	if err != nil {
+		return err
+	}
 	for _, m := range migrations[version:] {
 		if m.version == 2 {
 			if err := checkNoCaseDuplicateEmails(ctx, tx); err != nil {
@@ -431,6 +462,15 @@ func (s *store) migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate: migration %d: %w", m.version, err)
 		}
 	}
+	brokenAfter, err := foreignKeyViolations(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for row := range brokenAfter {
+		if !brokenBefore[row] {
+			return fmt.Errorf("migrate: the migrations would leave a row that names a missing parent (%s); nothing was changed", row)
+		}
+	}
 	// PRAGMA takes no parameters; the value is our own integer.
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
 		return fmt.Errorf("migrate: set schema version: %w", err)
@@ -439,6 +479,31 @@ func (s *store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	return nil
+}
+
+// foreignKeyViolations lists the rows that name a parent row that does not
+// exist, each as "table rowid N → parent", as PRAGMA foreign_key_check
+// finds them.
+func foreignKeyViolations(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+	}
+	defer rows.Close()
+	broken := map[string]bool{}
+	for rows.Next() {
+		var table, parent string
+		var rowid sql.NullInt64
+		var fkid int
+		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
+			return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+		}
+		broken[fmt.Sprintf("%s rowid %d → %s", table, rowid.Int64, parent)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+	}
+	return broken, nil
 }
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
@@ -497,9 +562,23 @@ func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// promoteToSuperuser makes user id a superuser.
-func (s *store) promoteToSuperuser(ctx context.Context, id int64) error {
-	if _, err := s.writer.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+// promoteToSuperuser makes user id a superuser and, in the same
+// transaction, ends every session of it as endSessions does, giving it
+// newHashedPassword unless that is "". Whoever held a token of the user
+// before, perhaps a thief, must not hold a superuser's token after.
+func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("promote user %d: %w", id, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+		return fmt.Errorf("promote user %d: %w", id, err)
+	}
+	if _, err := endSessionsTx(ctx, tx, id, newHashedPassword); err != nil {
+		return fmt.Errorf("promote user %d: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("promote user %d: %w", id, err)
 	}
 	s.forgetUsers()
@@ -530,16 +609,11 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 	if users > 0 {
 		return false, nil
 	}
-	res, err := tx.ExecContext(ctx,
-		"INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 1, ?)",
-		email, emailKey(email), hashedPassword)
+	admin, err := insertUser(ctx, tx, user{Email: email, IsSuperuser: true, HashedPassword: hashedPassword})
 	if err != nil {
-		return false, fmt.Errorf("seed: create superuser: %w", err)
+		return false, fmt.Errorf("seed: %w", err)
 	}
-	adminID, err := res.LastInsertId()
-	if err != nil {
-		return false, fmt.Errorf("seed: create superuser: %w", err)
-	}
+	adminID := admin.ID
 	for _, r := range seedRecipes {
 		// A recipe whose id is taken (recipes but no users) is left alone.
 		if _, err := tx.ExecContext(ctx,
@@ -603,16 +677,30 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	// SQLite gives a new row the highest id again once that row is gone,
-	// and a user can be deleted by hand. A random first token generation
-	// keeps such a user's old access tokens from fitting the new one, and
-	// its refresh tokens are deleted below.
-	u.TokenGeneration = randomGeneration()
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
 	defer tx.Rollback()
+	if u, err = insertUser(ctx, tx, u); err != nil {
+		return user{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	s.forgetUsers()
+	return u, nil
+}
+
+// insertUser is how every user comes to be, by signup, createsuperuser or
+// seeding: it inserts u in tx with a fresh identity. The user table's
+// AUTOINCREMENT gives an id above every id ever given (schema.sql). A
+// random first token generation, and the deletion of any refresh token
+// that names the id, keep whatever tokens could still name it (made under
+// the same secret for a user whose database was deleted, or left by a
+// user deleted by hand) from ever fitting the new user.
+func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
+	u.TokenGeneration = randomGeneration()
 	res, err := tx.ExecContext(ctx, `INSERT INTO user
 		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -629,10 +717,6 @@ func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE user_id = ?", u.ID); err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	s.forgetUsers()
 	return u, nil
 }
 
