@@ -300,6 +300,16 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 	if err != nil {
 		return user{}, err
 	}
+	if reason := unusablePasswordHash(u.HashedPassword, a.passwords.cost); reason != "" {
+		// Nobody can log in with this hash: compare against the dummy
+		// instead, for the time a wrong password takes, never at the
+		// hash's own cost (cost 31 would hold a hashing slot for days).
+		if _, err := a.passwords.compare(ctx, a.passwords.dummyHash, password); err != nil {
+			return user{}, err
+		}
+		a.logUnusableHash(u.ID, reason)
+		return user{}, errIncorrectLogin
+	}
 	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
 	if errors.Is(err, errHashersBusy) {
 		return user{}, err
@@ -308,13 +318,66 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 		// A stored hash that bcrypt cannot read: nobody can log in with
 		// it. Tell the operator, and the client only what an unknown
 		// email would tell it.
-		a.logger.Warn("stored password hash is unreadable", "user_id", u.ID, "err", err)
+		a.logUnusableHash(u.ID, err.Error())
 		return user{}, errIncorrectLogin
 	}
 	if !ok {
 		return user{}, errIncorrectLogin
 	}
 	return u, nil
+}
+
+// maxStoredCost is the dearest stored hash a login compares against,
+// unless BCRYPT_COST is set higher. Each step doubles the work: cost 12
+// takes about 0.25 s of a CPU, cost 18 about 15 s, cost 31 about four
+// years, so a dearer hash, which could only have been put there by hand,
+// would hold a hashing slot far past any client's patience.
+const maxStoredCost = 18
+
+// unusablePasswordHash says why nobody can log in with hash, or returns ""
+// if it is a bcrypt hash of a cost from 4 to the greater of cost (the
+// configured one) and maxStoredCost.
+func unusablePasswordHash(hash string, cost int) string {
+	stored, err := bcrypt.Cost([]byte(hash))
+	switch {
+	case err != nil:
+		return err.Error() // bcrypt's own errors never show the hash
+	case stored > max(cost, maxStoredCost):
+		return fmt.Sprintf("bcrypt cost %d is over %d", stored, max(cost, maxStoredCost))
+	}
+	return ""
+}
+
+// maxLoggedUnusableHashes bounds unusableHashLog: the log names the first
+// ones, and then says that it names no more.
+const maxLoggedUnusableHashes = 1000
+
+// unusableHashLog remembers which users' unusable password hashes have
+// been logged, so that each is logged once however often someone tries to
+// log in as that user, and the log cannot be flooded through it.
+type unusableHashLog struct {
+	mu     sync.Mutex
+	logged map[int64]bool
+}
+
+func (a *app) logUnusableHash(userID int64, reason string) {
+	l := &a.unusableHashes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged == nil {
+		l.logged = map[int64]bool{}
+	}
+	switch {
+	case l.logged[userID] || len(l.logged) > maxLoggedUnusableHashes:
+		return
+	case len(l.logged) == maxLoggedUnusableHashes:
+		l.logged[-1] = true // counts as one more, so that this is said once
+		a.logger.Warn("more users have unusable password hashes; they are no longer logged")
+		return
+	}
+	l.logged[userID] = true
+	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
+		"for instance with createsuperuser", "user_id", userID, "reason", reason)
 }
 
 func (a *app) handleMe() http.Handler {
@@ -380,7 +443,7 @@ type passwordHasher struct {
 // hashes while BCRYPT_COST is lower), so that an unknown email never
 // answers faster than a known one.
 func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
-	stored, err := st.highestPasswordCost(ctx)
+	stored, err := st.highestPasswordCost(ctx, max(cost, maxStoredCost))
 	if err != nil {
 		return nil, err
 	}

@@ -475,7 +475,7 @@ func TestLoginEdgeCases(t *testing.T) {
 		}
 		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"broken@example.com"}, "password": {"password123"}})
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
-		if !strings.Contains(e.logs.String(), "stored password hash is unreadable") {
+		if !strings.Contains(e.logs.String(), "stored password hash is unusable") {
 			t.Errorf("the unreadable hash was not logged: %s", e.logs)
 		}
 	})

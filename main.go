@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -31,6 +32,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 func main() {
@@ -224,10 +226,73 @@ func parseCORSOrigins(text string) ([]string, error) {
 		// Browsers send the origin without a trailing slash; the
 		// reference's examples are written with one.
 		if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
+			if err := checkOrigin(o); err != nil {
+				return nil, fmt.Errorf("BACKEND_CORS_ORIGINS: %q is not an origin: %v; want scheme://host[:port], such as http://localhost:3000", o, err)
+			}
 			clean = append(clean, o)
 		}
 	}
 	return clean, nil
+}
+
+// checkOrigin accepts only an origin as a browser sends it in its Origin
+// header (RFC 6454 §6.2): http or https, "://", a host, and an optional
+// port from 1 to 65535, in lower case, and nothing else. Anything else
+// could never equal an Origin header, so CORS would be quietly off; and
+// "*" or "null" would let any site, or any sandboxed page, read the
+// answers to requests sent with the user's credentials.
+func checkOrigin(origin string) error {
+	u, err := url.Parse(origin)
+	switch {
+	case origin == "*" || origin == "null":
+		return errors.New("a wildcard or null origin would let any page read the answers")
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("the scheme must be http or https")
+	case u.Opaque != "" || u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("an origin has no user name or password")
+	case u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(origin, "#"):
+		return errors.New("an origin has no path, query or fragment")
+	case origin != strings.ToLower(origin):
+		return errors.New("write it in lower case, as browsers send it")
+	}
+	host, port := u.Hostname(), u.Port()
+	if _, err := netip.ParseAddr(host); err != nil && !isOriginHostName(host) {
+		return errors.New("the host must be a DNS name or an IP address")
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return errors.New("the port must be a number from 1 to 65535")
+		}
+		host += ":" + port
+	}
+	if u.Host != host {
+		return errors.New("the port must be a number from 1 to 65535")
+	}
+	return nil
+}
+
+// isOriginHostName reports whether host is dot-separated labels of ASCII
+// letters, digits and '-': browsers send a name beyond ASCII as punycode.
+func isOriginHostName(host string) bool {
+	for label := range strings.SplitSeq(host, ".") {
+		if label == "" {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // commands are what the one binary does; serve is the default.
@@ -415,6 +480,7 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
+	unusableHashes       unusableHashLog // users whose unusable hash was logged
 }
 
 // newServer builds the service's whole HTTP handler. now is the clock the
@@ -745,7 +811,7 @@ func (a *app) recoverPanics(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler { // the server's way to drop a response
 					panic(v)
 				}
-				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
+				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", loggedPath(r),
 					"panic", v, "stack", string(debug.Stack()))
 				w.Header().Set("Connection", "close")
 				writeError(w, r, errors.New("panic"), nil)
@@ -796,9 +862,28 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		a.logger.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+		a.logger.Info("request", "request_id", id, "method", r.Method, "path", loggedPath(r),
 			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
 	})
+}
+
+// maxLoggedPathBytes bounds a request path in the log: a client may send
+// a path of many kilobytes, and would otherwise have it written whole, on
+// every request, into a log that an operator reads and pays to keep.
+const maxLoggedPathBytes = 512
+
+// loggedPath is r's path as the log shows it: cut after
+// maxLoggedPathBytes, at a character boundary, and marked as cut.
+func loggedPath(r *http.Request) string {
+	path := r.URL.Path
+	if len(path) <= maxLoggedPathBytes {
+		return path
+	}
+	cut := maxLoggedPathBytes
+	for cut > 0 && !utf8.RuneStart(path[cut]) {
+		cut--
+	}
+	return path[:cut] + "…(truncated)"
 }
 
 // apiPolicy is the Content-Security-Policy of every response that sets

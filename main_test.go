@@ -385,6 +385,10 @@ func TestLoadConfig(t *testing.T) {
 		{"a short first superuser password is refused", "FIRST_SUPERUSER_PW", "short", "FIRST_SUPERUSER_PW"},
 		{"an invalid first superuser email is refused", "FIRST_SUPERUSER", "admin", "FIRST_SUPERUSER"},
 		{"a broken JSON origin list is refused", "BACKEND_CORS_ORIGINS", `["http://a`, "BACKEND_CORS_ORIGINS"},
+		{"a wildcard origin is refused, naming it", "BACKEND_CORS_ORIGINS", "*", `"*"`},
+		{"a null origin is refused, naming it", "BACKEND_CORS_ORIGINS", "http://a.example,null", `"null"`},
+		{"an origin without a scheme is refused, naming it", "BACKEND_CORS_ORIGINS", "localhost:3000", `"localhost:3000"`},
+		{"an origin with a path is refused, naming it", "BACKEND_CORS_ORIGINS", `["http://a.example/app"]`, `"http://a.example/app"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig("serve", nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
@@ -472,6 +476,7 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		{"a short secret", nil, map[string]string{"JWT_SECRET": "too-short"}, "JWT_SECRET"},
 		{"an unwritable database", []string{"-db", "/proc/no/such/dir/app.db"}, nil, "database"},
 		{"an unknown flag", []string{"-nope"}, nil, "nope"},
+		{"a CORS origin that is no origin", nil, map[string]string{"BACKEND_CORS_ORIGINS": "http://ok.example, notaurl"}, `"notaurl"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)

@@ -347,6 +347,12 @@ func backupDatabase(ctx context.Context, path, out string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer db.Close()
+	// SQLite reads a name that starts with "file:" as a URI: the copy
+	// would go to another file than the one created below, with another
+	// mode. "./file:x.db" names that file plainly.
+	if strings.HasPrefix(out, "file:") {
+		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
+	}
 	// Create the file first, empty, as VACUUM INTO allows: O_EXCL refuses
 	// to overwrite anything, and the mode keeps the password hashes and
 	// perhaps the token secret to their owner.
@@ -550,16 +556,20 @@ func init() {
 }
 
 // highestPasswordCost is the highest bcrypt cost among the stored password
-// hashes ($2b$12$… has cost 12), or 0 if there are none.
-func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
-	var cost sql.NullString
-	err := s.reader.QueryRowContext(ctx,
-		"SELECT max(substr(hashed_password, 5, 2)) FROM user WHERE hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'").Scan(&cost)
+// hashes ($2b$12$… has cost 12), or 0 if there are none. Only costs from
+// bcrypt's least, 4, to maxCost count: a hash of any other cost is one
+// that nobody can log in with (see usablePasswordHash in auth.go), and
+// making a dummy hash at its cost would panic (over 31) or take days.
+func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
+	var cost sql.NullInt64
+	err := s.reader.QueryRowContext(ctx, `
+		SELECT max(cost) FROM (SELECT CAST(substr(hashed_password, 5, 2) AS INTEGER) AS cost FROM user
+			WHERE hashed_password GLOB '$2[abxy]$[0-9][0-9]$*')
+		WHERE cost BETWEEN 4 AND ?`, maxCost).Scan(&cost)
 	if err != nil {
 		return 0, fmt.Errorf("read password costs: %w", err)
 	}
-	n, _ := strconv.Atoi(cost.String)
-	return n, nil
+	return int(cost.Int64), nil
 }
 
 // promoteToSuperuser makes user id a superuser and, in the same
