@@ -16,6 +16,10 @@
 //     address only from a configured proxy) and slowed with 429 past the
 //     limit.
 //   - A signup can never make a superuser, whatever its body says.
+//   - Emails and names may not hold invisible characters (invisibleRune),
+//     so that no two accounts or names that look alike differ by one.
+//   - A stored hash that bcrypt cannot use, or that costs more than a
+//     login can afford, never stops the start; that user cannot log in.
 package main
 
 import (
