@@ -12,7 +12,8 @@
 //     base64 decoder silently skips '\r' and '\n' even in strict mode, so
 //     without this check one token would have many spellings.
 //  3. Each part is unpadded base64url, decoded strictly (no stray bits).
-//  4. The header is a JSON object with exactly-named, non-repeated members;
+//  4. The header is a JSON object in valid UTF-8, with no escaped lone
+//     surrogate, and with exactly-named, non-repeated members;
 //     "alg" is exactly "HS256"; "typ", if present, is "JWT"; a "crit"
 //     member is refused, because we implement no extension it could name.
 //     The algorithm is never chosen from the token: HS256 is the only one

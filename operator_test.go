@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -234,6 +235,21 @@ func TestLoggedPathsAreTruncated(t *testing.T) {
 			t.Errorf("log = %q, want the whole path", e.logs.String())
 		}
 	})
+}
+
+func TestLoggedPathIsCutAtACharacterBoundaryAndNeverEmptied(t *testing.T) {
+	for _, tc := range []struct{ name, path, wantPrefix string }{
+		{"ASCII is cut at 512 bytes", strings.Repeat("a", 600), strings.Repeat("a", 512)},
+		{"a three-byte character across the cut is left out whole", strings.Repeat("a", 511) + strings.Repeat("€", 100), strings.Repeat("a", 511)},
+		{"stray bytes are cut no more than 3 bytes short, never emptied", strings.Repeat("\xbd", 600), strings.Repeat("\xbd", 509)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := loggedPath(&http.Request{URL: &url.URL{Path: tc.path}})
+			if got != tc.wantPrefix+"…(truncated)" {
+				t.Errorf("loggedPath = %.40q… (%d bytes), want %.40q…(truncated)", got, len(got), tc.wantPrefix)
+			}
+		})
+	}
 }
 
 func TestLoggedPathsAreTruncatedInPanicsToo(t *testing.T) {
