@@ -882,7 +882,7 @@ func loggedPath(r *http.Request) string {
 	// Back to the start of the character that would be split, if any;
 	// a path of stray bytes is simply cut.
 	cut := maxLoggedPathBytes
-	for cut > maxLoggedPathBytes-utf8.UTFMax && !utf8.RuneStart(path[cut]) {
+	for cut > maxLoggedPathBytes-(utf8.UTFMax-1) && !utf8.RuneStart(path[cut]) {
 		cut--
 	}
 	return path[:cut] + "…(truncated)"
