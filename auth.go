@@ -22,6 +22,10 @@
 //     limit. Every signup counts; of logins and password changes only the
 //     failures count, so many people behind one address can all log in.
 //   - A signup can never make a superuser, whatever its body says.
+//   - Emails and names may not hold invisible characters (invisibleRune),
+//     so that no two accounts or names that look alike differ by one.
+//   - A stored hash that bcrypt cannot use, or that costs more than a
+//     login can afford, never stops the start; that user cannot log in.
 package main
 
 import (
@@ -29,15 +33,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
@@ -92,8 +100,10 @@ func (a *app) handleSignup() http.Handler {
 		}
 		firstName := body.text("first_name", false)
 		checkMaxChars(&body, "first_name", firstName)
+		checkVisible(&body, "first_name", firstName)
 		surname := body.text("surname", false)
 		checkMaxChars(&body, "surname", surname)
+		checkVisible(&body, "surname", surname)
 		if err := body.err(); err != nil {
 			return err
 		}
@@ -122,6 +132,9 @@ func checkEmail(email string) string {
 	if email == "" || len(email) > maxEmailBytes {
 		return invalid
 	}
+	if r, ok := invisibleRune(email); ok {
+		return invisibleMessage(r)
+	}
 	// ParseAddress also accepts "Name <a@b.c>"; we want the bare address.
 	addr, err := mail.ParseAddress(email)
 	if err != nil || addr.Name != "" || addr.Address != email {
@@ -132,6 +145,59 @@ func checkEmail(email string) string {
 		return invalid
 	}
 	return ""
+}
+
+// invisibleLetters are characters that Unicode counts as letters, marks or
+// symbols but that show as nothing, or as a blank: the Hangul fillers,
+// the braille blank, the combining grapheme joiner and the Khmer
+// inherent vowels. They are the known ones; see invisibleRune.
+var invisibleLetters = []rune{
+	0x115F, 0x1160, 0x3164, 0xFFA0, // Hangul choseong, jungseong, compatibility and halfwidth fillers
+	0x2800,         // braille pattern blank
+	0x034F,         // combining grapheme joiner
+	0x17B4, 0x17B5, // Khmer vowel inherent AQ and AA
+}
+
+// invisibleRune returns the first character of s, other than the ordinary
+// space U+0020, that a reader cannot see, so that two strings that look
+// the same could differ by it: a control character (Unicode category Cc:
+// NUL, tab, newline, DEL, U+0080–U+009F), a format character (Cf: the
+// zero-width space, joiners and marks U+200B–U+200F, the bidirectional
+// embeddings and overrides U+202A–U+202E and isolates U+2066–U+2069, the
+// word joiner and invisible operators U+2060–U+2064, the byte order mark
+// U+FEFF, the soft hyphen U+00AD, tag characters, …), any space other
+// than U+0020 (Zs: the no-break space U+00A0, U+2000–U+200A, U+3000, …),
+// the line and paragraph separators U+2028 and U+2029 (Zl, Zp), a
+// variation selector (U+FE00–U+FE0F, U+E0100–U+E01EF, U+180B–U+180F),
+// or one of invisibleLetters.
+func invisibleRune(s string) (rune, bool) {
+	for _, r := range s {
+		if r == ' ' {
+			continue
+		}
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zs, unicode.Zl, unicode.Zp, unicode.Variation_Selector) ||
+			slices.Contains(invisibleLetters, r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func invisibleMessage(r rune) string {
+	return fmt.Sprintf("value holds an invisible, control or format character (U+%04X); "+
+		"only visible characters and the ordinary space are allowed", r)
+}
+
+// checkVisible records a problem if a name holds a character that
+// invisibleRune finds, so that no two names that look the same differ by
+// one. Ordinary spaces are fine: "Ada Lovelace" is one name.
+func checkVisible(f *jsonFields, name string, value *string) {
+	if value == nil {
+		return
+	}
+	if r, ok := invisibleRune(*value); ok {
+		f.fail(name, invisibleMessage(r), "value_error.str.invisible")
+	}
 }
 
 // checkMaxChars records a problem if value is longer than the reference's
@@ -206,6 +272,30 @@ func readForm(w http.ResponseWriter, r *http.Request) error {
 			Loc: []string{"body"}, Msg: "the body is not a valid form", Type: "value_error.form",
 		}}}
 	}
+	return checkFormUTF8(r.PostForm)
+}
+
+// checkFormUTF8 refuses a form whose names or decoded values are not valid
+// UTF-8 (%FF decodes to a lone byte): such a password could never be typed
+// again, and Go would compare the bytes where another program might first
+// replace them with U+FFFD. Each bad field is named, in name order.
+func checkFormUTF8(form url.Values) error {
+	var problems []problem
+	for _, name := range slices.Sorted(maps.Keys(form)) {
+		loc := []string{"body", name}
+		if !utf8.ValidString(name) {
+			loc = []string{"body"}
+		}
+		for _, value := range form[name] {
+			if !utf8.ValidString(name) || !utf8.ValidString(value) {
+				problems = append(problems, problem{Loc: loc, Msg: "the value is not valid UTF-8", Type: "value_error.str.utf8"})
+				break
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return &validationError{problems: problems}
+	}
 	return nil
 }
 
@@ -226,11 +316,21 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 	if err != nil {
 		return user{}, err
 	}
+	if reason := unusablePasswordHash(u.HashedPassword, a.passwords.cost); reason != "" {
+		// Nobody can log in with this hash: compare against the dummy
+		// instead, for the time a wrong password takes, never at the
+		// hash's own cost (cost 31 would hold a hashing slot for days).
+		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
+			return user{}, err
+		}
+		a.logUnusableHash(u.ID, reason)
+		return user{}, errIncorrectLogin
+	}
 	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
 	if errors.Is(err, errUnreadableHash) {
 		// Nobody can log in with it. Tell the operator, and the client
 		// only what an unknown email would tell it.
-		a.logger.Warn("stored password hash is unreadable", "user_id", u.ID, "err", err)
+		a.logUnusableHash(u.ID, err.Error())
 		return user{}, errIncorrectLogin
 	}
 	if err != nil {
@@ -272,6 +372,59 @@ func (a *app) rehashLater(u user, password string) {
 	})
 }
 
+// maxStoredCost is the dearest stored hash a login compares against,
+// unless BCRYPT_COST is set higher. Each step doubles the work: cost 12
+// takes about 0.25 s of a CPU, cost 18 about 15 s, cost 31 about four
+// years, so a dearer hash, which could only have been put there by hand,
+// would hold a hashing slot far past any client's patience.
+const maxStoredCost = 18
+
+// unusablePasswordHash says why nobody can log in with hash, or returns ""
+// if it is a bcrypt hash of a cost from 4 to the greater of cost (the
+// configured one) and maxStoredCost.
+func unusablePasswordHash(hash string, cost int) string {
+	stored, err := bcrypt.Cost([]byte(hash))
+	switch {
+	case err != nil:
+		return err.Error() // bcrypt's own errors never show the hash
+	case stored > max(cost, maxStoredCost):
+		return fmt.Sprintf("bcrypt cost %d is over %d", stored, max(cost, maxStoredCost))
+	}
+	return ""
+}
+
+// maxLoggedUnusableHashes bounds unusableHashLog: the log names the first
+// ones, and then says that it names no more.
+const maxLoggedUnusableHashes = 1000
+
+// unusableHashLog remembers which users' unusable password hashes have
+// been logged, so that each is logged once however often someone tries to
+// log in as that user, and the log cannot be flooded through it.
+type unusableHashLog struct {
+	mu     sync.Mutex
+	logged map[int64]bool
+}
+
+func (a *app) logUnusableHash(userID int64, reason string) {
+	l := &a.unusableHashes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged == nil {
+		l.logged = map[int64]bool{}
+	}
+	switch {
+	case l.logged[userID] || len(l.logged) > maxLoggedUnusableHashes:
+		return
+	case len(l.logged) == maxLoggedUnusableHashes:
+		l.logged[-1] = true // counts as one more, so that this is said once
+		a.logger.Warn("more users have unusable password hashes; they are no longer logged")
+		return
+	}
+	l.logged[userID] = true
+	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
+		"for instance with createsuperuser", "user_id", userID, "reason", reason)
+}
+
 func (a *app) handleMe() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, viewUser(currentUser(r)))
@@ -290,6 +443,9 @@ func currentUser(r *http.Request) user {
 func (a *app) requireUser(next http.Handler) http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Add("Vary", "Authorization")
+		// What answers an authenticated request is that user's alone: no
+		// shared or browser cache may keep it (RFC 9111 §5.2.2.5).
+		w.Header().Set("Cache-Control", "no-store")
 		// The scheme is case-insensitive (RFC 7235 §2.1), as FastAPI reads it.
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") {
@@ -422,6 +578,11 @@ func newPasswordHasher(cost int) *passwordHasher {
 // passwords at cost, with its dummy hash made already: that first hash
 // also gives the first measure of how long one takes.
 func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
+	// A stored hash dearer than a login can afford is unusable, and must
+	// not set the dummy's cost either.
+	if err := st.limitPasswordCosts(ctx, max(cost, maxStoredCost)); err != nil {
+		return nil, err
+	}
 	p := newPasswordHasher(cost)
 	if err := p.compareUnknown(ctx, dummyCostFor(st, cost), ""); err != nil {
 		p.close()

@@ -40,7 +40,7 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 // it if need be. The password is the first line of standard input; if
 // standard input is a terminal or empty, a password is generated and
 // printed once. For an existing user, a password given also replaces the
-// old one and ends the user's sessions.
+// old one; either way every session of the user ends.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, _ io.Writer) error {
 	email := strings.TrimSpace(cfg.superuserEmail)
 	if msg := checkEmail(email); msg != "" {
@@ -79,16 +79,19 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	case err != nil:
 		return err
 	default:
-		if err := st.promoteToSuperuser(ctx, u.ID); err != nil {
+		// Every session ends, with a new password or without: a token
+		// stolen before must not become a superuser's token.
+		newHash := hash
+		if generated {
+			newHash = "" // keep the password the user has
+		}
+		if err := st.promoteToSuperuser(ctx, u.ID, newHash); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s is now a superuser", u.Email)
+		fmt.Fprintf(stdout, "%s is now a superuser and must log in again", u.Email)
 		if generated {
 			fmt.Fprintln(stdout, "; the password is unchanged")
 			return nil
-		}
-		if _, err := st.endSessions(ctx, u.ID, hash); err != nil {
-			return err
 		}
 		fmt.Fprint(stdout, ", with the new password")
 	}

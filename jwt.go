@@ -12,7 +12,8 @@
 //     base64 decoder silently skips '\r' and '\n' even in strict mode, so
 //     without this check one token would have many spellings.
 //  3. Each part is unpadded base64url, decoded strictly (no stray bits).
-//  4. The header is a JSON object with exactly-named, non-repeated members;
+//  4. The header is a JSON object in valid UTF-8, with no escaped lone
+//     surrogate, and with exactly-named, non-repeated members;
 //     "alg" is exactly "HS256"; "typ", if present, is "JWT"; a "crit"
 //     member is refused, because we implement no extension it could name.
 //     The algorithm is never chosen from the token: HS256 is the only one
@@ -52,6 +53,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -325,27 +327,50 @@ func secondsToTime(seconds float64) time.Time {
 	return time.Unix(int64(whole), int64(frac*1e9))
 }
 
+// The ways forEachMember refuses a JSON object. The request body decoder
+// (decodeJSONObject, main.go) tells the client which one it was.
+var (
+	errNotUTF8        = errors.New("not valid UTF-8")
+	errLoneSurrogate  = errors.New(`holds a \u escape of a lone UTF-16 surrogate`)
+	errNotJSONObject  = errors.New("not a JSON object")
+	errTooManyMembers = fmt.Errorf("more than %d members", maxObjectMembers)
+)
+
+// repeatedMemberError is an object in which the member name appears twice.
+type repeatedMemberError struct{ name string }
+
+func (e *repeatedMemberError) Error() string { return fmt.Sprintf("member %q repeats", e.name) }
+
 // forEachMember calls fn with the name and raw value of each member of the
 // JSON object in data. It refuses anything that is not a single valid UTF-8
-// JSON object, and any object in which a name appears twice (after escapes
-// are decoded, so "\u0065xp" is "exp").
+// JSON object, any escaped lone surrogate ("\ud800") anywhere in it, and
+// any object in which a name appears twice (after escapes are decoded, so
+// "\u0065xp" is "exp"). Names are compared exactly, byte for byte.
 func forEachMember(data []byte, fn func(name, value []byte) error) error {
-	// json.Valid does not check UTF-8 inside strings; RFC 8725 §3.7 asks
-	// for UTF-8 only, and encoding/json would silently replace bad bytes.
-	if !utf8.Valid(data) || !json.Valid(data) {
-		return errors.New("not valid UTF-8 JSON")
+	// json.Valid does not check UTF-8 inside strings, nor surrogate
+	// escapes; RFC 8725 §3.7 asks for UTF-8 only, and encoding/json would
+	// silently replace either with U+FFFD, so that many different texts
+	// would decode to the same value.
+	switch {
+	case !utf8.Valid(data):
+		return errNotUTF8
+	case !json.Valid(data):
+		return errNotJSONObject
+	case hasLoneSurrogate(data):
+		return errLoneSurrogate
 	}
 	rest := bytes.TrimSpace(data)
 	if len(rest) == 0 || rest[0] != '{' {
-		return errors.New("not a JSON object")
+		return errNotJSONObject
 	}
 	rest = bytes.TrimSpace(rest[1:])
 	seen := make([][]byte, 0, 8)
 	for len(rest) > 0 && rest[0] != '}' {
 		// The repeat check below is quadratic; the cap keeps it small on
-		// the header, which is parsed before the MAC is known to be good.
+		// the header, which is parsed before the MAC is known to be good,
+		// and on request bodies, which anyone may send.
 		if len(seen) == maxObjectMembers {
-			return fmt.Errorf("more than %d members", maxObjectMembers)
+			return errTooManyMembers
 		}
 		// json.Valid has vouched for the syntax, so each member is:
 		// string, optional space, colon, optional space, value.
@@ -356,7 +381,7 @@ func forEachMember(data []byte, fn func(name, value []byte) error) error {
 		}
 		for _, s := range seen {
 			if bytes.Equal(s, name) {
-				return fmt.Errorf("member %q repeats", name)
+				return &repeatedMemberError{name: string(name)}
 			}
 		}
 		seen = append(seen, name)
@@ -371,6 +396,42 @@ func forEachMember(data []byte, fn func(name, value []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// hasLoneSurrogate reports whether the valid JSON text data holds a \u
+// escape of a UTF-16 surrogate (U+D800 to U+DFFF) that is not a high one
+// directly followed by an escaped low one, the only way JSON can spell a
+// character beyond U+FFFF as escapes. In valid JSON a backslash occurs
+// only inside a string and always starts an escape, and \u always has
+// four hex digits after it.
+func hasLoneSurrogate(data []byte) bool {
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character: skipped, so that "\\u" is no escape
+		if data[i] != 'u' {
+			continue
+		}
+		r := hexRune(data[i+1 : i+5])
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if i+6 < len(data) && data[i+1] == '\\' && data[i+2] == 'u' &&
+			utf16.DecodeRune(r, hexRune(data[i+3:i+7])) != utf8.RuneError {
+			i += 6 // a high surrogate and its low one: a good pair
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// hexRune reads four hex digits, which json.Valid has checked.
+func hexRune(digits []byte) rune {
+	n, _ := strconv.ParseUint(string(digits), 16, 16)
+	return rune(n)
 }
 
 // cutJSONValue splits valid JSON text into its first value and the rest.

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -33,6 +34,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 func main() {
@@ -237,10 +239,73 @@ func parseCORSOrigins(text string) ([]string, error) {
 		// Browsers send the origin without a trailing slash; the
 		// reference's examples are written with one.
 		if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
+			if err := checkOrigin(o); err != nil {
+				return nil, fmt.Errorf("BACKEND_CORS_ORIGINS: %q is not an origin: %v; want scheme://host[:port], such as http://localhost:3000", o, err)
+			}
 			clean = append(clean, o)
 		}
 	}
 	return clean, nil
+}
+
+// checkOrigin accepts only an origin as a browser sends it in its Origin
+// header (RFC 6454 §6.2): http or https, "://", a host, and an optional
+// port from 1 to 65535, in lower case, and nothing else. Anything else
+// could never equal an Origin header, so CORS would be quietly off; and
+// "*" or "null" would let any site, or any sandboxed page, read the
+// answers to requests sent with the user's credentials.
+func checkOrigin(origin string) error {
+	u, err := url.Parse(origin)
+	switch {
+	case origin == "*" || origin == "null":
+		return errors.New("a wildcard or null origin would let any page read the answers")
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("the scheme must be http or https")
+	case u.Opaque != "" || u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("an origin has no user name or password")
+	case u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(origin, "#"):
+		return errors.New("an origin has no path, query or fragment")
+	case origin != strings.ToLower(origin):
+		return errors.New("write it in lower case, as browsers send it")
+	}
+	host, port := u.Hostname(), u.Port()
+	if _, err := netip.ParseAddr(host); err != nil && !isOriginHostName(host) {
+		return errors.New("the host must be a DNS name or an IP address")
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return errors.New("the port must be a number from 1 to 65535")
+		}
+		host += ":" + port
+	}
+	if u.Host != host {
+		return errors.New("the port must be a number from 1 to 65535")
+	}
+	return nil
+}
+
+// isOriginHostName reports whether host is dot-separated labels of ASCII
+// letters, digits and '-': browsers send a name beyond ASCII as punycode.
+func isOriginHostName(host string) bool {
+	for label := range strings.SplitSeq(host, ".") {
+		if label == "" {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // commands are what the one binary does; serve is the default.
@@ -457,6 +522,7 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
+	unusableHashes       unusableHashLog // users whose unusable hash was logged
 }
 
 // newServer builds the service's whole HTTP handler. now is the clock the
@@ -776,6 +842,14 @@ const maxBodyBytes = 64 << 10
 // returns its members by exact name. Names match exactly (encoding/json
 // would match "EMAIL" to an "email" field) and unknown members are left
 // for the caller to ignore, as FastAPI ignores them.
+//
+// Nothing is silently rewritten: a body that is not valid UTF-8, or holds
+// an escaped lone surrogate ("\ud800"), is refused at ["body"] instead of
+// being decoded with U+FFFD in place of the bad bytes; a member name that
+// repeats, once escapes are decoded, is refused at ["body", name] instead
+// of the last one winning, as encoding/json would have it (a proxy that
+// read the first would see another request than ours). The rules are
+// forEachMember's (jwt.go), which the token parser applies too.
 func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
@@ -785,13 +859,34 @@ func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error
 		}
 		return jsonFields{}, &apiError{status: http.StatusBadRequest, detail: "Could not read the request body"}
 	}
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(body, &members); err != nil || members == nil {
-		return jsonFields{}, &validationError{problems: []problem{{
-			Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode",
-		}}}
+	members := map[string]json.RawMessage{}
+	err = forEachMember(body, func(name, value []byte) error {
+		members[string(name)] = value
+		return nil
+	})
+	if err != nil {
+		return jsonFields{}, &validationError{problems: []problem{bodyProblem(err)}}
 	}
 	return jsonFields{members: members}, nil
+}
+
+// bodyProblem says what forEachMember found wrong with a JSON body.
+func bodyProblem(err error) problem {
+	var repeated *repeatedMemberError
+	switch {
+	case errors.As(err, &repeated):
+		return problem{Loc: []string{"body", repeated.name},
+			Msg: "this member appears more than once in the body", Type: "value_error.jsondecode.duplicate_member"}
+	case errors.Is(err, errNotUTF8):
+		return problem{Loc: []string{"body"}, Msg: "the body is not valid UTF-8", Type: "value_error.jsondecode.utf8"}
+	case errors.Is(err, errLoneSurrogate):
+		return problem{Loc: []string{"body"},
+			Msg: `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, Type: "value_error.jsondecode.surrogate"}
+	case errors.Is(err, errTooManyMembers):
+		return problem{Loc: []string{"body"},
+			Msg: fmt.Sprintf("the body has more than %d members", maxObjectMembers), Type: "value_error.jsondecode.members"}
+	}
+	return problem{Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode"}
 }
 
 // jsonFields reads the members of a JSON body one by one, collecting a
@@ -862,7 +957,7 @@ func (a *app) recoverPanics(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler { // the server's way to drop a response
 					panic(v)
 				}
-				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", r.URL.Path,
+				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", loggedPath(r),
 					"panic", v, "stack", string(debug.Stack()))
 				w.Header().Set("Connection", "close")
 				writeError(w, r, errors.New("panic"), nil)
@@ -913,7 +1008,7 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		a.logger.Info("request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+		a.logger.Info("request", "request_id", id, "method", r.Method, "path", loggedPath(r),
 			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
 	})
 }
@@ -933,6 +1028,27 @@ func limitBodies(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// maxLoggedPathBytes bounds a request path in the log: a client may send
+// a path of many kilobytes, and would otherwise have it written whole, on
+// every request, into a log that an operator reads and pays to keep.
+const maxLoggedPathBytes = 512
+
+// loggedPath is r's path as the log shows it: cut after
+// maxLoggedPathBytes, at a character boundary, and marked as cut.
+func loggedPath(r *http.Request) string {
+	path := r.URL.Path
+	if len(path) <= maxLoggedPathBytes {
+		return path
+	}
+	// Back to the start of the character that would be split, if any;
+	// a path of stray bytes is simply cut.
+	cut := maxLoggedPathBytes
+	for cut > maxLoggedPathBytes-(utf8.UTFMax-1) && !utf8.RuneStart(path[cut]) {
+		cut--
+	}
+	return path[:cut] + "…(truncated)"
 }
 
 // apiPolicy is the Content-Security-Policy of every response that sets

@@ -399,6 +399,10 @@ func TestLoadConfig(t *testing.T) {
 		{"a connection cap of zero is refused", "MAX_CONNECTIONS", "0", "MAX_CONNECTIONS"},
 		{"a negative connection cap is refused", "MAX_CONNECTIONS", "-1", "MAX_CONNECTIONS"},
 		{"an unparsable connection cap is refused", "MAX_CONNECTIONS", "many", "MAX_CONNECTIONS"},
+		{"a wildcard origin is refused, naming it", "BACKEND_CORS_ORIGINS", "*", `"*"`},
+		{"a null origin is refused, naming it", "BACKEND_CORS_ORIGINS", "http://a.example,null", `"null"`},
+		{"an origin without a scheme is refused, naming it", "BACKEND_CORS_ORIGINS", "localhost:3000", `"localhost:3000"`},
+		{"an origin with a path is refused, naming it", "BACKEND_CORS_ORIGINS", `["http://a.example/app"]`, `"http://a.example/app"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig("serve", nil, env(map[string]string{tc.variable: tc.value}), io.Discard)
@@ -489,6 +493,7 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		{"a connection cap of zero", []string{"-max-connections", "0"}, nil, "MAX_CONNECTIONS"},
 		{"a connection cap that is not a number", nil, map[string]string{"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS"},
 		{"a short secret and a bad connection cap at once", nil, map[string]string{"JWT_SECRET": "too-short", "MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS"},
+		{"a CORS origin that is no origin", nil, map[string]string{"BACKEND_CORS_ORIGINS": "http://ok.example, notaurl"}, `"notaurl"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)

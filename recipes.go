@@ -18,9 +18,11 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -270,19 +272,64 @@ func readRecipeFields(body *jsonFields) recipe {
 	}
 	if link := body.text("url", true); link != nil {
 		rec.URL = *link
-		body.check(isWebURL(rec.URL), "url",
-			"invalid or missing URL scheme: want an absolute http or https URL with a host", "value_error.url.scheme")
-		checkMaxChars(body, "url", link)
+		if msg, typ := urlProblem(rec.URL); msg != "" {
+			body.fail("url", msg, typ)
+		}
 	}
 	return rec
 }
 
-// isWebURL reports whether s is an absolute http or https URL with a host,
-// the only links the home page will show.
-func isWebURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
-		u.Hostname() != "" && !strings.ContainsAny(s, " \t\r\n")
+// urlProblem says what keeps link from being a recipe's URL, with its
+// error type, or returns "" if nothing does. A recipe's URL is an absolute
+// http or https URL with a host, the only links the home page will show,
+// of at most 256 characters, with no space, control, format or other
+// invisible character anywhere (invisibleRune): browsers drop some of them
+// silently, so a link could lead elsewhere than it reads.
+func urlProblem(link string) (msg, typ string) {
+	if utf8.RuneCountInString(link) > maxTextChars {
+		return fmt.Sprintf("ensure this value has at most %d characters", maxTextChars), "value_error.any_str.max_length"
+	}
+	r, hidden := invisibleRune(link)
+	if strings.Contains(link, " ") {
+		r, hidden = ' ', true
+	}
+	if hidden {
+		return fmt.Sprintf("URL holds a space or a control, format or invisible character (U+%04X)", r), "value_error.url.characters"
+	}
+	u, err := url.Parse(link)
+	switch {
+	case link == "" || (err == nil && u.Scheme == ""):
+		return "URL has no scheme: want an absolute URL that starts with http:// or https://", "value_error.url.scheme"
+	case err != nil:
+		return "not a valid URL: want an absolute http or https URL such as https://example.com/soup", "value_error.url"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("URL scheme %q is not allowed: want http or https", u.Scheme), "value_error.url.scheme"
+	case u.Host == "" || u.Hostname() == "":
+		return "URL has no host: want one such as https://example.com/soup", "value_error.url.host"
+	case !isHostName(u.Hostname()):
+		return fmt.Sprintf("URL host %q is not a host name or an IP address", u.Hostname()), "value_error.url.host"
+	}
+	return "", ""
+}
+
+// isHostName reports whether host is an IP address, or dot-separated
+// labels of letters (in any script, for internationalized names), digits,
+// marks, '-' and '_', with an optional final dot.
+func isHostName(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(host, "."), ".") {
+		if label == "" {
+			return false
+		}
+		for _, r := range label {
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '-' && r != '_' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 const (
@@ -330,7 +377,7 @@ func homeCards(recipes []recipe) []homeCard {
 	cards := make([]homeCard, len(recipes))
 	for i, r := range recipes {
 		cards[i] = homeCard{Label: r.Label, Source: r.Source}
-		if isWebURL(r.URL) {
+		if msg, _ := urlProblem(r.URL); msg == "" {
 			u, _ := url.Parse(r.URL)
 			cards[i].URL, cards[i].Host = r.URL, strings.TrimPrefix(u.Hostname(), "www.")
 		}

@@ -130,3 +130,43 @@ DROP TABLE refresh_token;
 -- user. The store reads it again after every write it notices, for the
 -- dummy hash that an unknown email is compared against.
 CREATE INDEX user_password_cost ON user (substr(hashed_password, 5, 2));
+
+-- migration 8: a user id is never given twice. SQLite gives a new row the
+-- highest id plus one, so once the newest user is deleted (by hand: the
+-- service deletes no users) the next one gets that id back, and with it
+-- the recipes that still name it. AUTOINCREMENT makes SQLite remember, in
+-- sqlite_sequence, the highest id ever given and give only ids above it;
+-- it can only be declared when a table is made, so the table is made again
+-- as SQLite's twelve-step procedure has it
+-- (https://www.sqlite.org/lang_altertable.html#otheralter): same column
+-- names and types as the reference's, the same indexes, every row kept.
+-- store.go runs the migrations with foreign keys off, as the procedure
+-- asks (with them on, dropping the old table would delete every session
+-- through ON DELETE CASCADE), and checks afterwards that no row
+-- names a user that it did not name before. The other tables' REFERENCES
+-- user (id) name the table, so they bind to the new one. The high-water
+-- mark starts above every id that any row still names, so that not even
+-- a user deleted before this migration can have an heir.
+CREATE TABLE user_new (
+	id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	first_name VARCHAR(256),
+	surname VARCHAR(256),
+	email VARCHAR NOT NULL,
+	is_superuser BOOLEAN,
+	hashed_password VARCHAR NOT NULL,
+	email_key TEXT,
+	token_generation INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO user_new (id, first_name, surname, email, is_superuser, hashed_password, email_key, token_generation)
+	SELECT id, first_name, surname, email, is_superuser, hashed_password, email_key, token_generation FROM user;
+DROP TABLE user;
+ALTER TABLE user_new RENAME TO user;
+CREATE INDEX ix_user_email ON user (email);
+CREATE INDEX ix_user_id ON user (id);
+CREATE UNIQUE INDEX user_email_key ON user (email_key);
+CREATE INDEX user_password_cost ON user (substr(hashed_password, 5, 2));
+DELETE FROM sqlite_sequence WHERE name = 'user';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'user', max(
+	(SELECT coalesce(max(id), 0) FROM user),
+	(SELECT coalesce(max(submitter_id), 0) FROM recipe WHERE typeof(submitter_id) = 'integer'),
+	(SELECT coalesce(max(user_id), 0) FROM session WHERE typeof(user_id) = 'integer'));

@@ -209,15 +209,6 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 	})
 }
 
-// deleteUserByHand deletes a user as the sqlite3 shell would, with foreign
-// keys off, so that the user's sessions stay behind.
-func deleteUserByHand(t *testing.T, path string, userID int64) {
-	t.Helper()
-	raw := openRawDB(t, path)
-	execAll(t, raw, "PRAGMA foreign_keys = OFF", fmt.Sprintf("DELETE FROM user WHERE id = %d", userID))
-	raw.Close()
-}
-
 func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
 	e := newTestEnv(t)
 	leaver := e.signup("leaver@example.com", "password123")

@@ -90,6 +90,9 @@ type store struct {
 	// hashes, read at open and again whenever watchExternalWrites sees a
 	// write: the cost a login of an unknown email must pay.
 	highestCost atomic.Int64
+	// maxUsableCost is the dearest stored cost that counts: a dearer hash
+	// is one nobody can log in with (unusablePasswordHash in auth.go).
+	maxUsableCost atomic.Int64
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
@@ -150,6 +153,7 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
+	s.maxUsableCost.Store(31) // bcrypt's dearest, until newPasswordHasherFor says
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
@@ -457,6 +461,12 @@ func backupDatabase(ctx context.Context, path, out string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer db.Close()
+	// SQLite reads a name that starts with "file:" as a URI: the copy
+	// would go to another file than the one created below, with another
+	// mode. "./file:x.db" names that file plainly.
+	if strings.HasPrefix(out, "file:") {
+		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
+	}
 	// Create the file first, empty, as VACUUM INTO allows: O_EXCL refuses
 	// to overwrite anything, and the mode keeps the password hashes and
 	// perhaps the token secret to their owner.
@@ -513,12 +523,36 @@ func parseMigrations(text string) ([]migration, error) {
 
 // migrate applies, in one transaction, the migrations the database has not
 // had yet. If any step fails, nothing changes.
-func (s *store) migrate(ctx context.Context) error {
+//
+// Foreign keys are off while they run, on the one connection that runs
+// them: SQLite's procedure for remaking a table asks for it (see migration
+// 8 in schema.sql), and PRAGMA foreign_keys cannot change inside a
+// transaction. So that no migration can leave a row naming a parent that
+// is not there, PRAGMA foreign_key_check runs before and after, and the
+// migrations are refused if it finds a row it did not find before. (Rows
+// that broke a foreign key already, such as the recipes of a user whom the
+// reference deleted, are kept as they were.) Foreign keys are on again
+// before the connection goes back to the pool.
+func (s *store) migrate(ctx context.Context) (err error) {
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
-	tx, err := s.writer.BeginTx(ctx, nil)
+	conn, err := s.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return fmt.Errorf("migrate: turn foreign keys off: %w", err)
+	}
+	defer func() {
+		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
+			err = errors.Join(err, fmt.Errorf("migrate: turn foreign keys back on: %w", onErr))
+			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -530,6 +564,13 @@ func (s *store) migrate(ctx context.Context) error {
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("migrate: schema version %d is newer than this program knows (%d)", version, len(migrations))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	brokenBefore, err := foreignKeyViolations(ctx, tx)
+	if err != nil {
+		return err
 	}
 	for _, m := range migrations[version:] {
 		if m.version == 2 {
@@ -555,6 +596,15 @@ func (s *store) migrate(ctx context.Context) error {
 			s.logger.Info("built the search index", "recipes", recipes, "took", time.Since(started).Round(time.Millisecond))
 		}
 	}
+	brokenAfter, err := foreignKeyViolations(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for row := range brokenAfter {
+		if !brokenBefore[row] {
+			return fmt.Errorf("migrate: the migrations would leave a row that names a missing parent (%s); nothing was changed", row)
+		}
+	}
 	// PRAGMA takes no parameters; the value is our own integer.
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
 		return fmt.Errorf("migrate: set schema version: %w", err)
@@ -563,6 +613,31 @@ func (s *store) migrate(ctx context.Context) error {
 		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	return nil
+}
+
+// foreignKeyViolations lists the rows that name a parent row that does not
+// exist, each as "table rowid N → parent", as PRAGMA foreign_key_check
+// finds them.
+func foreignKeyViolations(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+	}
+	defer rows.Close()
+	broken := map[string]bool{}
+	for rows.Next() {
+		var table, parent string
+		var rowid sql.NullInt64
+		var fkid int
+		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
+			return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+		}
+		broken[fmt.Sprintf("%s rowid %d → %s", table, rowid.Int64, parent)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
+	}
+	return broken, nil
 }
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
@@ -609,17 +684,19 @@ func init() {
 }
 
 const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
-	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND '31' AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
 	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
 
 // highestPasswordCost is the highest bcrypt cost among the stored password
-// hashes ($2b$12$… has cost 12) that bcrypt accepts (4 to 31), or 0 if
-// there are none. The cost is read from the index user_password_cost,
-// highest first, so this takes about as long with a million users as
-// with one.
-func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
+// hashes ($2b$12$… has cost 12) from bcrypt's least, 4, to maxCost, or 0
+// if there are none. A hash of any other cost is one that nobody can log
+// in with (see unusablePasswordHash in auth.go), and making a dummy hash
+// at its cost would panic (over 31) or take days. The cost is read from
+// the index user_password_cost, highest first, so this takes about as
+// long with a million users as with one.
+func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
 	var cost string
-	err := s.reader.QueryRowContext(ctx, highestCostQuery).Scan(&cost)
+	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -630,9 +707,10 @@ func (s *store) highestPasswordCost(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// notePasswordCosts reads the highest stored cost into s.highestCost.
+// notePasswordCosts reads the highest usable stored cost into
+// s.highestCost.
 func (s *store) notePasswordCosts(ctx context.Context) error {
-	cost, err := s.highestPasswordCost(ctx)
+	cost, err := s.highestPasswordCost(ctx, int(s.maxUsableCost.Load()))
 	if err != nil {
 		return err
 	}
@@ -640,8 +718,16 @@ func (s *store) notePasswordCosts(ctx context.Context) error {
 	return nil
 }
 
-// highestStoredCost is the highest bcrypt cost among the stored password
-// hashes, as of the last write the store noticed, or 0 if there are none.
+// limitPasswordCosts sets the dearest stored cost that counts as usable
+// (see unusablePasswordHash) and reads the highest stored cost again.
+func (s *store) limitPasswordCosts(ctx context.Context, maxCost int) error {
+	s.maxUsableCost.Store(int64(maxCost))
+	return s.notePasswordCosts(ctx)
+}
+
+// highestStoredCost is the highest usable bcrypt cost among the stored
+// password hashes, as of the last write the store noticed, or 0 if there
+// are none.
 func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
 
 // replacePasswordHash sets user id's password hash to newHash if it is
@@ -666,10 +752,16 @@ func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newH
 	return replaced == 1, nil
 }
 
-// promoteToSuperuser makes user id a superuser.
-func (s *store) promoteToSuperuser(ctx context.Context, id int64) error {
+// promoteToSuperuser makes user id a superuser and, in the same
+// transaction, ends every session of it as endSessions does, giving it
+// newHashedPassword unless that is "". Whoever held a token of the user
+// before, perhaps a thief, must not hold a superuser's token after.
+func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id)
+		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+			return err
+		}
+		_, err := endSessionsTx(ctx, tx, id, newHashedPassword)
 		return err
 	})
 	if err != nil {
@@ -700,16 +792,11 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 		if users > 0 {
 			return nil
 		}
-		res, err := tx.ExecContext(ctx,
-			"INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 1, ?)",
-			email, emailKey(email), hashedPassword)
+		admin, err := insertUser(ctx, tx, user{Email: email, IsSuperuser: true, HashedPassword: hashedPassword})
 		if err != nil {
 			return fmt.Errorf("create superuser: %w", err)
 		}
-		adminID, err := res.LastInsertId()
-		if err != nil {
-			return fmt.Errorf("create superuser: %w", err)
-		}
+		adminID := admin.ID
 		for _, r := range seedRecipes {
 			// A recipe whose id is taken (recipes but no users) is left alone.
 			if _, err := tx.ExecContext(ctx,
@@ -781,35 +868,43 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	// SQLite gives a new row the highest id again once that row is gone,
-	// and a user can be deleted by hand. A random first token generation
-	// keeps such a user's old access tokens from fitting the new one, and
-	// its refresh tokens are deleted below.
-	u.TokenGeneration = randomGeneration()
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO user
-			(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
-		if isUniqueViolation(err) {
-			return errEmailTaken
-		}
-		if err != nil {
-			return err
-		}
-		if u.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
+		var err error
+		u, err = insertUser(ctx, tx, u)
 		return err
 	})
-	if errors.Is(err, errEmailTaken) {
+	if err != nil {
+		return user{}, err
+	}
+	s.forgetUsers()
+	return u, nil
+}
+
+// insertUser is how every user comes to be, by signup, createsuperuser or
+// seeding: it inserts u in tx with a fresh identity. The user table's
+// AUTOINCREMENT gives an id above every id ever given (schema.sql). A
+// random first token generation, and the deletion of any session row
+// that names the id, keep whatever tokens could still name it (made under
+// the same secret for a user whose database was deleted, or left by a
+// user deleted by hand) from ever fitting the new user.
+func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
+	u.TokenGeneration = randomGeneration()
+	res, err := tx.ExecContext(ctx, `INSERT INTO user
+		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
+	if isUniqueViolation(err) {
 		return user{}, errEmailTaken
 	}
 	if err != nil {
 		return user{}, fmt.Errorf("create user: %w", err)
 	}
-	s.forgetUsers()
+	if u.ID, err = res.LastInsertId(); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID); err != nil {
+		return user{}, fmt.Errorf("create user: %w", err)
+	}
 	return u, nil
 }
 
