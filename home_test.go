@@ -53,7 +53,7 @@ func TestHomePageSearch(t *testing.T) {
 	postRecipe(t, e, token, "50% Whole Wheat Bread", "Baker", "https://example.com/bread")
 
 	t.Run("it finds what the API's search finds, in the same order", func(t *testing.T) {
-		for _, keyword := range []string{"chicken", "CHICKEN", "curry", "50%", "n_s", "soup"} {
+		for _, keyword := range []string{"chicken", "CHICKEN", "curry", "50%", "n_s", "soup", "chi\x00cken", "abc\x00\"", "\x00\x00\x00abc"} {
 			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(keyword))
 			expectStatus(t, resp, http.StatusOK)
 			var want []string

@@ -777,6 +777,11 @@ func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 // writeError is the one place where errors become HTTP responses. An
 // apiError or validationError is shown as it is; anything else is a bug
 // or a database failure: it is logged and the client sees only a 500.
+// statusClientClosedRequest is the status the request log shows for a
+// client that went away before its answer, as nginx logs it (499). No
+// client ever reads it.
+const statusClientClosedRequest = 499
+
 func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
 	var (
 		apiErr  *apiError
@@ -801,6 +806,15 @@ func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.
 			logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		}
 		apiErr = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
+	case r.Context().Err() != nil:
+		// The client went away (it closed the connection while its
+		// request waited to hash or to write): nothing is wrong here, and
+		// nobody will read the answer. Logged as what it is, not as an
+		// internal error.
+		if logger != nil {
+			logger.Info("client went away", "request_id", requestID(r), "err", err)
+		}
+		apiErr = &apiError{status: statusClientClosedRequest, detail: "Client Closed Request"}
 	default:
 		if logger != nil {
 			logger.Error("internal error", "request_id", requestID(r), "err", err)

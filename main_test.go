@@ -556,3 +556,28 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+func TestAClientThatGoesAwayIsNoInternalError(t *testing.T) {
+	e := newTestEnv(t)
+	e.signup("cook@example.com", "password123")
+	waiting, release := holdHashing(e)
+	defer release()
+	ctx, cancel := context.WithCancel(t.Context())
+	answer := make(chan *http.Response, 1)
+	go func() {
+		r := newRequest("POST", "/api/v1/auth/login",
+			strings.NewReader(url.Values{"username": {"cook@example.com"}, "password": {"password123"}}.Encode()),
+			"Content-Type", "application/x-www-form-urlencoded")
+		answer <- e.serve(r.WithContext(ctx))
+	}()
+	for waiting() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if resp := <-answer; resp.StatusCode != statusClientClosedRequest {
+		t.Errorf("a login whose client left while it waited to hash = %d, want %d", resp.StatusCode, statusClientClosedRequest)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "client went away") {
+		t.Errorf("the log says an internal error happened, or not that the client went away:\n%s", logs)
+	}
+}

@@ -124,6 +124,12 @@ func intParam(query url.Values, name string, fallback, low, high int, problems *
 	return fallback
 }
 
+// searchKeyword is a keyword as sent, less its NUL characters: the index
+// passes over NULs in labels, and SQLite would end the query at one. They
+// are dropped before the keyword is measured, so "a\x00b" is a keyword of
+// two characters. The API's search and the home page's both use it.
+func searchKeyword(sent string) string { return strings.ReplaceAll(sent, "\x00", "") }
+
 // handleSearch finds recipes whose label contains ?keyword= (ignoring
 // case), in id order, at most ?max_results= of them. Unlike the reference
 // it searches the whole table, not only its first max_results rows.
@@ -131,10 +137,7 @@ func (a *app) handleSearch() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		query := r.URL.Query()
 		var problems []problem
-		// The index passes over NUL characters in labels, and SQLite
-		// would end the query at one: a keyword's NULs are dropped before
-		// it is measured, so "a\x00b" is a keyword of two characters.
-		keyword := strings.ReplaceAll(query.Get("keyword"), "\x00", "")
+		keyword := searchKeyword(query.Get("keyword"))
 		chars := utf8.RuneCountInString(keyword)
 		if query.Has("keyword") && chars < minKeywordChars {
 			problems = append(problems, problem{Loc: []string{"query", "keyword"},
@@ -416,8 +419,9 @@ func (a *app) handleHome() http.Handler {
 // homeSearch finds what the API's search finds for keyword, with its
 // rules: at least minKeywordChars characters, and a keyword longer than
 // any label can be finds nothing.
-func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {
-	page := homePage{Query: keyword, Searching: true}
+func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
+	page := homePage{Query: sent, Searching: true}
+	keyword := searchKeyword(sent)
 	switch n := utf8.RuneCountInString(keyword); {
 	case n < minKeywordChars:
 		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)

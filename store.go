@@ -1014,6 +1014,9 @@ func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([
 // one in keyword doubled) nothing is an operator, so the index is asked
 // for exactly these characters in this order.
 func ftsPhrase(keyword string) string {
+	// SQLite ends the query at a NUL, which would leave the phrase open:
+	// callers drop them (searchKeyword), and this makes sure.
+	keyword = strings.ReplaceAll(keyword, "\x00", "")
 	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
 }
 
@@ -1117,14 +1120,16 @@ func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now 
 	return err
 }
 
-// checkSessionUnchanged returns errSessionEnded unless u's token generation
-// and password hash are still what they were when u was read.
+// checkSessionUnchanged returns errSessionEnded unless u still exists and
+// its token generation is still what it was when u was read. Every change
+// that ends sessions (logout, password change, createsuperuser) moves the
+// generation on. The hash alone may change without it: a rehash on login
+// stores the same password at a new cost, and must not fail a login or a
+// password change that read the user before it.
 func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	var generation int64
-	var hash string
-	err := tx.QueryRowContext(ctx, "SELECT token_generation, hashed_password FROM user WHERE id = ?", u.ID).
-		Scan(&generation, &hash)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && (generation != u.TokenGeneration || hash != u.HashedPassword)) {
+	err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&generation)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
 		return errSessionEnded
 	}
 	if err != nil {
