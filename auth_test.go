@@ -442,26 +442,12 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 		r.RemoteAddr = remoteAddr
 		return e.serve(r)
 	}
-	burst := func(n int, attempt func(i int) *http.Response) map[int]int {
-		statuses := make(chan int, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() { statuses <- attempt(i).StatusCode })
-		}
-		wg.Wait()
-		close(statuses)
-		counts := map[int]int{}
-		for s := range statuses {
-			counts[s]++
-		}
-		return counts
-	}
 
 	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
 		// The workers are held until the whole burst has arrived, so that
 		// every login is pending at once.
 		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
-		got := burst(30, func(i int) *http.Response {
+		got := burstStatuses(30, func(i int) *http.Response {
 			return login("192.0.2.30:1000", fmt.Sprintf("pupil%d@example.com", i), "password123")
 		})
 		if got[http.StatusOK] != 30 {
@@ -488,7 +474,7 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
 		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
-		got := burst(30, func(int) *http.Response { return login("192.0.2.31:1000", "pupil3@example.com", "wrong-password") })
+		got := burstStatuses(30, func(int) *http.Response { return login("192.0.2.31:1000", "pupil3@example.com", "wrong-password") })
 		if got[http.StatusBadRequest] != 10 || got[http.StatusTooManyRequests] != 20 {
 			t.Errorf("30 concurrent wrong passwords from one address answered %v, want 10 × 400 and 20 × 429", got)
 		}
@@ -691,20 +677,9 @@ func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
 
 	e := newTestEnv(t)
 	signupBurst := func(n int, email func(i int) string) map[int]int {
-		statuses := make(chan int, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				statuses <- e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":%q,"password":"password123"}`, email(i))).StatusCode
-			})
-		}
-		wg.Wait()
-		close(statuses)
-		counts := map[int]int{}
-		for s := range statuses {
-			counts[s]++
-		}
-		return counts
+		return burstStatuses(n, func(i int) *http.Response {
+			return e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":%q,"password":"password123"}`, email(i)))
+		})
 	}
 	t.Run("40 concurrent signups of distinct emails are all created", func(t *testing.T) {
 		got := signupBurst(40, func(i int) string { return fmt.Sprintf("cook%d@example.com", i) })
@@ -1038,4 +1013,20 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 		release()
 		expectStatus(t, <-answer, http.StatusOK)
 	})
+}
+
+// burstStatuses makes n attempts at once and counts the statuses they get.
+func burstStatuses(n int, attempt func(i int) *http.Response) map[int]int {
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { statuses <- attempt(i).StatusCode })
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	return counts
 }
