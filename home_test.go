@@ -200,3 +200,21 @@ func TestHomePagePaging(t *testing.T) {
 		}
 	})
 }
+
+func TestTheHomePageIsRenderedAgainWhenItsRecipesChange(t *testing.T) {
+	// The last page rendered is kept (renderedPage): a page kept after its
+	// recipes changed would show a recipe that is gone, or miss a new one.
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "cook@example.com")
+	first := getHome(t, e, "/")
+	if again := getHome(t, e, "/"); again != first {
+		t.Errorf("GET / twice with nothing changed gave two pages")
+	}
+	postRecipe(t, e, token, "Brand New Stew", "Cook", "https://example.com/stew")
+	if labels := homeLabels(getHome(t, e, "/")); len(labels) == 0 || labels[0] != "Brand New Stew" {
+		t.Errorf("GET / after a recipe was added shows %q first, want Brand New Stew", labels)
+	}
+	if getHome(t, e, "/?q=stew"); !slices.Contains(homeLabels(getHome(t, e, "/")), "Brand New Stew") {
+		t.Errorf("GET / after another page was rendered lost the new recipe")
+	}
+}

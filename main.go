@@ -511,6 +511,7 @@ func randomToken(n int) string {
 
 // app holds what the handlers share.
 type app struct {
+	lastHomePage         renderedPage // GET /'s last page (recipes.go)
 	store                *store
 	passwords            *passwordHasher
 	loginLimiter         *rateLimiter

@@ -20,8 +20,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -405,15 +407,43 @@ func (a *app) handleHome() http.Handler {
 		if err != nil {
 			return err
 		}
-		var body bytes.Buffer
-		if err := homeTemplate.Execute(&body, page); err != nil {
-			return fmt.Errorf("render home page: %w", err)
+		body, err := a.lastHomePage.render(page)
+		if err != nil {
+			return err
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", homePolicy)
-		w.Write(body.Bytes())
+		w.Write(body)
 		return nil
 	})
+}
+
+// renderedPage keeps the last home page rendered. Rendering is most of the
+// cost of GET /, and the first page, the one asked for most, changes only
+// when a recipe does: the same homePage renders to the same bytes. It
+// holds one page (at most foundOnHome cards, a few KB), never more.
+type renderedPage struct {
+	mu   sync.Mutex
+	page homePage
+	body []byte // shared: never written to once kept
+}
+
+func (l *renderedPage) render(page homePage) ([]byte, error) {
+	l.mu.Lock()
+	same := l.body != nil && reflect.DeepEqual(page, l.page)
+	body := l.body
+	l.mu.Unlock()
+	if same {
+		return body, nil
+	}
+	var rendered bytes.Buffer
+	if err := homeTemplate.Execute(&rendered, page); err != nil {
+		return nil, fmt.Errorf("render home page: %w", err)
+	}
+	l.mu.Lock()
+	l.page, l.body = page, rendered.Bytes()
+	l.mu.Unlock()
+	return rendered.Bytes(), nil
 }
 
 // homeSearch finds what the API's search finds for keyword, with its
