@@ -101,6 +101,9 @@ func TestHomePageSearch(t *testing.T) {
 			if !strings.Contains(page, tc.want) {
 				t.Errorf("GET /?q=%s does not say %q", tc.q, tc.want)
 			}
+			if short := tc.want == "at least 3 characters"; short && strings.Contains(page, "Recipes whose label contains") {
+				t.Errorf("GET /?q=%s says it shows what contains it, beside asking for more characters", tc.q)
+			}
 		})
 	}
 	t.Run("many matches show the first ones and say there are more", func(t *testing.T) {
@@ -161,6 +164,9 @@ func TestHomePagePaging(t *testing.T) {
 			}
 			if newer, older := pagerLinks(page); newer != tc.newer || older != tc.older {
 				t.Errorf("GET %s links to newer %q and older %q, want %q and %q", tc.target, newer, older, tc.newer, tc.older)
+			}
+			if paged := tc.target != "/"; paged && strings.Contains(page, "The newest recipes") {
+				t.Errorf("GET %s, a page asked for by id, is headed \"The newest recipes\"", tc.target)
 			}
 		})
 	}
