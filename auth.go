@@ -867,10 +867,16 @@ func (a *app) clientAddress(r *http.Request) string {
 			client = hop.Unmap()
 		}
 	}
-	if client.Is4() {
-		return client.String()
+	return addressGroup(client)
+}
+
+// addressGroup is how the limits count a client address: an IPv4 address
+// alone, an IPv6 address by its /64 network.
+func addressGroup(addr netip.Addr) string {
+	if addr.Is4() {
+		return addr.String()
 	}
-	prefix, _ := client.Prefix(64)
+	prefix, _ := addr.Prefix(64)
 	return prefix.String()
 }
 

@@ -6,42 +6,100 @@
 // connection counts until the server closes it (IdleTimeout), as a busy
 // one does.
 //
-// golang.org/x/net/netutil.LimitListener does the same, but this module
-// depends on nothing beyond bcrypt and the SQLite driver.
+// One client may hold only a share of the cap (perClientShare), so that
+// it cannot fill the cap with idle connections and shut everyone else
+// out; a connection past its share is closed at once. Trusted proxies
+// carry many clients' connections and are exempt.
+//
+// golang.org/x/net/netutil.LimitListener does the first part, but this
+// module depends on nothing beyond bcrypt and the SQLite driver.
 package main
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 )
 
+// perClientShare is the part of the cap one client address (as
+// addressGroup counts them) may hold: a sixteenth, and at least 8.
+func perClientShare(n int) int { return max(8, n/16) }
+
 // limitedListener is a net.Listener with at most cap(slots) accepted
-// connections open at once.
+// connections open at once, and at most perClient of them from one
+// client address.
 type limitedListener struct {
 	net.Listener
 	slots     chan struct{} // one element per open connection
 	closed    chan struct{} // closed by Close, to free an Accept that waits
 	closeOnce sync.Once
+
+	perClient int
+	exempt    func(netip.Addr) bool // trusted proxies: no share
+	mu        sync.Mutex
+	open      map[string]int // open connections by client; no zero entries
 }
 
-func limitConnections(l net.Listener, n int) *limitedListener {
-	return &limitedListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{})}
+func limitConnections(l net.Listener, n int, exempt func(netip.Addr) bool) *limitedListener {
+	return &limitedListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{}),
+		perClient: perClientShare(n), exempt: exempt, open: map[string]int{}}
 }
 
 // Accept waits for a free slot, then for a connection, which gives its
-// slot back when it is closed.
+// slot back when it is closed. A connection from a client that holds its
+// share already is closed, and Accept waits for the next.
 func (l *limitedListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.closed:
-		return nil, net.ErrClosed
+	for {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.slots
+			return nil, err
+		}
+		client, ok := l.take(c.RemoteAddr())
+		if !ok {
+			c.Close()
+			<-l.slots
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.give(client); <-l.slots }}, nil
 	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+}
+
+// take counts a connection from remote against its client's share, and
+// reports false, counting nothing, if the share is used up. An address
+// that is not IP (a Unix socket, say) or a trusted proxy counts as "".
+func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
+	if addrPort, err := netip.ParseAddrPort(remote.String()); err == nil {
+		if addr := addrPort.Addr().Unmap(); l.exempt == nil || !l.exempt(addr) {
+			client = addressGroup(addr)
+		}
 	}
-	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+	if client == "" {
+		return "", true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[client] >= l.perClient {
+		return "", false
+	}
+	l.open[client]++
+	return client, true
+}
+
+func (l *limitedListener) give(client string) {
+	if client == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[client]--; l.open[client] == 0 {
+		delete(l.open, client) // so the map holds only clients with open connections
+	}
 }
 
 func (l *limitedListener) Close() error {

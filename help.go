@@ -44,7 +44,7 @@ var settings = []setting{
 	{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates"},
 	{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", about: "its password, 8 to 72 bytes; read only when the database has no users"},
 	{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`},
-	{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: "failed logins and signups per client address per minute; 0: no limit"},
+	{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: "failed logins and password changes, and signups, per client address per minute; 0: no limit"},
 	{env: "MAX_CONNECTIONS", flag: "-max-connections", fallback: "4096", about: "caps accepted connections"},
 	{env: "TRUSTED_PROXIES", shown: "none", about: "proxies whose X-Forwarded-For names the client, e.g. 127.0.0.1,10.0.0.0/8"},
 	{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines"},

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -136,7 +137,7 @@ func TestTheConnectionLimiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := limitConnections(inner, 2)
+	l := limitConnections(inner, 2, nil)
 	defer l.Close()
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", inner.Addr().String())
@@ -249,5 +250,81 @@ func TestMaxConnectionsCapsTheServer(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second connection was not served after the first closed")
+	}
+}
+
+func TestOneClientHoldsOnlyItsShareOfTheConnections(t *testing.T) {
+	// A cap of 32 gives each client address 8. The loopback range is all
+	// this machine's, so 127.0.0.2 is a second client.
+	share := perClientShare(32)
+	if share != 8 {
+		t.Fatalf("perClientShare(32) = %d, want 8", share)
+	}
+	for _, tc := range []struct {
+		name   string
+		exempt func(netip.Addr) bool
+		want   bool // whether the connection past the share is served
+	}{
+		{"a connection past a client's share is closed, and others are served", nil, false},
+		{"a trusted proxy has no share", func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.1") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := limitConnections(inner, 32, tc.exempt)
+			defer l.Close()
+			dialFrom := func(local string) net.Conn {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+				c, err := d.Dial("tcp", inner.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			accept := func() net.Conn {
+				t.Helper()
+				select {
+				case c := <-acceptIn(l):
+					if c == nil {
+						t.Fatal("Accept failed")
+					}
+					t.Cleanup(func() { c.Close() })
+					return c
+				case <-time.After(5 * time.Second):
+					t.Fatal("Accept returned nothing")
+				}
+				return nil
+			}
+			for range share {
+				dialFrom("127.0.0.1")
+				accept()
+			}
+			// Accept takes the extra connection first; if it closes it,
+			// the next one it returns is the other client's.
+			extra := dialFrom("127.0.0.1")
+			dialFrom("127.0.0.2")
+			next := accept()
+			servedExtra := next.RemoteAddr().(*net.TCPAddr).IP.Equal(net.ParseIP("127.0.0.1"))
+			if !servedExtra {
+				// The extra one was closed by Accept: its client reads EOF.
+				extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := extra.Read(make([]byte, 1)); err == nil {
+					t.Error("the connection past the share was neither served nor closed")
+				}
+			} else {
+				accept() // the other client's
+			}
+			if servedExtra != tc.want {
+				t.Errorf("connection %d from one client served = %v, want %v", share+1, servedExtra, tc.want)
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if n := len(l.open); n > 2 {
+				t.Errorf("the share map holds %d clients, want at most the 2 with open connections", n)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -379,7 +380,9 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	listener := limitConnections(tcpListener, cfg.maxConnections)
+	listener := limitConnections(tcpListener, cfg.maxConnections, func(addr netip.Addr) bool {
+		return slices.ContainsFunc(cfg.trustedProxies, func(p netip.Prefix) bool { return p.Contains(addr) })
+	})
 	defer listener.Close()
 
 	st, err := openStoreLogging(ctx, cfg.dbPath, logger)
@@ -424,7 +427,15 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Over TLS, HTTP/2 multiplexes requests on one connection: bound
+		// the streams and the data buffered for them, as MAX_CONNECTIONS
+		// and maxBodyBytes bound them over HTTP/1.1.
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          32,
+			MaxReceiveBufferPerStream:     maxBodyBytes,
+			MaxReceiveBufferPerConnection: 4 * maxBodyBytes,
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
 	if tlsConfig != nil {
@@ -645,7 +656,7 @@ func handleDocs() http.Handler {
 		var body []byte
 		var err error
 		if gz, ok := compressed[file]; ok {
-			w.Header().Set("Vary", "Accept-Encoding")
+			w.Header().Add("Vary", "Accept-Encoding")
 			if acceptsGzip(r.Header.Values("Accept-Encoding")) {
 				w.Header().Set("Content-Encoding", "gzip")
 				body, err = gz.compressed()
@@ -700,25 +711,36 @@ func newGzipFile(fsys embed.FS, name string) *gzipFile {
 }
 
 // acceptsGzip reports whether Accept-Encoding values allow gzip (RFC 9110
-// §12.5.3): gzip or * listed without q=0.
+// §12.5.3): gzip listed with a weight above 0, or, if gzip is not listed,
+// * with a weight above 0. An unreadable weight counts as 0.
 func acceptsGzip(values []string) bool {
+	named, anyCoding := -1.0, -1.0 // the weights given; -1: not named
 	for _, value := range values {
 		for part := range strings.SplitSeq(value, ",") {
 			coding, params, _ := strings.Cut(part, ";")
-			coding = strings.ToLower(strings.TrimSpace(coding))
-			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
-				continue
-			}
-			name, q, _ := strings.Cut(strings.TrimSpace(params), "=")
-			if strings.EqualFold(strings.TrimSpace(name), "q") {
-				if weight, err := strconv.ParseFloat(strings.TrimSpace(q), 64); err != nil || weight <= 0 {
-					continue
+			weight := 1.0
+			for param := range strings.SplitSeq(params, ";") {
+				name, q, _ := strings.Cut(strings.TrimSpace(param), "=")
+				if strings.EqualFold(strings.TrimSpace(name), "q") {
+					var err error
+					if weight, err = strconv.ParseFloat(strings.TrimSpace(q), 64); err != nil || math.IsNaN(weight) {
+						weight = 0
+					}
 				}
 			}
-			return true
+			switch strings.ToLower(strings.TrimSpace(coding)) {
+			case "gzip", "x-gzip":
+				named = max(named, weight)
+			case "*":
+				anyCoding = max(anyCoding, weight)
+			}
 		}
 	}
-	return false
+	// gzip named outright wins over * (RFC 9110 §12.5.3).
+	if named >= 0 {
+		return named > 0
+	}
+	return anyCoding > 0
 }
 
 //go:embed favicon.svg

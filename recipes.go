@@ -450,7 +450,9 @@ func (l *renderedPage) render(page homePage) ([]byte, error) {
 // rules: at least minKeywordChars characters, and a keyword longer than
 // any label can be finds nothing.
 func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
-	page := homePage{Query: sent, Searching: true}
+	// Shown back as sent, less any bytes that are not UTF-8, which the
+	// page, declared UTF-8, cannot hold.
+	page := homePage{Query: strings.ToValidUTF8(sent, "\uFFFD"), Searching: true}
 	keyword := searchKeyword(sent)
 	switch n := utf8.RuneCountInString(keyword); {
 	case n < minKeywordChars:

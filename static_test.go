@@ -38,7 +38,7 @@ func TestSwaggerUIIsServedCompressedToClientsThatAcceptIt(t *testing.T) {
 				t.Errorf("GET %s: Content-Length = %d, want %d", tc.path, n, len(plain))
 			}
 		})
-		for _, accept := range []string{"gzip", "gzip, deflate, br, zstd", "br;q=1.0, GZIP;q=0.5", "*"} {
+		for _, accept := range []string{"gzip", "gzip, deflate, br, zstd", "br;q=1.0, GZIP;q=0.5", "*", "*;q=0.1, identity"} {
 			t.Run(tc.path+" with Accept-Encoding "+accept+" is the same file, gzip-compressed", func(t *testing.T) {
 				resp := e.get(tc.path, "Accept-Encoding", accept)
 				expectStatus(t, resp, http.StatusOK)
@@ -62,7 +62,7 @@ func TestSwaggerUIIsServedCompressedToClientsThatAcceptIt(t *testing.T) {
 				}
 			})
 		}
-		for _, accept := range []string{"gzip;q=0", "identity", "br, deflate", "gzip;q=0, *;q=0"} {
+		for _, accept := range []string{"gzip;q=0", "identity", "br, deflate", "gzip;q=0, *;q=0", "gzip;q=0, *", "deflate, *;q=0.1, gzip;q=0", "gzip;level=1;q=0", "gzip;q=nan"} {
 			t.Run(tc.path+" with Accept-Encoding "+accept+" is plain", func(t *testing.T) {
 				resp := e.get(tc.path, "Accept-Encoding", accept)
 				expectStatus(t, resp, http.StatusOK)
