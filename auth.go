@@ -81,7 +81,7 @@ func viewUser(u user) userView {
 
 func (a *app) handleSignup() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		body, err := decodeJSONObject(w, r)
+		body, err := decodeJSONObject(r)
 		if err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func checkPasswordFits(f *jsonFields, name, password string) {
 // Swagger UI sends "Basic Og==" (an empty client id and secret).
 func (a *app) handleLogin() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if err := readForm(w, r); err != nil {
+		if err := readForm(r); err != nil {
 			return err
 		}
 		var fields jsonFields
@@ -253,10 +253,9 @@ func (a *app) handleLogin() http.Handler {
 	})
 }
 
-// readForm parses a urlencoded or multipart form body of at most
-// maxBodyBytes into r.PostForm.
-func readForm(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+// readForm parses a urlencoded or multipart form body into r.PostForm.
+// The body is at most maxBodyBytes: limitBodies caps it.
+func readForm(r *http.Request) error {
 	var err error
 	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "multipart/form-data" {
 		err = r.ParseMultipartForm(maxBodyBytes)
@@ -285,13 +284,10 @@ func checkFormUTF8(form url.Values) error {
 		loc := []string{"body", name}
 		if !utf8.ValidString(name) {
 			loc = []string{"body"}
+		} else if !slices.ContainsFunc(form[name], func(v string) bool { return !utf8.ValidString(v) }) {
+			continue
 		}
-		for _, value := range form[name] {
-			if !utf8.ValidString(name) || !utf8.ValidString(value) {
-				problems = append(problems, problem{Loc: loc, Msg: "the value is not valid UTF-8", Type: "value_error.str.utf8"})
-				break
-			}
-		}
+		problems = append(problems, problem{Loc: loc, Msg: "the value is not valid UTF-8", Type: "value_error.str.utf8"})
 	}
 	if len(problems) > 0 {
 		return &validationError{problems: problems}
@@ -880,13 +876,11 @@ func addressGroup(addr netip.Addr) string {
 	return prefix.String()
 }
 
-func (a *app) trusts(addr netip.Addr) bool {
-	for _, p := range a.trustedProxies {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
+func (a *app) trusts(addr netip.Addr) bool { return inPrefixes(a.trustedProxies, addr) }
+
+// inPrefixes reports whether addr is in any of prefixes.
+func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
+	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(addr) })
 }
 
 // rateLimiter is a token bucket per client: each holds up to limit

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"embed"
 	"encoding/base64"
@@ -381,7 +380,7 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 		return fmt.Errorf("listen: %w", err)
 	}
 	listener := limitConnections(tcpListener, cfg.maxConnections, func(addr netip.Addr) bool {
-		return slices.ContainsFunc(cfg.trustedProxies, func(p netip.Prefix) bool { return p.Contains(addr) })
+		return inPrefixes(cfg.trustedProxies, addr)
 	})
 	defer listener.Close()
 
@@ -404,17 +403,7 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	if passwords.priorityErr != nil {
 		logger.Warn("password hashing runs at normal priority", "err", passwords.priorityErr)
 	}
-	if cfg.firstSuperuserPassword != "" {
-		// Said once at each start, so that an operator who set the
-		// password and cannot log in with it learns why.
-		if has, err := st.hasUsers(ctx); err != nil {
-			return err
-		} else if has {
-			logger.Warn("FIRST_SUPERUSER_PW is ignored: the database already has users; " +
-				"to set a superuser's password, use: recipeapi createsuperuser -email EMAIL")
-		}
-	}
-	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout); err != nil {
+	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout, logger); err != nil {
 		return err
 	}
 
@@ -487,8 +476,14 @@ func modernTLS(cert tls.Certificate) *tls.Config {
 // in a database with no users. A generated password is printed once, as
 // the last word of a line that names the email, for the operator to copy;
 // a password given in FIRST_SUPERUSER_PW is never printed.
-func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer) error {
+func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer, logger *slog.Logger) error {
 	if has, err := st.hasUsers(ctx); err != nil || has {
+		if has && cfg.firstSuperuserPassword != "" {
+			// Said once at each start, so that an operator who set the
+			// password and cannot log in with it learns why.
+			logger.Warn("FIRST_SUPERUSER_PW is ignored: the database already has users; " +
+				"to set a superuser's password, use: recipeapi createsuperuser -email EMAIL")
+		}
 		return err
 	}
 	password := cfg.firstSuperuserPassword
@@ -515,9 +510,7 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 
 // randomToken returns n random bytes as unpadded base64url.
 func randomToken(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails (crypto/rand doc)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
 }
 
 // app holds what the handlers share.
@@ -887,8 +880,8 @@ const maxBodyBytes = 64 << 10
 // of the last one winning, as encoding/json would have it (a proxy that
 // read the first would see another request than ours). The rules are
 // forEachMember's (jwt.go), which the token parser applies too.
-func decodeJSONObject(w http.ResponseWriter, r *http.Request) (jsonFields, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+func decodeJSONObject(r *http.Request) (jsonFields, error) {
+	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -84,11 +84,11 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(passwords.close) // before st.close: cleanups run last first
-	if err := seedFirstSuperuser(t.Context(), st, passwords, cfg, io.Discard); err != nil {
-		t.Fatalf("seed: %v", err)
-	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
+	if err := seedFirstSuperuser(t.Context(), st, passwords, cfg, io.Discard, logger); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
 	return &testEnv{t: t, cfg: cfg, store: st, passwords: passwords, handler: newServer(cfg, st, passwords, logger, now), logs: logs}
 }
 

@@ -168,7 +168,7 @@ func (a *app) handleSearch() http.Handler {
 func (a *app) handleCreateRecipe() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		caller := currentUser(r)
-		body, err := decodeJSONObject(w, r)
+		body, err := decodeJSONObject(r)
 		if err != nil {
 			return err
 		}
@@ -230,7 +230,7 @@ func (a *app) handleUpdateRecipe() http.Handler {
 		if err != nil {
 			return err
 		}
-		body, err := decodeJSONObject(w, r)
+		body, err := decodeJSONObject(r)
 		if err != nil {
 			return err
 		}
@@ -458,7 +458,7 @@ func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
 	case n < minKeywordChars:
 		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
 		return page, nil
-	case n > maxTextChars:
+	case n > maxKeywordChars:
 		return page, nil
 	}
 	// One more than shown, to know whether there are more.

@@ -161,7 +161,7 @@ func (a *app) writeTokens(w http.ResponseWriter, u user, refreshToken string, no
 // grant_type=refresh_token and the refresh token.
 func (a *app) handleRefresh() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if err := readForm(w, r); err != nil {
+		if err := readForm(r); err != nil {
 			return err
 		}
 		var fields jsonFields
@@ -291,7 +291,7 @@ func (a *app) handleLogout() http.Handler {
 func (a *app) handleChangePassword() http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		caller := currentUser(r)
-		body, err := decodeJSONObject(w, r)
+		body, err := decodeJSONObject(r)
 		if err != nil {
 			return err
 		}

@@ -28,6 +28,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,8 +64,9 @@ var (
 // lock at BEGIN, where waiting works, rather than at its first write,
 // where SQLite may fail it at once to avoid a deadlock.
 // synchronous=NORMAL in WAL mode keeps every committed transaction across
-// a crash of the process (only a power loss can undo the last few). WAL itself is not among them: it is a property
-// of the file, set once the migrations have succeeded (see openStore).
+// a crash of the process (only a power loss can undo the last few). WAL
+// itself is not among them: it is a property of the file, set once the
+// migrations have succeeded (see openStore).
 const (
 	commonPragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
 	writerParams  = commonPragmas + "&_txlock=immediate"
@@ -1068,9 +1070,7 @@ func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe
 	if err != nil {
 		return nil, fmt.Errorf("recipes newer than %d: %w", id, err)
 	}
-	for i, j := 0, len(recipes)-1; i < j; i, j = i+1, j-1 {
-		recipes[i], recipes[j] = recipes[j], recipes[i]
-	}
+	slices.Reverse(recipes)
 	return recipes, nil
 }
 

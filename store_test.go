@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -531,7 +532,7 @@ func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
 		}
 		var printed strings.Builder
 		cfg.firstSuperuserPassword = "" // a generated password would be printed
-		if err := seedFirstSuperuser(t.Context(), again.store, again.passwords, cfg, &printed); err != nil {
+		if err := seedFirstSuperuser(t.Context(), again.store, again.passwords, cfg, &printed, slog.New(slog.DiscardHandler)); err != nil {
 			t.Errorf("seedFirstSuperuser on a seeded database = %v", err)
 		}
 		if printed.Len() != 0 {
