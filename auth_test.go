@@ -992,26 +992,18 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 	}
 
 	t.Run("a login waiting to hash still succeeds", func(t *testing.T) {
-		waiting, release := holdHashing(e)
-		answer := make(chan *http.Response, 1)
-		go func() {
-			answer <- e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
-		}()
-		rehashMeanwhile(t, waiting)
-		release()
-		expectStatus(t, <-answer, http.StatusOK)
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		}, rehashMeanwhile)
+		expectStatus(t, answer, http.StatusOK)
 	})
 	t.Run("a password change waiting to hash still succeeds", func(t *testing.T) {
 		token := e.login("cook@example.com", "password123")
-		waiting, release := holdHashing(e)
-		answer := make(chan *http.Response, 1)
-		go func() {
-			answer <- e.postJSON("/api/v1/auth/password",
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.postJSON("/api/v1/auth/password",
 				`{"current_password":"password123","new_password":"new-password-456"}`, bearer(token)...)
-		}()
-		rehashMeanwhile(t, waiting)
-		release()
-		expectStatus(t, <-answer, http.StatusOK)
+		}, rehashMeanwhile)
+		expectStatus(t, answer, http.StatusOK)
 	})
 }
 

@@ -1057,6 +1057,20 @@ func holdHashing(e *testEnv) (waiting func() int, release func()) {
 	return func() int { return e.passwords.queued() }, release
 }
 
+// answerWithHashingHeld sends a request with the hashing workers held,
+// runs meanwhile, which waits for the request to queue, then lets the
+// workers go and returns the answer: it shows what a request does when
+// something changes while it waits to hash.
+func answerWithHashingHeld(t *testing.T, e *testEnv, send func() *http.Response, meanwhile func(t *testing.T, waiting func() int)) *http.Response {
+	t.Helper()
+	waiting, release := holdHashing(e)
+	answer := make(chan *http.Response, 1)
+	go func() { answer <- send() }()
+	meanwhile(t, waiting)
+	release()
+	return <-answer
+}
+
 func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
@@ -1076,14 +1090,10 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 	}
 
 	t.Run("a login that checked the old password is refused", func(t *testing.T) {
-		waiting, release := holdHashing(e)
-		answer := make(chan *http.Response, 1)
-		go func() {
-			answer <- e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
-		}()
-		endSessionsElsewhere(t, waiting)
-		release()
-		expectDetail(t, <-answer, http.StatusBadRequest, "Incorrect username or password")
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		}, endSessionsElsewhere)
+		expectDetail(t, answer, http.StatusBadRequest, "Incorrect username or password")
 		if n := sessionRows(t, e, cook.ID); n != 0 {
 			t.Errorf("%d sessions were stored for the ended login, want 0", n)
 		}
@@ -1091,14 +1101,10 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {
 		e.store.endSessions(t.Context(), cook.ID, "") // back to a known state
 		token := e.login("cook@example.com", "new-password-456")
-		waiting, release := holdHashing(e)
-		answer := make(chan *http.Response, 1)
-		go func() {
-			answer <- e.postJSON("/api/v1/auth/password", passwordBody("new-password-456", "attacker-password"), bearer(token)...)
-		}()
-		endSessionsElsewhere(t, waiting)
-		release()
-		expectDetail(t, <-answer, http.StatusUnauthorized, "Could not validate credentials")
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.postJSON("/api/v1/auth/password", passwordBody("new-password-456", "attacker-password"), bearer(token)...)
+		}, endSessionsElsewhere)
+		expectDetail(t, answer, http.StatusUnauthorized, "Could not validate credentials")
 		e.login("cook@example.com", "new-password-456") // still the password set elsewhere
 	})
 }
