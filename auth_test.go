@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -568,12 +569,21 @@ func TestTheHighestStoredCostIsReadFromAnIndex(t *testing.T) {
 	// The store reads it after every write it notices: reading every user
 	// each time would cost a scan of the table for every signup.
 	e := newTestEnv(t)
-	var plan strings.Builder
-	rows, err := e.store.reader.Query("EXPLAIN QUERY PLAN "+highestCostQuery, "31")
+	if plan := queryPlan(t, e.store.reader, highestCostQuery, "31"); !strings.Contains(plan, "USING INDEX user_password_cost") {
+		t.Errorf("the highest cost is read by\n%s, want a search of the index user_password_cost", plan)
+	}
+}
+
+// queryPlan is how SQLite will run query, one step a line (EXPLAIN QUERY
+// PLAN), so that a test can tell an index from a scan of every row.
+func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
+	var plan strings.Builder
 	for rows.Next() {
 		var id, parent, unused int
 		var detail string
@@ -582,9 +592,10 @@ func TestTheHighestStoredCostIsReadFromAnIndex(t *testing.T) {
 		}
 		plan.WriteString(detail + "\n")
 	}
-	if !strings.Contains(plan.String(), "USING INDEX user_password_cost") {
-		t.Errorf("the highest cost is read by\n%s, want a search of the index user_password_cost", plan.String())
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return plan.String()
 }
 
 func TestLoginRehashesACheaperHash(t *testing.T) {

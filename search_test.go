@@ -265,3 +265,14 @@ func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
 		}
 	})
 }
+
+func TestSearchReadsTheIndexNotEveryLabel(t *testing.T) {
+	// The contract's search budget: a search costs in proportion to what
+	// it finds. A plan that scanned the recipe table would cost the same
+	// small test data no more, so the plan itself is checked.
+	e := newTestEnv(t)
+	plan := queryPlan(t, e.store.reader, searchSQL, ftsPhrase("chicken"), 10)
+	if !strings.Contains(plan, "VIRTUAL TABLE INDEX") || strings.Contains(plan, "SCAN recipe\n") {
+		t.Errorf("a search runs as\n%s, want the recipe_fts index and recipes by their ids, no scan of recipe", plan)
+	}
+}

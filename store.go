@@ -187,6 +187,13 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	return s, nil
 }
 
+// searchSQL finds recipes by the trigram index recipe_fts. The ids come
+// from the index first, at most LIMIT of them, then their recipes: joined
+// the other way round, SQLite would read every match to sort them by
+// recipe.id.
+const searchSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
+	"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"
+
 func (s *store) prepareQueries(ctx context.Context) error {
 	for _, q := range []struct {
 		stmt **sql.Stmt
@@ -195,11 +202,7 @@ func (s *store) prepareQueries(ctx context.Context) error {
 		{&s.userByIDQuery, "SELECT " + userColumns + " FROM user WHERE id = ?"},
 		{&s.userByEmailQuery, "SELECT " + userColumns + " FROM user WHERE email_key = ?"},
 		{&s.recipeByIDQuery, "SELECT " + recipeColumns + " FROM recipe WHERE id = ?"},
-		// The ids come from the index first, at most LIMIT of them, then
-		// their recipes: joined the other way round, SQLite would read
-		// every match to sort them by recipe.id.
-		{&s.searchQuery, "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
-			"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"},
+		{&s.searchQuery, searchSQL},
 		{&s.firstRecipesQuery, "SELECT " + recipeColumns + " FROM recipe ORDER BY id LIMIT ?"},
 		{&s.newestQuery, "SELECT " + recipeColumns + " FROM recipe ORDER BY id DESC LIMIT ?"},
 	} {
