@@ -33,12 +33,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"mime"
 	"net/http"
 	"net/mail"
 	"net/netip"
-	"net/url"
 	"runtime"
 	"slices"
 	"strings"
@@ -58,14 +55,6 @@ const (
 	maxEmailBytes    = 254 // RFC 5321's limit on a path, less the brackets
 )
 
-var (
-	errIncorrectLogin = &apiError{status: http.StatusBadRequest, detail: "Incorrect username or password"}
-	errEmailInUse     = &apiError{status: http.StatusBadRequest, detail: "The user with this email already exists in the system"}
-	errNotAuthed      = &apiError{status: http.StatusUnauthorized, detail: "Not authenticated", challenge: true}
-	errBadToken       = &apiError{status: http.StatusUnauthorized, detail: "Could not validate credentials", challenge: true}
-	errHashersBusy    = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
-)
-
 // userView is a user as the API shows it: never the password hash.
 type userView struct {
 	FirstName   *string `json:"first_name"`
@@ -79,50 +68,44 @@ func viewUser(u user) userView {
 	return userView{FirstName: u.FirstName, Surname: u.Surname, Email: u.Email, IsSuperuser: u.IsSuperuser, ID: u.ID}
 }
 
-func (a *app) handleSignup() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		body, err := decodeJSONObject(r)
-		if err != nil {
-			return err
+func (a *app) handleSignup(w http.ResponseWriter, r *http.Request) error {
+	body, err := decodeJSONObject(r)
+	if err != nil {
+		return err
+	}
+	// Only these members are read: "is_superuser" and anything else a
+	// client sends are ignored.
+	email := body.text("email", true)
+	if email != nil {
+		*email = strings.TrimSpace(*email)
+		if msg := checkEmail(*email); msg != "" {
+			body.add("body", "email", msg, "value_error.email")
 		}
-		// Only these members are read: "is_superuser" and anything else a
-		// client sends are ignored.
-		email := body.text("email", true)
-		if email != nil {
-			*email = strings.TrimSpace(*email)
-			if msg := checkEmail(*email); msg != "" {
-				body.fail("email", msg, "value_error.email")
-			}
-		}
-		password := body.text("password", true)
-		if password != nil {
-			checkPasswordLength(&body, "password", *password)
-		}
-		firstName := body.text("first_name", false)
-		checkMaxChars(&body, "first_name", firstName)
-		checkVisible(&body, "first_name", firstName)
-		surname := body.text("surname", false)
-		checkMaxChars(&body, "surname", surname)
-		checkVisible(&body, "surname", surname)
-		if err := body.err(); err != nil {
-			return err
-		}
+	}
+	password := body.text("password", true)
+	if password != nil {
+		checkPassword(&body.problems, "password", *password, true)
+	}
+	firstName := body.text("first_name", false)
+	checkName(&body.problems, "first_name", firstName)
+	surname := body.text("surname", false)
+	checkName(&body.problems, "surname", surname)
+	if err := body.err(); err != nil {
+		return err
+	}
 
-		hash, err := a.passwords.hash(r.Context(), *password)
-		if err != nil {
-			return err
-		}
-		u, err := a.store.createUser(r.Context(), user{
-			FirstName: firstName, Surname: surname, Email: *email, HashedPassword: hash,
-		})
-		if errors.Is(err, errEmailTaken) {
-			return errEmailInUse
-		}
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusCreated, viewUser(u))
-	})
+	hash, err := a.passwords.hash(r.Context(), *password)
+	if err != nil {
+		return err
+	}
+	u, err := a.store.createUser(r.Context(), user{FirstName: firstName, Surname: surname, Email: *email, HashedPassword: hash})
+	if errors.Is(err, errEmailTaken) {
+		return errEmailInUse
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, viewUser(u))
 }
 
 // checkEmail returns what is wrong with email as an address to sign up
@@ -188,110 +171,79 @@ func invisibleMessage(r rune) string {
 		"only visible characters and the ordinary space are allowed", r)
 }
 
-// checkVisible records a problem if a name holds a character that
-// invisibleRune finds, so that no two names that look the same differ by
-// one. Ordinary spaces are fine: "Ada Lovelace" is one name.
-func checkVisible(f *jsonFields, name string, value *string) {
+// checkName records a problem with the optional body member name unless
+// it fits the reference's VARCHAR(256) columns and holds no character
+// that invisibleRune finds, so that no two names that look the same
+// differ by one. Ordinary spaces are fine: "Ada Lovelace" is one name.
+func checkName(p *problems, name string, value *string) {
 	if value == nil {
 		return
 	}
+	checkMaxChars(p, name, *value)
 	if r, ok := invisibleRune(*value); ok {
-		f.fail(name, invisibleMessage(r), "value_error.str.invisible")
+		p.add("body", name, invisibleMessage(r), "value_error.str.invisible")
 	}
 }
 
-// checkMaxChars records a problem if value is longer than the reference's
-// VARCHAR(256) columns allow.
-func checkMaxChars(f *jsonFields, name string, value *string) {
-	f.check(value == nil || utf8.RuneCountInString(*value) <= maxTextChars, name,
+// checkMaxChars records a problem with body member name if value is
+// longer than the reference's VARCHAR(256) columns allow.
+func checkMaxChars(p *problems, name, value string) {
+	p.check(utf8.RuneCountInString(value) <= maxTextChars, "body", name,
 		fmt.Sprintf("ensure this value has at most %d characters", maxTextChars), "value_error.any_str.max_length")
 }
 
-func checkPasswordLength(f *jsonFields, name, password string) {
-	f.check(len(password) >= minPasswordBytes, name,
+// checkPassword records a problem with body member name unless password
+// is one that bcrypt reads whole, at most maxPasswordBytes: compared by
+// its first 72 bytes alone, a longer one could match. A new password must
+// also have at least minPasswordBytes. The operator's commands apply the
+// same rule (passwordProblem).
+func checkPassword(p *problems, name, password string, isNew bool) {
+	p.check(!isNew || len(password) >= minPasswordBytes, "body", name,
 		fmt.Sprintf("ensure this value has at least %d characters", minPasswordBytes), "value_error.any_str.min_length")
-	checkPasswordFits(f, name, password)
+	p.check(len(password) <= maxPasswordBytes, "body", name,
+		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
 }
 
-// checkPasswordFits refuses a password that bcrypt would read only part
-// of: compared by its first 72 bytes alone, a longer one could match.
-func checkPasswordFits(f *jsonFields, name, password string) {
-	f.check(len(password) <= maxPasswordBytes, name,
-		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
+// passwordProblem is checkPassword for a new password that an operator
+// gives (FIRST_SUPERUSER_PW, createsuperuser): what is wrong with it, or
+// "" if nothing is.
+func passwordProblem(password string) string {
+	var p problems
+	checkPassword(&p, "", password, true)
+	if len(p) > 0 {
+		return p[0].Msg
+	}
+	return ""
 }
 
 // handleLogin is OAuth2's password grant (RFC 6749 §4.3), as FastAPI's
 // OAuth2PasswordRequestForm reads it: a urlencoded or multipart form with
 // username (the email) and password. Any Authorization header is ignored:
 // Swagger UI sends "Basic Og==" (an empty client id and secret).
-func (a *app) handleLogin() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if err := readForm(r); err != nil {
-			return err
-		}
-		var fields jsonFields
-		email, password := r.PostFormValue("username"), r.PostFormValue("password")
-		fields.check(email != "", "username", "field required", "value_error.missing")
-		fields.check(password != "", "password", "field required", "value_error.missing")
-		checkPasswordFits(&fields, "password", password)
-		grantType := r.PostFormValue("grant_type")
-		fields.check(grantType == "" || grantType == "password", "grant_type",
-			`string does not match regex "password"`, "value_error.str.regex")
-		if err := fields.err(); err != nil {
-			return err
-		}
-
-		u, err := a.authenticate(r.Context(), email, password)
-		if err != nil {
-			return err
-		}
-		if err := a.startSession(w, r, u); err != nil {
-			return err
-		}
-		a.rehashLater(u, password)
-		return nil
-	})
-}
-
-// readForm parses a urlencoded or multipart form body into r.PostForm.
-// The body is at most maxBodyBytes: limitBodies caps it.
-func readForm(r *http.Request) error {
-	var err error
-	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "multipart/form-data" {
-		err = r.ParseMultipartForm(maxBodyBytes)
-	} else {
-		err = r.ParseForm()
-	}
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(r); err != nil {
 		return err
 	}
-	if err != nil {
-		return &validationError{problems: []problem{{
-			Loc: []string{"body"}, Msg: "the body is not a valid form", Type: "value_error.form",
-		}}}
+	var form problems
+	email, password := r.PostFormValue("username"), r.PostFormValue("password")
+	grantType := r.PostFormValue("grant_type")
+	form.check(email != "", "body", "username", "field required", "value_error.missing")
+	form.check(password != "", "body", "password", "field required", "value_error.missing")
+	checkPassword(&form, "password", password, false)
+	form.check(grantType == "" || grantType == "password", "body", "grant_type",
+		`string does not match regex "password"`, "value_error.str.regex")
+	if err := form.err(); err != nil {
+		return err
 	}
-	return checkFormUTF8(r.PostForm)
-}
 
-// checkFormUTF8 refuses a form whose names or decoded values are not valid
-// UTF-8 (%FF decodes to a lone byte): such a password could never be typed
-// again, and Go would compare the bytes where another program might first
-// replace them with U+FFFD. Each bad field is named, in name order.
-func checkFormUTF8(form url.Values) error {
-	var problems []problem
-	for _, name := range slices.Sorted(maps.Keys(form)) {
-		loc := []string{"body", name}
-		if !utf8.ValidString(name) {
-			loc = []string{"body"}
-		} else if !slices.ContainsFunc(form[name], func(v string) bool { return !utf8.ValidString(v) }) {
-			continue
-		}
-		problems = append(problems, problem{Loc: loc, Msg: "the value is not valid UTF-8", Type: "value_error.str.utf8"})
+	u, err := a.authenticate(r.Context(), email, password)
+	if err != nil {
+		return err
 	}
-	if len(problems) > 0 {
-		return &validationError{problems: problems}
+	if err := a.startSession(w, r, u); err != nil {
+		return err
 	}
+	a.rehashLater(u, password)
 	return nil
 }
 
@@ -301,25 +253,25 @@ func checkFormUTF8(form url.Values) error {
 // their timing does not reveal which emails exist.
 func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
 	u, err := a.store.userByEmail(ctx, strings.TrimSpace(email))
-	if errors.Is(err, errNotFound) {
-		// The same work as for a known user, so that the time taken does
-		// not tell which emails have accounts.
-		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
-			return user{}, err
-		}
-		return user{}, errIncorrectLogin
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, err
 	}
-	if reason := unusablePasswordHash(u.HashedPassword, a.passwords.cost); reason != "" {
-		// Nobody can log in with this hash: compare against the dummy
-		// instead, for the time a wrong password takes, never at the
-		// hash's own cost (cost 31 would hold a hashing slot for days).
+	unusable := ""
+	if err == nil {
+		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
+	}
+	if err != nil || unusable != "" {
+		// An unknown email, or a hash that nobody can log in with: the
+		// same work as a known user's wrong password, against the dummy,
+		// so that the time taken does not tell which emails have
+		// accounts; never at an unusable hash's own cost (cost 31 would
+		// hold a hashing slot for years).
 		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
 			return user{}, err
 		}
-		a.logUnusableHash(u.ID, reason)
+		if unusable != "" {
+			a.logUnusableHash(u.ID, unusable)
+		}
 		return user{}, errIncorrectLogin
 	}
 	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
@@ -421,22 +373,13 @@ func (a *app) logUnusableHash(userID int64, reason string) {
 		"for instance with createsuperuser", "user_id", userID, "reason", reason)
 }
 
-func (a *app) handleMe() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, viewUser(currentUser(r)))
-	})
+func (a *app) handleMe(w http.ResponseWriter, r *http.Request, caller user) error {
+	return writeJSON(w, http.StatusOK, viewUser(caller))
 }
 
-type userContextKey struct{}
-
-// currentUser is the user requireUser let through.
-func currentUser(r *http.Request) user {
-	return r.Context().Value(userContextKey{}).(user)
-}
-
-// requireUser lets a request through only with a valid bearer access
-// token for a user who still exists, and hands that user to next.
-func (a *app) requireUser(next http.Handler) http.Handler {
+// requireUser lets a request through to next only with a valid bearer
+// access token for a user who still exists, and hands next that user.
+func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, caller user) error) http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Add("Vary", "Authorization")
 		// What answers an authenticated request is that user's alone: no
@@ -463,8 +406,7 @@ func (a *app) requireUser(next http.Handler) http.Handler {
 		if claims.Generation != u.TokenGeneration {
 			return errBadToken
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userContextKey{}, u)))
-		return nil
+		return next(w, r, u)
 	})
 }
 
@@ -670,9 +612,7 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 	}
 	if wait := p.expectedWait(); wait > p.maxWait {
 		p.mu.Unlock()
-		busy := *errHashersBusy
-		busy.retryAfter = max(wait, time.Second) // writeError rounds up to whole seconds
-		return &busy
+		return errHashersBusy.retryIn(max(wait, time.Second)) // writeError rounds up to whole seconds
 	}
 	job.waiting = p.queue.PushBack(job)
 	p.wake.Signal()
@@ -802,7 +742,7 @@ func (a *app) limitLogins(next http.Handler) http.Handler {
 	}
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		if wait := a.loginLimiter.take(a.clientAddress(r)); wait > 0 {
-			return tooManyAttempts(wait)
+			return errTooManyAttempts.retryIn(wait)
 		}
 		next.ServeHTTP(w, r)
 		return nil
@@ -825,17 +765,13 @@ func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 			return err
 		}
 		if settle == nil {
-			return tooManyAttempts(wait)
+			return errTooManyAttempts.retryIn(wait)
 		}
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() { settle(rec.status == http.StatusBadRequest) }()
 		next.ServeHTTP(rec, r)
 		return nil
 	})
-}
-
-func tooManyAttempts(wait time.Duration) error {
-	return &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later", retryAfter: wait}
 }
 
 // clientAddress is the client a request came from, as the limiter and the

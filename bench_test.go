@@ -11,7 +11,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -34,9 +33,6 @@ type benchRoute struct {
 func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 	b.Helper()
 	e := startTestEnv(b, newTestConfig(b), time.Now)
-	// Logging stays on, as in production, but into a discarding handler
-	// so that the numbers do not depend on a terminal.
-	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 	token := e.login("admin@recipeapi.com", adminPassword)
 
 	capture := func(target string, header ...string) []byte {
@@ -134,7 +130,6 @@ func BenchmarkLogin(b *testing.B) {
 	cfg := newTestConfig(b)
 	cfg.bcryptCost = 12
 	e := startTestEnv(b, cfg, time.Now)
-	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {
 		for b.Loop() {

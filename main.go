@@ -8,11 +8,8 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
-	"embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -20,21 +17,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 )
 
 func main() {
@@ -158,8 +151,8 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		}
 		cfg.tokenSecret = []byte(secret)
 	}
-	if pw := cfg.firstSuperuserPassword; pw != "" && (len(pw) < minPasswordBytes || len(pw) > maxPasswordBytes) {
-		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW must be %d to %d bytes", minPasswordBytes, maxPasswordBytes))
+	if msg := passwordProblem(cfg.firstSuperuserPassword); cfg.firstSuperuserPassword != "" && msg != "" {
+		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW: %s", msg))
 	}
 	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
 		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
@@ -384,32 +377,16 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	})
 	defer listener.Close()
 
-	st, err := openStoreLogging(ctx, cfg.dbPath, logger)
-	if err != nil {
-		return err
-	}
-	defer st.close()
-	if cfg.tokenSecret == nil {
-		if cfg.tokenSecret, err = st.tokenSecret(ctx); err != nil {
-			return err
-		}
-	}
 	reserveProcsForHashing()
-	passwords, err := newPasswordHasherFor(ctx, st, cfg.bcryptCost)
+	a, err := newServer(ctx, cfg, logger, time.Now, stdout)
 	if err != nil {
 		return err
 	}
-	defer passwords.close() // before st.close: a rehash may still be writing
-	if passwords.priorityErr != nil {
-		logger.Warn("password hashing runs at normal priority", "err", passwords.priorityErr)
-	}
-	if err := seedFirstSuperuser(ctx, st, passwords, cfg, stdout, logger); err != nil {
-		return err
-	}
+	defer a.close()
 
 	// Timeouts so that slow or idle clients cannot hold connections open.
 	server := &http.Server{
-		Handler:           newServer(cfg, st, passwords, logger, time.Now),
+		Handler:           a.handler,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
@@ -472,6 +449,125 @@ func modernTLS(cert tls.Certificate) *tls.Config {
 	}
 }
 
+// app is the service: what the handlers share, and the HTTP handler that
+// serves them.
+type app struct {
+	handler              http.Handler // every route, behind the middleware
+	store                *store
+	passwords            *passwordHasher
+	loginLimiter         *rateLimiter
+	refreshLimiter       *refreshLimiter
+	logger               *slog.Logger
+	now                  func() time.Time // the clock tokens are issued and checked against
+	tokenKey             *tokenKey
+	accessTokenLifetime  time.Duration
+	refreshTokenLifetime time.Duration
+	trustedProxies       []netip.Prefix
+	corsOrigins          map[string]bool
+	lastHomePage         renderedPage    // GET /'s last page (recipes.go)
+	unusableHashes       unusableHashLog // users whose unusable hash was logged
+}
+
+// newServer opens the database at cfg.dbPath and the hashing pool, seeds
+// a database that has no users (printing a generated password to stdout),
+// and builds the service's whole HTTP handler. serve and the tests build
+// the service only through here; close ends it.
+func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() time.Time, stdout io.Writer) (_ *app, err error) {
+	a := &app{
+		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
+		refreshLimiter:       newRefreshLimiter(now),
+		logger:               logger,
+		now:                  now,
+		accessTokenLifetime:  cfg.accessTokenLifetime,
+		refreshTokenLifetime: cfg.refreshTokenLifetime,
+		trustedProxies:       cfg.trustedProxies,
+		corsOrigins:          map[string]bool{},
+	}
+	if a.store, err = openStoreLogging(ctx, cfg.dbPath, logger); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	secret := cfg.tokenSecret
+	if secret == nil {
+		if secret, err = a.store.tokenSecret(ctx); err != nil {
+			return nil, err
+		}
+	}
+	a.tokenKey = newTokenKey(secret)
+	if a.passwords, err = newPasswordHasherFor(ctx, a.store, cfg.bcryptCost); err != nil {
+		return nil, err
+	}
+	if a.passwords.priorityErr != nil {
+		logger.Warn("password hashing runs at normal priority", "err", a.passwords.priorityErr)
+	}
+	if err := seedFirstSuperuser(ctx, a.store, a.passwords, cfg, stdout, logger); err != nil {
+		return nil, err
+	}
+	for _, o := range cfg.corsOrigins {
+		a.corsOrigins[o] = true
+	}
+	mux := http.NewServeMux()
+	a.routes(mux)
+	// Outermost first: a panic anywhere is caught and logged with the
+	// request; every response carries the security headers and, for the
+	// configured origins, the CORS headers (a 413 too, so that a browser
+	// client can read it); every request body is capped.
+	a.handler = a.recoverPanics(a.logRequests(securityHeaders(a.cors(a.limitBodies(a.jsonNotFound(mux))))))
+	return a, nil
+}
+
+// close stops the hashing pool, then the database: a rehash may still be
+// writing until the pool has stopped.
+func (a *app) close() {
+	if a.passwords != nil {
+		a.passwords.close()
+	}
+	a.store.close()
+}
+
+// routes is the service's whole API surface. The guards of each route are
+// the wrappers around its handler: requireUser lets only a signed-in user
+// through, and hands the handler that user; the limits count attempts per
+// client address (auth.go).
+func (a *app) routes(mux *http.ServeMux) {
+	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.api(a.handleSignup)))
+	mux.Handle("POST /api/v1/auth/login", a.limitFailedLogins(a.api(a.handleLogin)))
+	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe))
+	mux.Handle("POST /api/v1/auth/refresh", a.api(a.handleRefresh))
+	mux.Handle("POST /api/v1/auth/logout", a.requireUser(a.handleLogout))
+	mux.Handle("POST /api/v1/auth/password", a.limitFailedLogins(a.requireUser(a.handleChangePassword)))
+
+	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.api(a.handleRecipe))
+	mux.Handle("GET /api/v1/recipes/search/{$}", a.api(a.handleSearch))
+	mux.Handle("GET /api/v1/recipes/search", a.api(a.handleSearch))
+	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe))
+	mux.Handle("GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes))
+	mux.Handle("GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes))
+	mux.Handle("PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe))
+	mux.Handle("DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe))
+
+	mux.Handle("GET /{$}", a.api(a.handleHome))
+	mux.Handle("GET /healthz", a.api(a.handleHealth))
+	mux.Handle("GET /api/v1/openapi.json", http.HandlerFunc(handleOpenAPI))
+	mux.Handle("GET /docs", a.api(handleDocs))
+	mux.Handle("GET /docs/{file}", a.api(handleDocs))
+	mux.Handle("GET /favicon.ico", http.HandlerFunc(handleFavicon))
+}
+
+func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.store.ping(ctx); err != nil {
+		a.logger.Error("health check", "err", err)
+		return errDatabaseDown
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
 // seedFirstSuperuser creates the first superuser and the example recipes
 // in a database with no users. A generated password is printed once, as
 // the last word of a line that names the email, for the operator to copy;
@@ -512,649 +608,3 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
 }
-
-// app holds what the handlers share.
-type app struct {
-	lastHomePage         renderedPage // GET /'s last page (recipes.go)
-	store                *store
-	passwords            *passwordHasher
-	loginLimiter         *rateLimiter
-	refreshLimiter       *refreshLimiter
-	logger               *slog.Logger
-	now                  func() time.Time
-	tokenKey             *tokenKey
-	accessTokenLifetime  time.Duration
-	refreshTokenLifetime time.Duration
-	trustedProxies       []netip.Prefix
-	corsOrigins          map[string]bool
-	unusableHashes       unusableHashLog // users whose unusable hash was logged
-}
-
-// newServer builds the service's whole HTTP handler. now is the clock the
-// tokens are issued and checked against.
-func newServer(cfg config, st *store, passwords *passwordHasher, logger *slog.Logger, now func() time.Time) http.Handler {
-	a := &app{
-		store:                st,
-		passwords:            passwords,
-		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
-		refreshLimiter:       newRefreshLimiter(now),
-		logger:               logger,
-		now:                  now,
-		tokenKey:             newTokenKey(cfg.tokenSecret),
-		accessTokenLifetime:  cfg.accessTokenLifetime,
-		refreshTokenLifetime: cfg.refreshTokenLifetime,
-		trustedProxies:       cfg.trustedProxies,
-		corsOrigins:          map[string]bool{},
-	}
-	for _, o := range cfg.corsOrigins {
-		a.corsOrigins[o] = true
-	}
-	mux := http.NewServeMux()
-	a.routes(mux)
-
-	// Outermost first: a panic anywhere is caught and logged with the
-	// request; every response carries the security headers and, for the
-	// configured origins, the CORS headers (a 413 too, so that a browser
-	// client can read it); every request body is capped.
-	return a.recoverPanics(a.logRequests(securityHeaders(a.cors(limitBodies(jsonNotFound(mux))))))
-}
-
-// routeRegistrar is what routes needs of a mux, so that a test can list
-// the routes.
-type routeRegistrar interface {
-	Handle(pattern string, handler http.Handler)
-}
-
-// routes is the service's whole API surface.
-func (a *app) routes(mux routeRegistrar) {
-	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.handleSignup()))
-	mux.Handle("POST /api/v1/auth/login", a.limitFailedLogins(a.handleLogin()))
-	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe()))
-	mux.Handle("POST /api/v1/auth/refresh", a.handleRefresh())
-	mux.Handle("POST /api/v1/auth/logout", a.requireUser(a.handleLogout()))
-	mux.Handle("POST /api/v1/auth/password", a.limitFailedLogins(a.requireUser(a.handleChangePassword())))
-
-	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.handleRecipe())
-	mux.Handle("GET /api/v1/recipes/search/{$}", a.handleSearch())
-	mux.Handle("GET /api/v1/recipes/search", a.handleSearch())
-	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe()))
-	mux.Handle("GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes()))
-	mux.Handle("GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes()))
-	mux.Handle("PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe()))
-	mux.Handle("DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe()))
-
-	mux.Handle("GET /{$}", a.handleHome())
-	mux.Handle("GET /healthz", a.handleHealth())
-	mux.Handle("GET /api/v1/openapi.json", handleOpenAPI())
-	mux.Handle("GET /docs", handleDocs())
-	mux.Handle("GET /docs/{file}", handleDocs())
-	mux.Handle("GET /favicon.ico", handleFavicon())
-}
-
-func (a *app) handleHealth() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := a.store.ping(ctx); err != nil {
-			a.logger.Error("health check", "err", err)
-			return &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
-		}
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-}
-
-//go:embed openapi.json
-var openAPIDocument []byte
-
-func handleOpenAPI() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPIDocument)
-	})
-}
-
-// Swagger UI's bundle and stylesheet are embedded gzip-compressed: 0.5 MB
-// of the binary instead of 1.9 MB (see swagger-ui/README.md).
-//
-//go:embed swagger-ui/index.html swagger-ui/swagger-initializer.js swagger-ui/*.gz
-var swaggerUI embed.FS
-
-// docsPolicy lets Swagger UI load its own scripts and styles from us and
-// talk to us, and nothing else: no other site is contacted.
-const docsPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-
-// handleDocs serves Swagger UI, kept in the binary, at /docs.
-func handleDocs() http.Handler {
-	types := map[string]string{
-		"index.html":             "text/html; charset=utf-8",
-		"swagger-ui.css":         "text/css; charset=utf-8",
-		"swagger-ui-bundle.js":   "text/javascript; charset=utf-8",
-		"swagger-initializer.js": "text/javascript; charset=utf-8",
-	}
-	compressed := map[string]*gzipFile{
-		"swagger-ui.css":       newGzipFile(swaggerUI, "swagger-ui/swagger-ui.css.gz"),
-		"swagger-ui-bundle.js": newGzipFile(swaggerUI, "swagger-ui/swagger-ui-bundle.js.gz"),
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		file := r.PathValue("file")
-		if file == "" {
-			file = "index.html"
-		}
-		contentType, ok := types[file]
-		if !ok {
-			writeError(w, r, &apiError{status: http.StatusNotFound, detail: "Not Found"}, nil)
-			return
-		}
-		var body []byte
-		var err error
-		if gz, ok := compressed[file]; ok {
-			w.Header().Add("Vary", "Accept-Encoding")
-			if acceptsGzip(r.Header.Values("Accept-Encoding")) {
-				w.Header().Set("Content-Encoding", "gzip")
-				body, err = gz.compressed()
-			} else {
-				body, err = gz.plain()
-			}
-		} else {
-			body, err = swaggerUI.ReadFile("swagger-ui/" + file)
-		}
-		if err != nil {
-			w.Header().Del("Content-Encoding")
-			writeError(w, r, err, nil)
-			return
-		}
-		w.Header().Set("Content-Type", contentType)
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Header().Set("Content-Security-Policy", docsPolicy)
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		w.Write(body)
-	})
-}
-
-// gzipFile is an embedded gzip file, sent as it is to clients that accept
-// gzip and unpacked for the others. The unpacked copy is made at the first
-// request that needs it and kept: one per file, so memory stays bounded by
-// the files the binary holds.
-type gzipFile struct {
-	compressed func() ([]byte, error)
-	plain      func() ([]byte, error)
-}
-
-func newGzipFile(fsys embed.FS, name string) *gzipFile {
-	compressed := func() ([]byte, error) { return fsys.ReadFile(name) }
-	return &gzipFile{
-		compressed: compressed,
-		plain: sync.OnceValues(func() ([]byte, error) {
-			gz, err := compressed()
-			if err != nil {
-				return nil, err
-			}
-			zr, err := gzip.NewReader(bytes.NewReader(gz))
-			if err != nil {
-				return nil, fmt.Errorf("unpack %s: %w", name, err)
-			}
-			plain, err := io.ReadAll(zr)
-			if err != nil {
-				return nil, fmt.Errorf("unpack %s: %w", name, err)
-			}
-			return plain, nil
-		}),
-	}
-}
-
-// acceptsGzip reports whether Accept-Encoding values allow gzip (RFC 9110
-// §12.5.3): gzip listed with a weight above 0, or, if gzip is not listed,
-// * with a weight above 0. An unreadable weight counts as 0.
-func acceptsGzip(values []string) bool {
-	named, anyCoding := -1.0, -1.0 // the weights given; -1: not named
-	for _, value := range values {
-		for part := range strings.SplitSeq(value, ",") {
-			coding, params, _ := strings.Cut(part, ";")
-			weight := 1.0
-			for param := range strings.SplitSeq(params, ";") {
-				name, q, _ := strings.Cut(strings.TrimSpace(param), "=")
-				if strings.EqualFold(strings.TrimSpace(name), "q") {
-					var err error
-					if weight, err = strconv.ParseFloat(strings.TrimSpace(q), 64); err != nil || math.IsNaN(weight) {
-						weight = 0
-					}
-				}
-			}
-			switch strings.ToLower(strings.TrimSpace(coding)) {
-			case "gzip", "x-gzip":
-				named = max(named, weight)
-			case "*":
-				anyCoding = max(anyCoding, weight)
-			}
-		}
-	}
-	// gzip named outright wins over * (RFC 9110 §12.5.3).
-	if named >= 0 {
-		return named > 0
-	}
-	return anyCoding > 0
-}
-
-//go:embed favicon.svg
-var favicon []byte
-
-// handleFavicon serves the site's icon, which browsers ask for on every
-// page. It is an SVG, which browsers take at /favicon.ico too; cached for
-// a week.
-func handleFavicon() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "image/svg+xml")
-		w.Header().Set("Cache-Control", "public, max-age=604800")
-		w.Write(favicon)
-	})
-}
-
-// --- Responses and errors -------------------------------------------------
-
-// apiError is an error that the client may see: a status and a detail,
-// written as FastAPI writes them, {"detail": "..."}.
-type apiError struct {
-	status     int
-	detail     string
-	retryAfter time.Duration // if set, sent as Retry-After
-	challenge  bool          // if set, sent with WWW-Authenticate: Bearer
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.detail) }
-
-// problem is one bad value in a request, as FastAPI lists them in a 422.
-type problem struct {
-	Loc  []string `json:"loc"`
-	Msg  string   `json:"msg"`
-	Type string   `json:"type"`
-}
-
-// validationError is a 422: every bad value in the request.
-type validationError struct {
-	problems []problem
-}
-
-func (e *validationError) Error() string {
-	return fmt.Sprintf("validation failed: %d problems", len(e.problems))
-}
-
-// api adapts a handler that returns an error into an http.Handler, so
-// that each handler reads as decode, check, act, encode, and every error
-// reaches the client through writeError.
-func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
-			writeError(w, r, err, a.logger)
-		}
-	})
-}
-
-// writeError is the one place where errors become HTTP responses. An
-// apiError or validationError is shown as it is; anything else is a bug
-// or a database failure: it is logged and the client sees only a 500.
-// statusClientClosedRequest is the status the request log shows for a
-// client that went away before its answer, as nginx logs it (499). No
-// client ever reads it.
-const statusClientClosedRequest = 499
-
-func writeError(w http.ResponseWriter, r *http.Request, err error, logger *slog.Logger) {
-	var (
-		apiErr  *apiError
-		invalid *validationError
-		tooBig  *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &invalid):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string][]problem{"detail": invalid.problems})
-		return
-	case errors.As(err, &tooBig):
-		// Close the connection rather than read the rest of the body
-		// to keep it alive.
-		w.Header().Set("Connection", "close")
-		apiErr = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
-	case errors.As(err, &apiErr):
-	case errors.Is(err, errWriterBusy):
-		// Another process holds the write lock (a sqlite3 shell, a
-		// backup tool), or writes queue past the deadline: nothing was
-		// written, and the client may try again.
-		if logger != nil {
-			logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
-		}
-		apiErr = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
-	case r.Context().Err() != nil:
-		// The client went away (it closed the connection while its
-		// request waited to hash or to write): nothing is wrong here, and
-		// nobody will read the answer. Logged as what it is, not as an
-		// internal error.
-		if logger != nil {
-			logger.Info("client went away", "request_id", requestID(r), "err", err)
-		}
-		apiErr = &apiError{status: statusClientClosedRequest, detail: "Client Closed Request"}
-	default:
-		if logger != nil {
-			logger.Error("internal error", "request_id", requestID(r), "err", err)
-		}
-		apiErr = &apiError{status: http.StatusInternalServerError, detail: "Internal Server Error"}
-	}
-	if apiErr.retryAfter > 0 {
-		seconds := int((apiErr.retryAfter + time.Second - 1) / time.Second)
-		w.Header().Set("Retry-After", strconv.Itoa(seconds))
-	}
-	if apiErr.challenge {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-	}
-	writeJSON(w, apiErr.status, map[string]string{"detail": apiErr.detail})
-}
-
-// writeJSON writes v as the JSON body of a response with the given status.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false) // as FastAPI writes it; nosniff keeps it from being read as HTML
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("encode response: %w", err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(bytes.TrimSuffix(body.Bytes(), []byte("\n")))
-	return nil
-}
-
-// --- Request bodies -------------------------------------------------------
-
-// maxBodyBytes caps every request body; more is a 413. The largest body
-// any route here reads is a recipe: three fields of at most 256
-// characters, a few KB at most. See limitBodies.
-const maxBodyBytes = 64 << 10
-
-// decodeJSONObject reads a request body that must be one JSON object, and
-// returns its members by exact name. Names match exactly (encoding/json
-// would match "EMAIL" to an "email" field) and unknown members are left
-// for the caller to ignore, as FastAPI ignores them.
-//
-// Nothing is silently rewritten: a body that is not valid UTF-8, or holds
-// an escaped lone surrogate ("\ud800"), is refused at ["body"] instead of
-// being decoded with U+FFFD in place of the bad bytes; a member name that
-// repeats, once escapes are decoded, is refused at ["body", name] instead
-// of the last one winning, as encoding/json would have it (a proxy that
-// read the first would see another request than ours). The rules are
-// forEachMember's (jwt.go), which the token parser applies too.
-func decodeJSONObject(r *http.Request) (jsonFields, error) {
-	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonFields{}, err
-		}
-		return jsonFields{}, &apiError{status: http.StatusBadRequest, detail: "Could not read the request body"}
-	}
-	members := map[string]json.RawMessage{}
-	err = forEachMember(body, func(name, value []byte) error {
-		members[string(name)] = value
-		return nil
-	})
-	if err != nil {
-		return jsonFields{}, &validationError{problems: []problem{bodyProblem(err)}}
-	}
-	return jsonFields{members: members}, nil
-}
-
-// bodyProblem says what forEachMember found wrong with a JSON body.
-func bodyProblem(err error) problem {
-	var repeated *repeatedMemberError
-	switch {
-	case errors.As(err, &repeated):
-		return problem{Loc: []string{"body", repeated.name},
-			Msg: "this member appears more than once in the body", Type: "value_error.jsondecode.duplicate_member"}
-	case errors.Is(err, errNotUTF8):
-		return problem{Loc: []string{"body"}, Msg: "the body is not valid UTF-8", Type: "value_error.jsondecode.utf8"}
-	case errors.Is(err, errLoneSurrogate):
-		return problem{Loc: []string{"body"},
-			Msg: `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, Type: "value_error.jsondecode.surrogate"}
-	case errors.Is(err, errTooManyMembers):
-		return problem{Loc: []string{"body"},
-			Msg: fmt.Sprintf("the body has more than %d members", maxObjectMembers), Type: "value_error.jsondecode.members"}
-	}
-	return problem{Loc: []string{"body"}, Msg: "the body must be a JSON object", Type: "value_error.jsondecode"}
-}
-
-// jsonFields reads the members of a JSON body one by one, collecting a
-// problem for each bad one, so that a 422 lists them all.
-type jsonFields struct {
-	members  map[string]json.RawMessage
-	problems []problem
-}
-
-func (f *jsonFields) fail(name, msg, typ string) {
-	f.problems = append(f.problems, problem{Loc: []string{"body", name}, Msg: msg, Type: typ})
-}
-
-// text returns the member name as a string. A missing or null member is
-// a problem if required; otherwise it returns nil.
-func (f *jsonFields) text(name string, required bool) *string {
-	raw, ok := f.members[name]
-	if !ok || string(raw) == "null" {
-		if required {
-			f.fail(name, "field required", "value_error.missing")
-		}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		f.fail(name, "str type expected", "type_error.str")
-		return nil
-	}
-	return &s
-}
-
-// integer returns the optional member name as an integer, or nil.
-func (f *jsonFields) integer(name string) *int64 {
-	raw, ok := f.members[name]
-	if !ok || string(raw) == "null" {
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(raw, &n); err != nil {
-		f.fail(name, "value is not a valid integer", "type_error.integer")
-		return nil
-	}
-	return &n
-}
-
-// check records a problem with member name unless ok.
-func (f *jsonFields) check(ok bool, name, msg, typ string) {
-	if !ok {
-		f.fail(name, msg, typ)
-	}
-}
-
-// err is nil if every member read so far was good, else a 422.
-func (f *jsonFields) err() error {
-	if len(f.problems) == 0 {
-		return nil
-	}
-	return &validationError{problems: f.problems}
-}
-
-// --- Middleware -----------------------------------------------------------
-
-// recoverPanics turns a panic in a handler into a logged 500.
-func (a *app) recoverPanics(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler { // the server's way to drop a response
-					panic(v)
-				}
-				a.logger.Error("panic", "request_id", requestID(r), "method", r.Method, "path", loggedPath(r),
-					"panic", v, "stack", string(debug.Stack()))
-				w.Header().Set("Connection", "close")
-				writeError(w, r, errors.New("panic"), nil)
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// statusRecorder remembers the status a handler wrote, for the log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-type requestIDKey struct{}
-
-// requestID is the id logRequests gave r, also sent as X-Request-ID.
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey{}).(string)
-	return id
-}
-
-// logRequests gives each request an id, returned as X-Request-ID, and logs
-// one line per request with it. It logs the path, never the query or
-// headers, so that no password or token can reach the log.
-func (a *app) logRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		id := randomToken(9)
-		w.Header().Set("X-Request-ID", id)
-		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		a.logger.Info("request", "request_id", id, "method", r.Method, "path", loggedPath(r),
-			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
-	})
-}
-
-// limitBodies caps every request body at maxBodyBytes, whatever the route
-// and whether or not it reads a body. A body announced as bigger
-// (Content-Length) is refused before a byte of it is read; one that grows
-// past the cap as it is read fails that read, which the handler's error
-// turns into the same 413. Reading stops at the cap, so no more than
-// maxBodyBytes of a body is ever held.
-func limitBodies(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > maxBodyBytes {
-			writeError(w, r, &http.MaxBytesError{Limit: maxBodyBytes}, nil)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		next.ServeHTTP(w, r)
-	})
-}
-
-// maxLoggedPathBytes bounds a request path in the log: a client may send
-// a path of many kilobytes, and would otherwise have it written whole, on
-// every request, into a log that an operator reads and pays to keep.
-const maxLoggedPathBytes = 512
-
-// loggedPath is r's path as the log shows it: cut after
-// maxLoggedPathBytes, at a character boundary, and marked as cut.
-func loggedPath(r *http.Request) string {
-	path := r.URL.Path
-	if len(path) <= maxLoggedPathBytes {
-		return path
-	}
-	// Back to the start of the character that would be split, if any;
-	// a path of stray bytes is simply cut.
-	cut := maxLoggedPathBytes
-	for cut > maxLoggedPathBytes-(utf8.UTFMax-1) && !utf8.RuneStart(path[cut]) {
-		cut--
-	}
-	return path[:cut] + "…(truncated)"
-}
-
-// apiPolicy is the Content-Security-Policy of every response that sets
-// none of its own: JSON loads nothing, and no page of ours may be framed.
-const apiPolicy = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-func securityHeaders(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", apiPolicy)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		next.ServeHTTP(w, r)
-	})
-}
-
-// cors lets the configured origins call the API from a browser, with
-// credentials, as the reference's CORSMiddleware does. Other origins get
-// no CORS headers at all, so the browser keeps the response from them.
-func (a *app) cors(next http.Handler) http.Handler {
-	if len(a.corsOrigins) == 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Add("Vary", "Origin")
-		origin := r.Header.Get("Origin")
-		if !a.corsOrigins[origin] {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Allow-Credentials", "true")
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
-			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
-				h.Set("Access-Control-Allow-Headers", asked)
-			}
-			h.Set("Access-Control-Max-Age", "600")
-			w.WriteHeader(http.StatusOK)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// jsonNotFound makes the mux's own 404 and 405 answers JSON like every
-// other error, keeping the 405's Allow header.
-func jsonNotFound(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, pattern := mux.Handler(r); pattern == "" {
-			// No route: h is the mux's plain-text 404 or 405, or a
-			// redirect to the path's clean form. Run it against a scratch
-			// recorder to learn which, and the 405's Allow.
-			scratch := &headerRecorder{header: http.Header{}}
-			h.ServeHTTP(scratch, r)
-			if scratch.status == http.StatusNotFound || scratch.status == http.StatusMethodNotAllowed {
-				if allow := scratch.header.Get("Allow"); allow != "" {
-					w.Header().Set("Allow", allow)
-				}
-				writeError(w, r, &apiError{status: scratch.status, detail: http.StatusText(scratch.status)}, nil)
-				return
-			}
-		}
-		mux.ServeHTTP(w, r)
-	})
-}
-
-// headerRecorder is a ResponseWriter that keeps the status and headers and
-// throws the body away.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-func (h *headerRecorder) Header() http.Header         { return h.header }
-func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
-func (h *headerRecorder) WriteHeader(status int)      { h.status = status }

@@ -49,38 +49,28 @@ func viewRecipes(recipes []recipe) map[string][]recipeView {
 	return map[string][]recipeView{"results": views}
 }
 
-func (a *app) handleRecipe() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := recipeIDFromPath(r)
-		if err != nil {
-			return err
-		}
-		rec, err := a.store.recipeByID(r.Context(), id)
-		if err != nil {
-			return recipeNotFound(id, err)
-		}
-		return writeJSON(w, http.StatusOK, viewRecipe(rec))
-	})
+func (a *app) handleRecipe(w http.ResponseWriter, r *http.Request) error {
+	id, err := recipeIDFromPath(r)
+	if err != nil {
+		return err
+	}
+	rec, err := a.store.recipeByID(r.Context(), id)
+	if errors.Is(err, errNotFound) {
+		return errRecipeNotFound(id)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, viewRecipe(rec))
 }
 
 // recipeIDFromPath reads the {recipe_id} of the path; anything but an
 // integer is a 422, as FastAPI answers it.
 func recipeIDFromPath(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("recipe_id"), 10, 64)
-	if err != nil {
-		return 0, &validationError{problems: []problem{{
-			Loc: []string{"path", "recipe_id"}, Msg: "value is not a valid integer", Type: "type_error.integer",
-		}}}
-	}
-	return id, nil
-}
-
-// recipeNotFound turns errNotFound for recipe id into the client's 404.
-func recipeNotFound(id int64, err error) error {
-	if errors.Is(err, errNotFound) {
-		return &apiError{status: http.StatusNotFound, detail: fmt.Sprintf("Recipe with ID %d not found", id)}
-	}
-	return err
+	var path problems
+	path.check(err == nil, "path", "recipe_id", "value is not a valid integer", "type_error.integer")
+	return id, path.err()
 }
 
 const (
@@ -99,27 +89,18 @@ const (
 
 // intParam reads the optional integer query parameter name, fallback if
 // absent, and records a problem unless it lies in low…high.
-func intParam(query url.Values, name string, fallback, low, high int, problems *[]problem) int {
+func intParam(query url.Values, name string, fallback, low, high int, p *problems) int {
 	if !query.Has(name) {
 		return fallback
 	}
 	n, err := strconv.Atoi(query.Get(name))
 	switch {
 	case err != nil:
-		*problems = append(*problems, problem{Loc: []string{"query", name},
-			Msg: "value is not a valid integer", Type: "type_error.integer"})
-	case n < low:
-		if high == math.MaxInt {
-			*problems = append(*problems, problem{Loc: []string{"query", name},
-				Msg:  fmt.Sprintf("ensure this value is greater than or equal to %d", low),
-				Type: "value_error.number.not_ge"})
-			break
-		}
-		fallthrough
-	case n > high:
-		*problems = append(*problems, problem{Loc: []string{"query", name},
-			Msg:  fmt.Sprintf("ensure this value is from %d to %d", low, high),
-			Type: "value_error.number.not_in_range"})
+		p.add("query", name, "value is not a valid integer", "type_error.integer")
+	case n < low && high == math.MaxInt:
+		p.add("query", name, fmt.Sprintf("ensure this value is greater than or equal to %d", low), "value_error.number.not_ge")
+	case n < low || n > high:
+		p.add("query", name, fmt.Sprintf("ensure this value is from %d to %d", low, high), "value_error.number.not_in_range")
 	default:
 		return n
 	}
@@ -135,130 +116,129 @@ func searchKeyword(sent string) string { return strings.ReplaceAll(sent, "\x00",
 // handleSearch finds recipes whose label contains ?keyword= (ignoring
 // case), in id order, at most ?max_results= of them. Unlike the reference
 // it searches the whole table, not only its first max_results rows.
-func (a *app) handleSearch() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		query := r.URL.Query()
-		var problems []problem
-		keyword := searchKeyword(query.Get("keyword"))
-		chars := utf8.RuneCountInString(keyword)
-		if query.Has("keyword") && chars < minKeywordChars {
-			problems = append(problems, problem{Loc: []string{"query", "keyword"},
-				Msg:  fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars),
-				Type: "value_error.any_str.min_length"})
-		}
-		maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &problems)
-		if len(problems) > 0 {
-			return &validationError{problems: problems}
-		}
-		if chars > maxKeywordChars {
-			return writeJSON(w, http.StatusOK, viewRecipes(nil))
-		}
-
-		recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, viewRecipes(recipes))
-	})
+func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
+	query := r.URL.Query()
+	var bad problems
+	keyword := searchKeyword(query.Get("keyword"))
+	chars := utf8.RuneCountInString(keyword)
+	bad.check(!query.Has("keyword") || chars >= minKeywordChars, "query", "keyword",
+		fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars), "value_error.any_str.min_length")
+	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &bad)
+	if err := bad.err(); err != nil {
+		return err
+	}
+	if chars > maxKeywordChars {
+		return writeJSON(w, http.StatusOK, viewRecipes(nil))
+	}
+	recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
 }
 
 // handleCreateRecipe adds a recipe submitted by the caller. The reference
 // took submitter_id from the body and needed no token; here the token says
 // who submits, and a submitter_id naming anyone else is refused.
-func (a *app) handleCreateRecipe() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		caller := currentUser(r)
-		body, err := decodeJSONObject(r)
-		if err != nil {
-			return err
-		}
-		fields := readRecipeFields(&body)
-		submitterID := body.integer("submitter_id")
-		if err := body.err(); err != nil {
-			return err
-		}
-		if submitterID != nil && *submitterID != caller.ID {
-			return &apiError{status: http.StatusForbidden, detail: "You can only submit recipes as yourself"}
-		}
-
-		fields.SubmitterID = caller.ID
-		created, err := a.store.createRecipe(r.Context(), fields)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusCreated, viewRecipe(created))
-	})
+func (a *app) handleCreateRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
+	body, err := decodeJSONObject(r)
+	if err != nil {
+		return err
+	}
+	fields := readRecipeFields(&body)
+	submitterID := body.integer("submitter_id")
+	if err := body.err(); err != nil {
+		return err
+	}
+	if submitterID != nil && *submitterID != caller.ID {
+		return errSubmitAsOther
+	}
+	fields.SubmitterID = caller.ID
+	created, err := a.store.createRecipe(r.Context(), fields)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, viewRecipe(created))
 }
 
 // handleMyRecipes lists the caller's recipes a page at a time, as the
 // tutorial's CRUDBase.get_multi(skip=0, limit=100) does: ?skip= recipes
 // are passed over, then at most ?limit= (1 to 100) are answered.
-func (a *app) handleMyRecipes() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		query := r.URL.Query()
-		var problems []problem
-		skip := intParam(query, "skip", 0, 0, math.MaxInt, &problems)
-		limit := intParam(query, "limit", maxListLength, 1, maxListLength, &problems)
-		if len(problems) > 0 {
-			return &validationError{problems: problems}
-		}
-		recipes, err := a.store.recipesBySubmitter(r.Context(), currentUser(r).ID, skip, limit)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, viewRecipes(recipes))
-	})
+func (a *app) handleMyRecipes(w http.ResponseWriter, r *http.Request, caller user) error {
+	query := r.URL.Query()
+	var bad problems
+	skip := intParam(query, "skip", 0, 0, math.MaxInt, &bad)
+	limit := intParam(query, "limit", maxListLength, 1, maxListLength, &bad)
+	if err := bad.err(); err != nil {
+		return err
+	}
+	recipes, err := a.store.recipesBySubmitter(r.Context(), caller.ID, skip, limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
 }
 
 // mayChange is the ownership rule, and the only place it is written: a
 // recipe may be changed or deleted by the user who submitted it, and by a
 // superuser. The store applies it to the recipe as it stands, in the same
-// transaction as the change (store.changeRecipe); forbidden is the 403's
-// detail.
-func mayChange(caller user, forbidden string) func(recipe) error {
+// transaction as the change (store.changeRecipe), and answers errNotOwner
+// when it says no.
+func mayChange(caller user) func(recipe) error {
 	return func(rec recipe) error {
 		if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
-			return &apiError{status: http.StatusForbidden, detail: forbidden}
+			return errNotOwner
 		}
 		return nil
 	}
 }
 
-func (a *app) handleUpdateRecipe() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := recipeIDFromPath(r)
-		if err != nil {
-			return err
-		}
-		body, err := decodeJSONObject(r)
-		if err != nil {
-			return err
-		}
-		fields := readRecipeFields(&body)
-		if err := body.err(); err != nil {
-			return err
-		}
-		fields.ID = id
-		updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(currentUser(r), "You can only update your recipes"))
-		if err != nil {
-			return recipeNotFound(id, err)
-		}
-		return writeJSON(w, http.StatusOK, viewRecipe(updated))
-	})
+var errNotOwner = errors.New("not the submitter")
+
+func (a *app) handleUpdateRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
+	id, err := recipeIDFromPath(r)
+	if err != nil {
+		return err
+	}
+	body, err := decodeJSONObject(r)
+	if err != nil {
+		return err
+	}
+	fields := readRecipeFields(&body)
+	if err := body.err(); err != nil {
+		return err
+	}
+	fields.ID = id
+	updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(caller))
+	if err != nil {
+		return recipeChangeError(id, err, errUpdateNotOwner)
+	}
+	return writeJSON(w, http.StatusOK, viewRecipe(updated))
 }
 
-func (a *app) handleDeleteRecipe() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		id, err := recipeIDFromPath(r)
-		if err != nil {
-			return err
-		}
-		if err := a.store.deleteRecipe(r.Context(), id, mayChange(currentUser(r), "You can only delete your recipes")); err != nil {
-			return recipeNotFound(id, err)
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	})
+func (a *app) handleDeleteRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
+	id, err := recipeIDFromPath(r)
+	if err != nil {
+		return err
+	}
+	if err := a.store.deleteRecipe(r.Context(), id, mayChange(caller)); err != nil {
+		return recipeChangeError(id, err, errDeleteNotOwner)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// recipeChangeError is what the client learns of a change to recipe id
+// that failed with err: a 404 if there is no such recipe, notOwner if
+// mayChange refused it.
+func recipeChangeError(id int64, err, notOwner error) error {
+	switch {
+	case errors.Is(err, errNotFound):
+		return errRecipeNotFound(id)
+	case errors.Is(err, errNotOwner):
+		return notOwner
+	}
+	return err
 }
 
 // readRecipeFields reads and checks the label, source and url of a recipe
@@ -267,18 +247,18 @@ func readRecipeFields(body *jsonFields) recipe {
 	var rec recipe
 	if label := body.text("label", true); label != nil {
 		rec.Label = *label
-		body.check(strings.TrimSpace(rec.Label) != "", "label",
+		body.check(strings.TrimSpace(rec.Label) != "", "body", "label",
 			"ensure this value has at least 1 characters", "value_error.any_str.min_length")
-		checkMaxChars(body, "label", label)
+		checkMaxChars(&body.problems, "label", rec.Label)
 	}
 	if source := body.text("source", true); source != nil {
 		rec.Source = *source
-		checkMaxChars(body, "source", source)
+		checkMaxChars(&body.problems, "source", rec.Source)
 	}
 	if link := body.text("url", true); link != nil {
 		rec.URL = *link
 		if msg, typ := urlProblem(rec.URL); msg != "" {
-			body.fail("url", msg, typ)
+			body.add("body", "url", msg, typ)
 		}
 	}
 	return rec
@@ -394,28 +374,26 @@ func homeCards(recipes []recipe) []homeCard {
 // ?q= finds. html/template escapes every value for where it stands, and
 // only http and https URLs become links. A bad ?q=, ?before= or ?after=
 // gets a friendly page, never an error page.
-func (a *app) handleHome() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		query := r.URL.Query()
-		var page homePage
-		var err error
-		if keyword := query.Get("q"); keyword != "" {
-			page, err = a.homeSearch(r.Context(), keyword)
-		} else {
-			page, err = a.homeNewest(r.Context(), query)
-		}
-		if err != nil {
-			return err
-		}
-		body, err := a.lastHomePage.render(page)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", homePolicy)
-		w.Write(body)
-		return nil
-	})
+func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
+	query := r.URL.Query()
+	var page homePage
+	var err error
+	if keyword := query.Get("q"); keyword != "" {
+		page, err = a.homeSearch(r.Context(), keyword)
+	} else {
+		page, err = a.homeNewest(r.Context(), query)
+	}
+	if err != nil {
+		return err
+	}
+	body, err := a.lastHomePage.render(page)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", homePolicy)
+	w.Write(body)
+	return nil
 }
 
 // renderedPage keeps the last home page rendered. Rendering is most of the

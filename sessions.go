@@ -72,11 +72,6 @@ const (
 	refreshLimiterSessions = 1 << 16
 )
 
-var (
-	errInvalidRefreshToken = &apiError{status: http.StatusBadRequest, detail: "Invalid refresh token"}
-	errIncorrectPassword   = &apiError{status: http.StatusBadRequest, detail: "Incorrect password"}
-)
-
 // tokenResponse is the answer of login, refresh and password change
 // (RFC 6749 §5.1). Clients of the reference read only the first two.
 type tokenResponse struct {
@@ -159,53 +154,50 @@ func (a *app) writeTokens(w http.ResponseWriter, u user, refreshToken string, no
 
 // handleRefresh is OAuth2's refresh grant (RFC 6749 §6): a form with
 // grant_type=refresh_token and the refresh token.
-func (a *app) handleRefresh() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if err := readForm(r); err != nil {
-			return err
-		}
-		var fields jsonFields
-		presented := r.PostFormValue("refresh_token")
-		fields.check(presented != "", "refresh_token", "field required", "value_error.missing")
-		// grant_type is required here (RFC 6749 §6), unlike at login,
-		// where the reference's form makes it optional.
-		grantType := r.PostFormValue("grant_type")
-		fields.check(grantType != "", "grant_type", "field required", "value_error.missing")
-		fields.check(grantType == "" || grantType == "refresh_token", "grant_type",
-			`string does not match regex "refresh_token"`, "value_error.str.regex")
-		if err := fields.err(); err != nil {
-			return err
-		}
-		// A token of the wrong shape cannot be one of ours: refuse it
-		// without asking the database.
-		grant, handle, ok := parseRefreshToken(presented)
-		if !ok {
-			return errInvalidRefreshToken
-		}
-		// Look the token up on a reader first: guesses then cost no
-		// writer time, and the rate limit applies to a known session.
-		session, err := a.store.sessionOf(r.Context(), grant)
-		if err != nil {
-			return err
-		}
-		if session == 0 {
-			return errInvalidRefreshToken
-		}
-		if wait := a.refreshLimiter.wait(session); wait > 0 {
-			return &apiError{status: http.StatusTooManyRequests, detail: "Too many refreshes, try again later", retryAfter: wait}
-		}
-		now := a.now()
-		next, nextGrant := a.nextRefreshToken(handle, now)
-		u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
-		if errors.Is(err, errRefreshTokenInvalid) {
-			return errInvalidRefreshToken
-		}
-		if err != nil {
-			return err
-		}
-		a.refreshLimiter.spend(session)
-		return a.writeTokens(w, u, next, now)
-	})
+func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
+	if err := readForm(r); err != nil {
+		return err
+	}
+	var form problems
+	presented, grantType := r.PostFormValue("refresh_token"), r.PostFormValue("grant_type")
+	form.check(presented != "", "body", "refresh_token", "field required", "value_error.missing")
+	// grant_type is required here (RFC 6749 §6), unlike at login, where
+	// the reference's form makes it optional.
+	form.check(grantType != "", "body", "grant_type", "field required", "value_error.missing")
+	form.check(grantType == "" || grantType == "refresh_token", "body", "grant_type",
+		`string does not match regex "refresh_token"`, "value_error.str.regex")
+	if err := form.err(); err != nil {
+		return err
+	}
+	// A token of the wrong shape cannot be one of ours: refuse it without
+	// asking the database.
+	grant, handle, ok := parseRefreshToken(presented)
+	if !ok {
+		return errInvalidRefreshToken
+	}
+	// Look the token up on a reader first: guesses then cost no writer
+	// time, and the rate limit applies to a known session.
+	session, err := a.store.sessionOf(r.Context(), grant)
+	if err != nil {
+		return err
+	}
+	if session == 0 {
+		return errInvalidRefreshToken
+	}
+	if wait := a.refreshLimiter.wait(session); wait > 0 {
+		return errTooManyRefreshes.retryIn(wait)
+	}
+	now := a.now()
+	next, nextGrant := a.nextRefreshToken(handle, now)
+	u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
+	if errors.Is(err, errRefreshTokenInvalid) {
+		return errInvalidRefreshToken
+	}
+	if err != nil {
+		return err
+	}
+	a.refreshLimiter.spend(session)
+	return a.writeTokens(w, u, next, now)
 }
 
 // refreshLimiter limits the refreshes of each session: refreshBurst at
@@ -275,62 +267,56 @@ func (l *refreshLimiter) spend(session int64) {
 	l.full[session] = full.Add(refreshInterval)
 }
 
-func (a *app) handleLogout() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if _, err := a.store.endSessions(r.Context(), currentUser(r).ID, ""); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	})
+func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
+	if _, err := a.store.endSessions(r.Context(), caller.ID, ""); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // handleChangePassword sets a new password for the caller, who must know
 // the current one, ends every earlier session, and starts a new one for
 // this client. A wrong current password changes nothing.
-func (a *app) handleChangePassword() http.Handler {
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		caller := currentUser(r)
-		body, err := decodeJSONObject(r)
-		if err != nil {
-			return err
-		}
-		current := body.text("current_password", true)
-		if current != nil {
-			checkPasswordFits(&body, "current_password", *current)
-		}
+func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, caller user) error {
+	body, err := decodeJSONObject(r)
+	if err != nil {
+		return err
+	}
+	current := body.text("current_password", true)
+	if current != nil {
+		checkPassword(&body.problems, "current_password", *current, false)
+	}
+	newPassword := body.text("new_password", true)
+	if newPassword != nil {
+		checkPassword(&body.problems, "new_password", *newPassword, true)
+	}
+	if err := body.err(); err != nil {
+		return err
+	}
 
-		newPassword := body.text("new_password", true)
-		if newPassword != nil {
-			checkPasswordLength(&body, "new_password", *newPassword)
-		}
-		if err := body.err(); err != nil {
-			return err
-		}
-
-		ok, err := a.passwords.compare(r.Context(), caller.HashedPassword, *current)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errIncorrectPassword
-		}
-		hash, err := a.passwords.hash(r.Context(), *newPassword)
-		if err != nil {
-			return err
-		}
-		// One transaction checks that the caller's session is still the
-		// one whose password was checked, sets the new hash, ends every
-		// session, and starts this client's new one.
-		now := a.now()
-		refreshToken, grant := a.newRefreshToken(now)
-		caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
-		if errors.Is(err, errSessionEnded) {
-			return errBadToken // the token it came with was ended meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		return a.writeTokens(w, caller, refreshToken, now)
-	})
+	ok, err := a.passwords.compare(r.Context(), caller.HashedPassword, *current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errIncorrectPassword
+	}
+	hash, err := a.passwords.hash(r.Context(), *newPassword)
+	if err != nil {
+		return err
+	}
+	// One transaction checks that the caller's session is still the one
+	// whose password was checked, sets the new hash, ends every session,
+	// and starts this client's new one.
+	now := a.now()
+	refreshToken, grant := a.newRefreshToken(now)
+	caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
+	if errors.Is(err, errSessionEnded) {
+		return errBadToken // the token it came with was ended meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	return a.writeTokens(w, caller, refreshToken, now)
 }
