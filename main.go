@@ -1,10 +1,14 @@
-// main.go starts the service and holds its HTTP plumbing: configuration
-// (flags over environment over defaults), the server's lifetime, the one
-// list of routes, the middleware, and the few helpers through which every
-// handler reads a request body and writes a response or an error.
+// main.go starts the service: its configuration (flags over environment
+// over defaults), its commands, the server's lifetime, and the one list of
+// routes, with the guards of each.
 //
-// The handlers themselves live by concern: auth.go (signup, login, tokens),
-// recipes.go (recipes and the home page); store.go holds the database.
+// The rest lives by concern, in the order the README suggests reading
+// it: http.go (errors, body readers, middleware), jwt.go (access tokens),
+// auth.go (signup, login, the bearer-token guard, password hashing),
+// sessions.go (refresh, logout, password change), recipes.go (recipes and
+// the home page), static.go (OpenAPI, /docs, favicon), store.go (the
+// database, schema.sql its migrations), commands.go (the operator's
+// commands), help.go (what -h prints) and connlimit.go (MAX_CONNECTIONS).
 package main
 
 import (
@@ -248,39 +252,31 @@ func parseCORSOrigins(text string) ([]string, error) {
 // "*" or "null" would let any site, or any sandboxed page, read the
 // answers to requests sent with the user's credentials.
 func checkOrigin(origin string) error {
-	u, err := url.Parse(origin)
-	switch {
-	case origin == "*" || origin == "null":
+	if origin == "*" || origin == "null" {
 		return errors.New("a wildcard or null origin would let any page read the answers")
-	case err != nil:
-		return errors.New("not a URL")
-	case u.Scheme != "http" && u.Scheme != "https":
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return errors.New("the scheme must be http or https")
-	case u.Opaque != "" || u.Host == "":
-		return errors.New("no host")
-	case u.User != nil:
-		return errors.New("an origin has no user name or password")
-	case u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(origin, "#"):
-		return errors.New("an origin has no path, query or fragment")
-	case origin != strings.ToLower(origin):
-		return errors.New("write it in lower case, as browsers send it")
 	}
 	host, port := u.Hostname(), u.Port()
 	if _, err := netip.ParseAddr(host); err != nil && !isOriginHostName(host) {
-		return errors.New("the host must be a DNS name or an IP address")
+		return errors.New("the host must be a DNS name in lower case, or an IP address")
 	}
+	hostPort := host
 	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
+		hostPort = "[" + host + "]"
 	}
 	if port != "" {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 			return errors.New("the port must be a number from 1 to 65535")
 		}
-		host += ":" + port
+		hostPort += ":" + port
 	}
-	if u.Host != host {
-		return errors.New("the port must be a number from 1 to 65535")
+	// Whatever else the URL holds makes it differ from the origin that
+	// its parts make.
+	if origin != u.Scheme+"://"+hostPort {
+		return errors.New("an origin is scheme://host[:port] alone, in lower case, with no user name, path, query or fragment")
 	}
 	return nil
 }
