@@ -1,6 +1,6 @@
 // auth.go owns who a caller is: signup, login, the bearer-token check that
-// guards the private routes, password hashing, and the limit on login and
-// signup attempts.
+// guards the private routes, and the limit on login and signup attempts.
+// The hashing itself is in hashing.go.
 //
 // What it defends, and how:
 //   - Passwords are hashed with bcrypt. bcrypt reads only the first 72
@@ -16,7 +16,8 @@
 //     thread per CPU at the lowest OS priority, so it uses every idle CPU
 //     but the kernel runs requests first. Its queue is bounded by the wait
 //     it would cause: a burst waits its turn, and only past maxHashingWait
-//     of expected wait is a request refused with 503 and Retry-After.
+//     of expected wait is a request refused with 503 and Retry-After
+//     (passwordHasher, hashing.go).
 //   - Attempts are counted per client address (r.RemoteAddr; a forwarded
 //     address only from a configured proxy) and slowed with 429 past the
 //     limit. Every signup counts; of logins and password changes only the

@@ -1,7 +1,12 @@
 // sessions.go owns what happens after login: the pair of tokens a client
-// holds, their renewal, and their end.
+// holds, their renewal, and their end. The handlers are here; the steps
+// that must be atomic are transactions in store.go, named below, so that
+// this comment is the one map of the whole state machine.
 //
 // How a session works, and how it ends:
+//   - A new user starts at a random token generation (store.insertUser,
+//     store.randomGeneration), so that no token made for an id before it
+//     was reused, or under the same secret in another database, fits.
 //   - Login starts a session: one row of the session table
 //     (store.addSession), however often it is refreshed. It answers with a
 //     short-lived access token (a JWT, jwt.go) and a long-lived refresh
@@ -9,13 +14,17 @@
 //     stays the same in every token of it, then 32 bytes new at every
 //     refresh. The row keeps only the SHA-256 digests of the handle and of
 //     the current token, so a copy of the database holds no usable token.
-//   - POST /auth/refresh spends the current refresh token and answers with
-//     a new pair (store.rotateSession): the row's digest becomes the new
-//     token's. Only the current token works. A token that carries the
-//     session's handle but is not its current token was spent already, so
-//     two parties hold the session: the session is ended (RFC 9700
-//     §4.14.2) while the user's other sessions go on. A session whose
-//     refresh token is not used for REFRESH_TOKEN_EXPIRE_MINUTES expires.
+//     A login that checked a password which a logout or password change
+//     has since retired fails (store.checkSessionUnchanged).
+//   - POST /auth/refresh finds the session on a reader (store.sessionOf),
+//     then spends the current refresh token and answers with a new pair
+//     (store.rotateSession): the row's digest becomes the new token's.
+//     Only the current token works. A token that carries the session's
+//     handle but is not its current token was spent already, so two
+//     parties hold the session: the session is ended (reuse detection, RFC
+//     9700 §4.14.2, in store.rotateSession) while the user's other
+//     sessions go on. A session whose refresh token is not used for
+//     REFRESH_TOKEN_EXPIRE_MINUTES expires.
 //   - Refreshes are limited per session (refreshLimiter): refreshBurst at
 //     once, then one every refreshInterval; past that, 429 with
 //     Retry-After. Only refreshes that succeed count.
@@ -23,14 +32,14 @@
 //     ends the oldest (store.insertSession). Each login also deletes the
 //     user's expired sessions and up to sessionSweepRows expired sessions
 //     of anyone, so the table needs no cleaning job.
-//   - Logout and password change end every session of the user at once
-//     (store.endSessions, store.changePassword): they delete the user's
-//     sessions and move the user's token generation on. Each access token
-//     carries the generation it was issued in, and requireUser (auth.go)
-//     compares it with the user row it reads anyway: no extra query, and
-//     no list of revoked tokens that grows. A token issued after the
-//     change carries the new generation, so it works even within the same
-//     second.
+//   - Logout, password change and createsuperuser end every session of the
+//     user at once (store.endSessions, store.changePassword,
+//     store.promoteToSuperuser): they delete the user's sessions and move
+//     the user's token generation on. Each access token carries the
+//     generation it was issued in, and requireUser (auth.go) compares it
+//     with the user row it reads anyway: no extra query, and no list of
+//     revoked tokens that grows. A token issued after the change carries
+//     the new generation, so it works even within the same second.
 package main
 
 import (
