@@ -215,10 +215,8 @@ func TestLogin(t *testing.T) {
 }
 
 func TestMe(t *testing.T) {
-	now := time.Now()
-	clock := func() time.Time { return now }
-	e := newTestEnv(t)
-	e = startTestEnv(t, e.cfg, clock) // same database, a clock the test moves
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	token := e.login("cook@example.com", "password123")
 
@@ -233,7 +231,7 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	otherSecret := signAccessToken(newTokenKey([]byte("another-secret-another-secret-another")), cook.ID, 0, now, time.Hour)
+	otherSecret := signAccessToken(newTokenKey([]byte("another-secret-another-secret-another")), cook.ID, 0, clock.Now(), time.Hour)
 	for _, tc := range []struct {
 		name, authorization, detail string
 	}{
@@ -243,7 +241,7 @@ func TestMe(t *testing.T) {
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
 		{"a token signed with another secret is refused", "Bearer " + otherSecret, "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(newTokenKey(e.cfg.tokenSecret), 999, 0, now, time.Hour), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(newTokenKey(e.cfg.tokenSecret), 999, 0, clock.Now(), time.Hour), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)
@@ -254,8 +252,8 @@ func TestMe(t *testing.T) {
 		})
 	}
 	t.Run("a token is refused once it expires", func(t *testing.T) {
-		now = now.Add(e.cfg.accessTokenLifetime)
-		defer func() { now = now.Add(-e.cfg.accessTokenLifetime) }()
+		clock.advance(e.cfg.accessTokenLifetime)
+		defer clock.advance(-e.cfg.accessTokenLifetime)
 		expectDetail(t, e.get("/api/v1/auth/me", bearer(token)...), http.StatusUnauthorized, "Could not validate credentials")
 	})
 	t.Run("a token is refused once its user is gone, even if another connection deleted it", func(t *testing.T) {
@@ -273,12 +271,10 @@ func TestMe(t *testing.T) {
 }
 
 func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg := newTestEnv(t).cfg
+	clock := newTestClock()
+	cfg := newTestConfig(t)
 	cfg.loginAttemptsPerMinute = 3
-	e := startTestEnv(t, cfg, clock)
+	e := startTestEnv(t, cfg, clock.Now)
 
 	attempt := func(remoteAddr string, header ...string) *http.Response {
 		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader("username=a@b.co&password=wrong-password"),
@@ -309,21 +305,19 @@ func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
 		expectStatus(t, attempt("192.0.2.2:1000"), http.StatusBadRequest)
 	})
 	t.Run("the client may try again once time has passed", func(t *testing.T) {
-		mu.Lock()
-		now = now.Add(21 * time.Second) // 3 per minute: one attempt every 20 s
-		mu.Unlock()
+		clock.advance(21 * time.Second) // 3 per minute: one attempt every 20 s
 		expectStatus(t, attempt("192.0.2.1:1004"), http.StatusBadRequest)
 		expectStatus(t, attempt("192.0.2.1:1005"), http.StatusTooManyRequests)
 	})
 }
 
 func TestRateLimiterForgetsIdleClients(t *testing.T) {
-	now := time.Now()
-	l := newRateLimiter(2, time.Minute, func() time.Time { return now })
+	clock := newTestClock()
+	l := newRateLimiter(2, time.Minute, clock.Now)
 	for i := range 100 {
 		l.take(fmt.Sprintf("client-%d", i))
 	}
-	now = now.Add(2 * time.Minute)
+	clock.advance(2 * time.Minute)
 	l.take("late")
 	if len(l.buckets) != 1 {
 		t.Errorf("%d buckets kept after every client went idle, want 1", len(l.buckets))
@@ -333,13 +327,13 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 		if err != nil || settle == nil {
 			t.Fatalf("reserve = %v, want an attempt", err)
 		}
-		now = now.Add(2 * time.Minute)
+		clock.advance(2 * time.Minute)
 		l.take("later")
 		if _, ok := l.buckets["pending"]; !ok {
 			t.Error("the bucket of a pending attempt was forgotten")
 		}
 		settle(false)
-		now = now.Add(2 * time.Minute)
+		clock.advance(2 * time.Minute)
 		l.take("later")
 		if _, ok := l.buckets["pending"]; ok {
 			t.Error("the bucket was kept after its attempt settled and it refilled")
@@ -423,11 +417,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
-	now := time.Now()
-	cfg := newTestEnv(t).cfg
+	cfg := newTestConfig(t)
 	cfg.loginAttemptsPerMinute = 10 // the default
 	// A clock that stands still: no attempt comes back by waiting.
-	e := startTestEnv(t, cfg, func() time.Time { return now })
+	e := startTestEnv(t, cfg, newTestClock().Now)
 	hash, err := e.passwords.hash(t.Context(), "password123")
 	if err != nil {
 		t.Fatal(err)
@@ -554,9 +547,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 		})
 	})
 	t.Run("a server at a higher cost over cheaper hashes starts at the stored cost, and follows its own signups", func(t *testing.T) {
-		cfg := testConfigFor(t, e.cfg.dbPath)
-		cfg.bcryptCost = testBcryptCost + 1
-		dearer := startTestEnv(t, cfg, time.Now)
+		dearer := newTestEnv(t, onDatabase(e.cfg.dbPath), func(c *config) { c.bcryptCost = testBcryptCost + 1 })
 		if got := dearer.passwords.dummyCost(); got != testBcryptCost {
 			t.Errorf("the dummy hash costs %d, want %d, the dearest stored", got, testBcryptCost)
 		}
@@ -601,9 +592,7 @@ func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
 func TestLoginRehashesACheaperHash(t *testing.T) {
 	cheap := newTestEnv(t)
 	cheap.signup("cook@example.com", "password123")
-	cfg := testConfigFor(t, cheap.cfg.dbPath)
-	cfg.bcryptCost = testBcryptCost + 1
-	e := startTestEnv(t, cfg, time.Now)
+	e := newTestEnv(t, onDatabase(cheap.cfg.dbPath), func(c *config) { c.bcryptCost = testBcryptCost + 1 })
 
 	stored := func(t *testing.T) user {
 		t.Helper()
@@ -626,8 +615,8 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 	t.Run("a right password stores a hash at BCRYPT_COST, and the session goes on", func(t *testing.T) {
 		tokens := decodeBody[tokenResponse](t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}))
 		after := stored(t)
-		if got := costOf(after); got != cfg.bcryptCost {
-			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, cfg.bcryptCost)
+		if got := costOf(after); got != e.cfg.bcryptCost {
+			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, e.cfg.bcryptCost)
 		}
 		if after.TokenGeneration != before.TokenGeneration {
 			t.Errorf("the token generation moved from %d to %d", before.TokenGeneration, after.TokenGeneration)
@@ -843,7 +832,7 @@ func FuzzSignupBody(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	f.Fuzz(func(t *testing.T, body string) {
 		resp := e.postJSON("/api/v1/auth/signup", body)
 		checkFuzzResponse(t, resp, http.StatusCreated, http.StatusBadRequest, http.StatusUnprocessableEntity)
@@ -869,7 +858,7 @@ func FuzzLoginForm(f *testing.F) {
 	} {
 		f.Add(seed.contentType, seed.body)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	e.signup("cook@example.com", "password123")
 	f.Fuzz(func(t *testing.T, contentType, body string) {
 		resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(body), "Content-Type", contentType)
@@ -880,12 +869,6 @@ func FuzzLoginForm(f *testing.F) {
 			t.Fatalf("logged in with %q", body)
 		}
 	})
-}
-
-// newFuzzEnv is a test service shared by every input of one fuzz run.
-func newFuzzEnv(f *testing.F) *testEnv {
-	cfg := newTestConfig(f)
-	return startTestEnv(f, cfg, time.Now)
 }
 
 func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {

@@ -33,7 +33,7 @@ type benchRoute struct {
 // benchEnv is a service with quiet logs and the routes to measure.
 func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 	b.Helper()
-	e := startTestEnv(b, newTestConfig(b), time.Now)
+	e := newTestEnv(b)
 	// Logging stays on, as in production, but into a discarding handler
 	// so that the numbers do not depend on a terminal.
 	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
@@ -131,9 +131,7 @@ func BenchmarkLoopback(b *testing.B) {
 // 12, the default, beside one bcrypt comparison at that cost: the login
 // should cost that comparison and little more (no second hash).
 func BenchmarkLogin(b *testing.B) {
-	cfg := newTestConfig(b)
-	cfg.bcryptCost = 12
-	e := startTestEnv(b, cfg, time.Now)
+	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
 	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {

@@ -39,7 +39,7 @@ type testEnv struct {
 // newTestEnv starts a service with test settings; change lets a test
 // adjust them first. The database is seeded as on a first start, with the
 // superuser admin@recipeapi.com whose password is adminPassword.
-func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
+func newTestEnv(t testing.TB, change ...func(*config)) *testEnv {
 	t.Helper()
 	cfg := newTestConfig(t)
 	for _, c := range change {
@@ -48,8 +48,8 @@ func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
 	return startTestEnv(t, cfg, time.Now)
 }
 
-// newTestConfig is the settings of a test service: a database file of its
-// own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
+// newTestConfig is the settings of newTestEnv, for a test that starts with
+// startTestEnv and a clock of its own: a database file of its own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
 func newTestConfig(t testing.TB) config {
 	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
@@ -63,15 +63,17 @@ func newTestConfig(t testing.TB) config {
 	}
 }
 
-// testConfigFor is newTestConfig over the database file at path.
-func testConfigFor(t testing.TB, path string) config {
-	cfg := newTestConfig(t)
-	cfg.dbPath = path
-	return cfg
+// onDatabase is a change for newTestEnv: start over the database file at
+// path, which a test made or will reopen, instead of a new one.
+func onDatabase(path string) func(*config) {
+	return func(c *config) { c.dbPath = path }
 }
 
 const adminPassword = "admin-password"
 
+// startTestEnv starts a service with exactly cfg and the clock now: for a
+// test that reopens a database file it made, or moves time by hand.
+// Every other test starts with newTestEnv.
 func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	t.Helper()
 	st, err := openStore(t.Context(), cfg.dbPath)
@@ -92,7 +94,31 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	return &testEnv{t: t, cfg: cfg, store: st, passwords: passwords, handler: newServer(cfg, st, passwords, logger, now), logs: logs}
 }
 
-// request builds a request; header is name, value, name, value, …
+// testClock is a clock that a test moves by hand, safe to read from the
+// server's goroutines. It starts on a whole second, so that "the same
+// second" is certain.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Now().Truncate(time.Second)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// newRequest builds a request; header is name, value, name, value, …
 func newRequest(method, target string, body io.Reader, header ...string) *http.Request {
 	r := httptest.NewRequest(method, target, body)
 	for i := 0; i+1 < len(header); i += 2 {

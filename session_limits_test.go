@@ -22,7 +22,7 @@ import (
 )
 
 func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	tokens := sessLogin(t, e, "cook@example.com", "password123")
@@ -53,7 +53,7 @@ func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
 }
 
 func TestRefreshesAreLimitedPerSession(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
 	busy := sessLogin(t, e, "cook@example.com", "password123")
@@ -96,7 +96,7 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 }
 
 func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	l := newRefreshLimiter(clock.Now)
 	for id := range int64(100) {
 		if wait := l.wait(id); wait != 0 {
@@ -289,7 +289,7 @@ func TestRefreshTokensOfTheOldTableCarryOverIntoSessions(t *testing.T) {
 		"PRAGMA user_version = "+strconv.Itoa(before),
 	)
 	raw.Close()
-	e := startTestEnv(t, testConfigFor(t, path), time.Now)
+	e := newTestEnv(t, onDatabase(path))
 
 	t.Run("only the live token of an existing user becomes a session", func(t *testing.T) {
 		if n := queryInt(t, e.store.reader, "SELECT count(*) FROM session"); n != 1 {

@@ -33,29 +33,6 @@ import (
 
 // --- Helpers --------------------------------------------------------------
 
-// sessClock is a clock that a test moves by hand. It starts on a whole
-// second, so that "the same second" is certain.
-type sessClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newSessClock() *sessClock {
-	return &sessClock{now: time.Now().Truncate(time.Second)}
-}
-
-func (c *sessClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *sessClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
 // returns it: 200, not to be cached, a bearer access token that verifies,
 // a refresh token of 48 random bytes (a session's handle, then 32 bytes
@@ -353,7 +330,7 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 }
 
 func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
 	e.signup("diner@example.com", "password123")
@@ -521,7 +498,7 @@ func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
 // --- Logout and password change --------------------------------------------
 
 func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	diner := e.signup("diner@example.com", "password123")
@@ -594,7 +571,7 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 }
 
 func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
-	clock := newSessClock() // frozen: every token here is issued in the same second
+	clock := newTestClock() // frozen: every token here is issued in the same second
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	const newPassword = "new-password-456"
@@ -917,9 +894,7 @@ func TestMigration3OverAReferenceDatabase(t *testing.T) {
 	)
 	raw := openRawDB(t, path)
 	before := dumpAll(t, raw)
-	cfg := newTestConfig(t)
-	cfg.dbPath = path
-	e := startTestEnv(t, cfg, time.Now)
+	e := newTestEnv(t, onDatabase(path))
 	// A token the reference issued before the move, with the same secret.
 	oldToken := referenceAccessToken(e, 9)
 
@@ -1021,7 +996,7 @@ func FuzzRefreshForm(f *testing.F) {
 	} {
 		f.Add(seed.contentType, seed.body)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	e.signup("cook@example.com", "password123")
 	var mu sync.Mutex
 	issued := map[string]bool{}

@@ -200,7 +200,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 	raw := openRawDB(t, path)
 	before := dumpAll(t, raw)
 
-	e := startTestEnv(t, testConfigFor(t, path), time.Now)
+	e := newTestEnv(t, onDatabase(path))
 
 	t.Run("every row is still there, unchanged", func(t *testing.T) {
 		if after := dumpAll(t, raw); after != before {
