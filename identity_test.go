@@ -32,7 +32,7 @@ func deleteUserByHand(t *testing.T, path string, id int64) {
 func TestTheSeededSuperuserStartsWithAFreshIdentity(t *testing.T) {
 	old := newTestEnv(t)
 	cfg := old.cfg
-	oldAdmin := sessLogin(t, old, "admin@recipeapi.com", adminPassword)
+	oldAdmin := old.loginTokens("admin@recipeapi.com", adminPassword)
 	old.store.close()
 
 	t.Run("a new database with the same secret: the old admin's token is not the new superuser", func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 		e := newTestEnv(t, onDatabase(path))
 		cook, token := newRecipeUser(e, "cook@example.com")
 		postRecipe(t, e, token, "Cook's soup", "Cook", "https://example.com/soup")
-		sessions := sessLogin(t, e, "cook@example.com", "recipe-password")
+		sessions := e.loginTokens("cook@example.com", "recipe-password")
 		last, _ := newRecipeUser(e, "last@example.com")
 		e.store.close()
 
@@ -294,7 +294,7 @@ func TestCreatesuperuserEndsEverySessionOfTheAccount(t *testing.T) {
 			e := newTestEnv(t, onDatabase(path))
 			email := strings.ReplaceAll(tc.name, " ", "-") + "@example.com"
 			u := e.signup(email, "password123")
-			stolen := sessLogin(t, e, email, "password123")
+			stolen := e.loginTokens(email, "password123")
 			e.store.close()
 
 			out, err := runCommand(t, env, tc.stdin, "createsuperuser", "-email", email)
@@ -306,7 +306,7 @@ func TestCreatesuperuserEndsEverySessionOfTheAccount(t *testing.T) {
 			defer e.store.close()
 			expectAccessTokenRefused(t, e, stolen.AccessToken)
 			expectRefreshTokenRefused(t, e, stolen.RefreshToken)
-			fresh := sessLogin(t, e, email, tc.password)
+			fresh := e.loginTokens(email, tc.password)
 			resp := e.get("/api/v1/auth/me", bearer(fresh.AccessToken)...)
 			if got := decodeBody[userView](t, resp); got.ID != u.ID || !got.IsSuperuser {
 				t.Errorf("GET /api/v1/auth/me after a new login = %+v, want superuser %d", got, u.ID)

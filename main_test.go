@@ -118,6 +118,14 @@ func (c *testClock) advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
+// reportingTo is e with its helpers failing t: a fuzz target must not
+// fail the F that made e.
+func (e *testEnv) reportingTo(t testing.TB) *testEnv {
+	on := *e
+	on.t = t
+	return &on
+}
+
 // newRequest builds a request; header is name, value, name, value, …
 func newRequest(method, target string, body io.Reader, header ...string) *http.Request {
 	r := httptest.NewRequest(method, target, body)
@@ -178,14 +186,18 @@ func (e *testEnv) signup(email, password string) userView {
 	return decodeBody[userView](e.t, resp)
 }
 
+// loginTokens logs the user in and returns the whole token response,
+// failing the test unless it is one (see expectTokenResponse).
+func (e *testEnv) loginTokens(email, password string) tokenResponse {
+	e.t.Helper()
+	return expectTokenResponse(e.t, e, e.postForm("/api/v1/auth/login",
+		url.Values{"username": {email}, "password": {password}}))
+}
+
 // login returns an access token for the user, failing the test if it cannot.
 func (e *testEnv) login(email, password string) string {
 	e.t.Helper()
-	resp := e.postForm("/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
-	expectStatus(e.t, resp, http.StatusOK)
-	return decodeBody[struct {
-		AccessToken string `json:"access_token"`
-	}](e.t, resp).AccessToken
+	return e.loginTokens(email, password).AccessToken
 }
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }

@@ -25,7 +25,7 @@ func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
 	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
-	tokens := sessLogin(t, e, "cook@example.com", "password123")
+	tokens := e.loginTokens("cook@example.com", "password123")
 
 	// Each refresh waits out the rate limit, as a patient client would.
 	const refreshes = 100
@@ -56,8 +56,8 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
-	busy := sessLogin(t, e, "cook@example.com", "password123")
-	other := sessLogin(t, e, "cook@example.com", "password123")
+	busy := e.loginTokens("cook@example.com", "password123")
+	other := e.loginTokens("cook@example.com", "password123")
 
 	token := busy.RefreshToken
 	for i := range refreshBurst {
@@ -145,12 +145,12 @@ func TestAUserKeepsAtMostMaxSessionsPerUser(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
 	diner := e.signup("diner@example.com", "password123")
-	dinersOwn := sessLogin(t, e, "diner@example.com", "password123")
+	dinersOwn := e.loginTokens("diner@example.com", "password123")
 
 	const logins = 120
 	var all []tokenResponse
 	for range logins {
-		all = append(all, sessLogin(t, e, "cook@example.com", "password123"))
+		all = append(all, e.loginTokens("cook@example.com", "password123"))
 	}
 	t.Run("the user keeps maxSessionsPerUser session rows", func(t *testing.T) {
 		if n := sessionRows(t, e, cook.ID); n != maxSessionsPerUser {
@@ -196,13 +196,13 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 	}
 
 	t.Run("another user's login deletes sessionSweepRows of them", func(t *testing.T) {
-		sessLogin(t, e, "diner@example.com", "password123")
+		e.loginTokens("diner@example.com", "password123")
 		if n := sessionRows(t, e, cook.ID); n != expired-sessionSweepRows {
 			t.Errorf("after one login of another user, %d expired sessions are left, want %d", n, expired-sessionSweepRows)
 		}
 	})
 	t.Run("the user's own login deletes all of the user's", func(t *testing.T) {
-		sessLogin(t, e, "cook@example.com", "password123")
+		e.loginTokens("cook@example.com", "password123")
 		if n := sessionRows(t, e, cook.ID); n != 1 {
 			t.Errorf("after the user's login, the user has %d sessions, want 1 (the new one)", n)
 		}
@@ -212,7 +212,7 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
 	e := newTestEnv(t)
 	leaver := e.signup("leaver@example.com", "password123")
-	tokens := sessLogin(t, e, "leaver@example.com", "password123")
+	tokens := e.loginTokens("leaver@example.com", "password123")
 	deleteUserByHand(t, e.cfg.dbPath, leaver.ID)
 	if n := sessionRows(t, e, leaver.ID); n != 1 {
 		t.Fatalf("the deleted user has %d session rows, want the 1 left behind", n)

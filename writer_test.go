@@ -64,7 +64,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	e.store.writerWait = deadline
 	cook, token := newRecipeUser(e, "cook@example.com")
 	mine := postRecipe(t, e, token, "Soup", "Cook", "https://example.com/soup")
-	session := sessLogin(t, e, "cook@example.com", "recipe-password")
+	session := e.loginTokens("cook@example.com", "recipe-password")
 	before := everyRow(t, e)
 
 	release := holdWriteLock(t, e.cfg.dbPath)
