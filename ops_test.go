@@ -533,11 +533,13 @@ func TestFirstSuperuserPasswordIsConfirmedOrSaidToBeIgnored(t *testing.T) {
 // constant) is silently ignored, so only a real build shows that it works.
 func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("builds the binary, which -short asks to leave out")
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go tool on PATH")
+		// go test puts its own GOROOT/bin first on PATH, so this skips only
+		// a test binary run by hand where no Go toolchain is, never go test.
+		t.Skip("no go tool on PATH: this is not a go test run")
 	}
 	bin := filepath.Join(t.TempDir(), "recipeapi")
 	build := exec.CommandContext(t.Context(), goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin, ".")

@@ -190,7 +190,7 @@ func TestAWriteWhoseRequestEndsIsRolledBack(t *testing.T) {
 
 func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits out the service's whole write deadline")
+		t.Skip("waits out the service's whole write deadline, which -short asks to leave out")
 	}
 	dbPath := filepath.Join(t.TempDir(), "locked.db")
 	_, base := startChild(t, "DATABASE_PATH="+dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW="+adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0")
