@@ -144,10 +144,12 @@ func TestLogin(t *testing.T) {
 	})
 	t.Run("an unknown email costs one bcrypt compare at the configured cost, like a wrong password", func(t *testing.T) {
 		for _, username := range []string{"cook@example.com", "nobody@example.com"} {
-			before := e.passwords.compares.Load()
-			e.postForm("/api/v1/auth/login", url.Values{"username": {username}, "password": {"wrong-password"}})
-			if n := e.passwords.compares.Load() - before; n != 1 {
-				t.Errorf("login as %s ran %d bcrypt compares, want 1", username, n)
+			resp, n := hashingJobs(t, e, func() *http.Response {
+				return e.postForm("/api/v1/auth/login", url.Values{"username": {username}, "password": {"wrong-password"}})
+			})
+			expectStatus(t, resp, http.StatusBadRequest)
+			if n != 1 {
+				t.Errorf("login as %s ran %d bcrypt runs, want 1, the compare", username, n)
 			}
 		}
 		if cost := e.passwords.dummyCost(); cost != e.cfg.bcryptCost {
@@ -155,10 +157,11 @@ func TestLogin(t *testing.T) {
 		}
 	})
 	t.Run("a right password costs one bcrypt compare and no hash", func(t *testing.T) {
-		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
-		e.postForm("/api/v1/auth/login", good)
-		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
-			t.Errorf("login ran %d compares and %d hashes, want 1 and 0", c, h)
+		// A 200 needs the compare, so one run in all leaves none for a hash.
+		resp, n := hashingJobs(t, e, func() *http.Response { return e.postForm("/api/v1/auth/login", good) })
+		expectStatus(t, resp, http.StatusOK)
+		if n != 1 {
+			t.Errorf("login ran %d bcrypt runs, before and after its answer; want 1, the compare, and no hash", n)
 		}
 	})
 	for _, tc := range []struct {
@@ -363,30 +366,77 @@ func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
 // the test ends), so that a test can act while others wait to hash.
 func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
 	t.Helper()
+	held, release := queueHolders(t, p)
+	held()
+	return release
+}
+
+// queueHolders queues one job for each worker of p, each of which holds
+// its worker until release is called (or the test ends); held waits until
+// every one of them has a worker.
+func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
+	t.Helper()
 	unblock := make(chan struct{})
-	var held sync.WaitGroup
+	var running, holders sync.WaitGroup
+	running.Add(p.workers)
 	for range p.workers {
-		held.Go(func() {
-			if err := p.do(context.Background(), func() { <-unblock }); err != nil {
+		holders.Go(func() {
+			if err := p.do(context.Background(), func() { running.Done(); <-unblock }); err != nil {
 				t.Errorf("holding a worker: %v", err)
+				running.Done()
 			}
 		})
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		p.mu.Lock()
-		running := p.running
-		p.mu.Unlock()
-		if running == p.workers {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d workers took the holding jobs", running, p.workers)
+	held = func() {
+		t.Helper()
+		allRunning := make(chan struct{})
+		go func() { running.Wait(); close(allRunning) }()
+		select {
+		case <-allRunning:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %d workers did not all take the holding jobs within 5 s", p.workers)
 		}
 	}
 	var once sync.Once
-	release = func() { once.Do(func() { close(unblock); held.Wait() }) }
+	release = func() { once.Do(func() { close(unblock); holders.Wait() }) }
 	t.Cleanup(release)
-	return release
+	return held, release
+}
+
+// hashingJobs sends the request that send makes and counts the jobs that
+// it, and the work it leaves behind (p.later), run on e's hashing pool:
+// every bcrypt run, compare or hash. The workers are held and let go one
+// job at a time, so each job is seen in the queue before it runs: the
+// next holders queue behind it, and all of them have a worker only once
+// it has ended.
+func hashingJobs(t *testing.T, e *testEnv, send func() *http.Response) (resp *http.Response, jobs int) {
+	t.Helper()
+	p := e.passwords
+	release := holdWorkers(t, p)
+	answer := make(chan *http.Response, 1)
+	go func() { answer <- send() }()
+	settled := make(chan struct{}) // answered, and the work it left is done
+	for {
+		for p.queued() == 0 {
+			select {
+			case resp = <-answer:
+				answer = nil
+				// Safe to wait on: the request called p.later, if at all,
+				// before it answered.
+				go func() { p.laterDone.Wait(); close(settled) }()
+			case <-settled:
+				release()
+				return resp, jobs
+			case <-time.After(time.Millisecond):
+			}
+		}
+		jobs++
+		held, releaseNext := queueHolders(t, p)
+		waitFor(t, "the next holders to queue behind the job", func() bool { return p.queued() == 1+p.workers })
+		release()
+		held()
+		release = releaseNext
+	}
 }
 
 // releaseOnceQueued calls release once n jobs wait in p's queue, and a
@@ -456,14 +506,13 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 			}
 			expectStatus(t, login("192.0.2.30:1001", email, "wrong-password"), http.StatusBadRequest)
 		}
-		compares := e.passwords.compares.Load()
-		resp := login("192.0.2.30:1002", "pupil2@example.com", "password123")
+		resp, n := hashingJobs(t, e, func() *http.Response { return login("192.0.2.30:1002", "pupil2@example.com", "password123") })
 		expectStatus(t, resp, http.StatusTooManyRequests)
 		if resp.Header.Get("Retry-After") == "" {
 			t.Error("429 without Retry-After")
 		}
-		if n := e.passwords.compares.Load() - compares; n != 0 {
-			t.Errorf("a client out of attempts cost %d bcrypt compares, want 0", n)
+		if n != 0 {
+			t.Errorf("a client out of attempts cost %d bcrypt runs, want 0", n)
 		}
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
@@ -509,10 +558,12 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	unknownLogin := func(t *testing.T, e *testEnv) {
 		t.Helper()
-		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
-		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}}), http.StatusBadRequest)
-		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
-			t.Errorf("an unknown email ran %d compares and %d hashes, want 1 and 0", c, h)
+		resp, n := hashingJobs(t, e, func() *http.Response {
+			return e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}})
+		})
+		expectStatus(t, resp, http.StatusBadRequest)
+		if n != 1 {
+			t.Errorf("an unknown email ran %d bcrypt runs, want 1: the compare, or the new dummy hash in its place", n)
 		}
 	}
 	expectDummyCost := func(t *testing.T, e *testEnv, want int) {
