@@ -22,7 +22,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -875,19 +874,7 @@ func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID
 }
 
 func TestMigration3OverAReferenceDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "reference.db")
-	makeReferenceDB(t, path,
-		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
-			VALUES (7, 'Old', 'Timer', 'Old.Timer@example.com', 0, '%s')`, passlibHash(t, "old-password")),
-		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
-			VALUES (9, NULL, NULL, 'chef@example.com', 1, '%s')`, passlibHash(t, "chef-password")),
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (5, 'Old Soup', 'http://example.com/soup', 'Grandma', 7)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (12, 'Old Bread', 'https://example.com/bread', 'Chef', 9)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (13, 'Bare', NULL, NULL, NULL)`,
-	)
-	raw := openRawDB(t, path)
-	before := dumpAll(t, raw)
-	e := newTestEnv(t, onDatabase(path))
+	e, raw, before := startOverAReferenceDatabase(t)
 	// A token the reference issued before the move, with the same secret.
 	oldToken := referenceAccessToken(e, 9)
 

@@ -183,7 +183,13 @@ func knownMigrations(t *testing.T) int {
 	return len(migrations)
 }
 
-func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+// startOverAReferenceDatabase makes a database as the reference would
+// hold it: user 7, Old Timer, password old-password; superuser 9,
+// chef@example.com, password chef-password; and recipes 5 and 12 of
+// theirs and 13 of no one. It returns a raw connection to the file, every
+// row as it was (dumpAll), and a service started over it.
+func startOverAReferenceDatabase(t *testing.T) (e *testEnv, raw *sql.DB, before string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "reference.db")
 	makeReferenceDB(t, path,
 		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
@@ -197,10 +203,13 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 		`INSERT INTO recipe (id, label, url, source, submitter_id)
 			VALUES (13, 'Bare', NULL, NULL, NULL)`,
 	)
-	raw := openRawDB(t, path)
-	before := dumpAll(t, raw)
+	raw = openRawDB(t, path)
+	before = dumpAll(t, raw)
+	return newTestEnv(t, onDatabase(path)), raw, before
+}
 
-	e := newTestEnv(t, onDatabase(path))
+func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+	e, raw, before := startOverAReferenceDatabase(t)
 
 	t.Run("every row is still there, unchanged", func(t *testing.T) {
 		if after := dumpAll(t, raw); after != before {
