@@ -874,15 +874,9 @@ func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID
 }
 
 func TestMigration3OverAReferenceDatabase(t *testing.T) {
-	e, raw, before := startOverAReferenceDatabase(t)
+	e, raw := startOverAReferenceDatabase(t)
 	// A token the reference issued before the move, with the same secret.
 	oldToken := referenceAccessToken(e, 9)
-
-	t.Run("every row of the reference is kept, unchanged", func(t *testing.T) {
-		if after := dumpAll(t, raw); after != before {
-			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
-		}
-	})
 	t.Run("every user starts at token generation 0 with no refresh tokens", func(t *testing.T) {
 		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE token_generation = 0"); n != 2 {
 			t.Errorf("users at generation 0 = %d, want 2", n)

@@ -186,9 +186,10 @@ func knownMigrations(t *testing.T) int {
 // startOverAReferenceDatabase makes a database as the reference would
 // hold it: user 7, Old Timer, password old-password; superuser 9,
 // chef@example.com, password chef-password; and recipes 5 and 12 of
-// theirs and 13 of no one. It returns a raw connection to the file, every
-// row as it was (dumpAll), and a service started over it.
-func startOverAReferenceDatabase(t *testing.T) (e *testEnv, raw *sql.DB, before string) {
+// theirs and 13 of no one. It starts a service over it, checks in a
+// subtest that the start changed none of those rows, and returns the
+// service and a raw connection to the file.
+func startOverAReferenceDatabase(t *testing.T) (e *testEnv, raw *sql.DB) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "reference.db")
 	makeReferenceDB(t, path,
@@ -204,18 +205,18 @@ func startOverAReferenceDatabase(t *testing.T) (e *testEnv, raw *sql.DB, before 
 			VALUES (13, 'Bare', NULL, NULL, NULL)`,
 	)
 	raw = openRawDB(t, path)
-	before = dumpAll(t, raw)
-	return newTestEnv(t, onDatabase(path)), raw, before
-}
-
-func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
-	e, raw, before := startOverAReferenceDatabase(t)
-
-	t.Run("every row is still there, unchanged", func(t *testing.T) {
+	before := dumpAll(t, raw)
+	e = newTestEnv(t, onDatabase(path))
+	t.Run("every row of the reference is kept, unchanged", func(t *testing.T) {
 		if after := dumpAll(t, raw); after != before {
 			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
 		}
 	})
+	return e, raw
+}
+
+func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+	e, raw := startOverAReferenceDatabase(t)
 
 	t.Run("nothing was seeded", func(t *testing.T) {
 		if n := queryInt(t, raw, "SELECT count(*) FROM user"); n != 2 {
