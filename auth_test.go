@@ -145,7 +145,7 @@ func TestLogin(t *testing.T) {
 	t.Run("an unknown email costs one bcrypt compare at the configured cost, like a wrong password", func(t *testing.T) {
 		for _, username := range []string{"cook@example.com", "nobody@example.com"} {
 			resp, n := hashingJobs(t, e, func() *http.Response {
-				return e.postForm("/api/v1/auth/login", url.Values{"username": {username}, "password": {"wrong-password"}})
+				return e.tryLogin(username, "wrong-password")
 			})
 			expectStatus(t, resp, http.StatusBadRequest)
 			if n != 1 {
@@ -200,7 +200,7 @@ func TestLogin(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "old@example.com", HashedPassword: passlib}); err != nil {
 			t.Fatal(err)
 		}
-		expectToken(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"old@example.com"}, "password": {"reference-pw"}}))
+		expectToken(t, e.tryLogin("old@example.com", "reference-pw"))
 	})
 	t.Run("no password or token reaches the log", func(t *testing.T) {
 		resp := e.postForm("/api/v1/auth/login", good)
@@ -559,7 +559,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	unknownLogin := func(t *testing.T, e *testEnv) {
 		t.Helper()
 		resp, n := hashingJobs(t, e, func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}})
+			return e.tryLogin("nobody@example.com", "password123")
 		})
 		expectStatus(t, resp, http.StatusBadRequest)
 		if n != 1 {
@@ -658,13 +658,13 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 	before := stored(t)
 
 	t.Run("a wrong password does not rehash", func(t *testing.T) {
-		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"wrong-password"}}), http.StatusBadRequest)
+		expectStatus(t, e.tryLogin("cook@example.com", "wrong-password"), http.StatusBadRequest)
 		if u := stored(t); u.HashedPassword != before.HashedPassword {
 			t.Errorf("the hash changed to cost %d after a wrong password", costOf(u))
 		}
 	})
 	t.Run("a right password stores a hash at BCRYPT_COST, and the session goes on", func(t *testing.T) {
-		tokens := decodeBody[tokenResponse](t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}))
+		tokens := e.loginTokens("cook@example.com", "password123")
 		after := stored(t)
 		if got := costOf(after); got != e.cfg.bcryptCost {
 			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, e.cfg.bcryptCost)
@@ -962,7 +962,7 @@ func TestLoginEdgeCases(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "broken@example.com", HashedPassword: "not-a-bcrypt-hash"}); err != nil {
 			t.Fatal(err)
 		}
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"broken@example.com"}, "password": {"password123"}})
+		resp := e.tryLogin("broken@example.com", "password123")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 		if !strings.Contains(e.logs.String(), "stored password hash is unusable") {
 			t.Errorf("the unreadable hash was not logged: %s", e.logs)
@@ -1040,7 +1040,7 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 
 	t.Run("a login waiting to hash still succeeds", func(t *testing.T) {
 		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+			return e.tryLogin("cook@example.com", "password123")
 		}, rehashMeanwhile)
 		expectStatus(t, answer, http.StatusOK)
 	})

@@ -34,9 +34,7 @@ type benchRoute struct {
 func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 	b.Helper()
 	e := newTestEnv(b)
-	// Logging stays on, as in production, but into a discarding handler
-	// so that the numbers do not depend on a terminal.
-	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	logIntoNothing(e)
 	token := e.login("admin@recipeapi.com", adminPassword)
 
 	capture := func(target string, header ...string) []byte {
@@ -70,6 +68,12 @@ func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 		{"me", "/api/v1/auth/me", bearer(token), meFloor},
 		{"home", "/", nil, writeBytes("text/html; charset=utf-8", capture("/"))},
 	}
+}
+
+// logIntoNothing keeps e's logging on, as in production, but into a
+// discarding handler, so that the numbers do not depend on a terminal.
+func logIntoNothing(e *testEnv) {
+	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
 }
 
 // benchEachSide runs bench as sub-benchmarks "route/ours" and
@@ -132,7 +136,7 @@ func BenchmarkLoopback(b *testing.B) {
 // should cost that comparison and little more (no second hash).
 func BenchmarkLogin(b *testing.B) {
 	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
-	e.handler = newServer(e.cfg, e.store, e.passwords, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now)
+	logIntoNothing(e)
 	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {
 		for b.Loop() {

@@ -186,12 +186,17 @@ func (e *testEnv) signup(email, password string) userView {
 	return decodeBody[userView](e.t, resp)
 }
 
+// tryLogin sends a login form, as the tutorial's clients do, and returns
+// the answer, whatever it is.
+func (e *testEnv) tryLogin(email, password string) *http.Response {
+	return e.postForm("/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+}
+
 // loginTokens logs the user in and returns the whole token response,
 // failing the test unless it is one (see expectTokenResponse).
 func (e *testEnv) loginTokens(email, password string) tokenResponse {
 	e.t.Helper()
-	return expectTokenResponse(e.t, e, e.postForm("/api/v1/auth/login",
-		url.Values{"username": {email}, "password": {password}}))
+	return expectTokenResponse(e.t, e, e.tryLogin(email, password))
 }
 
 // login returns an access token for the user, failing the test if it cannot.

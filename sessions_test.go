@@ -132,7 +132,7 @@ func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
 	e.signup("cook@example.com", "password123")
 
 	t.Run("the body carries refresh_token and expires_in, with Cache-Control no-store", func(t *testing.T) {
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		resp := e.tryLogin("cook@example.com", "password123")
 		got := expectTokenResponse(t, e, resp) // checks no-store, 64 base64url characters, expires_in
 		if got.ExpiresIn != 5400 {
 			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
@@ -581,7 +581,7 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
 		first.RefreshToken = sessMustRefresh(t, e, first.RefreshToken).RefreshToken
 		e.loginTokens("cook@example.com", "password123")
-		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {newPassword}}),
+		expectDetail(t, e.tryLogin("cook@example.com", newPassword),
 			http.StatusBadRequest, "Incorrect username or password")
 	}
 
@@ -628,7 +628,7 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 		}
 	})
 	t.Run("the old password no longer logs in and the new one does", func(t *testing.T) {
-		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}),
+		expectDetail(t, e.tryLogin("cook@example.com", "password123"),
 			http.StatusBadRequest, "Incorrect username or password")
 		expectAccessTokenWorks(t, e, e.loginTokens("cook@example.com", newPassword).AccessToken, cook.ID)
 	})
@@ -1040,7 +1040,7 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 
 	t.Run("a login that checked the old password is refused", func(t *testing.T) {
 		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+			return e.tryLogin("cook@example.com", "password123")
 		}, endSessionsElsewhere)
 		expectDetail(t, answer, http.StatusBadRequest, "Incorrect username or password")
 		if n := sessionRows(t, e, cook.ID); n != 0 {

@@ -229,7 +229,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 			t.Errorf("recipes = %d, want the reference's 3", n)
 		}
 		expectDetail(t, e.get("/api/v1/recipes/1"), http.StatusNotFound, "Recipe with ID 1 not found")
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
+		resp := e.tryLogin("admin@recipeapi.com", adminPassword)
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 	})
 
@@ -250,7 +250,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 				t.Errorf("GET /api/v1/auth/me = %+v, want the reference's user 7", got)
 			}
 		}
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"Old.Timer@example.com"}, "password": {"wrong-password"}})
+		resp := e.tryLogin("Old.Timer@example.com", "wrong-password")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 	})
 
@@ -533,7 +533,7 @@ func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
 			t.Errorf("rows after a restart:\n%s\nwant, as before:\n%s", after, before)
 		}
 		again.login("admin@recipeapi.com", adminPassword)
-		resp := again.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {"a-different-password"}})
+		resp := again.tryLogin("admin@recipeapi.com", "a-different-password")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 
 		created, err := again.store.seed(t.Context(), "other@recipeapi.com", passlibHash(t, "other-password"))

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,7 +84,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 			return e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
 		}},
 		{"a login", func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"recipe-password"}})
+			return e.tryLogin("cook@example.com", "recipe-password")
 		}},
 		{"a refresh", func() *http.Response { return sessRefresh(e, session.RefreshToken) }},
 		{"a logout", func() *http.Response {
