@@ -144,10 +144,12 @@ func TestLogin(t *testing.T) {
 	})
 	t.Run("an unknown email costs one bcrypt compare at the configured cost, like a wrong password", func(t *testing.T) {
 		for _, username := range []string{"cook@example.com", "nobody@example.com"} {
-			before := e.passwords.compares.Load()
-			e.postForm("/api/v1/auth/login", url.Values{"username": {username}, "password": {"wrong-password"}})
-			if n := e.passwords.compares.Load() - before; n != 1 {
-				t.Errorf("login as %s ran %d bcrypt compares, want 1", username, n)
+			resp, n := hashingJobs(t, e, func() *http.Response {
+				return e.tryLogin(username, "wrong-password")
+			})
+			expectStatus(t, resp, http.StatusBadRequest)
+			if n != 1 {
+				t.Errorf("login as %s ran %d bcrypt runs, want 1, the compare", username, n)
 			}
 		}
 		if cost := e.passwords.dummyCost(); cost != e.cfg.bcryptCost {
@@ -155,10 +157,11 @@ func TestLogin(t *testing.T) {
 		}
 	})
 	t.Run("a right password costs one bcrypt compare and no hash", func(t *testing.T) {
-		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
-		e.postForm("/api/v1/auth/login", good)
-		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
-			t.Errorf("login ran %d compares and %d hashes, want 1 and 0", c, h)
+		// A 200 needs the compare, so one run in all leaves none for a hash.
+		resp, n := hashingJobs(t, e, func() *http.Response { return e.postForm("/api/v1/auth/login", good) })
+		expectStatus(t, resp, http.StatusOK)
+		if n != 1 {
+			t.Errorf("login ran %d bcrypt runs, before and after its answer; want 1, the compare, and no hash", n)
 		}
 	})
 	for _, tc := range []struct {
@@ -197,7 +200,7 @@ func TestLogin(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "old@example.com", HashedPassword: passlib}); err != nil {
 			t.Fatal(err)
 		}
-		expectToken(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"old@example.com"}, "password": {"reference-pw"}}))
+		expectToken(t, e.tryLogin("old@example.com", "reference-pw"))
 	})
 	t.Run("no password or token reaches the log", func(t *testing.T) {
 		resp := e.postForm("/api/v1/auth/login", good)
@@ -215,10 +218,8 @@ func TestLogin(t *testing.T) {
 }
 
 func TestMe(t *testing.T) {
-	now := time.Now()
-	clock := func() time.Time { return now }
-	e := newTestEnv(t)
-	e = startTestEnv(t, e.cfg, clock) // same database, a clock the test moves
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	token := e.login("cook@example.com", "password123")
 
@@ -233,7 +234,7 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	otherSecret := signAccessToken(newTokenKey([]byte("another-secret-another-secret-another")), cook.ID, 0, now, time.Hour)
+	otherSecret := signAccessToken(newTokenKey([]byte("another-secret-another-secret-another")), cook.ID, 0, clock.Now(), time.Hour)
 	for _, tc := range []struct {
 		name, authorization, detail string
 	}{
@@ -243,7 +244,7 @@ func TestMe(t *testing.T) {
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
 		{"a token signed with another secret is refused", "Bearer " + otherSecret, "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(newTokenKey(e.cfg.tokenSecret), 999, 0, now, time.Hour), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + signAccessToken(newTokenKey(e.cfg.tokenSecret), 999, 0, clock.Now(), time.Hour), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)
@@ -254,8 +255,8 @@ func TestMe(t *testing.T) {
 		})
 	}
 	t.Run("a token is refused once it expires", func(t *testing.T) {
-		now = now.Add(e.cfg.accessTokenLifetime)
-		defer func() { now = now.Add(-e.cfg.accessTokenLifetime) }()
+		clock.advance(e.cfg.accessTokenLifetime)
+		defer clock.advance(-e.cfg.accessTokenLifetime)
 		expectDetail(t, e.get("/api/v1/auth/me", bearer(token)...), http.StatusUnauthorized, "Could not validate credentials")
 	})
 	t.Run("a token is refused once its user is gone, even if another connection deleted it", func(t *testing.T) {
@@ -273,12 +274,10 @@ func TestMe(t *testing.T) {
 }
 
 func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	cfg := newTestEnv(t).cfg
+	clock := newTestClock()
+	cfg := newTestConfig(t)
 	cfg.loginAttemptsPerMinute = 3
-	e := startTestEnv(t, cfg, clock)
+	e := startTestEnv(t, cfg, clock.Now)
 
 	attempt := func(remoteAddr string, header ...string) *http.Response {
 		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader("username=a@b.co&password=wrong-password"),
@@ -309,21 +308,19 @@ func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
 		expectStatus(t, attempt("192.0.2.2:1000"), http.StatusBadRequest)
 	})
 	t.Run("the client may try again once time has passed", func(t *testing.T) {
-		mu.Lock()
-		now = now.Add(21 * time.Second) // 3 per minute: one attempt every 20 s
-		mu.Unlock()
+		clock.advance(21 * time.Second) // 3 per minute: one attempt every 20 s
 		expectStatus(t, attempt("192.0.2.1:1004"), http.StatusBadRequest)
 		expectStatus(t, attempt("192.0.2.1:1005"), http.StatusTooManyRequests)
 	})
 }
 
 func TestRateLimiterForgetsIdleClients(t *testing.T) {
-	now := time.Now()
-	l := newRateLimiter(2, time.Minute, func() time.Time { return now })
+	clock := newTestClock()
+	l := newRateLimiter(2, time.Minute, clock.Now)
 	for i := range 100 {
 		l.take(fmt.Sprintf("client-%d", i))
 	}
-	now = now.Add(2 * time.Minute)
+	clock.advance(2 * time.Minute)
 	l.take("late")
 	if len(l.buckets) != 1 {
 		t.Errorf("%d buckets kept after every client went idle, want 1", len(l.buckets))
@@ -333,13 +330,13 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 		if err != nil || settle == nil {
 			t.Fatalf("reserve = %v, want an attempt", err)
 		}
-		now = now.Add(2 * time.Minute)
+		clock.advance(2 * time.Minute)
 		l.take("later")
 		if _, ok := l.buckets["pending"]; !ok {
 			t.Error("the bucket of a pending attempt was forgotten")
 		}
 		settle(false)
-		now = now.Add(2 * time.Minute)
+		clock.advance(2 * time.Minute)
 		l.take("later")
 		if _, ok := l.buckets["pending"]; ok {
 			t.Error("the bucket was kept after its attempt settled and it refilled")
@@ -369,30 +366,77 @@ func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
 // the test ends), so that a test can act while others wait to hash.
 func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
 	t.Helper()
+	held, release := queueHolders(t, p)
+	held()
+	return release
+}
+
+// queueHolders queues one job for each worker of p, each of which holds
+// its worker until release is called (or the test ends); held waits until
+// every one of them has a worker.
+func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
+	t.Helper()
 	unblock := make(chan struct{})
-	var held sync.WaitGroup
+	var running, holders sync.WaitGroup
+	running.Add(p.workers)
 	for range p.workers {
-		held.Go(func() {
-			if err := p.do(context.Background(), func() { <-unblock }); err != nil {
+		holders.Go(func() {
+			if err := p.do(context.Background(), func() { running.Done(); <-unblock }); err != nil {
 				t.Errorf("holding a worker: %v", err)
+				running.Done()
 			}
 		})
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		p.mu.Lock()
-		running := p.running
-		p.mu.Unlock()
-		if running == p.workers {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d workers took the holding jobs", running, p.workers)
+	held = func() {
+		t.Helper()
+		allRunning := make(chan struct{})
+		go func() { running.Wait(); close(allRunning) }()
+		select {
+		case <-allRunning:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %d workers did not all take the holding jobs within 5 s", p.workers)
 		}
 	}
 	var once sync.Once
-	release = func() { once.Do(func() { close(unblock); held.Wait() }) }
+	release = func() { once.Do(func() { close(unblock); holders.Wait() }) }
 	t.Cleanup(release)
-	return release
+	return held, release
+}
+
+// hashingJobs sends the request that send makes and counts the jobs that
+// it, and the work it leaves behind (p.later), run on e's hashing pool:
+// every bcrypt run, compare or hash. The workers are held and let go one
+// job at a time, so each job is seen in the queue before it runs: the
+// next holders queue behind it, and all of them have a worker only once
+// it has ended.
+func hashingJobs(t *testing.T, e *testEnv, send func() *http.Response) (resp *http.Response, jobs int) {
+	t.Helper()
+	p := e.passwords
+	release := holdWorkers(t, p)
+	answer := make(chan *http.Response, 1)
+	go func() { answer <- send() }()
+	settled := make(chan struct{}) // answered, and the work it left is done
+	for {
+		for p.queued() == 0 {
+			select {
+			case resp = <-answer:
+				answer = nil
+				// Safe to wait on: the request called p.later, if at all,
+				// before it answered.
+				go func() { p.laterDone.Wait(); close(settled) }()
+			case <-settled:
+				release()
+				return resp, jobs
+			case <-time.After(time.Millisecond):
+			}
+		}
+		jobs++
+		held, releaseNext := queueHolders(t, p)
+		waitFor(t, "the next holders to queue behind the job", func() bool { return p.queued() == 1+p.workers })
+		release()
+		held()
+		release = releaseNext
+	}
 }
 
 // releaseOnceQueued calls release once n jobs wait in p's queue, and a
@@ -423,11 +467,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
-	now := time.Now()
-	cfg := newTestEnv(t).cfg
+	cfg := newTestConfig(t)
 	cfg.loginAttemptsPerMinute = 10 // the default
 	// A clock that stands still: no attempt comes back by waiting.
-	e := startTestEnv(t, cfg, func() time.Time { return now })
+	e := startTestEnv(t, cfg, newTestClock().Now)
 	hash, err := e.passwords.hash(t.Context(), "password123")
 	if err != nil {
 		t.Fatal(err)
@@ -463,14 +506,13 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 			}
 			expectStatus(t, login("192.0.2.30:1001", email, "wrong-password"), http.StatusBadRequest)
 		}
-		compares := e.passwords.compares.Load()
-		resp := login("192.0.2.30:1002", "pupil2@example.com", "password123")
+		resp, n := hashingJobs(t, e, func() *http.Response { return login("192.0.2.30:1002", "pupil2@example.com", "password123") })
 		expectStatus(t, resp, http.StatusTooManyRequests)
 		if resp.Header.Get("Retry-After") == "" {
 			t.Error("429 without Retry-After")
 		}
-		if n := e.passwords.compares.Load() - compares; n != 0 {
-			t.Errorf("a client out of attempts cost %d bcrypt compares, want 0", n)
+		if n != 0 {
+			t.Errorf("a client out of attempts cost %d bcrypt runs, want 0", n)
 		}
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
@@ -516,10 +558,12 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	unknownLogin := func(t *testing.T, e *testEnv) {
 		t.Helper()
-		compares, hashes := e.passwords.compares.Load(), e.passwords.hashes.Load()
-		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"nobody@example.com"}, "password": {"password123"}}), http.StatusBadRequest)
-		if c, h := e.passwords.compares.Load()-compares, e.passwords.hashes.Load()-hashes; c != 1 || h != 0 {
-			t.Errorf("an unknown email ran %d compares and %d hashes, want 1 and 0", c, h)
+		resp, n := hashingJobs(t, e, func() *http.Response {
+			return e.tryLogin("nobody@example.com", "password123")
+		})
+		expectStatus(t, resp, http.StatusBadRequest)
+		if n != 1 {
+			t.Errorf("an unknown email ran %d bcrypt runs, want 1: the compare, or the new dummy hash in its place", n)
 		}
 	}
 	expectDummyCost := func(t *testing.T, e *testEnv, want int) {
@@ -554,9 +598,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 		})
 	})
 	t.Run("a server at a higher cost over cheaper hashes starts at the stored cost, and follows its own signups", func(t *testing.T) {
-		cfg := testConfigFor(t, e.cfg.dbPath)
-		cfg.bcryptCost = testBcryptCost + 1
-		dearer := startTestEnv(t, cfg, time.Now)
+		dearer := newTestEnv(t, onDatabase(e.cfg.dbPath), func(c *config) { c.bcryptCost = testBcryptCost + 1 })
 		if got := dearer.passwords.dummyCost(); got != testBcryptCost {
 			t.Errorf("the dummy hash costs %d, want %d, the dearest stored", got, testBcryptCost)
 		}
@@ -601,9 +643,7 @@ func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
 func TestLoginRehashesACheaperHash(t *testing.T) {
 	cheap := newTestEnv(t)
 	cheap.signup("cook@example.com", "password123")
-	cfg := testConfigFor(t, cheap.cfg.dbPath)
-	cfg.bcryptCost = testBcryptCost + 1
-	e := startTestEnv(t, cfg, time.Now)
+	e := newTestEnv(t, onDatabase(cheap.cfg.dbPath), func(c *config) { c.bcryptCost = testBcryptCost + 1 })
 
 	stored := func(t *testing.T) user {
 		t.Helper()
@@ -618,16 +658,16 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 	before := stored(t)
 
 	t.Run("a wrong password does not rehash", func(t *testing.T) {
-		expectStatus(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"wrong-password"}}), http.StatusBadRequest)
+		expectStatus(t, e.tryLogin("cook@example.com", "wrong-password"), http.StatusBadRequest)
 		if u := stored(t); u.HashedPassword != before.HashedPassword {
 			t.Errorf("the hash changed to cost %d after a wrong password", costOf(u))
 		}
 	})
 	t.Run("a right password stores a hash at BCRYPT_COST, and the session goes on", func(t *testing.T) {
-		tokens := decodeBody[tokenResponse](t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}))
+		tokens := e.loginTokens("cook@example.com", "password123")
 		after := stored(t)
-		if got := costOf(after); got != cfg.bcryptCost {
-			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, cfg.bcryptCost)
+		if got := costOf(after); got != e.cfg.bcryptCost {
+			t.Errorf("after a login the stored hash costs %d, want BCRYPT_COST %d", got, e.cfg.bcryptCost)
 		}
 		if after.TokenGeneration != before.TokenGeneration {
 			t.Errorf("the token generation moved from %d to %d", before.TokenGeneration, after.TokenGeneration)
@@ -665,7 +705,9 @@ func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
 					running++
 					most = max(most, running)
 					mu.Unlock()
-					bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost)
+					if _, err := bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost); err != nil {
+						t.Error(err)
+					}
 					time.Sleep(2 * time.Millisecond) // long enough for the burst to pile up
 					mu.Lock()
 					running--
@@ -843,7 +885,7 @@ func FuzzSignupBody(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	f.Fuzz(func(t *testing.T, body string) {
 		resp := e.postJSON("/api/v1/auth/signup", body)
 		checkFuzzResponse(t, resp, http.StatusCreated, http.StatusBadRequest, http.StatusUnprocessableEntity)
@@ -869,7 +911,7 @@ func FuzzLoginForm(f *testing.F) {
 	} {
 		f.Add(seed.contentType, seed.body)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	e.signup("cook@example.com", "password123")
 	f.Fuzz(func(t *testing.T, contentType, body string) {
 		resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(body), "Content-Type", contentType)
@@ -880,12 +922,6 @@ func FuzzLoginForm(f *testing.F) {
 			t.Fatalf("logged in with %q", body)
 		}
 	})
-}
-
-// newFuzzEnv is a test service shared by every input of one fuzz run.
-func newFuzzEnv(f *testing.F) *testEnv {
-	cfg := newTestConfig(f)
-	return startTestEnv(f, cfg, time.Now)
 }
 
 func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
@@ -926,7 +962,7 @@ func TestLoginEdgeCases(t *testing.T) {
 		if _, err := e.store.createUser(t.Context(), user{Email: "broken@example.com", HashedPassword: "not-a-bcrypt-hash"}); err != nil {
 			t.Fatal(err)
 		}
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"broken@example.com"}, "password": {"password123"}})
+		resp := e.tryLogin("broken@example.com", "password123")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 		if !strings.Contains(e.logs.String(), "stored password hash is unusable") {
 			t.Errorf("the unreadable hash was not logged: %s", e.logs)
@@ -1004,7 +1040,7 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 
 	t.Run("a login waiting to hash still succeeds", func(t *testing.T) {
 		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+			return e.tryLogin("cook@example.com", "password123")
 		}, rehashMeanwhile)
 		expectStatus(t, answer, http.StatusOK)
 	})

@@ -32,7 +32,7 @@ type benchRoute struct {
 // benchEnv is a service with quiet logs and the routes to measure.
 func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
 	b.Helper()
-	e := startTestEnv(b, newTestConfig(b), time.Now)
+	e := newTestEnv(b)
 	token := e.login("admin@recipeapi.com", adminPassword)
 
 	capture := func(target string, header ...string) []byte {
@@ -127,9 +127,7 @@ func BenchmarkLoopback(b *testing.B) {
 // 12, the default, beside one bcrypt comparison at that cost: the login
 // should cost that comparison and little more (no second hash).
 func BenchmarkLogin(b *testing.B) {
-	cfg := newTestConfig(b)
-	cfg.bcryptCost = 12
-	e := startTestEnv(b, cfg, time.Now)
+	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
 	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {
 		for b.Loop() {

@@ -51,8 +51,6 @@ type passwordHasher struct {
 	priorityErr error
 
 	dummy atomic.Pointer[dummyHash] // compared against when the email is unknown
-
-	hashes, compares atomic.Int64 // counts, so tests can see each path's cost
 }
 
 // hashJob is one bcrypt run waiting for, or taken by, a worker.
@@ -276,7 +274,6 @@ func (p *passwordHasher) hash(ctx context.Context, password string) (string, err
 	var hash []byte
 	var err error
 	if doErr := p.do(ctx, func() {
-		p.hashes.Add(1)
 		hash, err = bcrypt.GenerateFromPassword([]byte(password), p.cost)
 	}); doErr != nil {
 		return "", doErr
@@ -298,7 +295,6 @@ var errUnreadableHash = errors.New("stored password hash is unreadable")
 func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bool, error) {
 	var err error
 	if doErr := p.do(ctx, func() {
-		p.compares.Add(1)
 		err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password))
 	}); doErr != nil {
 		return false, doErr
@@ -320,7 +316,6 @@ func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bo
 // the next, and no login ever pays for two.
 func (p *passwordHasher) compareUnknown(ctx context.Context, cost int, password string) error {
 	return p.do(ctx, func() {
-		p.compares.Add(1)
 		if d := p.dummy.Load(); d != nil && d.cost == cost {
 			bcrypt.CompareHashAndPassword(d.hash, []byte(password))
 			return

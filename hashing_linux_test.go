@@ -41,10 +41,10 @@ func TestHashingWorkersRunAtTheLowestPriority(t *testing.T) {
 	// value is the process's, and must stay so.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	// At nice 19 already (as under "nice go test"), a worker at 19 proves
+	// nothing by itself; p.priorityErr still shows that each worker's
+	// setpriority succeeded, and every other check holds as it is.
 	own := threadNice(t, syscall.Gettid())
-	if own == 19 {
-		t.Skip("the test runs at nice 19 already: a lowered thread would look the same")
-	}
 
 	p := newPasswordHasher(testBcryptCost)
 	defer p.close()

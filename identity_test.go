@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // deleteUserByHand deletes a user as an operator with the sqlite3 shell
@@ -31,15 +30,14 @@ func deleteUserByHand(t *testing.T, path string, id int64) {
 }
 
 func TestTheSeededSuperuserStartsWithAFreshIdentity(t *testing.T) {
-	cfg := newTestConfig(t)
-	old := startTestEnv(t, cfg, time.Now)
-	oldAdmin := sessLogin(t, old, "admin@recipeapi.com", adminPassword)
+	old := newTestEnv(t)
+	cfg := old.cfg
+	oldAdmin := old.loginTokens("admin@recipeapi.com", adminPassword)
 	old.store.close()
 
 	t.Run("a new database with the same secret: the old admin's token is not the new superuser", func(t *testing.T) {
-		fresh := newTestConfig(t) // a new file, the same JWT_SECRET
-		fresh.firstSuperuser = "boss@example.com"
-		e := startTestEnv(t, fresh, time.Now)
+		// A new file, the same JWT_SECRET.
+		e := newTestEnv(t, func(c *config) { c.firstSuperuser = "boss@example.com" })
 		boss, err := e.store.userByEmail(t.Context(), "boss@example.com")
 		if err != nil || boss.ID != 1 {
 			t.Fatalf("seeded superuser = %+v, %v; want id 1, as the old admin had", boss, err)
@@ -56,9 +54,7 @@ func TestTheSeededSuperuserStartsWithAFreshIdentity(t *testing.T) {
 		raw := openRawDB(t, cfg.dbPath)
 		execAll(t, raw, "PRAGMA foreign_keys = OFF", "DELETE FROM user", "UPDATE sqlite_sequence SET seq = 0 WHERE name = 'user'")
 		raw.Close()
-		restart := cfg
-		restart.firstSuperuser = "heir@example.com"
-		e := startTestEnv(t, restart, time.Now)
+		e := newTestEnv(t, onDatabase(cfg.dbPath), func(c *config) { c.firstSuperuser = "heir@example.com" })
 		heir, err := e.store.userByEmail(t.Context(), "heir@example.com")
 		if err != nil || heir.ID != 1 {
 			t.Fatalf("seeded superuser = %+v, %v; want id 1 again", heir, err)
@@ -176,7 +172,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 		)
 		raw := openRawDB(t, path)
 		before := dumpAll(t, raw)
-		e := startTestEnv(t, testConfigFor(t, path), time.Now)
+		e := newTestEnv(t, onDatabase(path))
 		if after := dumpAll(t, raw); after != before {
 			t.Errorf("rows after the migration:\n%s\nwant, as before:\n%s", after, before)
 		}
@@ -196,10 +192,10 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 
 	t.Run("over a database of ours from before the migration", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "ours.db")
-		e := startTestEnv(t, testConfigFor(t, path), time.Now)
+		e := newTestEnv(t, onDatabase(path))
 		cook, token := newRecipeUser(e, "cook@example.com")
 		postRecipe(t, e, token, "Cook's soup", "Cook", "https://example.com/soup")
-		sessions := sessLogin(t, e, "cook@example.com", "recipe-password")
+		sessions := e.loginTokens("cook@example.com", "recipe-password")
 		last, _ := newRecipeUser(e, "last@example.com")
 		e.store.close()
 
@@ -223,7 +219,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 		recipesBefore := dump(t, raw, "SELECT * FROM recipe ORDER BY id")
 		refreshBefore := queryInt(t, raw, "SELECT count(*) FROM session")
 
-		e = startTestEnv(t, testConfigFor(t, path), time.Now)
+		e = newTestEnv(t, onDatabase(path))
 		if after := dump(t, raw, "SELECT * FROM user ORDER BY id"); after != usersBefore {
 			t.Errorf("users after the migration:\n%s\nwant, as before:\n%s", after, usersBefore)
 		}
@@ -295,10 +291,10 @@ func TestCreatesuperuserEndsEverySessionOfTheAccount(t *testing.T) {
 		{"promoted with a new password", "a-new-password\n", "a-new-password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startTestEnv(t, testConfigFor(t, path), time.Now)
+			e := newTestEnv(t, onDatabase(path))
 			email := strings.ReplaceAll(tc.name, " ", "-") + "@example.com"
 			u := e.signup(email, "password123")
-			stolen := sessLogin(t, e, email, "password123")
+			stolen := e.loginTokens(email, "password123")
 			e.store.close()
 
 			out, err := runCommand(t, env, tc.stdin, "createsuperuser", "-email", email)
@@ -306,11 +302,11 @@ func TestCreatesuperuserEndsEverySessionOfTheAccount(t *testing.T) {
 				t.Fatalf("createsuperuser = %q, %v; want it to say the user must log in again", out, err)
 			}
 
-			e = startTestEnv(t, testConfigFor(t, path), time.Now)
+			e = newTestEnv(t, onDatabase(path))
 			defer e.store.close()
 			expectAccessTokenRefused(t, e, stolen.AccessToken)
 			expectRefreshTokenRefused(t, e, stolen.RefreshToken)
-			fresh := sessLogin(t, e, email, tc.password)
+			fresh := e.loginTokens(email, tc.password)
 			resp := e.get("/api/v1/auth/me", bearer(fresh.AccessToken)...)
 			if got := decodeBody[userView](t, resp); got.ID != u.ID || !got.IsSuperuser {
 				t.Errorf("GET /api/v1/auth/me after a new login = %+v, want superuser %d", got, u.ID)

@@ -1,7 +1,7 @@
 //go:build loadtest
 
 // load_test.go is the load script. It runs the service and a "floor" (a
-// bare net/http server that writes the same bytes, see TestMain) as two
+// bare net/http server that writes the same bytes, see serveFloor) as two
 // child processes on 127.0.0.1, drives each in turn with keep-alive
 // clients, and prints requests per second, CPU per request and latency
 // side by side; then login floods of 16 and 4 clients, with a prober
@@ -40,6 +40,49 @@ import (
 )
 
 const loadSecret = "load-test-secret-load-test-secret-0123456789"
+
+// init lets this test binary also be the floor: startChild runs it with
+// RECIPEAPI_RUN_AS_FLOOR set to the routes' bodies, and it serves them
+// until it is killed, before any test could run.
+func init() {
+	if routes := os.Getenv("RECIPEAPI_RUN_AS_FLOOR"); routes != "" {
+		fmt.Fprintln(os.Stderr, serveFloor(os.Getenv("ADDR"), routes, []byte(os.Getenv("JWT_SECRET"))))
+		os.Exit(1)
+	}
+}
+
+// serveFloor is the least a server can do for the load script's routes: a
+// bare net/http handler that writes the bytes given for each request URI
+// (a JSON object of URI → body), after verifying the bearer token for
+// /api/v1/auth/me, as the service must.
+func serveFloor(addr, routesJSON string, secret []byte) error {
+	var bodies map[string]string
+	if err := json.Unmarshal([]byte(routesJSON), &bodies); err != nil {
+		return err
+	}
+	bodies["/healthz"] = `{"status":"ok"}`
+	key := newTokenKey(secret)
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := bodies[r.RequestURI]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if r.URL.Path == "/api/v1/auth/me" {
+			_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			if _, err := verifyAccessToken(key, token, time.Now()); err != nil {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+		}
+		if r.URL.Path == "/" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		} else {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		io.WriteString(w, body)
+	}))
+}
 
 func TestLoadAgainstTheFloor(t *testing.T) {
 	seconds, _ := strconv.Atoi(os.Getenv("LOAD_SECONDS"))

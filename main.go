@@ -507,7 +507,9 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 		a.corsOrigins[o] = true
 	}
 	mux := http.NewServeMux()
-	a.routes(mux)
+	for _, rt := range a.routes() {
+		mux.Handle(rt.pattern, rt.handler)
+	}
 	// Outermost first: a panic anywhere is caught and logged with the
 	// request; every response carries the security headers and, for the
 	// configured origins, the CORS headers (a 413 too, so that a browser
@@ -525,33 +527,42 @@ func (a *app) close() {
 	a.store.close()
 }
 
+// route is one entry of the API: its pattern, and its handler behind the
+// guards that wrap it.
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
 // routes is the service's whole API surface. The guards of each route are
 // the wrappers around its handler: requireUser lets only a signed-in user
 // through, and hands the handler that user; the limits count attempts per
 // client address (auth.go).
-func (a *app) routes(mux *http.ServeMux) {
-	mux.Handle("POST /api/v1/auth/signup", a.limitLogins(a.api(a.handleSignup)))
-	mux.Handle("POST /api/v1/auth/login", a.limitFailedLogins(a.api(a.handleLogin)))
-	mux.Handle("GET /api/v1/auth/me", a.requireUser(a.handleMe))
-	mux.Handle("POST /api/v1/auth/refresh", a.api(a.handleRefresh))
-	mux.Handle("POST /api/v1/auth/logout", a.requireUser(a.handleLogout))
-	mux.Handle("POST /api/v1/auth/password", a.limitFailedLogins(a.requireUser(a.handleChangePassword)))
+func (a *app) routes() []route {
+	return []route{
+		{"POST /api/v1/auth/signup", a.limitLogins(a.api(a.handleSignup))},
+		{"POST /api/v1/auth/login", a.limitFailedLogins(a.api(a.handleLogin))},
+		{"GET /api/v1/auth/me", a.requireUser(a.handleMe)},
+		{"POST /api/v1/auth/refresh", a.api(a.handleRefresh)},
+		{"POST /api/v1/auth/logout", a.requireUser(a.handleLogout)},
+		{"POST /api/v1/auth/password", a.limitFailedLogins(a.requireUser(a.handleChangePassword))},
 
-	mux.Handle("GET /api/v1/recipes/{recipe_id}", a.api(a.handleRecipe))
-	mux.Handle("GET /api/v1/recipes/search/{$}", a.api(a.handleSearch))
-	mux.Handle("GET /api/v1/recipes/search", a.api(a.handleSearch))
-	mux.Handle("POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe))
-	mux.Handle("GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes))
-	mux.Handle("GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes))
-	mux.Handle("PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe))
-	mux.Handle("DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe))
+		{"GET /api/v1/recipes/{recipe_id}", a.api(a.handleRecipe)},
+		{"GET /api/v1/recipes/search/{$}", a.api(a.handleSearch)},
+		{"GET /api/v1/recipes/search", a.api(a.handleSearch)},
+		{"POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe)},
+		{"GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes)},
+		{"GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes)},
+		{"PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe)},
+		{"DELETE /api/v1/recipes/{recipe_id}", a.requireUser(a.handleDeleteRecipe)},
 
-	mux.Handle("GET /{$}", a.api(a.handleHome))
-	mux.Handle("GET /healthz", a.api(a.handleHealth))
-	mux.Handle("GET /api/v1/openapi.json", http.HandlerFunc(handleOpenAPI))
-	mux.Handle("GET /docs", a.api(handleDocs))
-	mux.Handle("GET /docs/{file}", a.api(handleDocs))
-	mux.Handle("GET /favicon.ico", http.HandlerFunc(handleFavicon))
+		{"GET /{$}", a.api(a.handleHome)},
+		{"GET /healthz", a.api(a.handleHealth)},
+		{"GET /api/v1/openapi.json", http.HandlerFunc(handleOpenAPI)},
+		{"GET /docs", a.api(handleDocs)},
+		{"GET /docs/{file}", a.api(handleDocs)},
+		{"GET /favicon.ico", http.HandlerFunc(handleFavicon)},
+	}
 }
 
 func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {

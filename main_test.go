@@ -39,7 +39,7 @@ type testEnv struct {
 // newTestEnv starts a service with test settings; change lets a test
 // adjust them first. The database is seeded as on a first start, with the
 // superuser admin@recipeapi.com whose password is adminPassword.
-func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
+func newTestEnv(t testing.TB, change ...func(*config)) *testEnv {
 	t.Helper()
 	cfg := newTestConfig(t)
 	for _, c := range change {
@@ -48,8 +48,8 @@ func newTestEnv(t *testing.T, change ...func(*config)) *testEnv {
 	return startTestEnv(t, cfg, time.Now)
 }
 
-// newTestConfig is the settings of a test service: a database file of its
-// own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
+// newTestConfig is the settings of newTestEnv, for a test that starts with
+// startTestEnv and a clock of its own: a database file of its own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
 func newTestConfig(t testing.TB) config {
 	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
@@ -63,15 +63,17 @@ func newTestConfig(t testing.TB) config {
 	}
 }
 
-// testConfigFor is newTestConfig over the database file at path.
-func testConfigFor(t testing.TB, path string) config {
-	cfg := newTestConfig(t)
-	cfg.dbPath = path
-	return cfg
+// onDatabase is a change for newTestEnv: start over the database file at
+// path, which a test made or will reopen, instead of a new one.
+func onDatabase(path string) func(*config) {
+	return func(c *config) { c.dbPath = path }
 }
 
 const adminPassword = "admin-password"
 
+// startTestEnv starts a service with exactly cfg and the clock now: for a
+// test that reopens a database file it made, or moves time by hand.
+// Every other test starts with newTestEnv.
 func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	t.Helper()
 	logs := &bytes.Buffer{}
@@ -89,7 +91,39 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	return &testEnv{t: t, cfg: cfg, store: a.store, passwords: a.passwords, handler: a.handler, logs: logs}
 }
 
-// request builds a request; header is name, value, name, value, …
+// testClock is a clock that a test moves by hand, safe to read from the
+// server's goroutines. It starts on a whole second, so that "the same
+// second" is certain.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{now: time.Now().Truncate(time.Second)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// reportingTo is e with its helpers failing t: a fuzz target must not
+// fail the F that made e.
+func (e *testEnv) reportingTo(t testing.TB) *testEnv {
+	on := *e
+	on.t = t
+	return &on
+}
+
+// newRequest builds a request; header is name, value, name, value, …
 func newRequest(method, target string, body io.Reader, header ...string) *http.Request {
 	r := httptest.NewRequest(method, target, body)
 	for i := 0; i+1 < len(header); i += 2 {
@@ -149,14 +183,23 @@ func (e *testEnv) signup(email, password string) userView {
 	return decodeBody[userView](e.t, resp)
 }
 
+// tryLogin sends a login form, as the tutorial's clients do, and returns
+// the answer, whatever it is.
+func (e *testEnv) tryLogin(email, password string) *http.Response {
+	return e.postForm("/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+}
+
+// loginTokens logs the user in and returns the whole token response,
+// failing the test unless it is one (see expectTokenResponse).
+func (e *testEnv) loginTokens(email, password string) tokenResponse {
+	e.t.Helper()
+	return expectTokenResponse(e.t, e, e.tryLogin(email, password))
+}
+
 // login returns an access token for the user, failing the test if it cannot.
 func (e *testEnv) login(email, password string) string {
 	e.t.Helper()
-	resp := e.postForm("/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
-	expectStatus(e.t, resp, http.StatusOK)
-	return decodeBody[struct {
-		AccessToken string `json:"access_token"`
-	}](e.t, resp).AccessToken
+	return e.loginTokens(email, password).AccessToken
 }
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }

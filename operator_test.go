@@ -131,10 +131,10 @@ func TestBackupRefusesANameSQLiteWouldReadAsAURI(t *testing.T) {
 }
 
 func TestAStoredHashOfAnUnusableCostNeverStopsTheStart(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "app.db")
-	seedTestDB := startTestEnv(t, testConfigFor(t, path), time.Now)
-	seedTestDB.signup("fine@example.com", "password123")
-	seedTestDB.store.close()
+	seeded := newTestEnv(t)
+	path := seeded.cfg.dbPath
+	seeded.signup("fine@example.com", "password123")
+	seeded.store.close()
 	raw := openRawDB(t, path)
 	good := passlibHash(t, "password123")
 	for _, row := range []struct{ email, hash string }{
@@ -151,7 +151,7 @@ func TestAStoredHashOfAnUnusableCostNeverStopsTheStart(t *testing.T) {
 	}
 
 	started := make(chan *testEnv, 1)
-	go func() { started <- startTestEnv(t, testConfigFor(t, path), time.Now) }()
+	go func() { started <- newTestEnv(t, onDatabase(path)) }()
 	var e *testEnv
 	select {
 	case e = <-started:

@@ -87,7 +87,7 @@ func TestCommandLine(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Boss@Example.com") || strings.Contains(out, "a-strong-password") {
 			t.Fatalf("createsuperuser = %q, %v", out, err)
 		}
-		e := startTestEnv(t, testConfigFor(t, db), time.Now)
+		e := newTestEnv(t, onDatabase(db))
 		token := e.login("boss@example.com", "a-strong-password")
 		resp := e.get("/api/v1/auth/me", bearer(token)...)
 		if u := decodeBody[userView](t, resp); !u.IsSuperuser {
@@ -101,18 +101,18 @@ func TestCommandLine(t *testing.T) {
 		if err != nil || len(words) == 0 || !strings.Contains(out, "second@example.com") {
 			t.Fatalf("createsuperuser = %q, %v", out, err)
 		}
-		e := startTestEnv(t, testConfigFor(t, db), time.Now)
+		e := newTestEnv(t, onDatabase(db))
 		e.login("second@example.com", words[len(words)-1])
 		e.store.close()
 	})
 	t.Run("createsuperuser promotes an existing user", func(t *testing.T) {
-		e := startTestEnv(t, testConfigFor(t, db), time.Now)
+		e := newTestEnv(t, onDatabase(db))
 		e.signup("cook@example.com", "password123")
 		e.store.close()
 		if out, err := runCommand(t, env, "", "createsuperuser", "-db", db, "-email", "COOK@example.com"); err != nil || !strings.Contains(out, "now a superuser") {
 			t.Fatalf("createsuperuser = %q, %v", out, err)
 		}
-		e = startTestEnv(t, testConfigFor(t, db), time.Now)
+		e = newTestEnv(t, onDatabase(db))
 		resp := e.get("/api/v1/auth/me", bearer(e.login("cook@example.com", "password123"))...)
 		if u := decodeBody[userView](t, resp); !u.IsSuperuser {
 			t.Errorf("me = %+v, want a superuser with the old password", u)
@@ -213,7 +213,7 @@ func TestBackupWhileWritesGoOn(t *testing.T) {
 
 	t.Run("the backup passes an integrity check and holds every row written before it began", func(t *testing.T) {
 		expectIntegrityOK(t, backup)
-		e := startTestEnv(t, testConfigFor(t, backup), time.Now)
+		e := newTestEnv(t, onDatabase(backup))
 		defer e.store.close()
 		for _, label := range before {
 			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(label))
@@ -533,11 +533,13 @@ func TestFirstSuperuserPasswordIsConfirmedOrSaidToBeIgnored(t *testing.T) {
 // constant) is silently ignored, so only a real build shows that it works.
 func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("builds the binary, which -short asks to leave out")
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go tool on PATH")
+		// go test puts its own GOROOT/bin first on PATH, so this skips only
+		// a test binary run by hand where no Go toolchain is, never go test.
+		t.Skip("no go tool on PATH: this is not a go test run")
 	}
 	bin := filepath.Join(t.TempDir(), "recipeapi")
 	build := exec.CommandContext(t.Context(), goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin, ".")

@@ -23,8 +23,9 @@ import (
 )
 
 // TestMain lets this test binary also be the service itself, so that a
-// test can run it as a child process and kill it, or the load script's
-// floor (see serveFloor).
+// test can run it as a child process and kill it (see startChild). It is
+// here, built without the loadtest tag, because these tests need it; the
+// load script's floor is another role, in load_test.go.
 func TestMain(m *testing.M) {
 	if os.Getenv("RECIPEAPI_RUN_AS_SERVICE") == "1" {
 		if err := run(context.Background(), nil, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
@@ -33,44 +34,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	if routes := os.Getenv("RECIPEAPI_RUN_AS_FLOOR"); routes != "" {
-		fmt.Fprintln(os.Stderr, serveFloor(os.Getenv("ADDR"), routes, []byte(os.Getenv("JWT_SECRET"))))
-		os.Exit(1)
-	}
 	os.Exit(m.Run())
-}
-
-// serveFloor is the least a server can do for the load script's routes: a
-// bare net/http handler that writes the bytes given for each request URI
-// (a JSON object of URI → body), after verifying the bearer token for
-// /api/v1/auth/me, as the service must.
-func serveFloor(addr, routesJSON string, secret []byte) error {
-	var bodies map[string]string
-	if err := json.Unmarshal([]byte(routesJSON), &bodies); err != nil {
-		return err
-	}
-	bodies["/healthz"] = `{"status":"ok"}`
-	key := newTokenKey(secret)
-	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := bodies[r.RequestURI]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		if r.URL.Path == "/api/v1/auth/me" {
-			_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-			if _, err := verifyAccessToken(key, token, time.Now()); err != nil {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-		}
-		if r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		} else {
-			w.Header().Set("Content-Type", "application/json")
-		}
-		io.WriteString(w, body)
-	}))
 }
 
 // startChild runs the service as a child process with env, and waits

@@ -18,7 +18,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -237,7 +236,7 @@ func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
 		t.Errorf("the log = %q, want a line saying the search index is built over 3 recipes", logs.String())
 	}
 
-	e := startTestEnv(t, testConfigFor(t, path), time.Now)
+	e := newTestEnv(t, onDatabase(path))
 	for _, tc := range []struct {
 		keyword string
 		want    []int64

@@ -22,10 +22,10 @@ import (
 )
 
 func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
-	tokens := sessLogin(t, e, "cook@example.com", "password123")
+	tokens := e.loginTokens("cook@example.com", "password123")
 
 	// Each refresh waits out the rate limit, as a patient client would.
 	const refreshes = 100
@@ -53,11 +53,11 @@ func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
 }
 
 func TestRefreshesAreLimitedPerSession(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
-	busy := sessLogin(t, e, "cook@example.com", "password123")
-	other := sessLogin(t, e, "cook@example.com", "password123")
+	busy := e.loginTokens("cook@example.com", "password123")
+	other := e.loginTokens("cook@example.com", "password123")
 
 	token := busy.RefreshToken
 	for i := range refreshBurst {
@@ -96,7 +96,7 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 }
 
 func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	l := newRefreshLimiter(clock.Now)
 	for id := range int64(100) {
 		if wait := l.wait(id); wait != 0 {
@@ -145,12 +145,12 @@ func TestAUserKeepsAtMostMaxSessionsPerUser(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
 	diner := e.signup("diner@example.com", "password123")
-	dinersOwn := sessLogin(t, e, "diner@example.com", "password123")
+	dinersOwn := e.loginTokens("diner@example.com", "password123")
 
 	const logins = 120
 	var all []tokenResponse
 	for range logins {
-		all = append(all, sessLogin(t, e, "cook@example.com", "password123"))
+		all = append(all, e.loginTokens("cook@example.com", "password123"))
 	}
 	t.Run("the user keeps maxSessionsPerUser session rows", func(t *testing.T) {
 		if n := sessionRows(t, e, cook.ID); n != maxSessionsPerUser {
@@ -196,13 +196,13 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 	}
 
 	t.Run("another user's login deletes sessionSweepRows of them", func(t *testing.T) {
-		sessLogin(t, e, "diner@example.com", "password123")
+		e.loginTokens("diner@example.com", "password123")
 		if n := sessionRows(t, e, cook.ID); n != expired-sessionSweepRows {
 			t.Errorf("after one login of another user, %d expired sessions are left, want %d", n, expired-sessionSweepRows)
 		}
 	})
 	t.Run("the user's own login deletes all of the user's", func(t *testing.T) {
-		sessLogin(t, e, "cook@example.com", "password123")
+		e.loginTokens("cook@example.com", "password123")
 		if n := sessionRows(t, e, cook.ID); n != 1 {
 			t.Errorf("after the user's login, the user has %d sessions, want 1 (the new one)", n)
 		}
@@ -212,7 +212,7 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
 	e := newTestEnv(t)
 	leaver := e.signup("leaver@example.com", "password123")
-	tokens := sessLogin(t, e, "leaver@example.com", "password123")
+	tokens := e.loginTokens("leaver@example.com", "password123")
 	deleteUserByHand(t, e.cfg.dbPath, leaver.ID)
 	if n := sessionRows(t, e, leaver.ID); n != 1 {
 		t.Fatalf("the deleted user has %d session rows, want the 1 left behind", n)
@@ -289,7 +289,7 @@ func TestRefreshTokensOfTheOldTableCarryOverIntoSessions(t *testing.T) {
 		"PRAGMA user_version = "+strconv.Itoa(before),
 	)
 	raw.Close()
-	e := startTestEnv(t, testConfigFor(t, path), time.Now)
+	e := newTestEnv(t, onDatabase(path))
 
 	t.Run("only the live token of an existing user becomes a session", func(t *testing.T) {
 		if n := queryInt(t, e.store.reader, "SELECT count(*) FROM session"); n != 1 {

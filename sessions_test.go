@@ -22,7 +22,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,35 +32,12 @@ import (
 
 // --- Helpers --------------------------------------------------------------
 
-// sessClock is a clock that a test moves by hand. It starts on a whole
-// second, so that "the same second" is certain.
-type sessClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newSessClock() *sessClock {
-	return &sessClock{now: time.Now().Truncate(time.Second)}
-}
-
-func (c *sessClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *sessClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
 // returns it: 200, not to be cached, a bearer access token that verifies,
 // a refresh token of 48 random bytes (a session's handle, then 32 bytes
 // new at each refresh) in unpadded base64url, and expires_in equal to the
 // access token lifetime.
-func expectTokenResponse(t *testing.T, e *testEnv, resp *http.Response) tokenResponse {
+func expectTokenResponse(t testing.TB, e *testEnv, resp *http.Response) tokenResponse {
 	t.Helper()
 	expectStatus(t, resp, http.StatusOK)
 	what := resp.Request.Method + " " + resp.Request.URL.String()
@@ -82,13 +58,6 @@ func expectTokenResponse(t *testing.T, e *testEnv, resp *http.Response) tokenRes
 		t.Fatalf("%s: no access_token in %+v", what, got)
 	}
 	return got
-}
-
-// sessLogin logs in and returns the whole token response.
-func sessLogin(t *testing.T, e *testEnv, email, password string) tokenResponse {
-	t.Helper()
-	return expectTokenResponse(t, e, e.postForm("/api/v1/auth/login",
-		url.Values{"username": {email}, "password": {password}}))
 }
 
 // sessRefresh presents refreshToken as RFC 6749 §6 asks.
@@ -163,7 +132,7 @@ func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
 	e.signup("cook@example.com", "password123")
 
 	t.Run("the body carries refresh_token and expires_in, with Cache-Control no-store", func(t *testing.T) {
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+		resp := e.tryLogin("cook@example.com", "password123")
 		got := expectTokenResponse(t, e, resp) // checks no-store, 64 base64url characters, expires_in
 		if got.ExpiresIn != 5400 {
 			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
@@ -179,7 +148,7 @@ func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
 	t.Run("every login gets a refresh token of its own", func(t *testing.T) {
 		seen := map[string]bool{}
 		for range 5 {
-			token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+			token := e.loginTokens("cook@example.com", "password123").RefreshToken
 			if seen[token] {
 				t.Fatalf("two logins got the same refresh token %q", token)
 			}
@@ -195,7 +164,7 @@ func TestARefreshTokenWorksOnce(t *testing.T) {
 	cook := e.signup("cook@example.com", "password123")
 	login := func(t *testing.T) tokenResponse {
 		t.Helper()
-		return sessLogin(t, e, "cook@example.com", "password123")
+		return e.loginTokens("cook@example.com", "password123")
 	}
 
 	t.Run("a refresh token gives a new access token that works and a new, different refresh token", func(t *testing.T) {
@@ -306,9 +275,9 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
 
-	first := sessLogin(t, e, "cook@example.com", "password123") // R1
-	other := sessLogin(t, e, "cook@example.com", "password123") // R', an independent login
-	rotated := sessMustRefresh(t, e, first.RefreshToken)        // R2, and an access token
+	first := e.loginTokens("cook@example.com", "password123") // R1
+	other := e.loginTokens("cook@example.com", "password123") // R', an independent login
+	rotated := sessMustRefresh(t, e, first.RefreshToken)      // R2, and an access token
 
 	t.Run("presenting the spent token again is refused", func(t *testing.T) {
 		expectRefreshTokenRefused(t, e, first.RefreshToken)
@@ -330,7 +299,7 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
 	})
 	t.Run("descendants several rotations down are revoked too", func(t *testing.T) {
-		r1 := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+		r1 := e.loginTokens("cook@example.com", "password123").RefreshToken
 		r2 := sessMustRefresh(t, e, r1).RefreshToken
 		r3 := sessMustRefresh(t, e, r2).RefreshToken
 		r4 := sessMustRefresh(t, e, r3).RefreshToken
@@ -343,7 +312,7 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 		}
 	})
 	t.Run("a token with the session's handle but other random bytes ends the session too", func(t *testing.T) {
-		r1 := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+		r1 := e.loginTokens("cook@example.com", "password123").RefreshToken
 		r2 := sessMustRefresh(t, e, r1).RefreshToken
 		raw, _ := base64.RawURLEncoding.DecodeString(r2)
 		made := base64.RawURLEncoding.EncodeToString(append(raw[:sessionHandleBytes:sessionHandleBytes], make([]byte, refreshSecretBytes)...))
@@ -353,12 +322,12 @@ func TestReusingARefreshTokenRevokesItsLoginsFamilyOnly(t *testing.T) {
 }
 
 func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
 	e.signup("diner@example.com", "password123")
-	early := sessLogin(t, e, "cook@example.com", "password123")
-	late := sessLogin(t, e, "cook@example.com", "password123")
+	early := e.loginTokens("cook@example.com", "password123")
+	late := e.loginTokens("cook@example.com", "password123")
 	lifetime := e.cfg.refreshTokenLifetime
 	var renewed tokenResponse
 
@@ -374,7 +343,7 @@ func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
 		}
 	})
 	t.Run("expired rows are deleted by the next login, anyone's, with no cleaning job", func(t *testing.T) {
-		sessLogin(t, e, "diner@example.com", "password123")
+		e.loginTokens("diner@example.com", "password123")
 		if n := refreshRows(t, e, late.RefreshToken); n != 0 {
 			t.Errorf("the expired refresh token still has %d rows after a later login, want 0", n)
 		}
@@ -393,7 +362,7 @@ func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
 func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
-	token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+	token := e.loginTokens("cook@example.com", "password123").RefreshToken
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
 		t.Fatalf("refresh token %q is not base64url: %v", token, err)
@@ -497,7 +466,7 @@ func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
 	var winner *tokenResponse
 	t.Run("exactly one gets 200 and the rest 400, never 500", func(t *testing.T) {
 		for round := range 20 {
-			statuses, w := race(t, sessLogin(t, e, "cook@example.com", "password123").RefreshToken)
+			statuses, w := race(t, e.loginTokens("cook@example.com", "password123").RefreshToken)
 			if statuses[http.StatusOK] != 1 || statuses[http.StatusBadRequest] != racers-1 {
 				t.Fatalf("round %d: %d concurrent POST /api/v1/auth/refresh of one token = statuses %v, want one 200 and %d 400",
 					round, racers, statuses, racers-1)
@@ -521,16 +490,16 @@ func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
 // --- Logout and password change --------------------------------------------
 
 func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
-	clock := newSessClock()
+	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	diner := e.signup("diner@example.com", "password123")
 
-	first := sessLogin(t, e, "cook@example.com", "password123")
+	first := e.loginTokens("cook@example.com", "password123")
 	clock.advance(time.Second)
-	second := sessLogin(t, e, "cook@example.com", "password123")
+	second := e.loginTokens("cook@example.com", "password123")
 	rotated := sessMustRefresh(t, e, second.RefreshToken)
-	theirs := sessLogin(t, e, "diner@example.com", "password123")
+	theirs := e.loginTokens("diner@example.com", "password123")
 	clock.advance(time.Second)
 
 	t.Run("logout with a bearer token is a 204 with an empty body", func(t *testing.T) {
@@ -561,7 +530,7 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 		expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
 	})
 	t.Run("a login in the same second as the logout gives tokens that work", func(t *testing.T) {
-		again := sessLogin(t, e, "cook@example.com", "password123")
+		again := e.loginTokens("cook@example.com", "password123")
 		if again.AccessToken == first.AccessToken || again.AccessToken == second.AccessToken {
 			t.Fatal("the login after the logout got an access token issued before it")
 		}
@@ -570,11 +539,11 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 		expectAccessTokenWorks(t, e, renewed.AccessToken, cook.ID)
 	})
 	t.Run("a second logout in the same second ends the tokens issued between the two", func(t *testing.T) {
-		between := sessLogin(t, e, "cook@example.com", "password123")
+		between := e.loginTokens("cook@example.com", "password123")
 		expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(between.AccessToken)...), http.StatusNoContent)
 		expectAccessTokenRefused(t, e, between.AccessToken)
 		expectRefreshTokenRefused(t, e, between.RefreshToken)
-		expectAccessTokenWorks(t, e, sessLogin(t, e, "cook@example.com", "password123").AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, e.loginTokens("cook@example.com", "password123").AccessToken, cook.ID)
 	})
 	for _, tc := range []struct {
 		name   string
@@ -594,13 +563,13 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 }
 
 func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
-	clock := newSessClock() // frozen: every token here is issued in the same second
+	clock := newTestClock() // frozen: every token here is issued in the same second
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	const newPassword = "new-password-456"
 
-	first := sessLogin(t, e, "cook@example.com", "password123")
-	second := sessLogin(t, e, "cook@example.com", "password123")
+	first := e.loginTokens("cook@example.com", "password123")
+	second := e.loginTokens("cook@example.com", "password123")
 	changePassword := func(accessToken, body string) *http.Response {
 		return e.postJSON("/api/v1/auth/password", body, bearer(accessToken)...)
 	}
@@ -611,8 +580,8 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 		t.Helper()
 		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
 		first.RefreshToken = sessMustRefresh(t, e, first.RefreshToken).RefreshToken
-		sessLogin(t, e, "cook@example.com", "password123")
-		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {newPassword}}),
+		e.loginTokens("cook@example.com", "password123")
+		expectDetail(t, e.tryLogin("cook@example.com", newPassword),
 			http.StatusBadRequest, "Incorrect username or password")
 	}
 
@@ -659,9 +628,9 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 		}
 	})
 	t.Run("the old password no longer logs in and the new one does", func(t *testing.T) {
-		expectDetail(t, e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}}),
+		expectDetail(t, e.tryLogin("cook@example.com", "password123"),
 			http.StatusBadRequest, "Incorrect username or password")
-		expectAccessTokenWorks(t, e, sessLogin(t, e, "cook@example.com", newPassword).AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, e.loginTokens("cook@example.com", newPassword).AccessToken, cook.ID)
 	})
 	t.Run("the returned refresh token works", func(t *testing.T) {
 		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, changed.RefreshToken).AccessToken, cook.ID)
@@ -669,7 +638,7 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 	t.Run("an old access token cannot change the password again", func(t *testing.T) {
 		expectDetail(t, changePassword(second.AccessToken, passwordBody(newPassword, "third-password")),
 			http.StatusUnauthorized, "Could not validate credentials")
-		sessLogin(t, e, "cook@example.com", newPassword)
+		e.loginTokens("cook@example.com", newPassword)
 	})
 }
 
@@ -892,7 +861,7 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 // step, as a user of a migrated database would.
 func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID int64) {
 	t.Helper()
-	login := sessLogin(t, e, email, password)
+	login := e.loginTokens(email, password)
 	expectAccessTokenWorks(t, e, login.AccessToken, userID)
 	renewed := sessMustRefresh(t, e, login.RefreshToken)
 	expectAccessTokenWorks(t, e, renewed.AccessToken, userID)
@@ -901,33 +870,13 @@ func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID
 	expectAccessTokenRefused(t, e, renewed.AccessToken)
 	expectAccessTokenRefused(t, e, login.AccessToken)
 	expectRefreshTokenRefused(t, e, renewed.RefreshToken)
-	expectAccessTokenWorks(t, e, sessLogin(t, e, email, password).AccessToken, userID)
+	expectAccessTokenWorks(t, e, e.loginTokens(email, password).AccessToken, userID)
 }
 
 func TestMigration3OverAReferenceDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "reference.db")
-	makeReferenceDB(t, path,
-		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
-			VALUES (7, 'Old', 'Timer', 'Old.Timer@example.com', 0, '%s')`, passlibHash(t, "old-password")),
-		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
-			VALUES (9, NULL, NULL, 'chef@example.com', 1, '%s')`, passlibHash(t, "chef-password")),
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (5, 'Old Soup', 'http://example.com/soup', 'Grandma', 7)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (12, 'Old Bread', 'https://example.com/bread', 'Chef', 9)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (13, 'Bare', NULL, NULL, NULL)`,
-	)
-	raw := openRawDB(t, path)
-	before := dumpAll(t, raw)
-	cfg := newTestConfig(t)
-	cfg.dbPath = path
-	e := startTestEnv(t, cfg, time.Now)
+	e, raw := startOverAReferenceDatabase(t)
 	// A token the reference issued before the move, with the same secret.
 	oldToken := referenceAccessToken(e, 9)
-
-	t.Run("every row of the reference is kept, unchanged", func(t *testing.T) {
-		if after := dumpAll(t, raw); after != before {
-			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
-		}
-	})
 	t.Run("every user starts at token generation 0 with no refresh tokens", func(t *testing.T) {
 		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE token_generation = 0"); n != 2 {
 			t.Errorf("users at generation 0 = %d, want 2", n)
@@ -1021,13 +970,13 @@ func FuzzRefreshForm(f *testing.F) {
 	} {
 		f.Add(seed.contentType, seed.body)
 	}
-	e := newFuzzEnv(f)
+	e := newTestEnv(f) // one service for every input of the fuzz run
 	e.signup("cook@example.com", "password123")
 	var mu sync.Mutex
 	issued := map[string]bool{}
 	f.Fuzz(func(t *testing.T, contentType, body string) {
 		if strings.Contains(body, refreshTokenPlaceholder) {
-			token := sessLogin(t, e, "cook@example.com", "password123").RefreshToken
+			token := e.reportingTo(t).loginTokens("cook@example.com", "password123").RefreshToken
 			mu.Lock()
 			issued[token] = true
 			mu.Unlock()
@@ -1091,7 +1040,7 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 
 	t.Run("a login that checked the old password is refused", func(t *testing.T) {
 		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"password123"}})
+			return e.tryLogin("cook@example.com", "password123")
 		}, endSessionsElsewhere)
 		expectDetail(t, answer, http.StatusBadRequest, "Incorrect username or password")
 		if n := sessionRows(t, e, cook.ID); n != 0 {

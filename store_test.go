@@ -183,7 +183,14 @@ func knownMigrations(t *testing.T) int {
 	return len(migrations)
 }
 
-func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+// startOverAReferenceDatabase makes a database as the reference would
+// hold it: user 7, Old Timer, password old-password; superuser 9,
+// chef@example.com, password chef-password; and recipes 5 and 12 of
+// theirs and 13 of no one. It starts a service over it, checks in a
+// subtest that the start changed none of those rows, and returns the
+// service and a raw connection to the file.
+func startOverAReferenceDatabase(t *testing.T) (e *testEnv, raw *sql.DB) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "reference.db")
 	makeReferenceDB(t, path,
 		fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
@@ -197,16 +204,19 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 		`INSERT INTO recipe (id, label, url, source, submitter_id)
 			VALUES (13, 'Bare', NULL, NULL, NULL)`,
 	)
-	raw := openRawDB(t, path)
+	raw = openRawDB(t, path)
 	before := dumpAll(t, raw)
-
-	e := startTestEnv(t, testConfigFor(t, path), time.Now)
-
-	t.Run("every row is still there, unchanged", func(t *testing.T) {
+	e = newTestEnv(t, onDatabase(path))
+	t.Run("every row of the reference is kept, unchanged", func(t *testing.T) {
 		if after := dumpAll(t, raw); after != before {
 			t.Errorf("rows after migration:\n%s\nwant, as before:\n%s", after, before)
 		}
 	})
+	return e, raw
+}
+
+func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
+	e, raw := startOverAReferenceDatabase(t)
 
 	t.Run("nothing was seeded", func(t *testing.T) {
 		if n := queryInt(t, raw, "SELECT count(*) FROM user"); n != 2 {
@@ -219,7 +229,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 			t.Errorf("recipes = %d, want the reference's 3", n)
 		}
 		expectDetail(t, e.get("/api/v1/recipes/1"), http.StatusNotFound, "Recipe with ID 1 not found")
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
+		resp := e.tryLogin("admin@recipeapi.com", adminPassword)
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 	})
 
@@ -240,7 +250,7 @@ func TestAReferenceDatabaseIsMigratedInPlace(t *testing.T) {
 				t.Errorf("GET /api/v1/auth/me = %+v, want the reference's user 7", got)
 			}
 		}
-		resp := e.postForm("/api/v1/auth/login", url.Values{"username": {"Old.Timer@example.com"}, "password": {"wrong-password"}})
+		resp := e.tryLogin("Old.Timer@example.com", "wrong-password")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 	})
 
@@ -523,7 +533,7 @@ func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
 			t.Errorf("rows after a restart:\n%s\nwant, as before:\n%s", after, before)
 		}
 		again.login("admin@recipeapi.com", adminPassword)
-		resp := again.postForm("/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {"a-different-password"}})
+		resp := again.tryLogin("admin@recipeapi.com", "a-different-password")
 		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
 
 		created, err := again.store.seed(t.Context(), "other@recipeapi.com", passlibHash(t, "other-password"))

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,7 +63,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	e.store.writerWait = deadline
 	cook, token := newRecipeUser(e, "cook@example.com")
 	mine := postRecipe(t, e, token, "Soup", "Cook", "https://example.com/soup")
-	session := sessLogin(t, e, "cook@example.com", "recipe-password")
+	session := e.loginTokens("cook@example.com", "recipe-password")
 	before := everyRow(t, e)
 
 	release := holdWriteLock(t, e.cfg.dbPath)
@@ -85,7 +84,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 			return e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
 		}},
 		{"a login", func() *http.Response {
-			return e.postForm("/api/v1/auth/login", url.Values{"username": {"cook@example.com"}, "password": {"recipe-password"}})
+			return e.tryLogin("cook@example.com", "recipe-password")
 		}},
 		{"a refresh", func() *http.Response { return sessRefresh(e, session.RefreshToken) }},
 		{"a logout", func() *http.Response {
@@ -190,7 +189,7 @@ func TestAWriteWhoseRequestEndsIsRolledBack(t *testing.T) {
 
 func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits out the service's whole write deadline")
+		t.Skip("waits out the service's whole write deadline, which -short asks to leave out")
 	}
 	dbPath := filepath.Join(t.TempDir(), "locked.db")
 	_, base := startChild(t, "DATABASE_PATH="+dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW="+adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0")
