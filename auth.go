@@ -39,7 +39,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -421,7 +420,7 @@ func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 			return errTooManyAttempts.retryIn(wait)
 		}
 		rec := &statusRecorder{ResponseWriter: w}
-		defer func() { settle(rec.status == http.StatusBadRequest) }()
+		defer func() { settle(rec.status == http.StatusBadRequest) }() // a failure stays spent
 		next.ServeHTTP(rec, r)
 		return nil
 	})
@@ -470,137 +469,4 @@ func (a *app) trusts(addr netip.Addr) bool { return inPrefixes(a.trustedProxies,
 // inPrefixes reports whether addr is in any of prefixes.
 func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(addr) })
-}
-
-// rateLimiter is a token bucket per client: each holds up to limit
-// attempts and regains limit attempts per period, so a client may burst
-// to limit and then go on at the steady rate. It is safe for concurrent use.
-//
-// Its memory is bounded by the clients active within one period: a
-// bucket that has refilled, with no attempt pending, is forgotten.
-type rateLimiter struct {
-	limit     float64
-	period    time.Duration
-	now       func() time.Time
-	mu        sync.Mutex
-	buckets   map[string]*bucket
-	lastSweep time.Time
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
-	// pending counts attempts let through by reserve whose outcome is not
-	// known yet; settled is closed, and cleared, when one of them ends.
-	pending int
-	settled chan struct{}
-}
-
-// newRateLimiter returns nil, no limit, if limit is 0.
-func newRateLimiter(limit int, period time.Duration, now func() time.Time) *rateLimiter {
-	if limit <= 0 {
-		return nil
-	}
-	return &rateLimiter{limit: float64(limit), period: period, now: now, buckets: map[string]*bucket{}, lastSweep: now()}
-}
-
-// take spends one attempt of client's, and returns 0 if it had one, or
-// else how long until it will.
-func (l *rateLimiter) take(client string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.bucket(client)
-	if b.tokens >= 1 {
-		b.tokens--
-		return 0
-	}
-	return l.untilNext(b)
-}
-
-// reserve lets one attempt of client's through if it has one to spend,
-// and returns settle, to be called once with the outcome: a failed
-// attempt stays spent, any other is given back. If the client has none,
-// reserve returns a nil settle and how long until it will have one.
-//
-// While attempts are pending, their outcome is not known: a client whose
-// remaining attempts are all pending waits for one to settle, since a
-// success gives one back, rather than being refused. So a burst of right
-// passwords from one address is served however large, while failures
-// never outrun the budget: at most as many attempts are pending as the
-// client has left. The wait ends with ctx, and otherwise within the
-// hashing wait bound, since every pending attempt is hashing or queued.
-func (l *rateLimiter) reserve(ctx context.Context, client string) (settle func(failed bool), wait time.Duration, err error) {
-	for {
-		l.mu.Lock()
-		b := l.bucket(client)
-		if b.tokens >= 1 {
-			b.tokens--
-			b.pending++
-			l.mu.Unlock()
-			return func(failed bool) { l.settle(b, failed) }, 0, nil
-		}
-		if b.pending == 0 {
-			wait := l.untilNext(b)
-			l.mu.Unlock()
-			return nil, wait, nil
-		}
-		if b.settled == nil {
-			b.settled = make(chan struct{})
-		}
-		settled := b.settled
-		l.mu.Unlock()
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("wait for pending attempts: %w", ctx.Err())
-		}
-	}
-}
-
-func (l *rateLimiter) settle(b *bucket, failed bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b.pending--
-	if !failed {
-		b.tokens = min(l.limit, b.tokens+1)
-	}
-	if b.settled != nil {
-		close(b.settled)
-		b.settled = nil
-	}
-}
-
-// bucket is client's bucket, refilled to now. l.mu is held.
-func (l *rateLimiter) bucket(client string) *bucket {
-	now := l.now()
-	// Forget clients whose buckets have refilled, so the map stays as
-	// small as the set of recently active clients. A bucket with attempts
-	// pending is kept: settle still counts on it.
-	if now.Sub(l.lastSweep) > l.period {
-		for key, b := range l.buckets {
-			if l.refill(b, now); b.tokens >= l.limit && b.pending == 0 {
-				delete(l.buckets, key)
-			}
-		}
-		l.lastSweep = now
-	}
-	b, ok := l.buckets[client]
-	if !ok {
-		b = &bucket{tokens: l.limit, at: now}
-		l.buckets[client] = b
-	}
-	l.refill(b, now)
-	return b
-}
-
-func (l *rateLimiter) refill(b *bucket, now time.Time) {
-	b.tokens = min(l.limit, b.tokens+now.Sub(b.at).Seconds()*l.perSecond())
-	b.at = now
-}
-
-func (l *rateLimiter) perSecond() float64 { return l.limit / l.period.Seconds() }
-
-// untilNext is how long until b holds a whole attempt again.
-func (l *rateLimiter) untilNext(b *bucket) time.Duration {
-	return time.Duration((1 - b.tokens) / l.perSecond() * float64(time.Second))
 }

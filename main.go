@@ -452,7 +452,7 @@ type app struct {
 	store                *store
 	passwords            *passwordHasher
 	loginLimiter         *rateLimiter
-	refreshLimiter       *refreshLimiter
+	refreshLimiter       *rateLimiter
 	logger               *slog.Logger
 	now                  func() time.Time // the clock tokens are issued and checked against
 	tokenKey             *tokenKey
@@ -471,7 +471,7 @@ type app struct {
 func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() time.Time, stdout io.Writer) (_ *app, err error) {
 	a := &app{
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
-		refreshLimiter:       newRefreshLimiter(now),
+		refreshLimiter:       newRateLimiter(refreshBurst, refreshBurst*refreshInterval, now),
 		logger:               logger,
 		now:                  now,
 		accessTokenLifetime:  cfg.accessTokenLifetime,

@@ -97,45 +97,57 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 
 func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 	clock := newTestClock()
-	l := newRefreshLimiter(clock.Now)
-	for id := range int64(100) {
-		if wait := l.wait(id); wait != 0 {
-			t.Fatalf("wait(%d) of a new session = %v, want 0", id, wait)
+	l := newRateLimiter(refreshBurst, refreshBurst*refreshInterval, clock.Now)
+	// refresh asks for one refresh of session id, which succeeds if let
+	// through, and returns the wait if it was not.
+	refresh := func(id int64, succeeds bool) time.Duration {
+		t.Helper()
+		settle, wait, err := l.reserve(t.Context(), strconv.FormatInt(id, 10))
+		if err != nil {
+			t.Fatal(err)
 		}
-		l.spend(id)
+		if settle != nil {
+			settle(succeeds)
+		}
+		return wait
+	}
+	for id := range int64(100) {
+		if wait := refresh(id, true); wait != 0 {
+			t.Fatalf("the first refresh of session %d waits %v, want 0", id, wait)
+		}
 	}
 	t.Run("a session that has not refreshed for a burst's time is forgotten", func(t *testing.T) {
 		clock.advance(refreshBurst * refreshInterval)
-		l.spend(1000)
-		if n := len(l.full); n != 1 {
+		refresh(1000, true)
+		if n := len(l.buckets); n != 1 {
 			t.Errorf("the limiter remembers %d sessions after they were idle, want 1 (the one just seen)", n)
 		}
 	})
-	t.Run("past refreshLimiterSessions at once, new sessions evict old ones", func(t *testing.T) {
-		for id := range int64(refreshLimiterSessions + 500) {
-			l.spend(2000 + id)
-			if n := len(l.full); n > refreshLimiterSessions {
-				t.Fatalf("the limiter remembers %d sessions, more than the bound %d", n, refreshLimiterSessions)
+	t.Run("past maxLimiterKeys at once, new sessions evict old ones", func(t *testing.T) {
+		for id := range int64(maxLimiterKeys + 500) {
+			refresh(2000+id, true)
+			if n := len(l.buckets); n > maxLimiterKeys {
+				t.Fatalf("the limiter remembers %d sessions, more than the bound %d", n, maxLimiterKeys)
 			}
 		}
-		if n := len(l.full); n != refreshLimiterSessions {
-			t.Errorf("the limiter remembers %d sessions, want the bound %d", n, refreshLimiterSessions)
+		if n := len(l.buckets); n != maxLimiterKeys {
+			t.Errorf("the limiter remembers %d sessions, want the bound %d", n, maxLimiterKeys)
 		}
 	})
 	t.Run("a session still in the map keeps its count", func(t *testing.T) {
 		const id = 1 << 40
 		for range refreshBurst {
-			l.spend(id)
+			refresh(id, true)
 		}
-		if wait := l.wait(id); wait != refreshInterval {
+		if wait := refresh(id, true); wait != refreshInterval {
 			t.Errorf("wait past the burst = %v, want %v", wait, refreshInterval)
 		}
 	})
-	t.Run("only spending counts: asking does not", func(t *testing.T) {
+	t.Run("only refreshes that succeed count", func(t *testing.T) {
 		const id = 1 << 41
 		for range 3 * refreshBurst {
-			if wait := l.wait(id); wait != 0 {
-				t.Fatalf("wait of a session that never spent = %v, want 0", wait)
+			if wait := refresh(id, false); wait != 0 {
+				t.Fatalf("wait of a session whose refreshes all failed = %v, want 0", wait)
 			}
 		}
 	})

@@ -25,9 +25,9 @@
 //     9700 §4.14.2, in store.rotateSession) while the user's other
 //     sessions go on. A session whose refresh token is not used for
 //     REFRESH_TOKEN_EXPIRE_MINUTES expires.
-//   - Refreshes are limited per session (refreshLimiter): refreshBurst at
-//     once, then one every refreshInterval; past that, 429 with
-//     Retry-After. Only refreshes that succeed count.
+//   - Refreshes are limited per session (app.refreshLimiter, a
+//     rateLimiter): refreshBurst at once, then one every refreshInterval;
+//     past that, 429 with Retry-After. Only refreshes that succeed count.
 //   - A user has at most maxSessionsPerUser sessions: a new login past it
 //     ends the oldest (store.insertSession). Each login also deletes the
 //     user's expired sessions and up to sessionSweepRows expired sessions
@@ -48,7 +48,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"sync"
+	"strconv"
 	"time"
 )
 
@@ -76,9 +76,6 @@ const (
 	// honest client refreshes once per access token lifetime.
 	refreshBurst    = 10
 	refreshInterval = 6 * time.Second
-	// refreshLimiterSessions bounds the sessions that refreshLimiter
-	// remembers at once (about 64 bytes each, so a few MiB at most).
-	refreshLimiterSessions = 1 << 16
 )
 
 // tokenResponse is the answer of login, refresh and password change
@@ -193,9 +190,18 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if session == 0 {
 		return errInvalidRefreshToken
 	}
-	if wait := a.refreshLimiter.wait(session); wait > 0 {
+	// Only a refresh that succeeds counts: a failed one changes nothing or
+	// ends the session, and racing clients with one token then get one 200
+	// and 400s, whose reuse ends the session, rather than 429s.
+	settle, wait, err := a.refreshLimiter.reserve(r.Context(), strconv.FormatInt(session, 10))
+	if err != nil {
+		return err
+	}
+	if settle == nil {
 		return errTooManyRefreshes.retryIn(wait)
 	}
+	rotated := false
+	defer func() { settle(rotated) }()
 	now := a.now()
 	next, nextGrant := a.nextRefreshToken(handle, now)
 	u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
@@ -205,75 +211,8 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.refreshLimiter.spend(session)
+	rotated = true
 	return a.writeTokens(w, u, next, now)
-}
-
-// refreshLimiter limits the refreshes of each session: refreshBurst at
-// once, then one every refreshInterval (a token bucket, kept as the time
-// at which the session's bucket will be full again: GCRA). Only
-// refreshes that succeed are counted (handleRefresh), so a burst of
-// clients racing with one token still gets one 200 and 400s for the
-// others, whose reuse ends the session, rather than 429s.
-//
-// Its map holds only sessions whose bucket is not yet full again, that
-// is, sessions that refreshed in the last refreshBurst × refreshInterval:
-// a sweep forgets the others once per that time. Past
-// refreshLimiterSessions sessions at once, a new one evicts an arbitrary
-// other, whose next refresh then finds a full bucket: the memory stays
-// bounded, and the worst an attacker with that many sessions gains is
-// refreshBurst more refreshes for a session of its own.
-type refreshLimiter struct {
-	now       func() time.Time
-	mu        sync.Mutex
-	full      map[int64]time.Time // session id → when its bucket is full again
-	lastSweep time.Time
-}
-
-const refreshWindow = refreshBurst * refreshInterval // an empty bucket refills in this time
-
-func newRefreshLimiter(now func() time.Time) *refreshLimiter {
-	return &refreshLimiter{now: now, full: map[int64]time.Time{}, lastSweep: now()}
-}
-
-// wait returns 0 if session may refresh now, or else how long until it may.
-func (l *refreshLimiter) wait(session int64) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	full, known := l.full[session]
-	if !known || !full.After(now) {
-		return 0
-	}
-	// After one more refresh the bucket would be full again one interval
-	// later; if that is more than the whole window away, it is empty now.
-	return max(0, full.Add(refreshInterval).Sub(now)-refreshWindow)
-}
-
-// spend counts one refresh of session's.
-func (l *refreshLimiter) spend(session int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.lastSweep) >= refreshWindow {
-		for id, full := range l.full {
-			if !full.After(now) {
-				delete(l.full, id)
-			}
-		}
-		l.lastSweep = now
-	}
-	full, known := l.full[session]
-	if !known && len(l.full) >= refreshLimiterSessions {
-		for id := range l.full { // Go picks where a range starts at random
-			delete(l.full, id)
-			break
-		}
-	}
-	if full.Before(now) {
-		full = now // a bucket that is full stays full until used
-	}
-	l.full[session] = full.Add(refreshInterval)
 }
 
 func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
