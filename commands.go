@@ -23,7 +23,7 @@ import (
 // migrateCommand applies any migrations the database lacks, and reports
 // its schema version.
 func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
-	st, err := openStoreLogging(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
+	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		return fmt.Errorf("the password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes)
 	}
 
-	st, err := openStore(ctx, cfg.dbPath)
+	st, err := openStore(ctx, cfg.dbPath, nil)
 	if err != nil {
 		return err
 	}

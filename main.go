@@ -384,7 +384,7 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	})
 	defer listener.Close()
 
-	st, err := openStoreLogging(ctx, cfg.dbPath, logger)
+	st, err := openStore(ctx, cfg.dbPath, logger)
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,7 @@ const adminPassword = "admin-password"
 
 func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 	t.Helper()
-	st, err := openStore(t.Context(), cfg.dbPath)
+	st, err := openStore(t.Context(), cfg.dbPath, nil)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)
 	}

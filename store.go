@@ -122,14 +122,13 @@ type recipe struct {
 }
 
 // openStore opens (creating if need be) the database at path and brings its
-// schema up to date, quietly.
-func openStore(ctx context.Context, path string) (*store, error) {
-	return openStoreLogging(ctx, path, slog.New(slog.DiscardHandler))
-}
-
-// openStoreLogging is openStore telling logger about a migration that
-// takes long (building the search index over many recipes).
-func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
+// schema up to date, telling logger about a migration that takes long
+// (building the search index over many recipes); a nil logger hears
+// nothing.
+func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	// Create the file ourselves so that it is readable by its owner only:
 	// it holds password hashes and, unless JWT_SECRET is set, the token
 	// secret. SQLite gives the -wal and -shm files the same mode.
@@ -139,19 +138,12 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	}
 	f.Close()
 
-	// A file: URI, so that SQLite reads our query parameters; the path is
-	// escaped so that a '?' or '#' in it stays part of the name.
-	name := "file:" + (&url.URL{Path: path}).EscapedPath()
-	writer, err := sql.Open("sqlite", name+"?"+writerParams)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
+	// sql.Open fails only for a driver that is not registered, and the
+	// import of modernc.org/sqlite registers this one.
+	name := sqliteName(path)
+	writer, _ := sql.Open("sqlite", name+"?"+writerParams)
 	writer.SetMaxOpenConns(1)
-	reader, err := sql.Open("sqlite", name+"?"+readerParams)
-	if err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
+	reader, _ := sql.Open("sqlite", name+"?"+readerParams)
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
@@ -161,30 +153,39 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
 	s.newest.sizeOf = func(_ int, rs []recipe) int { return idKeySize + recipesSize(rs) }
 
-	if err := s.migrate(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	// WAL lets readers read while the writer writes. It is switched on
-	// only now, so that a migration that fails leaves a database that the
-	// reference made exactly as it was.
-	if _, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL"); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
-	}
-	if err := s.prepareQueries(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	if err := s.notePasswordCosts(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	if err := s.watchExternalWrites(); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
+	for _, step := range []func(context.Context) error{
+		s.migrate,
+		// WAL lets readers read while the writer writes. It is switched on
+		// only now, so that a migration that fails leaves a database that
+		// the reference made exactly as it was.
+		func(ctx context.Context) error {
+			_, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL")
+			return wrapErr(err, "use WAL")
+		},
+		s.prepareQueries,
+		s.notePasswordCosts,
+		s.watchExternalWrites,
+	} {
+		if err := step(ctx); err != nil {
+			s.close()
+			return nil, fmt.Errorf("database %s: %w", path, err)
+		}
 	}
 	return s, nil
+}
+
+// sqliteName is the database at path as a file: URI, so that SQLite reads
+// our query parameters; the path is escaped so that a '?' or '#' in it
+// stays part of the name.
+func sqliteName(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
+
+// wrapErr wraps err, if there is one, with what the failed step was
+// doing; a nil err stays nil.
+func wrapErr(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 // searchSQL finds recipes by the trigram index recipe_fts. The ids come
@@ -405,16 +406,16 @@ const externalWritePoll = 250 * time.Millisecond
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
 // of its own: data_version compares with the connection's last look.
-func (s *store) watchExternalWrites() error {
+// The poll lives until close, not as long as the context of the opening.
+func (s *store) watchExternalWrites(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
-	version := func() (int64, error) {
-		var v int64
-		err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
+	version := func() (v int64, err error) {
+		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
 		return v, err
 	}
 	last, err := version()
@@ -450,22 +451,14 @@ func (s *store) watchExternalWrites() error {
 // schemaVersion is the number of the last migration applied.
 func (s *store) schemaVersion(ctx context.Context) (int, error) {
 	var version int
-	if err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	return version, nil
+	err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+	return version, wrapErr(err, "read schema version")
 }
 
 // backupDatabase writes a consistent copy of the database at path to out
 // with VACUUM INTO, which reads one snapshot while others go on writing.
 // It opens its own read-only connection: a backup changes nothing.
 func backupDatabase(ctx context.Context, path, out string) error {
-	name := "file:" + (&url.URL{Path: path}).EscapedPath()
-	db, err := sql.Open("sqlite", name+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer db.Close()
 	// SQLite reads a name that starts with "file:" as a URI: the copy
 	// would go to another file than the one created below, with another
 	// mode. "./file:x.db" names that file plainly.
@@ -480,6 +473,8 @@ func backupDatabase(ctx context.Context, path, out string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	f.Close()
+	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
+	defer db.Close()
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
 		os.Remove(out)
 		return fmt.Errorf("backup: %w", err)
@@ -539,43 +534,44 @@ func parseMigrations(text string) ([]migration, error) {
 // reference deleted, are kept as they were.) Foreign keys are on again
 // before the connection goes back to the pool.
 func (s *store) migrate(ctx context.Context) (err error) {
+	defer func() { err = wrapErr(err, "migrate") }()
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
 	conn, err := s.writer.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
-		return fmt.Errorf("migrate: turn foreign keys off: %w", err)
+		return fmt.Errorf("turn foreign keys off: %w", err)
 	}
 	defer func() {
 		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
-			err = errors.Join(err, fmt.Errorf("migrate: turn foreign keys back on: %w", onErr))
+			err = errors.Join(err, fmt.Errorf("turn foreign keys back on: %w", onErr))
 			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
 		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
 	defer tx.Rollback()
 
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("migrate: schema version %d is newer than this program knows (%d)", version, len(migrations))
+		return fmt.Errorf("schema version %d is newer than this program knows (%d)", version, len(migrations))
 	}
 	if version == len(migrations) {
 		return nil
 	}
-	brokenBefore, err := foreignKeyViolations(ctx, tx)
-	if err != nil {
-		return err
+	var brokenBefore string // a JSON array
+	if err := tx.QueryRowContext(ctx, "SELECT json_group_array(row) FROM ("+brokenRowsSQL+")").Scan(&brokenBefore); err != nil {
+		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	for _, m := range migrations[version:] {
 		if m.version == 2 {
@@ -589,87 +585,52 @@ func (s *store) migrate(ctx context.Context) (err error) {
 		var recipes int
 		if buildsSearchIndex {
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipe").Scan(&recipes); err != nil {
-				return fmt.Errorf("migrate: count recipes: %w", err)
+				return fmt.Errorf("count recipes: %w", err)
 			}
 			s.logger.Info("building the search index", "recipes", recipes)
 		}
 		started := time.Now()
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate: migration %d: %w", m.version, err)
+			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 		if buildsSearchIndex {
 			s.logger.Info("built the search index", "recipes", recipes, "took", time.Since(started).Round(time.Millisecond))
 		}
 	}
-	brokenAfter, err := foreignKeyViolations(ctx, tx)
-	if err != nil {
-		return err
+	var newlyBroken string
+	err = tx.QueryRowContext(ctx, "SELECT row FROM ("+brokenRowsSQL+") WHERE row NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+		brokenBefore).Scan(&newlyBroken)
+	if err == nil {
+		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
 	}
-	for row := range brokenAfter {
-		if !brokenBefore[row] {
-			return fmt.Errorf("migrate: the migrations would leave a row that names a missing parent (%s); nothing was changed", row)
-		}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	// PRAGMA takes no parameters; the value is our own integer.
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
-		return fmt.Errorf("migrate: set schema version: %w", err)
+		return fmt.Errorf("set schema version: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
+	return wrapErr(tx.Commit(), "commit")
 }
 
-// foreignKeyViolations lists the rows that name a parent row that does not
-// exist, each as "table rowid N → parent", as PRAGMA foreign_key_check
-// finds them.
-func foreignKeyViolations(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
-	if err != nil {
-		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-	}
-	defer rows.Close()
-	broken := map[string]bool{}
-	for rows.Next() {
-		var table, parent string
-		var rowid sql.NullInt64
-		var fkid int
-		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
-			return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-		}
-		broken[fmt.Sprintf("%s rowid %d → %s", table, rowid.Int64, parent)] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-	}
-	return broken, nil
-}
+// brokenRowsSQL lists the rows that name a parent row that does not exist,
+// each as "table rowid N → parent", as PRAGMA foreign_key_check finds them.
+const brokenRowsSQL = `SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check`
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
 // break migration 2's unique index: the reference let "A@x.com" and
 // "a@x.com" sign up as two users, and only a person can decide which to keep.
 func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `
-		SELECT json_group_array(email) FROM (SELECT email, casefold(email) AS k FROM user ORDER BY id)
-		GROUP BY k HAVING count(*) > 1 ORDER BY min(k)`)
-	if err != nil {
-		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
+	var groups sql.NullString // one JSON array of emails for each email_key they share, or NULL
+	if err := tx.QueryRowContext(ctx, `
+		SELECT group_concat(emails, ', ' ORDER BY k) FROM (
+			SELECT json_group_array(email) AS emails, k FROM (SELECT email, casefold(email) AS k FROM user ORDER BY id)
+			GROUP BY k HAVING count(*) > 1)`).Scan(&groups); err != nil {
+		return fmt.Errorf("look for duplicate emails: %w", err)
 	}
-	defer rows.Close()
-	var groups []string
-	for rows.Next() {
-		var group string
-		if err := rows.Scan(&group); err != nil {
-			return fmt.Errorf("migrate: look for duplicate emails: %w", err)
-		}
-		groups = append(groups, group)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
-	}
-	if len(groups) > 0 {
-		return fmt.Errorf("migrate: emails must be unique ignoring case, but these users' emails differ only in case: %s; "+
-			"change or remove all but one of each group, then start again (nothing was changed)", strings.Join(groups, ", "))
+	if groups.Valid {
+		return fmt.Errorf("emails must be unique ignoring case, but these users' emails differ only in case: %s; "+
+			"change or remove all but one of each group, then start again (nothing was changed)", groups.String)
 	}
 	return nil
 }
