@@ -213,14 +213,11 @@ func (a *app) handleMyRecipes() http.Handler {
 // mayChange is the ownership rule, and the only place it is written: a
 // recipe may be changed or deleted by the user who submitted it, and by a
 // superuser. The store applies it to the recipe as it stands, in the same
-// transaction as the change (store.changeRecipe); forbidden is the 403's
-// detail.
-func mayChange(caller user, forbidden string) func(recipe) error {
-	return func(rec recipe) error {
-		if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
-			return &apiError{status: http.StatusForbidden, detail: forbidden}
-		}
-		return nil
+// transaction as the change (store.changeRecipe), which answers
+// errNotOwner if it says no.
+func mayChange(caller user) func(recipe) bool {
+	return func(rec recipe) bool {
+		return rec.SubmitterID == caller.ID || caller.IsSuperuser
 	}
 }
 
@@ -239,7 +236,10 @@ func (a *app) handleUpdateRecipe() http.Handler {
 			return err
 		}
 		fields.ID = id
-		updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(currentUser(r), "You can only update your recipes"))
+		updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(currentUser(r)))
+		if errors.Is(err, errNotOwner) {
+			return &apiError{status: http.StatusForbidden, detail: "You can only update your recipes"}
+		}
 		if err != nil {
 			return recipeNotFound(id, err)
 		}
@@ -253,7 +253,11 @@ func (a *app) handleDeleteRecipe() http.Handler {
 		if err != nil {
 			return err
 		}
-		if err := a.store.deleteRecipe(r.Context(), id, mayChange(currentUser(r), "You can only delete your recipes")); err != nil {
+		err = a.store.deleteRecipe(r.Context(), id, mayChange(currentUser(r)))
+		if errors.Is(err, errNotOwner) {
+			return &apiError{status: http.StatusForbidden, detail: "You can only delete your recipes"}
+		}
+		if err != nil {
 			return recipeNotFound(id, err)
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -45,6 +45,7 @@ var schemaSQL string
 
 var (
 	errNotFound            = errors.New("not found")
+	errNotOwner            = errors.New("only its submitter or a superuser may change the recipe")
 	errEmailTaken          = errors.New("email already registered")
 	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
 	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
@@ -54,6 +55,11 @@ var (
 	// Retry-After.
 	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
 )
+
+// domainErrors are the answers that the store returns as they are, for
+// its callers to tell the client; wrapErr wraps every other error with
+// what failed.
+var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenInvalid, errSessionEnded}
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
 // for a lock instead of failing at once, for at most defaultWriterWait:
@@ -179,11 +185,11 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 // stays part of the name.
 func sqliteName(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
 
-// wrapErr wraps err, if there is one, with what the failed step was
-// doing; a nil err stays nil.
+// wrapErr wraps err with what the failed step was doing, unless err is
+// nil or one of domainErrors.
 func wrapErr(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
+	if err == nil || slices.Contains(domainErrors, err) {
+		return err
 	}
 	return fmt.Errorf(format+": %w", append(args, err)...)
 }
@@ -663,13 +669,10 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
 	var cost string
 	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("read password costs: %w", err)
 	}
-	n, _ := strconv.Atoi(cost)
+	n, _ := strconv.Atoi(cost) // no hashes: "", which reads as 0
 	return n, nil
 }
 
@@ -677,11 +680,10 @@ func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, erro
 // s.highestCost.
 func (s *store) notePasswordCosts(ctx context.Context) error {
 	cost, err := s.highestPasswordCost(ctx, int(s.maxUsableCost.Load()))
-	if err != nil {
-		return err
+	if err == nil {
+		s.highestCost.Store(int64(cost))
 	}
-	s.highestCost.Store(int64(cost))
-	return nil
+	return err
 }
 
 // limitPasswordCosts sets the dearest stored cost that counts as usable
@@ -738,12 +740,16 @@ func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassw
 }
 
 // hasUsers reports whether the database has any user.
-func (s *store) hasUsers(ctx context.Context) (bool, error) {
-	var any bool
-	if err := s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&any); err != nil {
-		return false, fmt.Errorf("count users: %w", err)
-	}
-	return any, nil
+func (s *store) hasUsers(ctx context.Context) (bool, error) { return anyUser(ctx, s.reader) }
+
+// anyUser reports whether q, a reader or a write transaction, finds any
+// user.
+func anyUser(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (bool, error) {
+	var exists bool
+	err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&exists)
+	return exists, wrapErr(err, "count users")
 }
 
 // seed gives an empty database its first superuser and the reference's
@@ -751,34 +757,26 @@ func (s *store) hasUsers(ctx context.Context) (bool, error) {
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
 	seeded := false
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var users int
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM user").Scan(&users); err != nil {
-			return fmt.Errorf("count users: %w", err)
-		}
-		if users > 0 {
-			return nil
+		if exists, err := anyUser(ctx, tx); exists || err != nil {
+			return err
 		}
 		admin, err := insertUser(ctx, tx, user{Email: email, IsSuperuser: true, HashedPassword: hashedPassword})
 		if err != nil {
 			return fmt.Errorf("create superuser: %w", err)
 		}
-		adminID := admin.ID
 		for _, r := range seedRecipes {
 			// A recipe whose id is taken (recipes but no users) is left alone.
 			if _, err := tx.ExecContext(ctx,
 				"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-				r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
+				r.ID, r.Label, r.Source, r.URL, admin.ID); err != nil {
 				return fmt.Errorf("recipe %d: %w", r.ID, err)
 			}
 		}
 		seeded = true
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("seed: %w", err)
-	}
-	if !seeded {
-		return false, nil
+	if err != nil || !seeded {
+		return false, wrapErr(err, "seed")
 	}
 	s.forgetUsers()
 	s.forgetRecipes()
@@ -821,7 +819,10 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 
 const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password, token_generation"
 
-func scanUser(row interface{ Scan(...any) error }) (user, error) {
+// rowScanner is a *sql.Row or *sql.Rows, at a row.
+type rowScanner = interface{ Scan(...any) error }
+
+func scanUser(row rowScanner) (user, error) {
 	var u user
 	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword, &u.TokenGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -834,13 +835,12 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var err error
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
 		u, err = insertUser(ctx, tx, u)
 		return err
 	})
 	if err != nil {
-		return user{}, err
+		return user{}, wrapErr(err, "create user")
 	}
 	s.forgetUsers()
 	return u, nil
@@ -863,15 +863,13 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 		return user{}, errEmailTaken
 	}
 	if err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
+		return user{}, err
 	}
 	if u.ID, err = res.LastInsertId(); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
+		return user{}, err
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	return u, nil
+	_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
+	return u, err
 }
 
 // randomGeneration is a first token generation for a new user: a random
@@ -890,10 +888,7 @@ func isUniqueViolation(err error) bool {
 // userByEmail finds a user by email, ignoring case; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
-	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, fmt.Errorf("user by email: %w", err)
-	}
-	return u, err
+	return u, wrapErr(err, "user by email")
 }
 
 // userByID finds a user by id; errNotFound if none.
@@ -901,16 +896,24 @@ func (s *store) userByID(ctx context.Context, id int64) (user, error) {
 	u, err := cached(&s.users, id, func() (user, error) {
 		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
 	})
-	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, fmt.Errorf("user %d: %w", id, err)
-	}
-	return u, err
+	return u, wrapErr(err, "user %d", id)
 }
 
 // Recipes written by the reference may have NULL source, url or submitter;
 // they read as "" and 0.
 const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
 
+func scanRecipe(row rowScanner) (recipe, error) {
+	var r recipe
+	err := row.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return recipe{}, errNotFound
+	}
+	return r, err
+}
+
+// scanRecipes reads every recipe of a query that returned rows and err:
+// none, not nil, if it found none, so that JSON says [].
 func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	if err != nil {
 		return nil, err
@@ -918,29 +921,24 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	defer rows.Close()
 	recipes := []recipe{}
 	for rows.Next() {
-		var r recipe
-		if err := rows.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID); err != nil {
+		r, err := scanRecipe(rows)
+		if err != nil {
 			return nil, err
 		}
 		recipes = append(recipes, r)
 	}
-	return recipes, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return recipes, nil
 }
 
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
-	return cached(&s.recipes, id, func() (recipe, error) {
-		var r recipe
-		err := s.recipeByIDQuery.QueryRowContext(ctx, id).
-			Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return recipe{}, errNotFound
-		}
-		if err != nil {
-			return recipe{}, fmt.Errorf("recipe %d: %w", id, err)
-		}
-		return r, nil
+	r, err := cached(&s.recipes, id, func() (recipe, error) {
+		return scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
 	})
+	return r, wrapErr(err, "recipe %d", id)
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
@@ -961,18 +959,14 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	keyword = validUTF8(keyword)
 	return cached(&s.searches, searchKey{keyword, limit}, func() ([]recipe, error) {
-		var rows *sql.Rows
+		var recipes []recipe
 		var err error
 		if keyword == "" {
-			rows, err = s.firstRecipesQuery.QueryContext(ctx, limit)
+			recipes, err = scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
 		} else {
-			rows, err = s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit)
+			recipes, err = scanRecipes(s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit))
 		}
-		recipes, err := scanRecipes(rows, err)
-		if err != nil {
-			return nil, fmt.Errorf("search recipes: %w", err)
-		}
-		return recipes, nil
+		return recipes, wrapErr(err, "search recipes")
 	})
 }
 
@@ -1007,10 +1001,7 @@ type searchKey struct {
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
 	return cached(&s.newest, limit, func() ([]recipe, error) {
 		recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
-		if err != nil {
-			return nil, fmt.Errorf("newest recipes: %w", err)
-		}
-		return recipes, nil
+		return recipes, wrapErr(err, "newest recipes")
 	})
 }
 
@@ -1020,10 +1011,7 @@ func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) 
 func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE id < ? ORDER BY id DESC LIMIT ?", id, limit))
-	if err != nil {
-		return nil, fmt.Errorf("recipes older than %d: %w", id, err)
-	}
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes older than %d", id)
 }
 
 // newerRecipes returns the up to limit recipes with an id just above id,
@@ -1031,11 +1019,8 @@ func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe
 func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE id > ? ORDER BY id LIMIT ?", id, limit))
-	if err != nil {
-		return nil, fmt.Errorf("recipes newer than %d: %w", id, err)
-	}
 	slices.Reverse(recipes)
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes newer than %d", id)
 }
 
 // createRecipe inserts r and returns it with its new id.
@@ -1044,14 +1029,13 @@ func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
 		res, err := tx.ExecContext(ctx,
 			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
 			r.Label, r.Source, r.URL, r.SubmitterID)
-		if err != nil {
-			return err
+		if err == nil {
+			r.ID, err = res.LastInsertId()
 		}
-		r.ID, err = res.LastInsertId()
 		return err
 	})
 	if err != nil {
-		return recipe{}, fmt.Errorf("create recipe: %w", err)
+		return recipe{}, wrapErr(err, "create recipe")
 	}
 	s.forgetRecipes()
 	return r, nil
@@ -1078,10 +1062,7 @@ func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now 
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
 	})
-	if err != nil && !errors.Is(err, errSessionEnded) {
-		return fmt.Errorf("add session: %w", err)
-	}
-	return err
+	return wrapErr(err, "add session")
 }
 
 // checkSessionUnchanged returns errSessionEnded unless u still exists and
@@ -1096,10 +1077,7 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
 		return errSessionEnded
 	}
-	if err != nil {
-		return fmt.Errorf("check session: %w", err)
-	}
-	return nil
+	return wrapErr(err, "check session")
 }
 
 // changePassword gives u a new password hash and ends every session of u,
@@ -1109,21 +1087,17 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 // It returns u's new token generation.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
 		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
-		var err error
 		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
 			return err
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
 	})
-	if errors.Is(err, errSessionEnded) {
-		return 0, err
-	}
 	if err != nil {
-		return 0, fmt.Errorf("change password: %w", err)
+		return 0, wrapErr(err, "change password")
 	}
 	s.forgetUsers()
 	return generation, nil
@@ -1169,10 +1143,7 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("look up refresh token: %w", err)
-	}
-	return id, nil
+	return id, wrapErr(err, "look up refresh token")
 }
 
 // rotateSession spends presented, the current refresh token of its
@@ -1244,16 +1215,12 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 // generation, or errNotFound if there is no such user.
 func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var err error
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
 		generation, err = endSessionsTx(ctx, tx, userID, newHashedPassword)
 		return err
 	})
-	if errors.Is(err, errNotFound) {
-		return 0, errNotFound
-	}
 	if err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
+		return 0, wrapErr(err, "end sessions")
 	}
 	s.forgetUsers()
 	return generation, nil
@@ -1269,13 +1236,10 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNotFound
 	}
-	if err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID); err != nil {
-		return 0, fmt.Errorf("end sessions: delete sessions: %w", err)
-	}
-	return generation, nil
+	return generation, err
 }
 
 // recipesBySubmitter returns, in id order, the recipes userID submitted,
@@ -1283,31 +1247,26 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id LIMIT ? OFFSET ?", userID, limit, skip))
-	if err != nil {
-		return nil, fmt.Errorf("recipes of user %d: %w", userID, err)
-	}
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes of user %d", userID)
 }
 
-// changeRecipe runs allowed on recipe id as it stands and, if it returns
-// nil, change, all in one write transaction: nothing can come between the
+// changeRecipe runs allowed on recipe id as it stands and, if it says
+// yes, change, all in one write transaction: nothing can come between the
 // check and the write (a delete, then a new recipe that reuses the id).
-// It returns errNotFound if there is no such recipe.
-func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) error, change func(*sql.Tx) error) error {
-	var refused error // errNotFound, or what allowed said
+// It returns errNotFound if there is no such recipe, errNotOwner if
+// allowed says no.
+func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
+	var refused error // errNotFound or errNotOwner, the answer even if the write deadline passes meanwhile
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var current recipe
-		err := tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
-			Scan(&current.ID, &current.Label, &current.Source, &current.URL, &current.SubmitterID)
-		if errors.Is(err, sql.ErrNoRows) {
-			refused = errNotFound
-			return refused
+		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
+		if err == nil && !allowed(current) {
+			err = errNotOwner
+		}
+		if errors.Is(err, errNotFound) || errors.Is(err, errNotOwner) {
+			refused = err
 		}
 		if err != nil {
 			return err
-		}
-		if refused = allowed(current); refused != nil {
-			return refused
 		}
 		return change(tx)
 	})
@@ -1323,17 +1282,18 @@ func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe)
 
 // updateRecipe replaces the label, source and url of recipe r.ID if
 // allowed says so, and returns the recipe as it now is.
-func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) error) (recipe, error) {
-	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx,
+func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) bool) (recipe, error) {
+	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) (err error) {
+		r, err = scanRecipe(tx.QueryRowContext(ctx,
 			"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
-			r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+			r.Label, r.Source, r.URL, r.ID))
+		return err
 	})
 	return r, err
 }
 
 // deleteRecipe deletes recipe id if allowed says so.
-func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) error) error {
+func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) bool) error {
 	return s.changeRecipe(ctx, id, allowed, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
 		return err
