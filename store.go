@@ -273,6 +273,16 @@ func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return writeFailure(ctx, tx.Commit())
 }
 
+// writeThenForget is write, then, if it committed, forget: the caches
+// that the write may have made stale.
+func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *sql.Tx) error) error {
+	err := s.write(ctx, fn)
+	if err == nil {
+		forget()
+	}
+	return err
+}
+
 // writeFailure tells, of a failed step of write, whether the writer was
 // busy (the deadline passed, or SQLite reported a lock it could not get)
 // or the request went away; anything else is returned as it is.
@@ -375,11 +385,10 @@ const (
 
 func userSize(u user) int {
 	size := 128 + len(u.Email) + len(u.HashedPassword)
-	if u.FirstName != nil {
-		size += 16 + len(*u.FirstName)
-	}
-	if u.Surname != nil {
-		size += 16 + len(*u.Surname)
+	for _, name := range []*string{u.FirstName, u.Surname} {
+		if name != nil {
+			size += 16 + len(*name)
+		}
 	}
 	return size
 }
@@ -412,25 +421,22 @@ const externalWritePoll = 250 * time.Millisecond
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
 // of its own: data_version compares with the connection's last look.
-// The poll lives until close, not as long as the context of the opening.
-func (s *store) watchExternalWrites(context.Context) error {
-	ctx, cancel := context.WithCancel(context.Background())
+func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
-	version := func() (v int64, err error) {
+	version := func(ctx context.Context) (v int64, err error) {
 		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
 		return v, err
 	}
-	last, err := version()
+	last, err := version(ctx)
 	if err != nil {
-		cancel()
 		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
-	s.stopPoll = cancel
+	// The poll lives until close, not as long as the context of the opening.
+	ctx, s.stopPoll = context.WithCancel(context.Background())
 	s.polled.Go(func() {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
@@ -443,7 +449,7 @@ func (s *store) watchExternalWrites(context.Context) error {
 			}
 			// Our own writer counts as another connection too, so this
 			// also forgets after our writes, which forgot already.
-			if v, err := version(); err == nil && v != last {
+			if v, err := version(ctx); err == nil && v != last {
 				last = v
 				s.forgetUsers()
 				s.forgetRecipes()
@@ -491,12 +497,8 @@ func backupDatabase(ctx context.Context, path, out string) error {
 // ping checks that the database answers a query on a real table, not
 // only that a connection opens.
 func (s *store) ping(ctx context.Context) error {
-	var one int
-	err := s.reader.QueryRowContext(ctx, "SELECT 1 FROM recipe LIMIT 1").Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	return err
+	var exists bool
+	return s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM recipe)").Scan(&exists)
 }
 
 // migration is one numbered section of schema.sql.
@@ -704,20 +706,15 @@ func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
 // made meanwhile is kept.
 func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
 	var replaced int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
-		if err != nil {
-			return err
+		if err == nil {
+			replaced, err = res.RowsAffected()
 		}
-		replaced, err = res.RowsAffected()
 		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
-	}
-	s.forgetUsers()
-	return replaced == 1, nil
+	return replaced == 1 && err == nil, wrapErr(err, "replace password hash of user %d", id)
 }
 
 // promoteToSuperuser makes user id a superuser and, in the same
@@ -725,7 +722,7 @@ func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newH
 // newHashedPassword unless that is "". Whoever held a token of the user
 // before, perhaps a thief, must not hold a superuser's token after.
 func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
 			return err
 		}
@@ -733,9 +730,9 @@ func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassw
 		return err
 	})
 	if err != nil {
+		// Not wrapErr: errNotFound too is a failure here, named as one.
 		return fmt.Errorf("promote user %d: %w", id, err)
 	}
-	s.forgetUsers()
 	return nil
 }
 
@@ -835,15 +832,11 @@ func scanUser(row rowScanner) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	err := s.write(ctx, func(tx *sql.Tx) (err error) {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		u, err = insertUser(ctx, tx, u)
 		return err
 	})
-	if err != nil {
-		return user{}, wrapErr(err, "create user")
-	}
-	s.forgetUsers()
-	return u, nil
+	return u, wrapErr(err, "create user")
 }
 
 // insertUser is how every user comes to be, by signup, createsuperuser or
@@ -913,7 +906,7 @@ func scanRecipe(row rowScanner) (recipe, error) {
 }
 
 // scanRecipes reads every recipe of a query that returned rows and err:
-// none, not nil, if it found none, so that JSON says [].
+// an empty list, not nil, if it found none, so that JSON says [].
 func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	if err != nil {
 		return nil, err
@@ -927,10 +920,7 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 		}
 		recipes = append(recipes, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return recipes, nil
+	return recipes, rows.Err()
 }
 
 // recipeByID finds a recipe by id; errNotFound if none.
@@ -1025,7 +1015,7 @@ func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe
 
 // createRecipe inserts r and returns it with its new id.
 func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
 			r.Label, r.Source, r.URL, r.SubmitterID)
@@ -1034,11 +1024,7 @@ func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
 		}
 		return err
 	})
-	if err != nil {
-		return recipe{}, wrapErr(err, "create recipe")
-	}
-	s.forgetRecipes()
-	return r, nil
+	return r, wrapErr(err, "create recipe")
 }
 
 // refreshGrant is a refresh token as the store keeps it: only digests.
@@ -1087,7 +1073,7 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 // It returns u's new token generation.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) (err error) {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
@@ -1096,11 +1082,7 @@ func (s *store) changePassword(ctx context.Context, u user, newHashedPassword st
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
 	})
-	if err != nil {
-		return 0, wrapErr(err, "change password")
-	}
-	s.forgetUsers()
-	return generation, nil
+	return generation, wrapErr(err, "change password")
 }
 
 // insertSession adds a session of userID holding grant. So that the
@@ -1165,10 +1147,8 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 // token run one after the other: the first wins, the second sees a spent
 // token, which ends the session.
 func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant, now time.Time) (user, error) {
-	var (
-		u       user
-		invalid bool
-	)
+	var u user
+	var invalid bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var id, userID, expiresAt int64
 		err := tx.QueryRowContext(ctx, "SELECT id, user_id, expires_at FROM session WHERE digest = ?", presented.digest).
@@ -1215,15 +1195,11 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 // generation, or errNotFound if there is no such user.
 func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) (err error) {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		generation, err = endSessionsTx(ctx, tx, userID, newHashedPassword)
 		return err
 	})
-	if err != nil {
-		return 0, wrapErr(err, "end sessions")
-	}
-	s.forgetUsers()
-	return generation, nil
+	return generation, wrapErr(err, "end sessions")
 }
 
 func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
@@ -1257,7 +1233,7 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 // allowed says no.
 func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
 	var refused error // errNotFound or errNotOwner, the answer even if the write deadline passes meanwhile
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
 		if err == nil && !allowed(current) {
 			err = errNotOwner
@@ -1273,11 +1249,7 @@ func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe)
 	if refused != nil {
 		return refused
 	}
-	if err != nil {
-		return fmt.Errorf("change recipe %d: %w", id, err)
-	}
-	s.forgetRecipes()
-	return nil
+	return wrapErr(err, "change recipe %d", id)
 }
 
 // updateRecipe replaces the label, source and url of recipe r.ID if
