@@ -23,17 +23,16 @@ import (
 // migrateCommand applies any migrations the database lacks, and reports
 // its schema version.
 func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
-	st, err := openStoreLogging(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
+	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
 	defer st.close()
 	version, err := st.schemaVersion(ctx)
-	if err != nil {
-		return err
+	if err == nil {
+		fmt.Fprintf(stdout, "%s is at schema version %d\n", cfg.dbPath, version)
 	}
-	fmt.Fprintf(stdout, "%s is at schema version %d\n", cfg.dbPath, version)
-	return nil
+	return err
 }
 
 // createSuperuserCommand makes the user with -email a superuser, creating
@@ -54,11 +53,11 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	if generated {
 		password = randomToken(18)
 	}
-	if len(password) < minPasswordBytes || len(password) > maxPasswordBytes {
-		return fmt.Errorf("the password must be %d to %d bytes", minPasswordBytes, maxPasswordBytes)
+	if msg := passwordProblem(password); msg != "" {
+		return fmt.Errorf("the password: %s", msg)
 	}
 
-	st, err := openStore(ctx, cfg.dbPath)
+	st, err := openStore(ctx, cfg.dbPath, nil)
 	if err != nil {
 		return err
 	}
@@ -69,37 +68,31 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	if err != nil {
 		return err
 	}
-	u, err := st.userByEmail(ctx, email)
-	switch {
+	var done string
+	switch u, err := st.userByEmail(ctx, email); {
 	case errors.Is(err, errNotFound):
 		if _, err := st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash}); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "Created the superuser %s", email)
+		done = "Created the superuser " + email
+		if generated {
+			done += "; its password, shown only this once, is " + password
+		}
 	case err != nil:
 		return err
 	default:
 		// Every session ends, with a new password or without: a token
 		// stolen before must not become a superuser's token.
-		newHash := hash
+		newHash, what := hash, ", with the new password"
 		if generated {
-			newHash = "" // keep the password the user has
+			newHash, what = "", "; the password is unchanged" // keep the password the user has
 		}
 		if err := st.promoteToSuperuser(ctx, u.ID, newHash); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s is now a superuser and must log in again", u.Email)
-		if generated {
-			fmt.Fprintln(stdout, "; the password is unchanged")
-			return nil
-		}
-		fmt.Fprint(stdout, ", with the new password")
+		done = u.Email + " is now a superuser and must log in again" + what
 	}
-	if generated {
-		fmt.Fprintf(stdout, "; its password, shown only this once, is %s\n", password)
-		return nil
-	}
-	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, done)
 	return nil
 }
 
@@ -151,10 +144,7 @@ func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Write
 	for _, s := range info.Settings {
 		settings[s.Key] = s.Value
 	}
-	revision := settings["vcs.revision"]
-	if revision == "" {
-		revision = "unknown revision"
-	}
+	revision := cmp.Or(settings["vcs.revision"], "unknown revision")
 	if settings["vcs.modified"] == "true" {
 		revision += " (modified)"
 	}

@@ -255,7 +255,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 
 	t.Run("a migration that would break a foreign key changes nothing", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "broken.db")
-		st, err := openStore(t.Context(), path)
+		st, err := openStore(t.Context(), path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +271,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 		last := migrations[len(migrations)-1]
 		schemaSQL = strings.TrimSuffix(saved, last.sql) + last.sql[:strings.Index(last.sql, "\n")+1] +
 			"INSERT INTO recipe (label, source, url, submitter_id) VALUES ('x', 'x', 'https://x.com/', 987654);\n"
-		if st, err := openStore(t.Context(), path); err == nil {
+		if st, err := openStore(t.Context(), path, nil); err == nil {
 			st.close()
 			t.Fatal("openStore ran a migration that leaves a recipe naming no user, want an error")
 		} else if !strings.Contains(err.Error(), "missing parent") {

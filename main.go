@@ -479,7 +479,7 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 		trustedProxies:       cfg.trustedProxies,
 		corsOrigins:          map[string]bool{},
 	}
-	if a.store, err = openStoreLogging(ctx, cfg.dbPath, logger); err != nil {
+	if a.store, err = openStore(ctx, cfg.dbPath, logger); err != nil {
 		return nil, err
 	}
 	defer func() {

@@ -184,16 +184,9 @@ func (a *app) handleMyRecipes(w http.ResponseWriter, r *http.Request, caller use
 // superuser. The store applies it to the recipe as it stands, in the same
 // transaction as the change (store.changeRecipe), and answers errNotOwner
 // when it says no.
-func mayChange(caller user) func(recipe) error {
-	return func(rec recipe) error {
-		if rec.SubmitterID != caller.ID && !caller.IsSuperuser {
-			return errNotOwner
-		}
-		return nil
-	}
+func mayChange(caller user) func(recipe) bool {
+	return func(rec recipe) bool { return rec.SubmitterID == caller.ID || caller.IsSuperuser }
 }
-
-var errNotOwner = errors.New("not the submitter")
 
 func (a *app) handleUpdateRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
 	id, err := recipeIDFromPath(r)

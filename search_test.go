@@ -227,7 +227,7 @@ func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
 		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (9, 'Plain bread', NULL, NULL, NULL)`,
 	)
 	var logs bytes.Buffer
-	st, err := openStoreLogging(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
+	st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
 	}
 	t.Run("a second start does not build the index again", func(t *testing.T) {
 		logs.Reset()
-		st, err := openStoreLogging(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
+		st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,7 @@ var schemaSQL string
 
 var (
 	errNotFound            = errors.New("not found")
+	errNotOwner            = errors.New("only its submitter or a superuser may change the recipe")
 	errEmailTaken          = errors.New("email already registered")
 	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
 	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
@@ -54,6 +55,11 @@ var (
 	// Retry-After.
 	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
 )
+
+// domainErrors are the answers that the store returns as they are, for
+// its callers to tell the client; wrapErr wraps every other error with
+// what failed.
+var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenInvalid, errSessionEnded}
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
 // for a lock instead of failing at once, for at most defaultWriterWait:
@@ -122,14 +128,13 @@ type recipe struct {
 }
 
 // openStore opens (creating if need be) the database at path and brings its
-// schema up to date, quietly.
-func openStore(ctx context.Context, path string) (*store, error) {
-	return openStoreLogging(ctx, path, slog.New(slog.DiscardHandler))
-}
-
-// openStoreLogging is openStore telling logger about a migration that
-// takes long (building the search index over many recipes).
-func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
+// schema up to date, telling logger about a migration that takes long
+// (building the search index over many recipes); a nil logger hears
+// nothing.
+func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	// Create the file ourselves so that it is readable by its owner only:
 	// it holds password hashes and, unless JWT_SECRET is set, the token
 	// secret. SQLite gives the -wal and -shm files the same mode.
@@ -139,19 +144,12 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	}
 	f.Close()
 
-	// A file: URI, so that SQLite reads our query parameters; the path is
-	// escaped so that a '?' or '#' in it stays part of the name.
-	name := "file:" + (&url.URL{Path: path}).EscapedPath()
-	writer, err := sql.Open("sqlite", name+"?"+writerParams)
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
+	// sql.Open fails only for a driver that is not registered, and the
+	// import of modernc.org/sqlite registers this one.
+	name := sqliteName(path)
+	writer, _ := sql.Open("sqlite", name+"?"+writerParams)
 	writer.SetMaxOpenConns(1)
-	reader, err := sql.Open("sqlite", name+"?"+readerParams)
-	if err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("open database %s: %w", path, err)
-	}
+	reader, _ := sql.Open("sqlite", name+"?"+readerParams)
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
@@ -161,30 +159,39 @@ func openStoreLogging(ctx context.Context, path string, logger *slog.Logger) (*s
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
 	s.newest.sizeOf = func(_ int, rs []recipe) int { return idKeySize + recipesSize(rs) }
 
-	if err := s.migrate(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	// WAL lets readers read while the writer writes. It is switched on
-	// only now, so that a migration that fails leaves a database that the
-	// reference made exactly as it was.
-	if _, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL"); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: use WAL: %w", path, err)
-	}
-	if err := s.prepareQueries(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	if err := s.notePasswordCosts(ctx); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	if err := s.watchExternalWrites(); err != nil {
-		s.close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
+	for _, step := range []func(context.Context) error{
+		s.migrate,
+		// WAL lets readers read while the writer writes. It is switched on
+		// only now, so that a migration that fails leaves a database that
+		// the reference made exactly as it was.
+		func(ctx context.Context) error {
+			_, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL")
+			return wrapErr(err, "use WAL")
+		},
+		s.prepareQueries,
+		s.notePasswordCosts,
+		s.watchExternalWrites,
+	} {
+		if err := step(ctx); err != nil {
+			s.close()
+			return nil, fmt.Errorf("database %s: %w", path, err)
+		}
 	}
 	return s, nil
+}
+
+// sqliteName is the database at path as a file: URI, so that SQLite reads
+// our query parameters; the path is escaped so that a '?' or '#' in it
+// stays part of the name.
+func sqliteName(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
+
+// wrapErr wraps err with what the failed step was doing, unless err is
+// nil or one of domainErrors.
+func wrapErr(err error, format string, args ...any) error {
+	if err == nil || slices.Contains(domainErrors, err) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 // searchSQL finds recipes by the trigram index recipe_fts. The ids come
@@ -264,6 +271,16 @@ func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return writeFailure(ctx, err)
 	}
 	return writeFailure(ctx, tx.Commit())
+}
+
+// writeThenForget is write, then, if it committed, forget: the caches
+// that the write may have made stale.
+func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *sql.Tx) error) error {
+	err := s.write(ctx, fn)
+	if err == nil {
+		forget()
+	}
+	return err
 }
 
 // writeFailure tells, of a failed step of write, whether the writer was
@@ -368,11 +385,10 @@ const (
 
 func userSize(u user) int {
 	size := 128 + len(u.Email) + len(u.HashedPassword)
-	if u.FirstName != nil {
-		size += 16 + len(*u.FirstName)
-	}
-	if u.Surname != nil {
-		size += 16 + len(*u.Surname)
+	for _, name := range []*string{u.FirstName, u.Surname} {
+		if name != nil {
+			size += 16 + len(*name)
+		}
 	}
 	return size
 }
@@ -405,25 +421,22 @@ const externalWritePoll = 250 * time.Millisecond
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
 // of its own: data_version compares with the connection's last look.
-func (s *store) watchExternalWrites() error {
-	ctx, cancel := context.WithCancel(context.Background())
+func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
-	version := func() (int64, error) {
-		var v int64
-		err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
+	version := func(ctx context.Context) (v int64, err error) {
+		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
 		return v, err
 	}
-	last, err := version()
+	last, err := version(ctx)
 	if err != nil {
-		cancel()
 		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
-	s.stopPoll = cancel
+	// The poll lives until close, not as long as the context of the opening.
+	ctx, s.stopPoll = context.WithCancel(context.Background())
 	s.polled.Go(func() {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
@@ -436,7 +449,7 @@ func (s *store) watchExternalWrites() error {
 			}
 			// Our own writer counts as another connection too, so this
 			// also forgets after our writes, which forgot already.
-			if v, err := version(); err == nil && v != last {
+			if v, err := version(ctx); err == nil && v != last {
 				last = v
 				s.forgetUsers()
 				s.forgetRecipes()
@@ -450,22 +463,14 @@ func (s *store) watchExternalWrites() error {
 // schemaVersion is the number of the last migration applied.
 func (s *store) schemaVersion(ctx context.Context) (int, error) {
 	var version int
-	if err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return 0, fmt.Errorf("read schema version: %w", err)
-	}
-	return version, nil
+	err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+	return version, wrapErr(err, "read schema version")
 }
 
 // backupDatabase writes a consistent copy of the database at path to out
 // with VACUUM INTO, which reads one snapshot while others go on writing.
 // It opens its own read-only connection: a backup changes nothing.
 func backupDatabase(ctx context.Context, path, out string) error {
-	name := "file:" + (&url.URL{Path: path}).EscapedPath()
-	db, err := sql.Open("sqlite", name+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer db.Close()
 	// SQLite reads a name that starts with "file:" as a URI: the copy
 	// would go to another file than the one created below, with another
 	// mode. "./file:x.db" names that file plainly.
@@ -480,6 +485,8 @@ func backupDatabase(ctx context.Context, path, out string) error {
 		return fmt.Errorf("backup: %w", err)
 	}
 	f.Close()
+	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
+	defer db.Close()
 	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
 		os.Remove(out)
 		return fmt.Errorf("backup: %w", err)
@@ -490,12 +497,8 @@ func backupDatabase(ctx context.Context, path, out string) error {
 // ping checks that the database answers a query on a real table, not
 // only that a connection opens.
 func (s *store) ping(ctx context.Context) error {
-	var one int
-	err := s.reader.QueryRowContext(ctx, "SELECT 1 FROM recipe LIMIT 1").Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	return err
+	var exists bool
+	return s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM recipe)").Scan(&exists)
 }
 
 // migration is one numbered section of schema.sql.
@@ -539,43 +542,44 @@ func parseMigrations(text string) ([]migration, error) {
 // reference deleted, are kept as they were.) Foreign keys are on again
 // before the connection goes back to the pool.
 func (s *store) migrate(ctx context.Context) (err error) {
+	defer func() { err = wrapErr(err, "migrate") }()
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
 	conn, err := s.writer.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
-		return fmt.Errorf("migrate: turn foreign keys off: %w", err)
+		return fmt.Errorf("turn foreign keys off: %w", err)
 	}
 	defer func() {
 		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
-			err = errors.Join(err, fmt.Errorf("migrate: turn foreign keys back on: %w", onErr))
+			err = errors.Join(err, fmt.Errorf("turn foreign keys back on: %w", onErr))
 			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
 		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return err
 	}
 	defer tx.Rollback()
 
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
-		return fmt.Errorf("migrate: schema version %d is newer than this program knows (%d)", version, len(migrations))
+		return fmt.Errorf("schema version %d is newer than this program knows (%d)", version, len(migrations))
 	}
 	if version == len(migrations) {
 		return nil
 	}
-	brokenBefore, err := foreignKeyViolations(ctx, tx)
-	if err != nil {
-		return err
+	var brokenBefore string // a JSON array
+	if err := tx.QueryRowContext(ctx, "SELECT json_group_array(row) FROM ("+brokenRowsSQL+")").Scan(&brokenBefore); err != nil {
+		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	for _, m := range migrations[version:] {
 		if m.version == 2 {
@@ -589,87 +593,52 @@ func (s *store) migrate(ctx context.Context) (err error) {
 		var recipes int
 		if buildsSearchIndex {
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipe").Scan(&recipes); err != nil {
-				return fmt.Errorf("migrate: count recipes: %w", err)
+				return fmt.Errorf("count recipes: %w", err)
 			}
 			s.logger.Info("building the search index", "recipes", recipes)
 		}
 		started := time.Now()
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate: migration %d: %w", m.version, err)
+			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 		if buildsSearchIndex {
 			s.logger.Info("built the search index", "recipes", recipes, "took", time.Since(started).Round(time.Millisecond))
 		}
 	}
-	brokenAfter, err := foreignKeyViolations(ctx, tx)
-	if err != nil {
-		return err
+	var newlyBroken string
+	err = tx.QueryRowContext(ctx, "SELECT row FROM ("+brokenRowsSQL+") WHERE row NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+		brokenBefore).Scan(&newlyBroken)
+	if err == nil {
+		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
 	}
-	for row := range brokenAfter {
-		if !brokenBefore[row] {
-			return fmt.Errorf("migrate: the migrations would leave a row that names a missing parent (%s); nothing was changed", row)
-		}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	// PRAGMA takes no parameters; the value is our own integer.
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
-		return fmt.Errorf("migrate: set schema version: %w", err)
+		return fmt.Errorf("set schema version: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
+	return wrapErr(tx.Commit(), "commit")
 }
 
-// foreignKeyViolations lists the rows that name a parent row that does not
-// exist, each as "table rowid N → parent", as PRAGMA foreign_key_check
-// finds them.
-func foreignKeyViolations(ctx context.Context, tx *sql.Tx) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
-	if err != nil {
-		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-	}
-	defer rows.Close()
-	broken := map[string]bool{}
-	for rows.Next() {
-		var table, parent string
-		var rowid sql.NullInt64
-		var fkid int
-		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
-			return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-		}
-		broken[fmt.Sprintf("%s rowid %d → %s", table, rowid.Int64, parent)] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("migrate: check foreign keys: %w", err)
-	}
-	return broken, nil
-}
+// brokenRowsSQL lists the rows that name a parent row that does not exist,
+// each as "table rowid N → parent", as PRAGMA foreign_key_check finds them.
+const brokenRowsSQL = `SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check`
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
 // break migration 2's unique index: the reference let "A@x.com" and
 // "a@x.com" sign up as two users, and only a person can decide which to keep.
 func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `
-		SELECT json_group_array(email) FROM (SELECT email, casefold(email) AS k FROM user ORDER BY id)
-		GROUP BY k HAVING count(*) > 1 ORDER BY min(k)`)
-	if err != nil {
-		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
+	var groups sql.NullString // one JSON array of emails for each email_key they share, or NULL
+	if err := tx.QueryRowContext(ctx, `
+		SELECT group_concat(emails, ', ' ORDER BY k) FROM (
+			SELECT json_group_array(email) AS emails, k FROM (SELECT email, casefold(email) AS k FROM user ORDER BY id)
+			GROUP BY k HAVING count(*) > 1)`).Scan(&groups); err != nil {
+		return fmt.Errorf("look for duplicate emails: %w", err)
 	}
-	defer rows.Close()
-	var groups []string
-	for rows.Next() {
-		var group string
-		if err := rows.Scan(&group); err != nil {
-			return fmt.Errorf("migrate: look for duplicate emails: %w", err)
-		}
-		groups = append(groups, group)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("migrate: look for duplicate emails: %w", err)
-	}
-	if len(groups) > 0 {
-		return fmt.Errorf("migrate: emails must be unique ignoring case, but these users' emails differ only in case: %s; "+
-			"change or remove all but one of each group, then start again (nothing was changed)", strings.Join(groups, ", "))
+	if groups.Valid {
+		return fmt.Errorf("emails must be unique ignoring case, but these users' emails differ only in case: %s; "+
+			"change or remove all but one of each group, then start again (nothing was changed)", groups.String)
 	}
 	return nil
 }
@@ -702,13 +671,10 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
 	var cost string
 	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("read password costs: %w", err)
 	}
-	n, _ := strconv.Atoi(cost)
+	n, _ := strconv.Atoi(cost) // no hashes: "", which reads as 0
 	return n, nil
 }
 
@@ -716,11 +682,10 @@ func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, erro
 // s.highestCost.
 func (s *store) notePasswordCosts(ctx context.Context) error {
 	cost, err := s.highestPasswordCost(ctx, int(s.maxUsableCost.Load()))
-	if err != nil {
-		return err
+	if err == nil {
+		s.highestCost.Store(int64(cost))
 	}
-	s.highestCost.Store(int64(cost))
-	return nil
+	return err
 }
 
 // limitPasswordCosts sets the dearest stored cost that counts as usable
@@ -741,20 +706,15 @@ func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }
 // made meanwhile is kept.
 func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
 	var replaced int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
-		if err != nil {
-			return err
+		if err == nil {
+			replaced, err = res.RowsAffected()
 		}
-		replaced, err = res.RowsAffected()
 		return err
 	})
-	if err != nil {
-		return false, fmt.Errorf("replace password hash of user %d: %w", id, err)
-	}
-	s.forgetUsers()
-	return replaced == 1, nil
+	return replaced == 1 && err == nil, wrapErr(err, "replace password hash of user %d", id)
 }
 
 // promoteToSuperuser makes user id a superuser and, in the same
@@ -762,7 +722,7 @@ func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newH
 // newHashedPassword unless that is "". Whoever held a token of the user
 // before, perhaps a thief, must not hold a superuser's token after.
 func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
 			return err
 		}
@@ -770,19 +730,23 @@ func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassw
 		return err
 	})
 	if err != nil {
+		// Not wrapErr: errNotFound too is a failure here, named as one.
 		return fmt.Errorf("promote user %d: %w", id, err)
 	}
-	s.forgetUsers()
 	return nil
 }
 
 // hasUsers reports whether the database has any user.
-func (s *store) hasUsers(ctx context.Context) (bool, error) {
-	var any bool
-	if err := s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&any); err != nil {
-		return false, fmt.Errorf("count users: %w", err)
-	}
-	return any, nil
+func (s *store) hasUsers(ctx context.Context) (bool, error) { return anyUser(ctx, s.reader) }
+
+// anyUser reports whether q, a reader or a write transaction, finds any
+// user.
+func anyUser(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (bool, error) {
+	var exists bool
+	err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&exists)
+	return exists, wrapErr(err, "count users")
 }
 
 // seed gives an empty database its first superuser and the reference's
@@ -790,34 +754,26 @@ func (s *store) hasUsers(ctx context.Context) (bool, error) {
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
 	seeded := false
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var users int
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM user").Scan(&users); err != nil {
-			return fmt.Errorf("count users: %w", err)
-		}
-		if users > 0 {
-			return nil
+		if exists, err := anyUser(ctx, tx); exists || err != nil {
+			return err
 		}
 		admin, err := insertUser(ctx, tx, user{Email: email, IsSuperuser: true, HashedPassword: hashedPassword})
 		if err != nil {
 			return fmt.Errorf("create superuser: %w", err)
 		}
-		adminID := admin.ID
 		for _, r := range seedRecipes {
 			// A recipe whose id is taken (recipes but no users) is left alone.
 			if _, err := tx.ExecContext(ctx,
 				"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-				r.ID, r.Label, r.Source, r.URL, adminID); err != nil {
+				r.ID, r.Label, r.Source, r.URL, admin.ID); err != nil {
 				return fmt.Errorf("recipe %d: %w", r.ID, err)
 			}
 		}
 		seeded = true
 		return nil
 	})
-	if err != nil {
-		return false, fmt.Errorf("seed: %w", err)
-	}
-	if !seeded {
-		return false, nil
+	if err != nil || !seeded {
+		return false, wrapErr(err, "seed")
 	}
 	s.forgetUsers()
 	s.forgetRecipes()
@@ -860,7 +816,10 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 
 const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password, token_generation"
 
-func scanUser(row interface{ Scan(...any) error }) (user, error) {
+// rowScanner is a *sql.Row or *sql.Rows, at a row.
+type rowScanner = interface{ Scan(...any) error }
+
+func scanUser(row rowScanner) (user, error) {
 	var u user
 	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword, &u.TokenGeneration)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -873,16 +832,11 @@ func scanUser(row interface{ Scan(...any) error }) (user, error) {
 // the email is in use ignoring case. The unique index decides, not a check
 // before the insert, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var err error
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		u, err = insertUser(ctx, tx, u)
 		return err
 	})
-	if err != nil {
-		return user{}, err
-	}
-	s.forgetUsers()
-	return u, nil
+	return u, wrapErr(err, "create user")
 }
 
 // insertUser is how every user comes to be, by signup, createsuperuser or
@@ -902,15 +856,13 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 		return user{}, errEmailTaken
 	}
 	if err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
+		return user{}, err
 	}
 	if u.ID, err = res.LastInsertId(); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
+		return user{}, err
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID); err != nil {
-		return user{}, fmt.Errorf("create user: %w", err)
-	}
-	return u, nil
+	_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
+	return u, err
 }
 
 // randomGeneration is a first token generation for a new user: a random
@@ -929,10 +881,7 @@ func isUniqueViolation(err error) bool {
 // userByEmail finds a user by email, ignoring case; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
-	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, fmt.Errorf("user by email: %w", err)
-	}
-	return u, err
+	return u, wrapErr(err, "user by email")
 }
 
 // userByID finds a user by id; errNotFound if none.
@@ -940,16 +889,24 @@ func (s *store) userByID(ctx context.Context, id int64) (user, error) {
 	u, err := cached(&s.users, id, func() (user, error) {
 		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
 	})
-	if err != nil && !errors.Is(err, errNotFound) {
-		return user{}, fmt.Errorf("user %d: %w", id, err)
-	}
-	return u, err
+	return u, wrapErr(err, "user %d", id)
 }
 
 // Recipes written by the reference may have NULL source, url or submitter;
 // they read as "" and 0.
 const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
 
+func scanRecipe(row rowScanner) (recipe, error) {
+	var r recipe
+	err := row.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return recipe{}, errNotFound
+	}
+	return r, err
+}
+
+// scanRecipes reads every recipe of a query that returned rows and err:
+// an empty list, not nil, if it found none, so that JSON says [].
 func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	if err != nil {
 		return nil, err
@@ -957,8 +914,8 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	defer rows.Close()
 	recipes := []recipe{}
 	for rows.Next() {
-		var r recipe
-		if err := rows.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID); err != nil {
+		r, err := scanRecipe(rows)
+		if err != nil {
 			return nil, err
 		}
 		recipes = append(recipes, r)
@@ -968,18 +925,10 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
-	return cached(&s.recipes, id, func() (recipe, error) {
-		var r recipe
-		err := s.recipeByIDQuery.QueryRowContext(ctx, id).
-			Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return recipe{}, errNotFound
-		}
-		if err != nil {
-			return recipe{}, fmt.Errorf("recipe %d: %w", id, err)
-		}
-		return r, nil
+	r, err := cached(&s.recipes, id, func() (recipe, error) {
+		return scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
 	})
+	return r, wrapErr(err, "recipe %d", id)
 }
 
 // searchRecipes returns, in id order, up to limit recipes whose label
@@ -1000,18 +949,14 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	keyword = validUTF8(keyword)
 	return cached(&s.searches, searchKey{keyword, limit}, func() ([]recipe, error) {
-		var rows *sql.Rows
+		var recipes []recipe
 		var err error
 		if keyword == "" {
-			rows, err = s.firstRecipesQuery.QueryContext(ctx, limit)
+			recipes, err = scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
 		} else {
-			rows, err = s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit)
+			recipes, err = scanRecipes(s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit))
 		}
-		recipes, err := scanRecipes(rows, err)
-		if err != nil {
-			return nil, fmt.Errorf("search recipes: %w", err)
-		}
-		return recipes, nil
+		return recipes, wrapErr(err, "search recipes")
 	})
 }
 
@@ -1046,10 +991,7 @@ type searchKey struct {
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
 	return cached(&s.newest, limit, func() ([]recipe, error) {
 		recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
-		if err != nil {
-			return nil, fmt.Errorf("newest recipes: %w", err)
-		}
-		return recipes, nil
+		return recipes, wrapErr(err, "newest recipes")
 	})
 }
 
@@ -1059,10 +1001,7 @@ func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) 
 func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE id < ? ORDER BY id DESC LIMIT ?", id, limit))
-	if err != nil {
-		return nil, fmt.Errorf("recipes older than %d: %w", id, err)
-	}
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes older than %d", id)
 }
 
 // newerRecipes returns the up to limit recipes with an id just above id,
@@ -1070,30 +1009,22 @@ func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe
 func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE id > ? ORDER BY id LIMIT ?", id, limit))
-	if err != nil {
-		return nil, fmt.Errorf("recipes newer than %d: %w", id, err)
-	}
 	slices.Reverse(recipes)
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes newer than %d", id)
 }
 
 // createRecipe inserts r and returns it with its new id.
 func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
 			r.Label, r.Source, r.URL, r.SubmitterID)
-		if err != nil {
-			return err
+		if err == nil {
+			r.ID, err = res.LastInsertId()
 		}
-		r.ID, err = res.LastInsertId()
 		return err
 	})
-	if err != nil {
-		return recipe{}, fmt.Errorf("create recipe: %w", err)
-	}
-	s.forgetRecipes()
-	return r, nil
+	return r, wrapErr(err, "create recipe")
 }
 
 // refreshGrant is a refresh token as the store keeps it: only digests.
@@ -1117,10 +1048,7 @@ func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now 
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
 	})
-	if err != nil && !errors.Is(err, errSessionEnded) {
-		return fmt.Errorf("add session: %w", err)
-	}
-	return err
+	return wrapErr(err, "add session")
 }
 
 // checkSessionUnchanged returns errSessionEnded unless u still exists and
@@ -1135,10 +1063,7 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
 		return errSessionEnded
 	}
-	if err != nil {
-		return fmt.Errorf("check session: %w", err)
-	}
-	return nil
+	return wrapErr(err, "check session")
 }
 
 // changePassword gives u a new password hash and ends every session of u,
@@ -1148,24 +1073,16 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 // It returns u's new token generation.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
-		var err error
 		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
 			return err
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
 	})
-	if errors.Is(err, errSessionEnded) {
-		return 0, err
-	}
-	if err != nil {
-		return 0, fmt.Errorf("change password: %w", err)
-	}
-	s.forgetUsers()
-	return generation, nil
+	return generation, wrapErr(err, "change password")
 }
 
 // insertSession adds a session of userID holding grant. So that the
@@ -1208,10 +1125,7 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
-	if err != nil {
-		return 0, fmt.Errorf("look up refresh token: %w", err)
-	}
-	return id, nil
+	return id, wrapErr(err, "look up refresh token")
 }
 
 // rotateSession spends presented, the current refresh token of its
@@ -1233,10 +1147,8 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 // token run one after the other: the first wins, the second sees a spent
 // token, which ends the session.
 func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant, now time.Time) (user, error) {
-	var (
-		u       user
-		invalid bool
-	)
+	var u user
+	var invalid bool
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var id, userID, expiresAt int64
 		err := tx.QueryRowContext(ctx, "SELECT id, user_id, expires_at FROM session WHERE digest = ?", presented.digest).
@@ -1283,19 +1195,11 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 // generation, or errNotFound if there is no such user.
 func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var err error
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		generation, err = endSessionsTx(ctx, tx, userID, newHashedPassword)
 		return err
 	})
-	if errors.Is(err, errNotFound) {
-		return 0, errNotFound
-	}
-	if err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
-	}
-	s.forgetUsers()
-	return generation, nil
+	return generation, wrapErr(err, "end sessions")
 }
 
 func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
@@ -1308,13 +1212,10 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNotFound
 	}
-	if err != nil {
-		return 0, fmt.Errorf("end sessions: %w", err)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID); err != nil {
-		return 0, fmt.Errorf("end sessions: delete sessions: %w", err)
-	}
-	return generation, nil
+	return generation, err
 }
 
 // recipesBySubmitter returns, in id order, the recipes userID submitted,
@@ -1322,57 +1223,49 @@ func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassw
 func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limit int) ([]recipe, error) {
 	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
 		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id LIMIT ? OFFSET ?", userID, limit, skip))
-	if err != nil {
-		return nil, fmt.Errorf("recipes of user %d: %w", userID, err)
-	}
-	return recipes, nil
+	return recipes, wrapErr(err, "recipes of user %d", userID)
 }
 
-// changeRecipe runs allowed on recipe id as it stands and, if it returns
-// nil, change, all in one write transaction: nothing can come between the
+// changeRecipe runs allowed on recipe id as it stands and, if it says
+// yes, change, all in one write transaction: nothing can come between the
 // check and the write (a delete, then a new recipe that reuses the id).
-// It returns errNotFound if there is no such recipe.
-func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) error, change func(*sql.Tx) error) error {
-	var refused error // errNotFound, or what allowed said
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var current recipe
-		err := tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id).
-			Scan(&current.ID, &current.Label, &current.Source, &current.URL, &current.SubmitterID)
-		if errors.Is(err, sql.ErrNoRows) {
-			refused = errNotFound
-			return refused
+// It returns errNotFound if there is no such recipe, errNotOwner if
+// allowed says no.
+func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
+	var refused error // errNotFound or errNotOwner, the answer even if the write deadline passes meanwhile
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
+		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
+		if err == nil && !allowed(current) {
+			err = errNotOwner
+		}
+		if errors.Is(err, errNotFound) || errors.Is(err, errNotOwner) {
+			refused = err
 		}
 		if err != nil {
 			return err
-		}
-		if refused = allowed(current); refused != nil {
-			return refused
 		}
 		return change(tx)
 	})
 	if refused != nil {
 		return refused
 	}
-	if err != nil {
-		return fmt.Errorf("change recipe %d: %w", id, err)
-	}
-	s.forgetRecipes()
-	return nil
+	return wrapErr(err, "change recipe %d", id)
 }
 
 // updateRecipe replaces the label, source and url of recipe r.ID if
 // allowed says so, and returns the recipe as it now is.
-func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) error) (recipe, error) {
-	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx,
+func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) bool) (recipe, error) {
+	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) (err error) {
+		r, err = scanRecipe(tx.QueryRowContext(ctx,
 			"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
-			r.Label, r.Source, r.URL, r.ID).Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+			r.Label, r.Source, r.URL, r.ID))
+		return err
 	})
 	return r, err
 }
 
 // deleteRecipe deletes recipe id if allowed says so.
-func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) error) error {
+func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) bool) error {
 	return s.changeRecipe(ctx, id, allowed, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
 		return err

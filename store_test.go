@@ -314,7 +314,7 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st, err := openStore(t.Context(), path)
+	st, err := openStore(t.Context(), path, nil)
 	if err == nil {
 		st.close()
 		t.Fatal("openStore succeeded on a database with A@x.com and a@x.com, want an error naming them")
@@ -362,7 +362,7 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 
 	t.Run("once one of the pair is changed, the migration goes through", func(t *testing.T) {
 		execAll(t, raw, `UPDATE user SET email = 'a2@x.com' WHERE id = 3`, `DELETE FROM user WHERE id = 5`)
-		st, err := openStore(t.Context(), path)
+		st, err := openStore(t.Context(), path, nil)
 		if err != nil {
 			t.Fatalf("openStore after fixing the pair: %v", err)
 		}
@@ -376,14 +376,14 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 func TestMigrations(t *testing.T) {
 	t.Run("migrating twice is a no-op", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "twice.db")
-		st, err := openStore(t.Context(), path)
+		st, err := openStore(t.Context(), path, nil)
 		if err != nil {
 			t.Fatalf("first openStore: %v", err)
 		}
 		st.close()
 		raw := openRawDB(t, path)
 		schema := schemaOf(t, raw)
-		st, err = openStore(t.Context(), path)
+		st, err = openStore(t.Context(), path, nil)
 		if err != nil {
 			t.Fatalf("second openStore: %v", err)
 		}
@@ -401,7 +401,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a database newer than the program is refused", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "newer.db")
-		st, err := openStore(t.Context(), path)
+		st, err := openStore(t.Context(), path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,7 +410,7 @@ func TestMigrations(t *testing.T) {
 		raw := openRawDB(t, path)
 		execAll(t, raw, "PRAGMA user_version = "+strconv.Itoa(newer))
 
-		st, err = openStore(t.Context(), path)
+		st, err = openStore(t.Context(), path, nil)
 		if err == nil {
 			st.close()
 			t.Fatalf("openStore on a database at version %d succeeded, want an error", newer)
@@ -763,7 +763,7 @@ func TestTheDatabaseFileIsPrivate(t *testing.T) {
 func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "secret.db")
-	st, err := openStore(ctx, path)
+	st, err := openStore(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -779,7 +779,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 	}
 	st.close()
 
-	st, err = openStore(ctx, path)
+	st, err = openStore(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -788,7 +788,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 		t.Errorf("tokenSecret after reopening = %x, %v; want %x", reopened, err, first)
 	}
 
-	other, err := openStore(ctx, filepath.Join(t.TempDir(), "other.db"))
+	other, err := openStore(ctx, filepath.Join(t.TempDir(), "other.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
