@@ -141,9 +141,12 @@ func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims
 	if strings.ContainsAny(token, "\r\n") {
 		return invalid("a line break")
 	}
-	signature, err := decodeSegment(signatureB64)
-	if err != nil || len(signature) != sha256.Size {
-		return invalid("signature: not %d bytes of base64url", sha256.Size)
+	var signature [sha256.Size]byte
+	if strictRawURL.DecodedLen(len(signatureB64)) != len(signature) {
+		return invalid("signature: not %d bytes", len(signature))
+	}
+	if _, err := strictRawURL.Decode(signature[:], []byte(signatureB64)); err != nil {
+		return invalid("signature: %v", err)
 	}
 
 	// Rule 4: the header pins the algorithm; it never selects one. The
@@ -157,7 +160,7 @@ func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims
 
 	// Rule 5: the MAC, before anything in the payload is looked at.
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
-	if !hmac.Equal(signature, key.sum([]byte(signingInput))) {
+	if !hmac.Equal(signature[:], key.sum([]byte(signingInput))) {
 		return invalid("bad signature")
 	}
 
@@ -175,8 +178,10 @@ func decodeSegment(s string) ([]byte, error) {
 	if s == "" {
 		return nil, errors.New("empty")
 	}
-	return base64.RawURLEncoding.Strict().DecodeString(s)
+	return strictRawURL.DecodeString(s)
 }
+
+var strictRawURL = base64.RawURLEncoding.Strict()
 
 func checkHeader(headerB64 string) error {
 	header, err := decodeSegment(headerB64)

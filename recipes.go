@@ -121,8 +121,9 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	var bad problems
 	keyword := searchKeyword(query.Get("keyword"))
 	chars := utf8.RuneCountInString(keyword)
-	bad.check(!query.Has("keyword") || chars >= minKeywordChars, "query", "keyword",
-		fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars), "value_error.any_str.min_length")
+	if query.Has("keyword") && chars < minKeywordChars {
+		bad.add("query", "keyword", fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars), "value_error.any_str.min_length")
+	}
 	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &bad)
 	if err := bad.err(); err != nil {
 		return err
