@@ -27,7 +27,7 @@ var commandSummaries = []struct{ name, summary string }{
 type setting struct {
 	env      string
 	flag     string // the flag that wins over it, if any
-	fallback string // the default as loadConfig applies it; "" if none
+	fallback string // the default, which loadConfig applies; "" if none
 	shown    string // the default as the help shows it, when fallback is ""
 	about    string
 }
@@ -50,6 +50,18 @@ var settings = []setting{
 	{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines"},
 	{env: "TLS_CERT_FILE", flag: "-tls-cert", shown: "none: plain HTTP", about: "TLS certificate file, PEM; with TLS_KEY_FILE, serve HTTPS and HTTP/2"},
 	{env: "TLS_KEY_FILE", flag: "-tls-key", shown: "none", about: "TLS private key file, PEM"},
+}
+
+// settingDefault is the default of the environment variable name, "" if it
+// has none. loadConfig takes every default from here, so that the help
+// cannot show another.
+func settingDefault(name string) string {
+	for _, s := range settings {
+		if s.env == name {
+			return s.fallback
+		}
+	}
+	panic("recipeapi reads " + name + ", which settings does not list") // a bug: every test of loadConfig finds it
 }
 
 // isHelpFlag reports whether arg asks for help, as flag's own -h does.

@@ -74,18 +74,19 @@ type config struct {
 // loadConfig reads the flags of command in args, and the environment
 // through getenv. Flags win over the environment, which wins over the
 // defaults. An empty environment variable counts as unset. Every variable
-// read here is listed, with its default, in settings (help.go). With -h in
-// args, it writes the command's flags to usage and returns flag.ErrHelp.
+// read here is listed in settings (help.go), which holds its default. With
+// -h in args, it writes the command's flags to usage and returns
+// flag.ErrHelp.
 func loadConfig(command string, args []string, getenv func(string) string, usage io.Writer) (config, error) {
-	env := func(name, fallback string) string {
+	env := func(name string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
-		return fallback
+		return settingDefault(name)
 	}
 	cfg := config{
-		firstSuperuser:         strings.TrimSpace(env("FIRST_SUPERUSER", "admin@recipeapi.com")),
-		firstSuperuserPassword: getenv("FIRST_SUPERUSER_PW"),
+		firstSuperuser:         strings.TrimSpace(env("FIRST_SUPERUSER")),
+		firstSuperuserPassword: env("FIRST_SUPERUSER_PW"),
 	}
 
 	flags := flag.NewFlagSet("recipeapi "+command, flag.ContinueOnError)
@@ -94,16 +95,16 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 	flags.SetOutput(io.Discard)
 	takes := func(commands ...string) bool { return slices.Contains(commands, command) }
 	if takes("serve", "healthcheck") {
-		flags.StringVar(&cfg.addr, "addr", env("ADDR", "localhost:8001"), "listen `address` (env ADDR)")
+		flags.StringVar(&cfg.addr, "addr", env("ADDR"), "listen `address` (env ADDR)")
 	}
 	if takes("serve", "migrate", "createsuperuser", "backup") {
-		flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH", "example.db"), "SQLite database `file` (env DATABASE_PATH)")
+		flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH"), "SQLite database `file` (env DATABASE_PATH)")
 	}
 	if takes("serve", "healthcheck") {
-		flags.StringVar(&cfg.tlsCertFile, "tls-cert", getenv("TLS_CERT_FILE"), "TLS certificate `file`, PEM; with -tls-key, serve HTTPS (env TLS_CERT_FILE)")
-		flags.StringVar(&cfg.tlsKeyFile, "tls-key", getenv("TLS_KEY_FILE"), "TLS private key `file`, PEM (env TLS_KEY_FILE)")
+		flags.StringVar(&cfg.tlsCertFile, "tls-cert", env("TLS_CERT_FILE"), "TLS certificate `file`, PEM; with -tls-key, serve HTTPS (env TLS_CERT_FILE)")
+		flags.StringVar(&cfg.tlsKeyFile, "tls-key", env("TLS_KEY_FILE"), "TLS private key `file`, PEM (env TLS_KEY_FILE)")
 	}
-	maxConnections := env("MAX_CONNECTIONS", "4096")
+	maxConnections := env("MAX_CONNECTIONS")
 	if takes("serve") {
 		flags.StringVar(&maxConnections, "max-connections", maxConnections, "most connections open at once, a whole `number` (env MAX_CONNECTIONS)")
 	}
@@ -137,19 +138,17 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		}
 		return n
 	}
-	number := func(name, fallback string, low, high int) int {
-		return wholeNumber(name, env(name, fallback), low, high)
-	}
-	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", "11520", 1, 5256000)) * time.Minute
-	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", "43200", 1, 5256000)) * time.Minute
-	cfg.bcryptCost = number("BCRYPT_COST", "12", 4, 31)
-	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", "10", 0, 1000000)
+	number := func(name string, low, high int) int { return wholeNumber(name, env(name), low, high) }
+	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, 5256000)) * time.Minute
+	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, 5256000)) * time.Minute
+	cfg.bcryptCost = number("BCRYPT_COST", 4, 31)
+	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, 1000000)
 	if takes("serve") {
 		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
 	}
 
 	// The secret's length is all we can check, and we do not echo it.
-	if secret := getenv("JWT_SECRET"); secret != "" {
+	if secret := env("JWT_SECRET"); secret != "" {
 		if len(secret) < minSecretBytes {
 			errs = append(errs, fmt.Errorf("JWT_SECRET is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(secret), minSecretBytes))
 		}
@@ -161,15 +160,15 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
 		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
 	}
-	origins, err := parseCORSOrigins(getenv("BACKEND_CORS_ORIGINS"))
+	origins, err := parseCORSOrigins(env("BACKEND_CORS_ORIGINS"))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	cfg.corsOrigins = origins
-	if cfg.trustedProxies, err = parsePrefixes(getenv("TRUSTED_PROXIES")); err != nil {
+	if cfg.trustedProxies, err = parsePrefixes(env("TRUSTED_PROXIES")); err != nil {
 		errs = append(errs, err)
 	}
-	switch format := env("LOG_FORMAT", "text"); format {
+	switch format := env("LOG_FORMAT"); format {
 	case "text", "json":
 		cfg.logJSON = format == "json"
 	default:
@@ -179,18 +178,10 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		errs = append(errs, errors.New("TLS needs both a certificate and a key (-tls-cert and -tls-key)"))
 	}
 	if len(errs) > 0 {
-		return config{}, joinOnOneLine(errs)
+		// On one line: the process stops with one.
+		return config{}, errors.New(strings.ReplaceAll(errors.Join(errs...).Error(), "\n", "; "))
 	}
 	return cfg, nil
-}
-
-// joinOnOneLine joins errs with "; ": the process stops with one line.
-func joinOnOneLine(errs []error) error {
-	msgs := make([]string, len(errs))
-	for i, err := range errs {
-		msgs[i] = err.Error()
-	}
-	return errors.New(strings.Join(msgs, "; "))
 }
 
 // parsePrefixes reads TRUSTED_PROXIES: comma-separated addresses or CIDR
