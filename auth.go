@@ -202,13 +202,12 @@ func checkPassword(p *problems, name, password string, isNew bool) {
 }
 
 // passwordProblem is checkPassword for a new password that an operator
-// gives (FIRST_SUPERUSER_PW, createsuperuser): what is wrong with it, or
-// "" if nothing is.
+// gives (FIRST_SUPERUSER_PW, createsuperuser), worded for the operator:
+// what is wrong with it, or "" if nothing is.
 func passwordProblem(password string) string {
 	var p problems
-	checkPassword(&p, "", password, true)
-	if len(p) > 0 {
-		return p[0].Msg
+	if checkPassword(&p, "password", password, true); len(p) > 0 {
+		return fmt.Sprintf("must be %d to %d bytes", minPasswordBytes, maxPasswordBytes)
 	}
 	return ""
 }
@@ -224,8 +223,8 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	var form problems
 	email, password := r.PostFormValue("username"), r.PostFormValue("password")
 	grantType := r.PostFormValue("grant_type")
-	form.check(email != "", "body", "username", "field required", "value_error.missing")
-	form.check(password != "", "body", "password", "field required", "value_error.missing")
+	form.require(email != "", "body", "username")
+	form.require(password != "", "body", "password")
 	checkPassword(&form, "password", password, false)
 	form.check(grantType == "" || grantType == "password", "body", "grant_type",
 		`string does not match regex "password"`, "value_error.str.regex")

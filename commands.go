@@ -54,7 +54,7 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		password = randomToken(18)
 	}
 	if msg := passwordProblem(password); msg != "" {
-		return fmt.Errorf("the password read from standard input: %s", msg)
+		return fmt.Errorf("the password %s", msg)
 	}
 
 	st, err := openStore(ctx, cfg.dbPath, nil)

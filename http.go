@@ -84,21 +84,28 @@ type problem struct {
 // (JSON or form), query or path, so that one 422 lists them all.
 type problems []problem
 
-// add records a problem with the value name in where ("body", "query" or
-// "path"); with name "", with the whole of where.
+// add records a problem with the value name in where: "body" (a JSON
+// member or a form field), "query" or "path".
 func (p *problems) add(where, name, msg, typ string) {
-	loc := []string{where}
-	if name != "" {
-		loc = append(loc, name)
-	}
-	*p = append(*p, problem{Loc: loc, Msg: msg, Type: typ})
+	*p = append(*p, problem{Loc: []string{where, name}, Msg: msg, Type: typ})
 }
 
-// check records a problem unless ok.
+// addWhole records a problem with the whole of where, such as a body that
+// is not JSON.
+func (p *problems) addWhole(where, msg, typ string) {
+	*p = append(*p, problem{Loc: []string{where}, Msg: msg, Type: typ})
+}
+
+// check records a problem with the value name in where unless ok.
 func (p *problems) check(ok bool, where, name, msg, typ string) {
 	if !ok {
 		p.add(where, name, msg, typ)
 	}
+}
+
+// require records that the value name in where is missing unless present.
+func (p *problems) require(present bool, where, name string) {
+	p.check(present, where, name, "field required", "value_error.missing")
 }
 
 // err is nil if no problem was recorded, else the 422 that lists them.
@@ -231,13 +238,13 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	case errors.As(err, &repeated):
 		fields.add("body", repeated.name, "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
 	case errors.Is(err, errNotUTF8):
-		fields.add("body", "", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
+		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
 	case errors.Is(err, errLoneSurrogate):
-		fields.add("body", "", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
+		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
 	case errors.Is(err, errTooManyMembers):
-		fields.add("body", "", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
+		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
 	default:
-		fields.add("body", "", "the body must be a JSON object", "value_error.jsondecode")
+		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
 	}
 	return jsonFields{}, fields.err()
 }
@@ -247,7 +254,7 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 func (f *jsonFields) text(name string, required bool) *string {
 	raw, ok := f.members[name]
 	if !ok || string(raw) == "null" {
-		f.check(!required, "body", name, "field required", "value_error.missing")
+		f.require(!required, "body", name)
 		return nil
 	}
 	var s string
@@ -292,12 +299,12 @@ func readForm(r *http.Request) error {
 	case errors.As(err, &tooBig):
 		return err
 	case err != nil:
-		bad.add("body", "", "the body is not a valid form", "value_error.form")
+		bad.addWhole("body", "the body is not a valid form", "value_error.form")
 		return bad.err()
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.PostForm)) {
 		if !utf8.ValidString(name) {
-			bad.add("body", "", "the value is not valid UTF-8", "value_error.str.utf8")
+			bad.addWhole("body", "the value is not valid UTF-8", "value_error.str.utf8")
 		} else if slices.ContainsFunc(r.PostForm[name], func(v string) bool { return !utf8.ValidString(v) }) {
 			bad.add("body", name, "the value is not valid UTF-8", "value_error.str.utf8")
 		}

@@ -3,12 +3,16 @@
 // routes, with the guards of each.
 //
 // The rest lives by concern, in the order the README suggests reading
-// it: http.go (errors, body readers, middleware), jwt.go (access tokens),
-// auth.go (signup, login, the bearer-token guard, password hashing),
-// sessions.go (refresh, logout, password change), recipes.go (recipes and
-// the home page), static.go (OpenAPI, /docs, favicon), store.go (the
-// database, schema.sql its migrations), commands.go (the operator's
-// commands), help.go (what -h prints) and connlimit.go (MAX_CONNECTIONS).
+// it: http.go (errors, body readers, middleware), jwt.go (access tokens)
+// and jsonobject.go (the strict JSON reader it shares with http.go),
+// auth.go (signup, login, the bearer-token guard), hashing.go (bcrypt's
+// worker pool; hashing_linux.go lowers its threads' priority),
+// ratelimit.go (the attempt and refresh limits), sessions.go (refresh,
+// logout, password change), recipes.go (recipes and the home page),
+// static.go (OpenAPI, /docs, favicon), store.go (the database; schema.sql
+// its migrations), commands.go (the operator's commands), help.go (what
+// -h prints, and every setting's default) and connlimit.go
+// (MAX_CONNECTIONS).
 package main
 
 import (
@@ -155,7 +159,7 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		cfg.tokenSecret = []byte(secret)
 	}
 	if msg := passwordProblem(cfg.firstSuperuserPassword); cfg.firstSuperuserPassword != "" && msg != "" {
-		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW: %s", msg))
+		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW %s", msg))
 	}
 	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
 		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
@@ -527,8 +531,10 @@ type route struct {
 
 // routes is the service's whole API surface. The guards of each route are
 // the wrappers around its handler: requireUser lets only a signed-in user
-// through, and hands the handler that user; the limits count attempts per
-// client address (auth.go).
+// through, and hands the handler that user (auth.go); limitLogins and
+// limitFailedLogins count attempts per client address (auth.go), with a
+// rateLimiter (ratelimit.go); the refresh limit is inside handleRefresh,
+// since it counts per session (sessions.go).
 func (a *app) routes() []route {
 	return []route{
 		{"POST /api/v1/auth/signup", a.limitLogins(a.api(a.handleSignup))},

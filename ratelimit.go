@@ -1,6 +1,6 @@
 // ratelimit.go owns the one rate limiter of the service, a token bucket
-// per key, which slows down login and signup attempts per client address
-// (auth.go) and refreshes per session (sessions.go).
+// per key, which slows down signups, logins and password changes per
+// client address (auth.go) and refreshes per session (sessions.go).
 package main
 
 import (
@@ -14,6 +14,10 @@ import (
 // hundred bytes each: a few MiB at most.
 const maxLimiterKeys = 1 << 16
 
+// evictionSample is how many buckets a new key past maxLimiterKeys looks
+// at to choose the one to evict.
+const evictionSample = 8
+
 // rateLimiter is a token bucket per key: each holds up to limit attempts
 // and regains one every period/limit, so a key may burst to limit and then
 // go on at the steady rate. A bucket is kept as the time at which it will
@@ -24,9 +28,12 @@ const maxLimiterKeys = 1 << 16
 // refilled, with no attempt pending, are forgotten, so the map holds only
 // the keys active within the last period. And it holds at most
 // maxLimiterKeys buckets with no attempt pending: past that a new key
-// evicts an arbitrary one, which then starts full again. The worst an
-// attacker holding that many keys gains is one more burst for a key of
-// its own.
+// evicts, of evictionSample buckets picked at random, the one nearest to
+// full, which then starts full again. A bucket that has refilled is
+// always nearest; only a client holding more than maxLimiterKeys
+// addresses (or sessions), all of them spending at once, can win back a
+// part of an attempt that way, and it has more attempts than that in its
+// own buckets anyway.
 type rateLimiter struct {
 	interval  time.Duration // one attempt comes back in this time
 	burst     time.Duration // limit attempts' worth: a full bucket
@@ -60,6 +67,17 @@ func (l *rateLimiter) take(key string) time.Duration {
 	defer l.mu.Unlock()
 	now := l.now()
 	return l.spend(l.bucket(key, now), now)
+}
+
+// wait returns 0 if key has an attempt to spend, or else how long until
+// it will, and spends nothing: for an attempt that counts only once it
+// has succeeded, spent then with take.
+func (l *rateLimiter) wait(key string) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	_, wait := l.fullAgain(l.bucket(key, now), now)
+	return wait
 }
 
 // reserve lets one attempt of key's through if it has one to spend, and
@@ -118,15 +136,23 @@ func (l *rateLimiter) settle(b *bucket, spent bool) {
 // spend takes one attempt from b and returns 0, or, if b has none,
 // returns how long until it will. l.mu is held.
 func (l *rateLimiter) spend(b *bucket, now time.Time) time.Duration {
-	full := b.full
+	full, wait := l.fullAgain(b, now)
+	if wait == 0 {
+		b.full = full
+	}
+	return wait
+}
+
+// fullAgain is when b would be full again if one more attempt were spent
+// now, and how long until b holds that attempt: 0 if it does now, since
+// the bucket would be full again at most one period away. l.mu is held.
+func (l *rateLimiter) fullAgain(b *bucket, now time.Time) (full time.Time, wait time.Duration) {
+	full = b.full
 	if full.Before(now) {
 		full = now // a full bucket stays full until used
 	}
-	if wait := full.Add(l.interval).Sub(now) - l.burst; wait > 0 {
-		return wait
-	}
-	b.full = full.Add(l.interval)
-	return 0
+	full = full.Add(l.interval)
+	return full, max(0, full.Sub(now)-l.burst)
 }
 
 // bucket is key's bucket. l.mu is held.
@@ -142,15 +168,32 @@ func (l *rateLimiter) bucket(key string, now time.Time) *bucket {
 	b, ok := l.buckets[key]
 	if !ok {
 		if len(l.buckets) >= maxLimiterKeys {
-			for k, old := range l.buckets { // Go starts a map's range at random
-				if old.pending == 0 {
-					delete(l.buckets, k)
-					break
-				}
-			}
+			l.evictOne()
 		}
 		b = &bucket{}
 		l.buckets[key] = b
 	}
 	return b
+}
+
+// evictOne forgets, of up to evictionSample buckets with no attempt
+// pending, picked at random, the one that will be full soonest. l.mu is
+// held.
+func (l *rateLimiter) evictOne() {
+	var victim *string
+	seen := 0
+	for k, b := range l.buckets { // Go starts a map's range at random
+		if b.pending > 0 {
+			continue
+		}
+		if victim == nil || b.full.Before(l.buckets[*victim].full) {
+			victim = &k
+		}
+		if seen++; seen == evictionSample {
+			break
+		}
+	}
+	if victim != nil {
+		delete(l.buckets, *victim)
+	}
 }

@@ -724,6 +724,47 @@ func TestOpenAPIDocument(t *testing.T) {
 	})
 }
 
+
+// TestEveryRouteTheDocumentGuardsNeedsAToken sends each documented
+// operation with no Authorization header to the real handler: those the
+// document marks with a bearer token must answer 401 Not authenticated,
+// the others must not. So a route that lost requireUser, or gained it,
+// fails here, as registeredRoutes checks only the patterns.
+func TestEveryRouteTheDocumentGuardsNeedsAToken(t *testing.T) {
+	e := newTestEnv(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security []map[string][]string `json:"security"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for path, operations := range doc.Paths {
+		for method, op := range operations {
+			guarded := len(op.Security) > 0
+			target := strings.ReplaceAll(path, "{recipe_id}", "1")
+			name := strings.ToUpper(method) + " " + path + " without a token is a 401"
+			if !guarded {
+				name = strings.ToUpper(method) + " " + path + " without a token is not a 401"
+			}
+			t.Run(name, func(t *testing.T) {
+				resp := e.send(strings.ToUpper(method), target, strings.NewReader("{}"), "Content-Type", "application/json")
+				if guarded {
+					expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+				} else if resp.StatusCode == http.StatusUnauthorized {
+					t.Errorf("%s %s without a token = 401, but the document says it needs none", method, path)
+				}
+			})
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked only %d operations of openapi.json", checked)
+	}
+}
+
 func TestDocs(t *testing.T) {
 	e := newTestEnv(t)
 	resp := e.get("/docs")

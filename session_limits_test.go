@@ -98,18 +98,18 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 	clock := newTestClock()
 	l := newRateLimiter(refreshBurst, refreshBurst*refreshInterval, clock.Now)
-	// refresh asks for one refresh of session id, which succeeds if let
-	// through, and returns the wait if it was not.
+	// refresh asks for one refresh of session id as handleRefresh does,
+	// and returns the wait if it was refused; a refresh let through counts
+	// only if it succeeds.
 	refresh := func(id int64, succeeds bool) time.Duration {
-		t.Helper()
-		settle, wait, err := l.reserve(t.Context(), strconv.FormatInt(id, 10))
-		if err != nil {
-			t.Fatal(err)
+		key := strconv.FormatInt(id, 10)
+		if wait := l.wait(key); wait > 0 {
+			return wait
 		}
-		if settle != nil {
-			settle(succeeds)
+		if succeeds {
+			l.take(key)
 		}
-		return wait
+		return 0
 	}
 	for id := range int64(100) {
 		if wait := refresh(id, true); wait != 0 {
@@ -132,6 +132,19 @@ func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 		}
 		if n := len(l.buckets); n != maxLimiterKeys {
 			t.Errorf("the limiter remembers %d sessions, want the bound %d", n, maxLimiterKeys)
+		}
+	})
+	t.Run("past maxLimiterKeys, a bucket with an attempt pending is never evicted", func(t *testing.T) {
+		settle, _, err := l.reserve(t.Context(), "pending")
+		if err != nil || settle == nil {
+			t.Fatalf("reserve = %v, want an attempt", err)
+		}
+		defer settle(true)
+		for id := range int64(maxLimiterKeys + 500) {
+			refresh(1<<32+id, true)
+		}
+		if _, ok := l.buckets["pending"]; !ok {
+			t.Error("the bucket of a pending attempt was evicted")
 		}
 	})
 	t.Run("a session still in the map keeps its count", func(t *testing.T) {

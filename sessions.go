@@ -1,12 +1,14 @@
 // sessions.go owns what happens after login: the pair of tokens a client
 // holds, their renewal, and their end. The handlers are here; the steps
-// that must be atomic are transactions in store.go, named below, so that
-// this comment is the one map of the whole state machine.
+// that must be atomic are transactions in store.go, named below (store.X
+// is a method of the store; insertUser, randomGeneration,
+// checkSessionUnchanged and insertSession are functions of store.go), so
+// that this comment is the one map of the whole state machine.
 //
 // How a session works, and how it ends:
-//   - A new user starts at a random token generation (store.insertUser,
-//     store.randomGeneration), so that no token made for an id before it
-//     was reused, or under the same secret in another database, fits.
+//   - A new user starts at a random token generation (insertUser,
+//     randomGeneration), so that no token made for an id before it was
+//     reused, or under the same secret in another database, fits.
 //   - Login starts a session: one row of the session table
 //     (store.addSession), however often it is refreshed. It answers with a
 //     short-lived access token (a JWT, jwt.go) and a long-lived refresh
@@ -15,7 +17,7 @@
 //     refresh. The row keeps only the SHA-256 digests of the handle and of
 //     the current token, so a copy of the database holds no usable token.
 //     A login that checked a password which a logout or password change
-//     has since retired fails (store.checkSessionUnchanged).
+//     has since retired fails (checkSessionUnchanged).
 //   - POST /auth/refresh finds the session on a reader (store.sessionOf),
 //     then spends the current refresh token and answers with a new pair
 //     (store.rotateSession): the row's digest becomes the new token's.
@@ -29,9 +31,9 @@
 //     rateLimiter): refreshBurst at once, then one every refreshInterval;
 //     past that, 429 with Retry-After. Only refreshes that succeed count.
 //   - A user has at most maxSessionsPerUser sessions: a new login past it
-//     ends the oldest (store.insertSession). Each login also deletes the
-//     user's expired sessions and up to sessionSweepRows expired sessions
-//     of anyone, so the table needs no cleaning job.
+//     ends the oldest (insertSession). Each login also deletes the user's
+//     expired sessions and up to sessionSweepRows expired sessions of
+//     anyone, so the table needs no cleaning job.
 //   - Logout, password change and createsuperuser end every session of the
 //     user at once (store.endSessions, store.changePassword,
 //     store.promoteToSuperuser): they delete the user's sessions and move
@@ -166,10 +168,10 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	var form problems
 	presented, grantType := r.PostFormValue("refresh_token"), r.PostFormValue("grant_type")
-	form.check(presented != "", "body", "refresh_token", "field required", "value_error.missing")
+	form.require(presented != "", "body", "refresh_token")
 	// grant_type is required here (RFC 6749 §6), unlike at login, where
 	// the reference's form makes it optional.
-	form.check(grantType != "", "body", "grant_type", "field required", "value_error.missing")
+	form.require(grantType != "", "body", "grant_type")
 	form.check(grantType == "" || grantType == "refresh_token", "body", "grant_type",
 		`string does not match regex "refresh_token"`, "value_error.str.regex")
 	if err := form.err(); err != nil {
@@ -191,17 +193,13 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 		return errInvalidRefreshToken
 	}
 	// Only a refresh that succeeds counts: a failed one changes nothing or
-	// ends the session, and racing clients with one token then get one 200
-	// and 400s, whose reuse ends the session, rather than 429s.
-	settle, wait, err := a.refreshLimiter.reserve(r.Context(), strconv.FormatInt(session, 10))
-	if err != nil {
-		return err
-	}
-	if settle == nil {
+	// ends the session. Racing clients with one token so all get through
+	// to the store, which answers one of them 200 and the others 400, and
+	// ends the session, whose token two parties hold, rather than 429.
+	limitKey := strconv.FormatInt(session, 10)
+	if wait := a.refreshLimiter.wait(limitKey); wait > 0 {
 		return errTooManyRefreshes.retryIn(wait)
 	}
-	rotated := false
-	defer func() { settle(rotated) }()
 	now := a.now()
 	next, nextGrant := a.nextRefreshToken(handle, now)
 	u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
@@ -211,7 +209,7 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rotated = true
+	a.refreshLimiter.take(limitKey)
 	return a.writeTokens(w, u, next, now)
 }
 

@@ -99,7 +99,7 @@ type store struct {
 	// write: the cost a login of an unknown email must pay.
 	highestCost atomic.Int64
 	// maxUsableCost is the dearest stored cost that counts: a dearer hash
-	// is one nobody can log in with (unusablePasswordHash in auth.go).
+	// is one nobody can log in with (unusablePasswordHash in hashing.go).
 	maxUsableCost atomic.Int64
 
 	// The queries of the hot routes, prepared once on the readers rather
@@ -664,7 +664,7 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 // highestPasswordCost is the highest bcrypt cost among the stored password
 // hashes ($2b$12$… has cost 12) from bcrypt's least, 4, to maxCost, or 0
 // if there are none. A hash of any other cost is one that nobody can log
-// in with (see unusablePasswordHash in auth.go), and making a dummy hash
+// in with (see unusablePasswordHash in hashing.go), and making a dummy hash
 // at its cost would panic (over 31) or take days. The cost is read from
 // the index user_password_cost, highest first, so this takes about as
 // long with a million users as with one.
