@@ -724,7 +724,6 @@ func TestOpenAPIDocument(t *testing.T) {
 	})
 }
 
-
 // TestEveryRouteTheDocumentGuardsNeedsAToken sends each documented
 // operation with no Authorization header to the real handler: those the
 // document marks with a bearer token must answer 401 Not authenticated,
