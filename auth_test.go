@@ -1069,3 +1069,11 @@ func burstStatuses(n int, attempt func(i int) *http.Response) map[int]int {
 	}
 	return counts
 }
+
+// dummyCost is the cost of the dummy hash, 0 before there is one.
+func (p *passwordHasher) dummyCost() int {
+	if d := p.dummy.Load(); d != nil {
+		return d.cost
+	}
+	return 0
+}

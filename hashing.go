@@ -328,14 +328,6 @@ func (p *passwordHasher) compareUnknown(ctx context.Context, cost int, password 
 	})
 }
 
-// dummyCost is the cost of the dummy hash, 0 before there is one.
-func (p *passwordHasher) dummyCost() int {
-	if d := p.dummy.Load(); d != nil {
-		return d.cost
-	}
-	return 0
-}
-
 // maxStoredCost is the dearest stored hash a login compares against,
 // unless BCRYPT_COST is set higher. Each step doubles the work: cost 12
 // takes about 0.25 s of a CPU, cost 18 about 15 s, cost 31 about four

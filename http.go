@@ -108,22 +108,16 @@ func (p *problems) require(present bool, where, name string) {
 	p.check(present, where, name, "field required", "value_error.missing")
 }
 
-// err is nil if no problem was recorded, else the 422 that lists them.
+// err is nil if no problem was recorded, else the problems themselves: a
+// 422 that lists them all.
 func (p problems) err() error {
 	if len(p) == 0 {
 		return nil
 	}
-	return &validationError{problems: p}
+	return p
 }
 
-// validationError is a 422: every bad value in the request.
-type validationError struct {
-	problems []problem
-}
-
-func (e *validationError) Error() string {
-	return fmt.Sprintf("validation failed: %d problems", len(e.problems))
-}
+func (p problems) Error() string { return fmt.Sprintf("validation failed: %d problems", len(p)) }
 
 // api adapts a handler that returns an error into an http.Handler, so
 // that each handler reads as decode, check, act, encode, and every error
@@ -137,17 +131,17 @@ func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 }
 
 // writeError is the one place where errors become HTTP responses. An
-// apiError or validationError is shown as it is; anything else is logged,
+// apiError or problems are shown as they are; anything else is logged,
 // and the client learns no more than its status.
 func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		apiErr  *apiError
-		invalid *validationError
+		invalid problems
 		tooBig  *http.MaxBytesError
 	)
 	switch {
 	case errors.As(err, &invalid):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string][]problem{"detail": invalid.problems})
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]problems{"detail": invalid})
 		return
 	case errors.As(err, &tooBig):
 		// Close the connection rather than read the rest of the body

@@ -331,11 +331,11 @@ func FuzzDecodeJSONObject(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fields, err := decodeForFuzz(body)
 		if err != nil {
-			invalid, ok := err.(*validationError)
-			if !ok || len(invalid.problems) != 1 {
+			invalid, ok := err.(problems)
+			if !ok || len(invalid) != 1 {
 				t.Fatalf("decode %q = %v, want one 422 problem", body, err)
 			}
-			if loc := invalid.problems[0].Loc; len(loc) == 2 && !repeatsName(body, loc[1]) {
+			if loc := invalid[0].Loc; len(loc) == 2 && !repeatsName(body, loc[1]) {
 				t.Fatalf("decode %q refused %q as repeated, but encoding/json sees it once", body, loc[1])
 			}
 			return
