@@ -144,12 +144,17 @@ func TestLogin(t *testing.T) {
 	})
 	t.Run("an unknown email costs one bcrypt compare at the configured cost, like a wrong password", func(t *testing.T) {
 		for _, username := range []string{"cook@example.com", "nobody@example.com"} {
+			dummy := e.passwords.dummy.Load()
 			resp, n := hashingJobs(t, e, func() *http.Response {
 				return e.tryLogin(username, "wrong-password")
 			})
 			expectStatus(t, resp, http.StatusBadRequest)
 			if n != 1 {
 				t.Errorf("login as %s ran %d bcrypt runs, want 1, the compare", username, n)
+			}
+			// The one run compared: a hash would have made a new dummy.
+			if e.passwords.dummy.Load() != dummy {
+				t.Errorf("login as %s made a new dummy hash, where it should compare against the one there is", username)
 			}
 		}
 		if cost := e.passwords.dummyCost(); cost != e.cfg.bcryptCost {
@@ -158,10 +163,17 @@ func TestLogin(t *testing.T) {
 	})
 	t.Run("a right password costs one bcrypt compare and no hash", func(t *testing.T) {
 		// A 200 needs the compare, so one run in all leaves none for a hash.
+		before, err := e.store.userByEmail(t.Context(), "cook@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, n := hashingJobs(t, e, func() *http.Response { return e.postForm("/api/v1/auth/login", good) })
 		expectStatus(t, resp, http.StatusOK)
 		if n != 1 {
 			t.Errorf("login ran %d bcrypt runs, before and after its answer; want 1, the compare, and no hash", n)
+		}
+		if after, err := e.store.userByEmail(t.Context(), "cook@example.com"); err != nil || after.HashedPassword != before.HashedPassword {
+			t.Errorf("a login at the configured cost stored a new hash (%v)", err)
 		}
 	})
 	for _, tc := range []struct {
