@@ -369,23 +369,11 @@ func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 	}
 
 	t.Run("no column of session holds the token or its handle, as text or as bytes", func(t *testing.T) {
-		rows, err := e.store.reader.Query("SELECT * FROM session")
-		if err != nil {
-			t.Fatal(err)
+		cols, rows := queryRows(t, e.store.reader, "SELECT * FROM session")
+		if len(rows) == 0 {
+			t.Fatal("session has no rows after a login")
 		}
-		defer rows.Close()
-		cols, _ := rows.Columns()
-		n := 0
-		for rows.Next() {
-			n++
-			values := make([]any, len(cols))
-			pointers := make([]any, len(cols))
-			for i := range values {
-				pointers[i] = &values[i]
-			}
-			if err := rows.Scan(pointers...); err != nil {
-				t.Fatal(err)
-			}
+		for _, values := range rows {
 			for i, v := range values {
 				var b []byte
 				switch v := v.(type) {
@@ -401,12 +389,6 @@ func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 					t.Errorf("column %s of session holds the refresh token or its handle", cols[i])
 				}
 			}
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatal("session has no rows after a login")
 		}
 	})
 	t.Run("the digests are the SHA-256 of the token and of its handle", func(t *testing.T) {

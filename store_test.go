@@ -114,38 +114,48 @@ func makeReferenceDB(t *testing.T, path string, rows ...string) {
 	execAll(t, db, rows...)
 }
 
-// dump returns every row query yields, one line per row, for comparing a
-// table before and after.
-func dump(t *testing.T, db *sql.DB, query string) string {
+// queryRows returns the columns and every row that query yields, each
+// value as the driver gives it.
+func queryRows(t *testing.T, db *sql.DB, query string) (cols []string, rows [][]any) {
 	t.Helper()
-	rows, err := db.Query(query)
+	result, err := db.Query(query)
 	if err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
+	defer result.Close()
+	if cols, err = result.Columns(); err != nil {
 		t.Fatal(err)
 	}
-	var out strings.Builder
-	for rows.Next() {
+	for result.Next() {
 		values := make([]any, len(cols))
 		pointers := make([]any, len(cols))
 		for i := range values {
 			pointers[i] = &values[i]
 		}
-		if err := rows.Scan(pointers...); err != nil {
+		if err := result.Scan(pointers...); err != nil {
 			t.Fatal(err)
 		}
+		rows = append(rows, values)
+	}
+	if err := result.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return cols, rows
+}
+
+// dump returns every row query yields, one line per row, for comparing a
+// table before and after.
+func dump(t *testing.T, db *sql.DB, query string) string {
+	t.Helper()
+	_, rows := queryRows(t, db, query)
+	var out strings.Builder
+	for _, values := range rows {
 		for i, v := range values {
 			if b, ok := v.([]byte); ok {
 				values[i] = string(b)
 			}
 		}
 		fmt.Fprintf(&out, "%q\n", values)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out.String()
 }
