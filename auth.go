@@ -74,7 +74,7 @@ func (a *app) handleSignup(w http.ResponseWriter, r *http.Request) error {
 	// client sends are ignored.
 	email := body.text("email", true)
 	if email != nil {
-		*email = strings.TrimSpace(*email)
+		*email = cleanEmail(*email)
 		if msg := checkEmail(*email); msg != "" {
 			body.add("body", "email", msg, "value_error.email")
 		}
@@ -104,6 +104,10 @@ func (a *app) handleSignup(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusCreated, viewUser(u))
 }
+
+// cleanEmail is an email as it is checked, stored and looked up: without
+// the white space around it, which a form or a paste easily adds.
+func cleanEmail(email string) string { return strings.TrimSpace(email) }
 
 // checkEmail returns what is wrong with email as an address to sign up
 // with, or "" if nothing is.
@@ -185,8 +189,9 @@ func checkName(p *problems, name string, value *string) {
 // checkMaxChars records a problem with body member name if value is
 // longer than the reference's VARCHAR(256) columns allow.
 func checkMaxChars(p *problems, name, value string) {
-	p.check(utf8.RuneCountInString(value) <= maxTextChars, "body", name,
-		fmt.Sprintf("ensure this value has at most %d characters", maxTextChars), "value_error.any_str.max_length")
+	if utf8.RuneCountInString(value) > maxTextChars {
+		p.tooLong("body", name, maxTextChars)
+	}
 }
 
 // checkPassword records a problem with body member name unless password
@@ -195,8 +200,9 @@ func checkMaxChars(p *problems, name, value string) {
 // also have at least minPasswordBytes. The operator's commands apply the
 // same rule (passwordProblem).
 func checkPassword(p *problems, name, password string, isNew bool) {
-	p.check(!isNew || len(password) >= minPasswordBytes, "body", name,
-		fmt.Sprintf("ensure this value has at least %d characters", minPasswordBytes), "value_error.any_str.min_length")
+	if isNew && len(password) < minPasswordBytes {
+		p.tooShort("body", name, minPasswordBytes)
+	}
 	p.check(len(password) <= maxPasswordBytes, "body", name,
 		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
 }
@@ -206,7 +212,8 @@ func checkPassword(p *problems, name, password string, isNew bool) {
 // what is wrong with it, or "" if nothing is.
 func passwordProblem(password string) string {
 	var p problems
-	if checkPassword(&p, "password", password, true); len(p) > 0 {
+	checkPassword(&p, "password", password, true)
+	if len(p) > 0 {
 		return fmt.Sprintf("must be %d to %d bytes", minPasswordBytes, maxPasswordBytes)
 	}
 	return ""
@@ -248,7 +255,7 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 // account's hash or, for an unknown email, of the dearest stored hash, so
 // their timing does not reveal which emails exist.
 func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
-	u, err := a.store.userByEmail(ctx, strings.TrimSpace(email))
+	u, err := a.store.userByEmail(ctx, cleanEmail(email))
 	if err != nil && !errors.Is(err, errNotFound) {
 		return user{}, err
 	}

@@ -41,7 +41,7 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 // printed once. For an existing user, a password given also replaces the
 // old one; either way every session of the user ends.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, _ io.Writer) error {
-	email := strings.TrimSpace(cfg.superuserEmail)
+	email := cleanEmail(cfg.superuserEmail)
 	if msg := checkEmail(email); msg != "" {
 		return usageError{fmt.Errorf("-email %q: %s", email, msg)}
 	}
@@ -51,7 +51,7 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	}
 	generated := password == ""
 	if generated {
-		password = randomToken(18)
+		password = generatePassword()
 	}
 	if msg := passwordProblem(password); msg != "" {
 		return fmt.Errorf("the password %s", msg)

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -50,6 +51,16 @@ var settings = []setting{
 	{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines"},
 	{env: "TLS_CERT_FILE", flag: "-tls-cert", shown: "none: plain HTTP", about: "TLS certificate file, PEM; with TLS_KEY_FILE, serve HTTPS and HTTP/2"},
 	{env: "TLS_KEY_FILE", flag: "-tls-key", shown: "none", about: "TLS private key file, PEM"},
+}
+
+// commandNames lists the commands for an error message: "serve, migrate,
+// … and healthcheck".
+func commandNames() string {
+	names := make([]string, len(commandSummaries))
+	for i, c := range commandSummaries {
+		names[i] = c.name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // settingDefault is the default of the environment variable name, "" if it

@@ -108,6 +108,24 @@ func (p *problems) require(present bool, where, name string) {
 	p.check(present, where, name, "field required", "value_error.missing")
 }
 
+// The problems that several checks share, worded as FastAPI words them
+// (which counts a password's length in characters; we count bytes, as
+// bcrypt does).
+
+func (p *problems) notInteger(where, name string) {
+	p.add(where, name, "value is not a valid integer", "type_error.integer")
+}
+
+func (p *problems) tooShort(where, name string, chars int) {
+	p.add(where, name, fmt.Sprintf("ensure this value has at least %d characters", chars), "value_error.any_str.min_length")
+}
+
+func (p *problems) tooLong(where, name string, chars int) {
+	p.add(where, name, tooLongText(chars), "value_error.any_str.max_length")
+}
+
+func tooLongText(chars int) string { return fmt.Sprintf("ensure this value has at most %d characters", chars) }
+
 // err is nil if no problem was recorded, else the problems themselves: a
 // 422 that lists them all.
 func (p problems) err() error {
@@ -200,18 +218,11 @@ type jsonFields struct {
 	problems
 }
 
-// decodeJSONObject reads a request body that must be one JSON object, and
-// returns its members by exact name. Names match exactly (encoding/json
-// would match "EMAIL" to an "email" field) and unknown members are left
-// for the caller to ignore, as FastAPI ignores them.
-//
-// Nothing is silently rewritten: a body that is not valid UTF-8, or holds
-// an escaped lone surrogate ("\ud800"), is refused at ["body"] instead of
-// being decoded with U+FFFD in place of the bad bytes; a member name that
-// repeats, once escapes are decoded, is refused at ["body", name] instead
-// of the last one winning, as encoding/json would have it (a proxy that
-// read the first would see another request than ours). The rules are
-// forEachMember's (jsonobject.go), which the token parser applies too.
+// decodeJSONObject reads a request body that must be one JSON object, by
+// forEachMember's rules (jsonobject.go), and returns its members by exact
+// name; unknown members are left for the caller to ignore, as FastAPI
+// ignores them. A repeated member is refused at ["body", name], any other
+// broken body at ["body"].
 func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
@@ -248,7 +259,7 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 func (f *jsonFields) text(name string, required bool) *string {
 	raw, ok := f.members[name]
 	if !ok || string(raw) == "null" {
-		f.require(!required, "body", name)
+		f.require(!required, "body", name) // an optional member may be missing
 		return nil
 	}
 	var s string
@@ -267,7 +278,7 @@ func (f *jsonFields) integer(name string) *int64 {
 	}
 	var n int64
 	if err := json.Unmarshal(raw, &n); err != nil {
-		f.add("body", name, "value is not a valid integer", "type_error.integer")
+		f.notInteger("body", name)
 		return nil
 	}
 	return &n
@@ -412,6 +423,9 @@ func (a *app) limitBodies(next http.Handler) http.Handler {
 // none of its own: JSON loads nothing, and no page of ours may be framed.
 const apiPolicy = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// securityHeaders sets the headers that keep a browser from sniffing,
+// framing or leaking a response; a handler may set a policy of its own
+// (the home page, /docs).
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -453,9 +467,9 @@ func (a *app) cors(next http.Handler) http.Handler {
 	})
 }
 
-// jsonNotFound makes the mux's own 404 and 405 answers JSON like every
+// jsonMuxErrors makes the mux's own 404 and 405 answers JSON like every
 // other error, keeping the 405's Allow header.
-func (a *app) jsonNotFound(mux *http.ServeMux) http.Handler {
+func (a *app) jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, pattern := mux.Handler(r); pattern == "" {
 			// No route: h is the mux's plain-text 404 or 405, or a

@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -89,7 +88,7 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		return settingDefault(name)
 	}
 	cfg := config{
-		firstSuperuser:         strings.TrimSpace(env("FIRST_SUPERUSER")),
+		firstSuperuser:         cleanEmail(env("FIRST_SUPERUSER")),
 		firstSuperuserPassword: env("FIRST_SUPERUSER_PW"),
 	}
 
@@ -143,8 +142,9 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		return n
 	}
 	number := func(name string, low, high int) int { return wholeNumber(name, env(name), low, high) }
-	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, 5256000)) * time.Minute
-	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, 5256000)) * time.Minute
+	const maxLifetimeMinutes = 10 * 365 * 24 * 60 // ten years
+	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
+	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
 	cfg.bcryptCost = number("BCRYPT_COST", 4, 31)
 	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, 1000000)
 	if takes("serve") {
@@ -158,8 +158,10 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 		}
 		cfg.tokenSecret = []byte(secret)
 	}
-	if msg := passwordProblem(cfg.firstSuperuserPassword); cfg.firstSuperuserPassword != "" && msg != "" {
-		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW %s", msg))
+	if pw := cfg.firstSuperuserPassword; pw != "" {
+		if msg := passwordProblem(pw); msg != "" {
+			errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW %s", msg))
+		}
 	}
 	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
 		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
@@ -323,7 +325,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	do, ok := commands[command]
 	if !ok {
-		return usageError{fmt.Errorf("unknown command %q; the commands are serve, migrate, createsuperuser, backup, version and healthcheck (recipeapi -h says more)", command)}
+		return usageError{fmt.Errorf("unknown command %q; the commands are %s (recipeapi -h says more)", command, commandNames())}
 	}
 	cfg, err := loadConfig(command, args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -495,7 +497,7 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 	if a.passwords.priorityErr != nil {
 		logger.Warn("password hashing runs at normal priority", "err", a.passwords.priorityErr)
 	}
-	if err := seedFirstSuperuser(ctx, a.store, a.passwords, cfg, stdout, logger); err != nil {
+	if err = seedFirstSuperuser(ctx, a.store, a.passwords, cfg, stdout, logger); err != nil {
 		return nil, err
 	}
 	for _, o := range cfg.corsOrigins {
@@ -505,11 +507,12 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	// Outermost first: a panic anywhere is caught and logged with the
-	// request; every response carries the security headers and, for the
-	// configured origins, the CORS headers (a 413 too, so that a browser
-	// client can read it); every request body is capped.
-	a.handler = a.recoverPanics(a.logRequests(securityHeaders(a.cors(a.limitBodies(a.jsonNotFound(mux))))))
+	// Outermost first: every request gets an id and a line in the log, and
+	// a panic below is caught and logged with that id; every response
+	// carries the security headers and, for the configured origins, the
+	// CORS headers (a 413 too, so that a browser client can read it);
+	// every request body is capped.
+	a.handler = a.logRequests(a.recoverPanics(securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))
 	return a, nil
 }
 
@@ -589,7 +592,7 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 	password := cfg.firstSuperuserPassword
 	generated := password == ""
 	if generated {
-		password = randomToken(18) // 24 characters
+		password = generatePassword()
 	}
 	hash, err := passwords.hash(ctx, password)
 	if err != nil {
@@ -606,9 +609,4 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 		fmt.Fprintf(stdout, "Created the first superuser %s with the password from FIRST_SUPERUSER_PW\n", cfg.firstSuperuser)
 	}
 	return nil
-}
-
-// randomToken returns n random bytes as unpadded base64url.
-func randomToken(n int) string {
-	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
 }

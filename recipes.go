@@ -69,7 +69,9 @@ func (a *app) handleRecipe(w http.ResponseWriter, r *http.Request) error {
 func recipeIDFromPath(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("recipe_id"), 10, 64)
 	var path problems
-	path.check(err == nil, "path", "recipe_id", "value is not a valid integer", "type_error.integer")
+	if err != nil {
+		path.notInteger("path", "recipe_id")
+	}
 	return id, path.err()
 }
 
@@ -96,7 +98,7 @@ func intParam(query url.Values, name string, fallback, low, high int, p *problem
 	n, err := strconv.Atoi(query.Get(name))
 	switch {
 	case err != nil:
-		p.add("query", name, "value is not a valid integer", "type_error.integer")
+		p.notInteger("query", name)
 	case n < low && high == math.MaxInt:
 		p.add("query", name, fmt.Sprintf("ensure this value is greater than or equal to %d", low), "value_error.number.not_ge")
 	case n < low || n > high:
@@ -122,7 +124,7 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	keyword := searchKeyword(query.Get("keyword"))
 	chars := utf8.RuneCountInString(keyword)
 	if query.Has("keyword") && chars < minKeywordChars {
-		bad.add("query", "keyword", fmt.Sprintf("ensure this value has at least %d characters", minKeywordChars), "value_error.any_str.min_length")
+		bad.tooShort("query", "keyword", minKeywordChars)
 	}
 	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &bad)
 	if err := bad.err(); err != nil {
@@ -241,8 +243,9 @@ func readRecipeFields(body *jsonFields) recipe {
 	var rec recipe
 	if label := body.text("label", true); label != nil {
 		rec.Label = *label
-		body.check(strings.TrimSpace(rec.Label) != "", "body", "label",
-			"ensure this value has at least 1 characters", "value_error.any_str.min_length")
+		if strings.TrimSpace(rec.Label) == "" {
+			body.tooShort("body", "label", 1)
+		}
 		checkMaxChars(&body.problems, "label", rec.Label)
 	}
 	if source := body.text("source", true); source != nil {
@@ -266,7 +269,7 @@ func readRecipeFields(body *jsonFields) recipe {
 // silently, so a link could lead elsewhere than it reads.
 func urlProblem(link string) (msg, typ string) {
 	if utf8.RuneCountInString(link) > maxTextChars {
-		return fmt.Sprintf("ensure this value has at most %d characters", maxTextChars), "value_error.any_str.max_length"
+		return tooLongText(maxTextChars), "value_error.any_str.max_length"
 	}
 	r, hidden := invisibleRune(link)
 	if strings.Contains(link, " ") {

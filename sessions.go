@@ -111,6 +111,15 @@ func randomBytes(n int) []byte {
 	return b
 }
 
+// randomToken returns n random bytes as unpadded base64url.
+func randomToken(n int) string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
+}
+
+// generatePassword makes a password for an operator who gave none: 24
+// characters, 144 random bits.
+func generatePassword() string { return randomToken(18) }
+
 // parseRefreshToken returns what the store knows a presented refresh
 // token by: the digests of the whole token and of its handle, its first
 // sessionHandleBytes bytes, which it also returns. ok is false if the
