@@ -124,7 +124,9 @@ func (p *problems) tooLong(where, name string, chars int) {
 	p.add(where, name, tooLongText(chars), "value_error.any_str.max_length")
 }
 
-func tooLongText(chars int) string { return fmt.Sprintf("ensure this value has at most %d characters", chars) }
+func tooLongText(chars int) string {
+	return fmt.Sprintf("ensure this value has at most %d characters", chars)
+}
 
 // err is nil if no problem was recorded, else the problems themselves: a
 // 422 that lists them all.
