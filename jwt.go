@@ -11,7 +11,9 @@
 //  2. No byte is '\r' or '\n'. Go's strict base64 decoder refuses every
 //     other byte outside A–Z a–z 0–9 - _, but skips those two, so without
 //     this check one token would have many spellings.
-//  3. Each part is unpadded base64url, decoded strictly (no stray bits).
+//  3. Each part is unpadded base64url, decoded strictly (no stray bits):
+//     the signature here, the header and payload when rules 4 and 6 read
+//     them.
 //  4. The header is a JSON object in valid UTF-8, with no escaped lone
 //     surrogate, and with exactly-named, non-repeated members;
 //     "alg" is exactly "HS256"; "typ", if present, is "JWT"; a "crit"
@@ -77,12 +79,11 @@ var errInvalidToken = errors.New("invalid token")
 // reference and ours look alike.
 var tokenHeaderB64 = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// accessClaims is what a verified access token says.
+// accessClaims is what a verified access token says: whose it is, and of
+// which of that user's token generations.
 type accessClaims struct {
 	UserID     int64
-	Generation int64     // the user's token generation when it was issued
-	IssuedAt   time.Time // zero if the token has no "iat"
-	ExpiresAt  time.Time
+	Generation int64
 }
 
 // tokenKey is an HS256 key. It keeps a pool of HMACs keyed by it, since
@@ -102,8 +103,7 @@ func (k *tokenKey) sum(signingInput []byte) []byte {
 	defer k.macs.Put(mac)
 	mac.Reset()
 	mac.Write(signingInput)
-	var sum [sha256.Size]byte
-	return mac.Sum(sum[:0])
+	return mac.Sum(nil)
 }
 
 // signAccessToken returns an access token for userID in the given token
@@ -112,7 +112,7 @@ func (k *tokenKey) sum(signingInput []byte) []byte {
 // then "gen" unless it is 0: until a user first logs out or changes
 // password, our tokens are exactly those the reference would make.
 func signAccessToken(key *tokenKey, userID, generation int64, now time.Time, lifetime time.Duration) string {
-	payload := fmt.Appendf(nil, `{"type":"access_token","exp":%d,"iat":%d,"sub":"%d"`, now.Add(lifetime).Unix(), now.Unix(), userID)
+	payload := fmt.Appendf(nil, `{"type":%q,"exp":%d,"iat":%d,"sub":"%d"`, accessTokenType, now.Add(lifetime).Unix(), now.Unix(), userID)
 	if generation != 0 {
 		payload = fmt.Appendf(payload, `,"gen":%d`, generation)
 	}
@@ -124,7 +124,7 @@ func signAccessToken(key *tokenKey, userID, generation int64, now time.Time, lif
 // and returns the token's claims only if all of them hold.
 func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims, error) {
 	invalid := func(format string, args ...any) (accessClaims, error) {
-		return accessClaims{}, fmt.Errorf("%w: "+format, append([]any{errInvalidToken}, args...)...)
+		return accessClaims{}, fmt.Errorf("%w: %s", errInvalidToken, fmt.Sprintf(format, args...))
 	}
 	// Rule 1: size, then exactly three parts.
 	if len(token) > maxTokenBytes {
@@ -183,6 +183,7 @@ func decodeSegment(s string) ([]byte, error) {
 
 var strictRawURL = base64.RawURLEncoding.Strict()
 
+// checkHeader applies rule 4 to a header other than the one we write.
 func checkHeader(headerB64 string) error {
 	header, err := decodeSegment(headerB64)
 	if err != nil {
@@ -212,6 +213,7 @@ func checkHeader(headerB64 string) error {
 	return nil
 }
 
+// checkClaims applies rule 6 to the payload, whose MAC has been checked.
 func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 	payload, err := decodeSegment(payloadB64)
 	if err != nil {
@@ -262,16 +264,7 @@ func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 	case err != nil || userID <= 0 || strconv.FormatInt(userID, 10) != sub:
 		return accessClaims{}, errors.New(`"sub" is not a user id`)
 	}
-	claims := accessClaims{UserID: userID, Generation: int64(gen), ExpiresAt: secondsToTime(*exp)}
-	if iat != nil {
-		claims.IssuedAt = secondsToTime(*iat)
-	}
-	return claims, nil
-}
-
-func secondsToTime(seconds float64) time.Time {
-	whole, frac := math.Modf(seconds)
-	return time.Unix(int64(whole), int64(frac*1e9))
+	return accessClaims{UserID: userID, Generation: int64(gen)}, nil
 }
 
 // jsonString decodes a JSON string value; anything else is an error.
@@ -293,8 +286,8 @@ func jsonNumber(value []byte) (float64, error) {
 }
 
 // jsonDate decodes a NumericDate (RFC 7519 §2), seconds since 1970, of
-// at most about the year 36800: beyond that, float64 seconds would not
-// convert to a time.Time.
+// at most 2^40 (about the year 36800): a cap far past any real token, so
+// that no date is near the limits of a float64 or of a time.Time.
 func jsonDate(value []byte) (*float64, error) {
 	seconds, err := jsonNumber(value)
 	if err == nil && (seconds < 0 || seconds >= 1<<40) {
