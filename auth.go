@@ -1,5 +1,6 @@
 // auth.go owns who a caller is: signup, login, the bearer-token check that
-// guards the private routes, and the limit on login and signup attempts.
+// guards the private routes, and the limit on signup, login and password
+// change attempts.
 // The hashing itself is in hashing.go.
 //
 // What it defends, and how:
@@ -12,12 +13,8 @@
 //     account exists. The dummy follows the stored hashes as they change.
 //   - A successful login whose stored hash is cheaper than BCRYPT_COST
 //     stores a new one at BCRYPT_COST, after the answer (rehashLater).
-//   - Hashing is CPU-bound and slow on purpose. It runs on one worker
-//     thread per CPU at the lowest OS priority, so it uses every idle CPU
-//     but the kernel runs requests first. Its queue is bounded by the wait
-//     it would cause: a burst waits its turn, and only past maxHashingWait
-//     of expected wait is a request refused with 503 and Retry-After
-//     (passwordHasher, hashing.go).
+//   - Hashing runs on a pool at the lowest OS priority with a queue bounded
+//     by the wait it would cause (passwordHasher, hashing.go).
 //   - Attempts are counted per client address (r.RemoteAddr; a forwarded
 //     address only from a configured proxy) and slowed with 429 past the
 //     limit. Every signup counts; of logins and password changes only the
@@ -333,6 +330,7 @@ const maxLoggedUnusableHashes = 1000
 type unusableHashLog struct {
 	mu     sync.Mutex
 	logged map[int64]bool
+	full   bool // maxLoggedUnusableHashes are logged, and that was said
 }
 
 func (a *app) logUnusableHash(userID int64, reason string) {
@@ -343,10 +341,10 @@ func (a *app) logUnusableHash(userID int64, reason string) {
 		l.logged = map[int64]bool{}
 	}
 	switch {
-	case l.logged[userID] || len(l.logged) > maxLoggedUnusableHashes:
+	case l.logged[userID] || l.full:
 		return
 	case len(l.logged) == maxLoggedUnusableHashes:
-		l.logged[-1] = true // counts as one more, so that this is said once
+		l.full = true
 		a.logger.Warn("more users have unusable password hashes; they are no longer logged")
 		return
 	}
@@ -392,9 +390,9 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 	})
 }
 
-// limitLogins answers 429 to a client address that has used up its
-// attempts; every attempt counts. It guards signup. See rateLimiter.
-func (a *app) limitLogins(next http.Handler) http.Handler {
+// limitSignups answers 429 to a client address that has used up its
+// attempts; every signup counts. See rateLimiter.
+func (a *app) limitSignups(next http.Handler) http.Handler {
 	if a.loginLimiter == nil {
 		return next
 	}
@@ -409,10 +407,11 @@ func (a *app) limitLogins(next http.Handler) http.Handler {
 
 // limitFailedLogins answers 429 to a client address that has used up its
 // attempts, before any hashing; only failed attempts count. It guards
-// login and password change, whose one 400 answer is a wrong password or
-// unknown email: that is the failure. Any other answer gives the attempt
-// back, so that many people behind one address (a classroom, an office
-// NAT) can all log in. See rateLimiter.reserve.
+// login and password change, whose 400 is a wrong password or unknown
+// email (or, for a password change, a body that could not be read): that
+// is the failure. Any other answer gives the attempt back, so that many
+// people behind one address (a classroom, an office NAT) can all log in.
+// See rateLimiter.reserve.
 func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 	if a.loginLimiter == nil {
 		return next

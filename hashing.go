@@ -125,7 +125,7 @@ func newPasswordHasher(cost int) *passwordHasher {
 func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
 	// A stored hash dearer than a login can afford is unusable, and must
 	// not set the dummy's cost either.
-	if err := st.limitPasswordCosts(ctx, max(cost, maxStoredCost)); err != nil {
+	if err := st.setMaxUsableCost(ctx, maxUsableCost(cost)); err != nil {
 		return nil, err
 	}
 	p := newPasswordHasher(cost)
@@ -217,7 +217,7 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 	}
 	if wait := p.expectedWait(); wait > p.maxWait {
 		p.mu.Unlock()
-		return errHashersBusy.retryIn(max(wait, time.Second)) // writeError rounds up to whole seconds
+		return errHashersBusy.retryIn(wait)
 	}
 	job.waiting = p.queue.PushBack(job)
 	p.wake.Signal()
@@ -270,6 +270,7 @@ func (p *passwordHasher) close() {
 	p.workersDone.Wait()
 }
 
+// hash returns a bcrypt hash of password at the pool's cost.
 func (p *passwordHasher) hash(ctx context.Context, password string) (string, error) {
 	var hash []byte
 	var err error
@@ -335,16 +336,19 @@ func (p *passwordHasher) compareUnknown(ctx context.Context, cost int, password 
 // would hold a hashing slot far past any client's patience.
 const maxStoredCost = 18
 
+// maxUsableCost is the dearest stored hash that a login under BCRYPT_COST
+// cost compares against: a dearer one is unusable.
+func maxUsableCost(cost int) int { return max(cost, maxStoredCost) }
+
 // unusablePasswordHash says why nobody can log in with hash, or returns ""
-// if it is a bcrypt hash of a cost from 4 to the greater of cost (the
-// configured one) and maxStoredCost.
+// if it is a bcrypt hash of a cost from 4 to maxUsableCost(cost).
 func unusablePasswordHash(hash string, cost int) string {
 	stored, err := bcrypt.Cost([]byte(hash))
 	switch {
 	case err != nil:
 		return err.Error() // bcrypt's own errors never show the hash
-	case stored > max(cost, maxStoredCost):
-		return fmt.Sprintf("bcrypt cost %d is over %d", stored, max(cost, maxStoredCost))
+	case stored > maxUsableCost(cost):
+		return fmt.Sprintf("bcrypt cost %d is over %d", stored, maxUsableCost(cost))
 	}
 	return ""
 }

@@ -42,9 +42,7 @@ func (e *repeatedMemberError) Error() string { return fmt.Sprintf("member %q rep
 // "\u0065xp" is "exp"). Names are compared exactly, byte for byte.
 func forEachMember(data []byte, fn func(name, value []byte) error) error {
 	// json.Valid does not check UTF-8 inside strings, nor surrogate
-	// escapes; RFC 8725 §3.7 asks for UTF-8 only, and encoding/json would
-	// silently replace either with U+FFFD, so that many different texts
-	// would decode to the same value.
+	// escapes; RFC 8725 §3.7 asks for UTF-8 only.
 	switch {
 	case !utf8.Valid(data):
 		return errNotUTF8

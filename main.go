@@ -534,13 +534,13 @@ type route struct {
 
 // routes is the service's whole API surface. The guards of each route are
 // the wrappers around its handler: requireUser lets only a signed-in user
-// through, and hands the handler that user (auth.go); limitLogins and
+// through, and hands the handler that user (auth.go); limitSignups and
 // limitFailedLogins count attempts per client address (auth.go), with a
 // rateLimiter (ratelimit.go); the refresh limit is inside handleRefresh,
 // since it counts per session (sessions.go).
 func (a *app) routes() []route {
 	return []route{
-		{"POST /api/v1/auth/signup", a.limitLogins(a.api(a.handleSignup))},
+		{"POST /api/v1/auth/signup", a.limitSignups(a.api(a.handleSignup))},
 		{"POST /api/v1/auth/login", a.limitFailedLogins(a.api(a.handleLogin))},
 		{"GET /api/v1/auth/me", a.requireUser(a.handleMe)},
 		{"POST /api/v1/auth/refresh", a.api(a.handleRefresh)},

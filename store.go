@@ -36,6 +36,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/crypto/bcrypt"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -98,9 +99,9 @@ type store struct {
 	// hashes, read at open and again whenever watchExternalWrites sees a
 	// write: the cost a login of an unknown email must pay.
 	highestCost atomic.Int64
-	// maxUsableCost is the dearest stored cost that counts: a dearer hash
+	// costLimit is the dearest stored cost that counts: a dearer hash
 	// is one nobody can log in with (unusablePasswordHash in hashing.go).
-	maxUsableCost atomic.Int64
+	costLimit atomic.Int64
 
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
@@ -153,7 +154,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	// One more than the readers: the poller of watchExternalWrites keeps one.
 	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
-	s.maxUsableCost.Store(31) // bcrypt's dearest, until newPasswordHasherFor says
+	s.costLimit.Store(int64(bcrypt.MaxCost)) // until newPasswordHasherFor says
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
@@ -681,17 +682,17 @@ func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, erro
 // notePasswordCosts reads the highest usable stored cost into
 // s.highestCost.
 func (s *store) notePasswordCosts(ctx context.Context) error {
-	cost, err := s.highestPasswordCost(ctx, int(s.maxUsableCost.Load()))
+	cost, err := s.highestPasswordCost(ctx, int(s.costLimit.Load()))
 	if err == nil {
 		s.highestCost.Store(int64(cost))
 	}
 	return err
 }
 
-// limitPasswordCosts sets the dearest stored cost that counts as usable
-// (see unusablePasswordHash) and reads the highest stored cost again.
-func (s *store) limitPasswordCosts(ctx context.Context, maxCost int) error {
-	s.maxUsableCost.Store(int64(maxCost))
+// setMaxUsableCost sets the dearest stored cost that counts as usable
+// (maxUsableCost, hashing.go) and reads the highest stored cost again.
+func (s *store) setMaxUsableCost(ctx context.Context, maxCost int) error {
+	s.costLimit.Store(int64(maxCost))
 	return s.notePasswordCosts(ctx)
 }
 
