@@ -18,8 +18,9 @@ const maxLimiterKeys = 1 << 16
 // at to choose the one to evict.
 const evictionSample = 8
 
-// rateLimiter is a token bucket per key: each holds up to limit attempts
-// and regains one every period/limit, so a key may burst to limit and then
+// rateLimiter is a token bucket per key: each holds up to the limit given
+// to newRateLimiter and regains one attempt every period/limit, so a key
+// may burst to the limit and then
 // go on at the steady rate. A bucket is kept as the time at which it will
 // be full again (GCRA), which is exact in whole nanoseconds. It is safe
 // for concurrent use.
@@ -36,7 +37,7 @@ const evictionSample = 8
 // own buckets anyway.
 type rateLimiter struct {
 	interval  time.Duration // one attempt comes back in this time
-	burst     time.Duration // limit attempts' worth: a full bucket
+	period    time.Duration // a whole bucket comes back in this time
 	now       func() time.Time
 	mu        sync.Mutex
 	buckets   map[string]*bucket
@@ -56,7 +57,7 @@ func newRateLimiter(limit int, period time.Duration, now func() time.Time) *rate
 	if limit <= 0 {
 		return nil
 	}
-	return &rateLimiter{interval: period / time.Duration(limit), burst: period, now: now,
+	return &rateLimiter{interval: period / time.Duration(limit), period: period, now: now,
 		buckets: map[string]*bucket{}, lastSweep: now()}
 }
 
@@ -92,7 +93,7 @@ func (l *rateLimiter) wait(key string) time.Duration {
 // however large, while spent ones never outrun the budget: at most as
 // many attempts are pending as the key has left. The wait ends with ctx,
 // and otherwise when a pending attempt ends.
-func (l *rateLimiter) reserve(ctx context.Context, key string) (settle func(spent bool), wait time.Duration, err error) {
+func (l *rateLimiter) reserve(ctx context.Context, key string) (func(spent bool), time.Duration, error) {
 	for {
 		l.mu.Lock()
 		now := l.now()
@@ -120,6 +121,8 @@ func (l *rateLimiter) reserve(ctx context.Context, key string) (settle func(spen
 	}
 }
 
+// settle ends an attempt that reserve let through: one not spent is given
+// back; either way, an attempt waiting on b may look again.
 func (l *rateLimiter) settle(b *bucket, spent bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -152,12 +155,12 @@ func (l *rateLimiter) fullAgain(b *bucket, now time.Time) (full time.Time, wait 
 		full = now // a full bucket stays full until used
 	}
 	full = full.Add(l.interval)
-	return full, max(0, full.Sub(now)-l.burst)
+	return full, max(0, full.Sub(now)-l.period)
 }
 
 // bucket is key's bucket. l.mu is held.
 func (l *rateLimiter) bucket(key string, now time.Time) *bucket {
-	if now.Sub(l.lastSweep) >= l.burst {
+	if now.Sub(l.lastSweep) >= l.period {
 		for k, b := range l.buckets {
 			if !b.full.After(now) && b.pending == 0 {
 				delete(l.buckets, k)
@@ -180,20 +183,20 @@ func (l *rateLimiter) bucket(key string, now time.Time) *bucket {
 // pending, picked at random, the one that will be full soonest. l.mu is
 // held.
 func (l *rateLimiter) evictOne() {
-	var victim *string
-	seen := 0
+	victim, seen := "", 0
+	var victimFull time.Time
 	for k, b := range l.buckets { // Go starts a map's range at random
 		if b.pending > 0 {
 			continue
 		}
-		if victim == nil || b.full.Before(l.buckets[*victim].full) {
-			victim = &k
+		if seen == 0 || b.full.Before(victimFull) {
+			victim, victimFull = k, b.full
 		}
 		if seen++; seen == evictionSample {
 			break
 		}
 	}
-	if victim != nil {
-		delete(l.buckets, *victim)
+	if seen > 0 {
+		delete(l.buckets, victim)
 	}
 }
