@@ -2,7 +2,7 @@
 // holds, their renewal, and their end. The handlers are here; the steps
 // that must be atomic are transactions in store.go, named below (store.X
 // is a method of the store; insertUser, randomGeneration,
-// checkSessionUnchanged and insertSession are functions of store.go), so
+// checkGenerationUnchanged and insertSession are functions of store.go), so
 // that this comment is the one map of the whole state machine.
 //
 // How a session works, and how it ends:
@@ -17,7 +17,7 @@
 //     refresh. The row keeps only the SHA-256 digests of the handle and of
 //     the current token, so a copy of the database holds no usable token.
 //     A login that checked a password which a logout or password change
-//     has since retired fails (checkSessionUnchanged).
+//     has since retired fails (checkGenerationUnchanged).
 //   - POST /auth/refresh finds the session on a reader (store.sessionOf),
 //     then spends the current refresh token and answers with a new pair
 //     (store.rotateSession): the row's digest becomes the new token's.
@@ -50,6 +50,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -65,7 +66,7 @@ const (
 	legacyRefreshTokenChars = (8*32 + 5) / 6
 )
 
-// The budgets of sessions; see the package comment and SECURITY.md.
+// The budgets of sessions; see this file's opening comment and SECURITY.md.
 const (
 	// maxSessionsPerUser bounds the live sessions (and so the session
 	// rows) of one user: phones, browsers and scripts with room to spare.
@@ -98,13 +99,13 @@ func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
 // nextRefreshToken returns a refresh token of the session whose handle
 // this is, and what the store keeps of it.
 func (a *app) nextRefreshToken(handle []byte, now time.Time) (string, refreshGrant) {
-	raw := append(handle[:len(handle):len(handle)], randomBytes(refreshSecretBytes)...)
-	token := base64.RawURLEncoding.EncodeToString(raw)
+	token := base64.RawURLEncoding.EncodeToString(slices.Concat(handle, randomBytes(refreshSecretBytes)))
 	grant, _, _ := parseRefreshToken(token)
 	grant.expiresAt = now.Add(a.refreshTokenLifetime)
 	return token, grant
 }
 
+// randomBytes returns n bytes from crypto/rand.
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b) // never fails (crypto/rand doc)
@@ -123,13 +124,14 @@ func generatePassword() string { return randomToken(18) }
 // parseRefreshToken returns what the store knows a presented refresh
 // token by: the digests of the whole token and of its handle, its first
 // sessionHandleBytes bytes, which it also returns. ok is false if the
-// token cannot be one of ours (wrong length or alphabet), so that the
-// database need not be asked.
+// token cannot be one of ours (wrong length, or not base64url), so that
+// the database need not be asked. A '\r' or '\n', which the decoder
+// skips, makes no other token: the digest is taken over the token as sent.
 func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool) {
 	if len(token) != refreshTokenChars && len(token) != legacyRefreshTokenChars {
 		return refreshGrant{}, nil, false
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	raw, err := strictRawURL.DecodeString(token)
 	if err != nil {
 		return refreshGrant{}, nil, false
 	}
@@ -212,7 +214,7 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	now := a.now()
 	next, nextGrant := a.nextRefreshToken(handle, now)
 	u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
-	if errors.Is(err, errRefreshTokenInvalid) {
+	if errors.Is(err, errRefreshTokenRefused) {
 		return errInvalidRefreshToken
 	}
 	if err != nil {
@@ -222,6 +224,7 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	return a.writeTokens(w, u, next, now)
 }
 
+// handleLogout ends every session of the caller (store.endSessions).
 func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
 	if _, err := a.store.endSessions(r.Context(), caller.ID, ""); err != nil {
 		return err

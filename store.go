@@ -48,7 +48,7 @@ var (
 	errNotFound            = errors.New("not found")
 	errNotOwner            = errors.New("only its submitter or a superuser may change the recipe")
 	errEmailTaken          = errors.New("email already registered")
-	errRefreshTokenInvalid = errors.New("refresh token unknown, expired, revoked or used")
+	errRefreshTokenRefused = errors.New("refresh token unknown, expired, revoked or used")
 	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
 	// errWriterBusy is a write that could not have the writer within
 	// writerWait: another process holds the database's write lock, or our
@@ -60,7 +60,7 @@ var (
 // domainErrors are the answers that the store returns as they are, for
 // its callers to tell the client; wrapErr wraps every other error with
 // what failed.
-var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenInvalid, errSessionEnded}
+var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenRefused, errSessionEnded}
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
 // for a lock instead of failing at once, for at most defaultWriterWait:
@@ -1044,7 +1044,7 @@ type refreshGrant struct {
 // deletes.
 func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
 		return insertSession(ctx, tx, u.ID, grant, now)
@@ -1052,13 +1052,13 @@ func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now 
 	return wrapErr(err, "add session")
 }
 
-// checkSessionUnchanged returns errSessionEnded unless u still exists and
+// checkGenerationUnchanged returns errSessionEnded unless u still exists and
 // its token generation is still what it was when u was read. Every change
 // that ends sessions (logout, password change, createsuperuser) moves the
 // generation on. The hash alone may change without it: a rehash on login
 // stores the same password at a new cost, and must not fail a login or a
 // password change that read the user before it.
-func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
+func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	var generation int64
 	err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&generation)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
@@ -1075,7 +1075,7 @@ func checkSessionUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
-		if err := checkSessionUnchanged(ctx, tx, u); err != nil {
+		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
 		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
@@ -1134,7 +1134,7 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 // session's user. The session keeps its one row: only the current
 // token's digest is kept, and the handle that all its tokens share.
 //
-// errRefreshTokenInvalid, when presented is:
+// errRefreshTokenRefused, when presented is:
 //   - not the current token of any session, but carries a session's
 //     handle: a spent token (or one made from a spent one), so two parties
 //     hold the session. It is taken as stolen and the session is ended,
@@ -1184,7 +1184,7 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 		return user{}, fmt.Errorf("rotate refresh token: %w", err)
 	}
 	if invalid {
-		return user{}, errRefreshTokenInvalid
+		return user{}, errRefreshTokenRefused
 	}
 	return u, nil
 }
