@@ -78,7 +78,6 @@ func recipeIDFromPath(r *http.Request) (int64, error) {
 const (
 	minKeywordChars   = 3
 	defaultMaxResults = 10
-	maxMaxResults     = maxListLength
 	// maxKeywordChars is the longest keyword worth searching for: no label
 	// can hold more (256 characters), so a longer keyword matches nothing.
 	// It is answered at once, without the cache or the database, so that
@@ -126,7 +125,7 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	if query.Has("keyword") && chars < minKeywordChars {
 		bad.tooShort("query", "keyword", minKeywordChars)
 	}
-	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxMaxResults, &bad)
+	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxListLength, &bad)
 	if err := bad.err(); err != nil {
 		return err
 	}
@@ -352,7 +351,7 @@ type homePage struct {
 // homeCard is one recipe on the home page.
 type homeCard struct {
 	Label, Source string
-	URL, Host     string // "" unless the URL is http or https: it is then shown without a link
+	URL, Host     string // both "" unless urlProblem accepts the URL: the card then has no link
 }
 
 func homeCards(recipes []recipe) []homeCard {
@@ -403,11 +402,11 @@ type renderedPage struct {
 	body []byte // shared: never written to once kept
 }
 
-func (l *renderedPage) render(page homePage) ([]byte, error) {
-	l.mu.Lock()
-	same := l.body != nil && reflect.DeepEqual(page, l.page)
-	body := l.body
-	l.mu.Unlock()
+func (p *renderedPage) render(page homePage) ([]byte, error) {
+	p.mu.Lock()
+	same := p.body != nil && reflect.DeepEqual(page, p.page)
+	body := p.body
+	p.mu.Unlock()
 	if same {
 		return body, nil
 	}
@@ -415,9 +414,9 @@ func (l *renderedPage) render(page homePage) ([]byte, error) {
 	if err := homeTemplate.Execute(&rendered, page); err != nil {
 		return nil, fmt.Errorf("render home page: %w", err)
 	}
-	l.mu.Lock()
-	l.page, l.body = page, rendered.Bytes()
-	l.mu.Unlock()
+	p.mu.Lock()
+	p.page, p.body = page, rendered.Bytes()
+	p.mu.Unlock()
 	return rendered.Bytes(), nil
 }
 
@@ -453,34 +452,37 @@ func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
 // that ?before=ID (older than ID) or ?after=ID (newer than ID) asks for.
 // The links name ids, not page numbers, so a page costs its own rows
 // however deep it is, and a recipe added meanwhile does not shift it. A
-// missing, unreadable or doubled value shows the first page.
+// missing or unreadable value, or both ?before= and ?after=, shows the
+// first page.
 func (a *app) homeNewest(ctx context.Context, query url.Values) (homePage, error) {
 	before, hasBefore := pageID(query, "before")
 	after, hasAfter := pageID(query, "after")
-	var page homePage
-	var recipes []recipe
-	var err error
-	switch {
-	case hasBefore && !hasAfter:
-		recipes, err = a.store.olderRecipes(ctx, before, newestOnHome)
-	case hasAfter && !hasBefore:
-		recipes, err = a.store.newerRecipes(ctx, after, newestOnHome)
-	default:
+	if hasBefore == hasAfter {
 		// The first page, the hot one, comes from the cache; one more
 		// than shown says whether there are older ones.
-		recipes, err = a.store.newestRecipes(ctx, newestOnHome+1)
-		if err == nil && len(recipes) > newestOnHome {
+		recipes, err := a.store.newestRecipes(ctx, newestOnHome+1)
+		if err != nil {
+			return homePage{}, err
+		}
+		var page homePage
+		if len(recipes) > newestOnHome {
 			recipes = recipes[:newestOnHome]
 			page.Older = recipes[newestOnHome-1].ID
 		}
 		page.Cards = homeCards(recipes)
-		return page, err
+		return page, nil
+	}
+	var recipes []recipe
+	var err error
+	if hasBefore {
+		recipes, err = a.store.olderRecipes(ctx, before, newestOnHome)
+	} else {
+		recipes, err = a.store.newerRecipes(ctx, after, newestOnHome)
 	}
 	if err != nil {
 		return homePage{}, err
 	}
-	page.Paged = true
-	page.Cards = homeCards(recipes)
+	page := homePage{Paged: true, Cards: homeCards(recipes)}
 	if len(recipes) == 0 {
 		return page, nil
 	}

@@ -47,8 +47,9 @@ func handleDocs(w http.ResponseWriter, r *http.Request) error {
 	if gz, ok := swaggerUICompressed[file]; ok {
 		w.Header().Add("Vary", "Accept-Encoding")
 		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
-			body, err = gz.compressed()
-			w.Header().Set("Content-Encoding", "gzip")
+			if body, err = gz.compressed(); err == nil {
+				w.Header().Set("Content-Encoding", "gzip")
+			}
 		} else {
 			body, err = gz.plain()
 		}
@@ -56,7 +57,6 @@ func handleDocs(w http.ResponseWriter, r *http.Request) error {
 		body, err = swaggerUI.ReadFile("swagger-ui/" + file)
 	}
 	if err != nil {
-		w.Header().Del("Content-Encoding")
 		return err
 	}
 	w.Header().Set("Content-Type", contentType)
@@ -81,16 +81,17 @@ var (
 )
 
 // gzipFile is an embedded gzip file, sent as it is to clients that accept
-// gzip and unpacked for the others. The unpacked copy is made at the first
-// request that needs it and kept: one per file, so memory stays bounded by
-// the files the binary holds.
+// gzip and unpacked for the others. Each form is made at the first request
+// that needs it and kept: two per file, so memory stays bounded by the
+// files the binary holds.
 type gzipFile struct {
 	compressed func() ([]byte, error)
 	plain      func() ([]byte, error)
 }
 
 func newGzipFile(fsys embed.FS, name string) *gzipFile {
-	compressed := func() ([]byte, error) { return fsys.ReadFile(name) }
+	// embed.FS.ReadFile copies the file each time: read it once.
+	compressed := sync.OnceValues(func() ([]byte, error) { return fsys.ReadFile(name) })
 	return &gzipFile{
 		compressed: compressed,
 		plain: sync.OnceValues(func() ([]byte, error) {
