@@ -226,7 +226,7 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 
 // handleLogout ends every session of the caller (store.endSessions).
 func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
-	if _, err := a.store.endSessions(r.Context(), caller.ID, ""); err != nil {
+	if _, err := a.store.endSessions(r.Context(), caller.ID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -1007,15 +1007,15 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 	cook := e.signup("cook@example.com", "password123")
 	newHash, _ := e.passwords.hash(t.Context(), "new-password-456")
 
-	// endSessionsElsewhere changes cook's password as another request or
-	// the createsuperuser command would, while a request waits to hash.
+	// endSessionsElsewhere changes cook's password as the createsuperuser
+	// command would, while a request waits to hash.
 	endSessionsElsewhere := func(t *testing.T, waiting func() int) {
 		for deadline := time.Now().Add(5 * time.Second); waiting() == 0; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("the request never reached the hashing queue")
 			}
 		}
-		if _, err := e.store.endSessions(t.Context(), cook.ID, newHash); err != nil {
+		if err := e.store.promoteToSuperuser(t.Context(), cook.ID, newHash); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1030,7 +1030,7 @@ func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 		}
 	})
 	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {
-		e.store.endSessions(t.Context(), cook.ID, "") // back to a known state
+		e.store.endSessions(t.Context(), cook.ID) // back to a known state
 		token := e.login("cook@example.com", "new-password-456")
 		answer := answerWithHashingHeld(t, e, func() *http.Response {
 			return e.postJSON("/api/v1/auth/password", passwordBody("new-password-456", "attacker-password"), bearer(token)...)

@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
 	_ "embed"
@@ -74,10 +73,11 @@ var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTo
 // a crash of the process (only a power loss can undo the last few). WAL
 // itself is not among them: it is a property of the file, set once the
 // migrations have succeeded (see openStore).
-const (
-	commonPragmas = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
-	writerParams  = commonPragmas + "&_txlock=immediate"
-	readerParams  = commonPragmas + "&_pragma=query_only(1)"
+var (
+	commonPragmas = fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
+		defaultWriterWait.Milliseconds())
+	writerParams = commonPragmas + "&_txlock=immediate"
+	readerParams = commonPragmas + "&_pragma=query_only(1)"
 )
 
 type store struct {
@@ -408,6 +408,11 @@ func recipesSize(recipes []recipe) int {
 
 func (s *store) forgetUsers() { s.users.forget() }
 
+func (s *store) forgetAll() {
+	s.forgetUsers()
+	s.forgetRecipes()
+}
+
 func (s *store) forgetRecipes() {
 	s.recipes.forget()
 	s.searches.forget()
@@ -452,8 +457,7 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 			// also forgets after our writes, which forgot already.
 			if v, err := version(ctx); err == nil && v != last {
 				last = v
-				s.forgetUsers()
-				s.forgetRecipes()
+				s.forgetAll()
 				s.notePasswordCosts(ctx) // on failure, the last value stays
 			}
 		}
@@ -646,8 +650,8 @@ func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
 
 // emailKey is what makes two emails the same account: the email in lower
 // case, in every script. It is stored in user.email_key, under a unique
-// index. SQL reaches the same folding as casefold(), which the search
-// uses too.
+// index. SQL reaches the same folding as casefold(), with which migration
+// 2 filled the column and looks for emails that differ only in case.
 func emailKey(email string) string { return strings.ToLower(email) }
 
 func init() {
@@ -665,10 +669,13 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 // highestPasswordCost is the highest bcrypt cost among the stored password
 // hashes ($2b$12$… has cost 12) from bcrypt's least, 4, to maxCost, or 0
 // if there are none. A hash of any other cost is one that nobody can log
-// in with (see unusablePasswordHash in hashing.go), and making a dummy hash
-// at its cost would panic (over 31) or take days. The cost is read from
-// the index user_password_cost, highest first, so this takes about as
-// long with a million users as with one.
+// in with (see unusablePasswordHash in hashing.go), and a dummy hash at
+// its cost would fail (over 31) or take days. Only the $2a$, $2b$, $2x$
+// and $2y$ prefixes count; a hash stored by hand as $2$ or $2c$, which
+// bcrypt also reads, is left out of the dummy's cost, its login only
+// faster than the rest. The cost is read from the index
+// user_password_cost, highest first, so this takes about as long with a
+// million users as with one.
 func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
 	var cost string
 	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
@@ -754,7 +761,7 @@ func anyUser(ctx context.Context, q interface {
 // three recipes. It does nothing, and reports false, if any user exists.
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
 	seeded := false
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetAll, func(tx *sql.Tx) error {
 		if exists, err := anyUser(ctx, tx); exists || err != nil {
 			return err
 		}
@@ -773,12 +780,7 @@ func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, e
 		seeded = true
 		return nil
 	})
-	if err != nil || !seeded {
-		return false, wrapErr(err, "seed")
-	}
-	s.forgetUsers()
-	s.forgetRecipes()
-	return true, nil
+	return seeded && err == nil, wrapErr(err, "seed")
 }
 
 // seedRecipes are the reference's three example recipes.
@@ -794,8 +796,7 @@ var seedRecipes = []recipe{
 // tokenSecret returns the token secret kept in the database, creating a
 // random one the first time, so that tokens survive a restart.
 func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
-	fresh := make([]byte, minSecretBytes)
-	rand.Read(fresh)
+	fresh := randomBytes(minSecretBytes)
 	var stored string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
@@ -869,9 +870,7 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 // randomGeneration is a first token generation for a new user: a random
 // whole number that a JSON number holds exactly.
 func randomGeneration() int64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return int64(binary.BigEndian.Uint64(b[:])>>12) + 1
+	return int64(binary.BigEndian.Uint64(randomBytes(8))>>12) + 1
 }
 
 func isUniqueViolation(err error) bool {
@@ -1191,25 +1190,26 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 
 // endSessions ends every session of the user: it moves the user's token
 // generation on, which retires every access token issued so far, and
-// deletes every session, and so every refresh token. A new hash, if not
-// "", replaces the password in the same transaction. It returns the new
+// deletes every session, and so every refresh token. It returns the new
 // generation, or errNotFound if there is no such user.
-func (s *store) endSessions(ctx context.Context, userID int64, newHashedPassword string) (int64, error) {
+func (s *store) endSessions(ctx context.Context, userID int64) (int64, error) {
 	var generation int64
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
-		generation, err = endSessionsTx(ctx, tx, userID, newHashedPassword)
+		generation, err = endSessionsTx(ctx, tx, userID, "")
 		return err
 	})
 	return generation, wrapErr(err, "end sessions")
 }
 
+// endSessionsTx is endSessions in tx, with newHashedPassword, unless "",
+// replacing the password in the same transaction.
 func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
 	err := tx.QueryRowContext(ctx, `
 		UPDATE user SET token_generation = token_generation + 1,
-			hashed_password = CASE WHEN ? = '' THEN hashed_password ELSE ? END
-		WHERE id = ? RETURNING token_generation`,
-		newHashedPassword, newHashedPassword, userID).Scan(&generation)
+			hashed_password = CASE WHEN ?1 = '' THEN hashed_password ELSE ?1 END
+		WHERE id = ?2 RETURNING token_generation`,
+		newHashedPassword, userID).Scan(&generation)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, errNotFound
 	}
