@@ -40,7 +40,7 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 // standard input is a terminal or empty, a password is generated and
 // printed once. For an existing user, a password given also replaces the
 // old one; either way every session of the user ends.
-func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, _ io.Writer) error {
+func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	email := cleanEmail(cfg.superuserEmail)
 	if msg := checkEmail(email); msg != "" {
 		return usageError{fmt.Errorf("-email %q: %s", email, msg)}
@@ -57,20 +57,29 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		return fmt.Errorf("the password %s", msg)
 	}
 
-	st, err := openStore(ctx, cfg.dbPath, nil)
+	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
 	defer st.close()
 	passwords := newPasswordHasher(cfg.bcryptCost)
 	defer passwords.close()
-	hash, err := passwords.hash(ctx, password)
-	if err != nil {
+	u, err := st.userByEmail(ctx, email)
+	exists := err == nil
+	if err != nil && !errors.Is(err, errNotFound) {
 		return err
 	}
+	// A user who exists keeps the password they have if none is given:
+	// the generated one is thrown away, unhashed, and an empty hash keeps
+	// theirs.
+	hash := ""
+	if !exists || !generated {
+		if hash, err = passwords.hash(ctx, password); err != nil {
+			return err
+		}
+	}
 	var done string
-	switch u, err := st.userByEmail(ctx, email); {
-	case errors.Is(err, errNotFound):
+	if !exists {
 		if _, err := st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash}); err != nil {
 			return err
 		}
@@ -78,19 +87,16 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		if generated {
 			done += "; its password, shown only this once, is " + password
 		}
-	case err != nil:
-		return err
-	default:
+	} else {
 		// Every session ends, with a new password or without: a token
 		// stolen before must not become a superuser's token.
-		newHash, what := hash, ", with the new password"
-		if generated {
-			newHash, what = "", "; the password is unchanged" // keep the password the user has
-		}
-		if err := st.promoteToSuperuser(ctx, u.ID, newHash); err != nil {
+		if err := st.promoteToSuperuser(ctx, u.ID, hash); err != nil {
 			return err
 		}
-		done = u.Email + " is now a superuser and must log in again" + what
+		done = u.Email + " is now a superuser and must log in again, with the new password"
+		if generated {
+			done = u.Email + " is now a superuser and must log in again; the password is unchanged"
+		}
 	}
 	fmt.Fprintln(stdout, done)
 	return nil

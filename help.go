@@ -11,6 +11,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // commandSummaries are the binary's commands, in the order the overview
@@ -38,12 +40,12 @@ type setting struct {
 var settings = []setting{
 	{env: "ADDR", flag: "-addr", fallback: "localhost:8001", about: "listen address"},
 	{env: "DATABASE_PATH", flag: "-db", fallback: "example.db", about: "SQLite database file; created, migrated and seeded on first start"},
-	{env: "JWT_SECRET", shown: "random, kept in the database", about: "token signing secret, at least 32 bytes"},
+	{env: "JWT_SECRET", shown: "random, kept in the database", about: fmt.Sprintf("token signing secret, at least %d bytes", minSecretBytes)},
 	{env: "ACCESS_TOKEN_EXPIRE_MINUTES", fallback: "11520", about: "access token lifetime in minutes (8 days)"},
 	{env: "REFRESH_TOKEN_EXPIRE_MINUTES", fallback: "43200", about: "refresh token lifetime in minutes (30 days)"},
-	{env: "BCRYPT_COST", fallback: "12", about: "bcrypt cost of new password hashes, 4 to 31"},
+	{env: "BCRYPT_COST", fallback: "12", about: fmt.Sprintf("bcrypt cost of new password hashes, %d to %d", bcrypt.MinCost, bcrypt.MaxCost)},
 	{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates"},
-	{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", about: "its password, 8 to 72 bytes; read only when the database has no users"},
+	{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", about: fmt.Sprintf("its password, %d to %d bytes; read only when the database has no users", minPasswordBytes, maxPasswordBytes)},
 	{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`},
 	{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: "failed logins and password changes, and signups, per client address per minute; 0: no limit"},
 	{env: "MAX_CONNECTIONS", flag: "-max-connections", fallback: "4096", about: "caps accepted connections"},

@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func main() {
@@ -145,7 +147,7 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 	const maxLifetimeMinutes = 10 * 365 * 24 * 60 // ten years
 	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
 	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
-	cfg.bcryptCost = number("BCRYPT_COST", 4, 31)
+	cfg.bcryptCost = number("BCRYPT_COST", bcrypt.MinCost, bcrypt.MaxCost)
 	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, 1000000)
 	if takes("serve") {
 		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
