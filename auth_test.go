@@ -2,7 +2,10 @@
 // real handler, one contract row or fix at a time; the limit on attempts,
 // which counts failed logins only; and password hashing: a pool that
 // serves bursts and refuses only past its wait bound, a dummy hash that
-// follows the dearest stored hash, and the rehash of a cheaper hash.
+// follows the dearest stored hash, and the rehash of a cheaper hash. The
+// helpers that hold the hashing workers, and count a request's bcrypt
+// runs, stand together after the limiter's tests (holdWorkers,
+// queueHolders, hashingJobs).
 package main
 
 import (

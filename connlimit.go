@@ -40,6 +40,8 @@ type limitedListener struct {
 	open      map[string]int // open connections by client; no zero entries
 }
 
+// limitConnections caps l at n open connections, perClientShare(n) from
+// one client; exempt says which addresses (trusted proxies) have no share.
 func limitConnections(l net.Listener, n int, exempt func(netip.Addr) bool) *limitedListener {
 	return &limitedListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{}),
 		perClient: perClientShare(n), exempt: exempt, open: map[string]int{}}
@@ -91,6 +93,7 @@ func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
 	return client, true
 }
 
+// give counts a connection of client's as closed.
 func (l *limitedListener) give(client string) {
 	if client == "" {
 		return

@@ -233,7 +233,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 			t.Errorf("a new user's id = %d, want above the deleted user's %d", got.ID, last.ID)
 		}
 		// The cook's session lives on through the migration.
-		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, sessions.RefreshToken).AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, sessions.RefreshToken).AccessToken, cook.ID)
 		e.store.close()
 		expectForeignKeysBoundToTheUserTable(t, path)
 

@@ -1,5 +1,6 @@
 // main_test.go holds the test harness that every test file shares, and the
-// tests of configuration, start-up and the HTTP plumbing in main.go.
+// tests of configuration and start-up (main.go) and of the HTTP plumbing
+// (http.go).
 package main
 
 import (

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -985,5 +986,176 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 	})
 	t.Run("a long keyword is still checked for a bad max_results", func(t *testing.T) {
 		expectProblems(t, e.get("/api/v1/recipes/search/?max_results=0&keyword="+strings.Repeat("a", 300)), "query.max_results")
+	})
+}
+
+func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
+	e := newTestEnv(t)
+	alice, aliceToken := newRecipeUser(e, "alice@example.com")
+	bob, bobToken := newRecipeUser(e, "bob@example.com")
+	adminToken := e.login("admin@recipeapi.com", adminPassword)
+
+	aliceFirst := postRecipe(t, e, aliceToken, "Alice's Soup", "Alice", "https://example.com/soup")
+	bobs := postRecipe(t, e, bobToken, "Bob's Bread", "Bob", "https://example.com/bread")
+	aliceSecond := postRecipe(t, e, aliceToken, "Alice's Stew", "Alice", "https://example.com/stew")
+
+	recipePath := func(id int64) string { return "/api/v1/recipes/" + strconv.FormatInt(id, 10) }
+	put := func(id int64, body, token string) *http.Response {
+		return e.sendJSON("PUT", recipePath(id), body, bearer(token)...)
+	}
+	del := func(id int64, token string) *http.Response {
+		return e.send("DELETE", recipePath(id), nil, bearer(token)...)
+	}
+	current := func(t *testing.T, id int64) recipeView {
+		t.Helper()
+		resp := e.get(recipePath(id))
+		expectStatus(t, resp, http.StatusOK)
+		return decodeBody[recipeView](t, resp)
+	}
+	myRecipes := func(t *testing.T, token string) []recipeView {
+		t.Helper()
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		return decodeBody[struct {
+			Results []recipeView `json:"results"`
+		}](t, resp).Results
+	}
+	newBody := recipeBody("Changed", "Changer", "https://example.com/changed")
+
+	t.Run("my-recipes lists only the caller's recipes, in id order", func(t *testing.T) {
+		if got, want := myRecipes(t, aliceToken), []recipeView{aliceFirst, aliceSecond}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ as alice = %+v, want %+v", got, want)
+		}
+		if got, want := myRecipes(t, bobToken), []recipeView{bobs}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ as bob = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("my-recipes is empty, not null, for a user with none", func(t *testing.T) {
+		_, token := newRecipeUser(e, "idle@example.com")
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		if body := readBody(t, resp); body != `{"results":[]}` {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ = %s, want {\"results\":[]}", body)
+		}
+	})
+	t.Run("another user cannot update a recipe, which stays unchanged", func(t *testing.T) {
+		expectDetail(t, put(aliceFirst.ID, newBody, bobToken), http.StatusForbidden, "You can only update your recipes")
+		if got := current(t, aliceFirst.ID); got != aliceFirst {
+			t.Errorf("after a refused PUT, recipe = %+v, want %+v", got, aliceFirst)
+		}
+	})
+	t.Run("another user cannot update a seeded recipe of the superuser", func(t *testing.T) {
+		expectDetail(t, put(1, newBody, bobToken), http.StatusForbidden, "You can only update your recipes")
+	})
+	t.Run("another user cannot delete a recipe, which stays", func(t *testing.T) {
+		expectDetail(t, del(aliceFirst.ID, bobToken), http.StatusForbidden, "You can only delete your recipes")
+		if got := current(t, aliceFirst.ID); got != aliceFirst {
+			t.Errorf("after a refused DELETE, recipe = %+v, want %+v", got, aliceFirst)
+		}
+	})
+	t.Run("the submitter updates a recipe: new fields, same id and submitter", func(t *testing.T) {
+		resp := put(aliceFirst.ID, newBody, aliceToken)
+		expectStatus(t, resp, http.StatusOK)
+		want := recipeView{Label: "Changed", Source: "Changer", URL: "https://example.com/changed", ID: aliceFirst.ID, SubmitterID: alice.ID}
+		if got := decodeBody[recipeView](t, resp); got != want {
+			t.Errorf("PUT %s = %+v, want %+v", recipePath(aliceFirst.ID), got, want)
+		}
+		if got := current(t, aliceFirst.ID); got != want {
+			t.Errorf("GET %s after PUT = %+v, want %+v", recipePath(aliceFirst.ID), got, want)
+		}
+	})
+	t.Run("a submitter_id in an update body does not give the recipe away", func(t *testing.T) {
+		body := fmt.Sprintf(`{"label":"Still Alice's","source":"Alice","url":"https://example.com/a","submitter_id":%d}`, bob.ID)
+		resp := put(aliceSecond.ID, body, aliceToken)
+		expectStatus(t, resp, http.StatusOK)
+		if got := decodeBody[recipeView](t, resp); got.SubmitterID != alice.ID {
+			t.Errorf("PUT with submitter_id %d: submitter_id = %d, want %d", bob.ID, got.SubmitterID, alice.ID)
+		}
+		aliceSecond = current(t, aliceSecond.ID)
+	})
+	for _, tc := range []struct {
+		name, body string
+		wantLocs   []string
+	}{
+		{"an update without a label is a 422", `{"source":"Alice","url":"https://example.com/a"}`, []string{"body.label"}},
+		{"an update with a URL that is not http(s) is a 422", recipeBody("X", "Alice", "javascript:alert(1)"), []string{"body.url"}},
+		{"an update with a relative URL is a 422", recipeBody("X", "Alice", "/soup"), []string{"body.url"}},
+		{"an update lists every bad field", `{"source":"Alice","url":"ftp://example.com/a"}`, []string{"body.label", "body.url"}},
+		{"an update body that is not JSON is a 422 at body", `{"label":`, []string{"body"}},
+	} {
+		t.Run(tc.name+" and changes nothing", func(t *testing.T) {
+			expectProblems(t, put(aliceSecond.ID, tc.body, aliceToken), tc.wantLocs...)
+			if got := current(t, aliceSecond.ID); got != aliceSecond {
+				t.Errorf("after a refused PUT, recipe = %+v, want %+v", got, aliceSecond)
+			}
+		})
+	}
+	t.Run("the superuser updates anyone's recipe, which keeps its submitter", func(t *testing.T) {
+		resp := put(bobs.ID, recipeBody("Admin's edit", "Admin", "http://example.com/edit"), adminToken)
+		expectStatus(t, resp, http.StatusOK)
+		want := recipeView{Label: "Admin's edit", Source: "Admin", URL: "http://example.com/edit", ID: bobs.ID, SubmitterID: bob.ID}
+		if got := decodeBody[recipeView](t, resp); got != want {
+			t.Errorf("PUT %s as the superuser = %+v, want %+v", recipePath(bobs.ID), got, want)
+		}
+	})
+	t.Run("the submitter deletes a recipe: 204, then it is gone", func(t *testing.T) {
+		resp := del(aliceFirst.ID, aliceToken)
+		expectStatus(t, resp, http.StatusNoContent)
+		if body := readBody(t, resp); body != "" {
+			t.Errorf("DELETE %s body = %q, want none", recipePath(aliceFirst.ID), body)
+		}
+		expectDetail(t, e.get(recipePath(aliceFirst.ID)), http.StatusNotFound,
+			fmt.Sprintf("Recipe with ID %d not found", aliceFirst.ID))
+		if got, want := myRecipes(t, aliceToken), []recipeView{aliceSecond}; !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ after the delete = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("the superuser deletes anyone's recipe", func(t *testing.T) {
+		expectStatus(t, del(bobs.ID, adminToken), http.StatusNoContent)
+		expectDetail(t, e.get(recipePath(bobs.ID)), http.StatusNotFound,
+			fmt.Sprintf("Recipe with ID %d not found", bobs.ID))
+	})
+
+	for _, who := range []struct{ name, token string }{
+		{"its submitter", aliceToken}, {"another user", bobToken}, {"the superuser", adminToken},
+	} {
+		for _, id := range []int64{aliceFirst.ID, 99999} { // one deleted, one never made
+			detail := fmt.Sprintf("Recipe with ID %d not found", id)
+			t.Run(fmt.Sprintf("an update of missing recipe %d by %s is a 404", id, who.name), func(t *testing.T) {
+				expectDetail(t, put(id, newBody, who.token), http.StatusNotFound, detail)
+			})
+			t.Run(fmt.Sprintf("a delete of missing recipe %d by %s is a 404", id, who.name), func(t *testing.T) {
+				expectDetail(t, del(id, who.token), http.StatusNotFound, detail)
+			})
+		}
+	}
+	for _, id := range []string{"abc", "1.5", "my-recipes"} {
+		for _, method := range []string{"PUT", "DELETE"} {
+			t.Run(fmt.Sprintf("%s of recipe %q is a 422 at path.recipe_id", method, id), func(t *testing.T) {
+				resp := e.send(method, "/api/v1/recipes/"+id, strings.NewReader(newBody),
+					append([]string{"Content-Type", "application/json"}, bearer(aliceToken)...)...)
+				expectProblems(t, resp, "path.recipe_id")
+			})
+		}
+	}
+	for _, tc := range []struct {
+		method, target, body string
+	}{
+		{"PUT", recipePath(aliceSecond.ID), newBody},
+		{"DELETE", recipePath(aliceSecond.ID), ""},
+		{"GET", "/api/v1/recipes/my-recipes/", ""},
+	} {
+		t.Run(fmt.Sprintf("%s %s without a token is a 401 Not authenticated", tc.method, tc.target), func(t *testing.T) {
+			resp := e.send(tc.method, tc.target, strings.NewReader(tc.body), "Content-Type", "application/json")
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("%s %s: WWW-Authenticate = %q, want Bearer", tc.method, tc.target, got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		})
+	}
+	t.Run("a refused update without a token changes nothing", func(t *testing.T) {
+		if got := current(t, aliceSecond.ID); got != aliceSecond {
+			t.Errorf("recipe = %+v, want %+v", got, aliceSecond)
+		}
 	})
 }

@@ -33,14 +33,14 @@ func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
 	for i := range refreshes {
 		clock.advance(refreshInterval)
 		spent = append(spent, tokens.RefreshToken)
-		tokens = sessMustRefresh(t, e, tokens.RefreshToken)
+		tokens = mustRefresh(t, e, tokens.RefreshToken)
 		if n := sessionRows(t, e, cook.ID); n != 1 {
 			t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
 		}
 	}
 	t.Run("the newest refresh token still works, and its access token", func(t *testing.T) {
 		clock.advance(refreshInterval)
-		tokens = sessMustRefresh(t, e, tokens.RefreshToken)
+		tokens = mustRefresh(t, e, tokens.RefreshToken)
 		expectAccessTokenWorks(t, e, tokens.AccessToken, cook.ID)
 	})
 	t.Run("a token spent long ago is still known as reuse, and ends the session", func(t *testing.T) {
@@ -61,37 +61,37 @@ func TestRefreshesAreLimitedPerSession(t *testing.T) {
 
 	token := busy.RefreshToken
 	for i := range refreshBurst {
-		resp := sessRefresh(e, token)
+		resp := refresh(e, token)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("refresh %d of a burst of %d = %d, want 200", i+1, refreshBurst, resp.StatusCode)
 		}
 		token = decodeBody[tokenResponse](t, resp).RefreshToken
 	}
 	t.Run("one refresh past the burst is a 429 with Retry-After", func(t *testing.T) {
-		resp := sessRefresh(e, token)
+		resp := refresh(e, token)
 		if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(int(refreshInterval/time.Second)); got != want {
 			t.Errorf("POST /api/v1/auth/refresh: Retry-After = %q, want %q", got, want)
 		}
 		expectDetail(t, resp, http.StatusTooManyRequests, "Too many refreshes, try again later")
 	})
 	t.Run("another session of the same user is not limited", func(t *testing.T) {
-		sessMustRefresh(t, e, other.RefreshToken)
+		mustRefresh(t, e, other.RefreshToken)
 	})
 	t.Run("the refused token was not used up: after the wait it works", func(t *testing.T) {
 		clock.advance(refreshInterval - time.Second)
-		expectStatus(t, sessRefresh(e, token), http.StatusTooManyRequests)
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
 		clock.advance(time.Second)
-		token = sessMustRefresh(t, e, token).RefreshToken
+		token = mustRefresh(t, e, token).RefreshToken
 	})
 	t.Run("one more at once is refused again: the bucket refills one per interval", func(t *testing.T) {
-		expectStatus(t, sessRefresh(e, token), http.StatusTooManyRequests)
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
 	})
 	t.Run("after a whole burst's time the whole burst is back", func(t *testing.T) {
 		clock.advance(refreshBurst * refreshInterval)
 		for range refreshBurst {
-			token = sessMustRefresh(t, e, token).RefreshToken
+			token = mustRefresh(t, e, token).RefreshToken
 		}
-		expectStatus(t, sessRefresh(e, token), http.StatusTooManyRequests)
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
 	})
 }
 
@@ -183,17 +183,17 @@ func TestAUserKeepsAtMostMaxSessionsPerUser(t *testing.T) {
 		}
 	})
 	t.Run("the newest login's refresh token works", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, all[logins-1].RefreshToken).AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, all[logins-1].RefreshToken).AccessToken, cook.ID)
 	})
 	t.Run("the oldest kept login's refresh token works", func(t *testing.T) {
-		sessMustRefresh(t, e, all[logins-maxSessionsPerUser].RefreshToken)
+		mustRefresh(t, e, all[logins-maxSessionsPerUser].RefreshToken)
 	})
 	t.Run("the logins past the bound were ended, oldest first", func(t *testing.T) {
 		expectRefreshTokenRefused(t, e, all[logins-maxSessionsPerUser-1].RefreshToken)
 		expectRefreshTokenRefused(t, e, all[0].RefreshToken)
 	})
 	t.Run("another user's session is untouched", func(t *testing.T) {
-		sessMustRefresh(t, e, dinersOwn.RefreshToken)
+		mustRefresh(t, e, dinersOwn.RefreshToken)
 		if n := sessionRows(t, e, diner.ID); n != 1 {
 			t.Errorf("the other user has %d sessions, want 1", n)
 		}
@@ -333,7 +333,7 @@ func TestRefreshTokensOfTheOldTableCarryOverIntoSessions(t *testing.T) {
 	}
 	var next tokenResponse
 	t.Run("the live token works once, and gives a token of the new shape", func(t *testing.T) {
-		next = sessMustRefresh(t, e, live)
+		next = mustRefresh(t, e, live)
 		expectAccessTokenWorks(t, e, next.AccessToken, 4)
 		raw, _ := base64.RawURLEncoding.DecodeString(live)
 		if !strings.HasPrefix(next.RefreshToken, base64.RawURLEncoding.EncodeToString(raw[:15])) {

@@ -898,3 +898,64 @@ func TestTheSearchCacheCountsItsKeysAndStaysWithinItsBound(t *testing.T) {
 		t.Errorf("the heap grew by %d bytes after %d distinct searches, want at most %d", grown, searches, 2*readCacheBytes)
 	}
 }
+
+// expectSessionsWork logs email in, refreshes, and logs out, checking each
+// step, as a user of a migrated database would.
+func expectSessionsWork(t *testing.T, e *testEnv, email, password string, userID int64) {
+	t.Helper()
+	login := e.loginTokens(email, password)
+	expectAccessTokenWorks(t, e, login.AccessToken, userID)
+	renewed := mustRefresh(t, e, login.RefreshToken)
+	expectAccessTokenWorks(t, e, renewed.AccessToken, userID)
+	expectRefreshTokenRefused(t, e, login.RefreshToken)
+	expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(renewed.AccessToken)...), http.StatusNoContent)
+	expectAccessTokenRefused(t, e, renewed.AccessToken)
+	expectAccessTokenRefused(t, e, login.AccessToken)
+	expectRefreshTokenRefused(t, e, renewed.RefreshToken)
+	expectAccessTokenWorks(t, e, e.loginTokens(email, password).AccessToken, userID)
+}
+
+func TestMigration3OverAReferenceDatabase(t *testing.T) {
+	e, raw := startOverAReferenceDatabase(t)
+	// A token the reference issued before the move, with the same secret.
+	oldToken := referenceAccessToken(e, 9)
+	t.Run("every user starts at token generation 0 with no refresh tokens", func(t *testing.T) {
+		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE token_generation = 0"); n != 2 {
+			t.Errorf("users at generation 0 = %d, want 2", n)
+		}
+		if n := queryInt(t, raw, "SELECT count(*) FROM session"); n != 0 {
+			t.Errorf("sessions = %d, want 0", n)
+		}
+		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
+			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
+		}
+	})
+	t.Run("a token the reference issued still works", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, oldToken, 9)
+	})
+	t.Run("a user of the reference logs in, refreshes and logs out", func(t *testing.T) {
+		expectSessionsWork(t, e, "old.timer@example.com", "old-password", 7)
+	})
+	t.Run("one user's logout leaves the other's reference token working", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, oldToken, 9)
+	})
+	t.Run("a user of the reference sees their old recipes in my-recipes and may change them", func(t *testing.T) {
+		token := e.login("old.timer@example.com", "old-password")
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
+		expectStatus(t, resp, http.StatusOK)
+		want := `{"results":[{"label":"Old Soup","source":"Grandma","url":"http://example.com/soup","id":5,"submitter_id":7}]}`
+		if body := readBody(t, resp); body != want {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ = %s, want %s", body, want)
+		}
+		expectStatus(t, e.sendJSON("PUT", "/api/v1/recipes/5", recipeBody("Old Soup", "Grandma", "http://example.com/soup2"), bearer(token)...), http.StatusOK)
+		expectDetail(t, e.send("DELETE", "/api/v1/recipes/12", nil, bearer(token)...), http.StatusForbidden, "You can only delete your recipes")
+	})
+	t.Run("the reference's superuser logs in, refreshes and logs out, which ends its reference token", func(t *testing.T) {
+		expectSessionsWork(t, e, "chef@example.com", "chef-password", 9)
+		expectAccessTokenRefused(t, e, oldToken)
+	})
+	t.Run("the reference's superuser may delete a recipe with no submitter", func(t *testing.T) {
+		token := e.login("chef@example.com", "chef-password")
+		expectStatus(t, e.send("DELETE", "/api/v1/recipes/13", nil, bearer(token)...), http.StatusNoContent)
+	})
+}

@@ -86,7 +86,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 		{"a login", func() *http.Response {
 			return e.tryLogin("cook@example.com", "recipe-password")
 		}},
-		{"a refresh", func() *http.Response { return sessRefresh(e, session.RefreshToken) }},
+		{"a refresh", func() *http.Response { return refresh(e, session.RefreshToken) }},
 		{"a logout", func() *http.Response {
 			return e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...)
 		}},
@@ -133,7 +133,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	})
 	t.Run("the same writes work once the lock is gone", func(t *testing.T) {
 		expectStatus(t, e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...), http.StatusCreated)
-		expectAccessTokenWorks(t, e, sessMustRefresh(t, e, session.RefreshToken).AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, session.RefreshToken).AccessToken, cook.ID)
 	})
 	if logs := e.logs.String(); strings.Contains(logs, "internal error") {
 		t.Errorf("the log has an internal error, want only warnings:\n%s", logs)
