@@ -74,9 +74,9 @@ const (
 // errInvalidToken is wrapped by every verification failure.
 var errInvalidToken = errors.New("invalid token")
 
-// tokenHeaderB64 is the only header this service writes, encoded. Its bytes are the ones
-// python-jose writes (sorted keys, no spaces), so tokens from the Python
-// reference and ours look alike.
+// tokenHeaderB64 is the only header this service writes, encoded. Its
+// bytes are the ones python-jose writes (sorted keys, no spaces), so
+// tokens from the Python reference and ours look alike.
 var tokenHeaderB64 = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
 // accessClaims is what a verified access token says: whose it is, and of

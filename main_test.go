@@ -50,7 +50,8 @@ func newTestEnv(t testing.TB, change ...func(*config)) *testEnv {
 }
 
 // newTestConfig is the settings of newTestEnv, for a test that starts with
-// startTestEnv and a clock of its own: a database file of its own, a fixed secret, cost-4 bcrypt and no limit on login attempts.
+// startTestEnv and a clock of its own: a database file of its own, a fixed
+// secret, cost-4 bcrypt and no limit on login attempts (0).
 func newTestConfig(t testing.TB) config {
 	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
