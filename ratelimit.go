@@ -76,8 +76,11 @@ func (l *rateLimiter) take(key string) time.Duration {
 func (l *rateLimiter) wait(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	_, wait := l.fullAgain(l.bucket(key, now), now)
+	b, ok := l.buckets[key]
+	if !ok {
+		return 0 // a key with no bucket has a full one; asking makes none
+	}
+	_, wait := l.fullAgain(b, l.now())
 	return wait
 }
 

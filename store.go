@@ -186,10 +186,15 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 // stays part of the name.
 func sqliteName(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
 
+// isDomainError reports whether err is one of domainErrors.
+func isDomainError(err error) bool {
+	return slices.ContainsFunc(domainErrors, func(d error) bool { return errors.Is(err, d) })
+}
+
 // wrapErr wraps err with what the failed step was doing, unless err is
 // nil or one of domainErrors.
 func wrapErr(err error, format string, args ...any) error {
-	if err == nil || slices.Contains(domainErrors, err) {
+	if err == nil || isDomainError(err) {
 		return err
 	}
 	return fmt.Errorf(format+": %w", append(args, err)...)
@@ -259,7 +264,10 @@ const writerRetryAfter = 5 * time.Second
 //     errWriterBusy and nothing is written.
 //
 // fn's statements run inside the transaction, which database/sql ends
-// when the deadline passes; fn's own errors come back as they are.
+// when the deadline passes. An answer of fn's that is one of domainErrors
+// (no such recipe, not its owner, the session ended) comes back as it is
+// even if the deadline passed meanwhile: nothing was written, and that is
+// the answer.
 func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, s.writerWait, errWriterBusy)
 	defer cancel()
@@ -269,6 +277,9 @@ func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
+		if isDomainError(err) {
+			return err
+		}
 		return writeFailure(ctx, err)
 	}
 	return writeFailure(ctx, tx.Commit())
@@ -1233,23 +1244,16 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 // It returns errNotFound if there is no such recipe, errNotOwner if
 // allowed says no.
 func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
-	var refused error // errNotFound or errNotOwner, the answer even if the write deadline passes meanwhile
 	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
 		if err == nil && !allowed(current) {
 			err = errNotOwner
-		}
-		if errors.Is(err, errNotFound) || errors.Is(err, errNotOwner) {
-			refused = err
 		}
 		if err != nil {
 			return err
 		}
 		return change(tx)
 	})
-	if refused != nil {
-		return refused
-	}
 	return wrapErr(err, "change recipe %d", id)
 }
 
