@@ -1,16 +1,22 @@
-// auth.go owns who a caller is: signup, login, the bearer-token check that
-// guards the private routes, and the limit on signup, login and password
-// change attempts.
-// The hashing itself is in hashing.go.
+// auth.go owns who a caller is: signup, login, the one check of a
+// password (passwordMatches), the bearer-token check that guards the
+// private routes, and the limits on signups and on failed logins and
+// password changes. The hashing itself is in hashing.go.
 //
 // What it defends, and how:
 //   - Passwords are hashed with bcrypt. bcrypt reads only the first 72
 //     bytes, and x/crypto's compare silently truncates longer input, so we
 //     refuse passwords over 72 bytes everywhere instead of truncating them.
-//   - Login answers an unknown email exactly as it answers a wrong password,
-//     and only after a bcrypt run against a dummy hash as dear as the
-//     dearest stored hash, so the time taken does not tell whether an
-//     account exists. The dummy follows the stored hashes as they change.
+//   - Every password check, at login and at password change, goes through
+//     passwordMatches. Login answers an unknown email exactly as it
+//     answers a wrong password, and only after a bcrypt run against a
+//     dummy hash as dear as the dearest stored hash, so the time taken
+//     does not tell whether an account exists. The dummy follows the
+//     stored hashes as they change. A stored hash that is unusable (a
+//     cost outside 4 to maxUsableCost, not a bcrypt hash, a broken salt:
+//     unusablePasswordHash) is checked as an unknown email is, on every
+//     path, so that it never holds a hashing worker, never answers faster
+//     than the others, and is logged once.
 //   - A successful login whose stored hash is cheaper than BCRYPT_COST
 //     stores a new one at BCRYPT_COST, after the answer (rehashLater).
 //   - Hashing runs on a pool at the lowest OS priority with a queue bounded
@@ -23,7 +29,8 @@
 //   - Emails and names may not hold invisible characters (invisibleRune),
 //     so that no two accounts or names that look alike differ by one.
 //   - A stored hash that bcrypt cannot use, or that costs more than a
-//     login can afford, never stops the start; that user cannot log in.
+//     login can afford, never stops the start; that user cannot log in,
+//     nor change the password, until an operator sets a new one.
 package main
 
 import (
@@ -248,39 +255,18 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // authenticate returns the user whose email and password these are, or
-// errIncorrectLogin. Both outcomes cost one bcrypt run, at the cost of the
-// account's hash or, for an unknown email, of the dearest stored hash, so
-// their timing does not reveal which emails exist.
+// errIncorrectLogin. Both outcomes cost one bcrypt run (passwordMatches),
+// so their timing does not reveal which emails exist.
 func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
 	u, err := a.store.userByEmail(ctx, cleanEmail(email))
-	if err != nil && !errors.Is(err, errNotFound) {
+	var found *user
+	switch {
+	case err == nil:
+		found = &u
+	case !errors.Is(err, errNotFound):
 		return user{}, err
 	}
-	unusable := ""
-	if err == nil {
-		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
-	}
-	if err != nil || unusable != "" {
-		// An unknown email, or a hash that nobody can log in with: the
-		// same work as a known user's wrong password, against the dummy,
-		// so that the time taken does not tell which emails have
-		// accounts; never at an unusable hash's own cost (cost 31 would
-		// hold a hashing slot for years).
-		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
-			return user{}, err
-		}
-		if unusable != "" {
-			a.logUnusableHash(u.ID, unusable)
-		}
-		return user{}, errIncorrectLogin
-	}
-	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
-	if errors.Is(err, errUnreadableHash) {
-		// Nobody can log in with it. Tell the operator, and the client
-		// only what an unknown email would tell it.
-		a.logUnusableHash(u.ID, err.Error())
-		return user{}, errIncorrectLogin
-	}
+	ok, err := a.passwordMatches(ctx, found, password)
 	if err != nil {
 		return user{}, err
 	}
@@ -288,6 +274,45 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 		return user{}, errIncorrectLogin
 	}
 	return u, nil
+}
+
+// passwordMatches reports whether password is that of u, against whose
+// stored hash it is checked; u is nil for an unknown email. It is the one
+// check of a password: login, password change and any later path go
+// through it, so that all follow the same rules, and each costs one bcrypt
+// run on the hashing pool whatever the outcome:
+//   - A usable stored hash (unusablePasswordHash) is compared at its own
+//     cost.
+//   - An unknown email, and a stored hash that nobody can log in with (a
+//     cost the service will not run, no bcrypt hash at all, a broken
+//     salt), are compared against the dummy hash instead, at the cost of
+//     the dearest usable stored hash (dummyCostFor), and never match: the
+//     same answer in the same time, so that neither tells an account
+//     apart, and never the unusable hash's own work (cost 31 would hold a
+//     worker for years; a broken salt would fail at once). An unusable
+//     hash is logged, once per user.
+//   - Should bcrypt still refuse a hash that looked usable, the answer and
+//     the log are the same.
+func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
+	unusable := ""
+	if u != nil {
+		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
+	}
+	if u == nil || unusable != "" {
+		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
+			return false, err
+		}
+		if unusable != "" {
+			a.logUnusableHash(u.ID, unusable)
+		}
+		return false, nil
+	}
+	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
+	if errors.Is(err, errUnreadableHash) {
+		a.logUnusableHash(u.ID, err.Error())
+		return false, nil
+	}
+	return ok, err
 }
 
 // rehashLater replaces u's stored hash with one at BCRYPT_COST if it is

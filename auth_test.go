@@ -1,8 +1,10 @@
 // auth_test.go tests signup, login and the bearer-token check through the
 // real handler, one contract row or fix at a time; the limit on attempts,
-// which counts failed logins only; and password hashing: a pool that
-// serves bursts and refuses only past its wait bound, a dummy hash that
-// follows the dearest stored hash, and the rehash of a cheaper hash. The
+// which counts failed logins only; the one check of a password, which
+// treats an unusable stored hash as an unknown email on every path; and
+// password hashing: a pool that serves bursts and refuses only past its
+// wait bound, a dummy hash that follows the dearest stored hash, and the
+// rehash of a cheaper hash. The
 // helpers that hold the hashing workers, and count a request's bcrypt
 // runs, stand together after the limiter's tests (holdWorkers,
 // queueHolders, hashingJobs).
@@ -1001,6 +1003,135 @@ func TestLoginEdgeCases(t *testing.T) {
 			t.Errorf("new hashes cost %d, want the configured %d", p.cost, testBcryptCost)
 		}
 	})
+}
+
+// unusableHashes are stored hashes that nobody can log in with, each
+// made from good, a usable hash: bcrypt would run some for years, fail
+// others at once, and read the rest as hashes no password matches.
+func unusableHashes(good string) []struct{ name, hash string } {
+	return []struct{ name, hash string }{
+		{"a cost of 31", "$2b$31$" + good[7:]},
+		{"a cost one over the dearest a login runs", fmt.Sprintf("$2b$%02d$", maxStoredCost+1) + good[7:]},
+		{"a cost under bcrypt's least", "$2b$03$" + good[7:]},
+		{"no bcrypt hash at all", "not-a-bcrypt-hash"},
+		{"a salt outside bcrypt's alphabet", good[:7] + strings.Repeat("!", 22) + good[29:]},
+		{"a salt and digest one character short", good[:59]},
+		{"a salt and digest one character long", good + "."},
+	}
+}
+
+func TestUnusablePasswordHash(t *testing.T) {
+	good := passlibHash(t, "password123")
+	a := "$2a$" + good[4:]
+	for _, tc := range []struct{ name, hash string }{
+		{"passlib's $2b$", good},
+		{"x/crypto's $2a$", a},
+		{"PHP's $2y$", "$2y$" + good[4:]},
+		{"a cost of 18, the dearest a login runs", "$2b$18$" + good[7:]},
+	} {
+		t.Run(tc.name+" is usable", func(t *testing.T) {
+			if why := unusablePasswordHash(tc.hash, testBcryptCost); why != "" {
+				t.Errorf("unusablePasswordHash = %q, want usable", why)
+			}
+		})
+	}
+	unusable := append(unusableHashes(good), []struct{ name, hash string }{
+		{"crypt_blowfish's $2x$", "$2x$" + good[4:]},
+		{"the bare $2$", "$2$" + good[3:]},
+		{"a cost of one digit", "$2b$4$" + good[7:] + "."},
+		{"a cost not in digits", "$2b$1a$" + good[7:]},
+		{"a digest outside bcrypt's alphabet", good[:59] + "="},
+		{"a salt with a NUL", good[:10] + "\x00" + good[11:]},
+		{"empty", ""},
+	}...)
+	for _, tc := range unusable {
+		t.Run(tc.name+" is unusable, and the reason shows none of it", func(t *testing.T) {
+			why := unusablePasswordHash(tc.hash, testBcryptCost)
+			if why == "" {
+				t.Fatalf("unusablePasswordHash(%q) = usable", tc.hash)
+			}
+			if len(tc.hash) > 7 && strings.Contains(why, tc.hash[7:]) {
+				t.Errorf("the reason %q shows the hash", why)
+			}
+		})
+	}
+	t.Run("a cost up to BCRYPT_COST is usable when that is over 18", func(t *testing.T) {
+		if why := unusablePasswordHash("$2b$20$"+good[7:], 20); why != "" {
+			t.Errorf("a cost-20 hash under BCRYPT_COST 20: %q, want usable", why)
+		}
+	})
+}
+
+func TestEveryPasswordCheckTreatsAnUnusableHashAsAnUnknownEmail(t *testing.T) {
+	e := newTestEnv(t)
+	good := passlibHash(t, "password123")
+	// dummyRan sends a request with a context that ends in 10 s, and
+	// reports whether its bcrypt run was the dummy's: with no dummy there
+	// beforehand, a dummy compare makes one. A run of the stored hash
+	// would make none, and one that never ends would run out the context.
+	dummyRan := func(t *testing.T, r *http.Request) (*http.Response, bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		e.passwords.dummy.Store(nil)
+		resp := e.serve(r.WithContext(ctx))
+		return resp, e.passwords.dummy.Load() != nil
+	}
+	for i, tc := range unusableHashes(good) {
+		t.Run(tc.name, func(t *testing.T) {
+			email := fmt.Sprintf("unusable%d@example.com", i)
+			cook := e.signup(email, "password123")
+			token := e.login(email, "password123")
+			u, err := e.store.userByEmail(t.Context(), email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Put there by hand, or brought in a reference database.
+			if ok, err := e.store.replacePasswordHash(t.Context(), cook.ID, u.HashedPassword, tc.hash); !ok || err != nil {
+				t.Fatalf("replacePasswordHash = %v, %v", ok, err)
+			}
+			login := func() *http.Request {
+				return newRequest("POST", "/api/v1/auth/login", strings.NewReader(url.Values{"username": {email}, "password": {"password123"}}.Encode()),
+					"Content-Type", "application/x-www-form-urlencoded")
+			}
+			change := func() *http.Request {
+				return newRequest("POST", "/api/v1/auth/password", strings.NewReader(passwordBody("password123", "new-password-456")),
+					append([]string{"Content-Type", "application/json"}, bearer(token)...)...)
+			}
+			for range 2 {
+				resp, dummy := dummyRan(t, login())
+				expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+				if !dummy {
+					t.Errorf("login: the bcrypt run was not the dummy's, at the usual cost")
+				}
+				resp, dummy = dummyRan(t, change())
+				expectDetail(t, resp, http.StatusBadRequest, "Incorrect password")
+				if !dummy {
+					t.Errorf("password change: the bcrypt run was not the dummy's, at the usual cost")
+				}
+			}
+			t.Run("the password change changed nothing", func(t *testing.T) {
+				if after, err := e.store.userByEmail(t.Context(), email); err != nil || after.HashedPassword != tc.hash {
+					t.Errorf("the stored hash changed (%v)", err)
+				}
+				expectAccessTokenWorks(t, e, token, cook.ID)
+			})
+			t.Run("it is logged once, without the hash", func(t *testing.T) {
+				lines := 0
+				for line := range strings.Lines(e.logs.String()) {
+					if strings.Contains(line, "stored password hash is unusable") && strings.Contains(line, fmt.Sprintf("user_id=%d ", cook.ID)) {
+						lines++
+					}
+				}
+				if lines != 1 {
+					t.Errorf("%d log lines about user %d's unusable hash, want 1", lines, cook.ID)
+				}
+				if len(tc.hash) > 7 && strings.Contains(e.logs.String(), tc.hash[7:]) {
+					t.Error("the log shows the stored hash")
+				}
+			})
+		})
+	}
 }
 
 func TestClientAddressGroupsIPv6ByItsSlash64(t *testing.T) {

@@ -1,7 +1,9 @@
 // hashing.go owns password hashing: bcrypt, run on a pool of worker
 // threads at the lowest OS priority, with a queue bounded by the wait it
-// would cause, and the dummy hash that a login of an unknown email is
-// compared against. auth.go says when each is used, and why.
+// would cause, the dummy hash that a login of an unknown email is
+// compared against, and the rule for which stored hashes are usable at
+// all (unusablePasswordHash). auth.go says when each is used, and why;
+// passwordMatches there is the one check of a password.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,6 +296,9 @@ var errUnreadableHash = errors.New("stored password hash is unreadable")
 
 // compare reports whether password matches hash. A hash of any cost and
 // any of the $2a$, $2b$ and $2y$ prefixes (passlib writes $2b$) is read.
+// Only passwordMatches (auth.go) calls it, with a hash that
+// unusablePasswordHash accepts: bcrypt would run any other at once, or
+// for years.
 func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bool, error) {
 	var err error
 	if doErr := p.do(ctx, func() {
@@ -340,15 +346,45 @@ const maxStoredCost = 18
 // cost compares against: a dearer one is unusable.
 func maxUsableCost(cost int) int { return max(cost, maxStoredCost) }
 
+// bcryptAlphabet is the alphabet of bcrypt's own base64, in which a hash
+// writes its salt and its digest.
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// bcryptHashBytes is the length of every bcrypt hash: "$2b$", two digits
+// of cost, "$", a salt of 22 characters and a digest of 31.
+const bcryptHashBytes = 60
+
 // unusablePasswordHash says why nobody can log in with hash, or returns ""
-// if it is a bcrypt hash of a cost from 4 to maxUsableCost(cost).
+// if it has the whole shape of a bcrypt hash that a login will run:
+// bcryptHashBytes long, "$2a$", "$2b$" or "$2y$", a cost of two digits
+// from 4 to maxUsableCost(cost), "$", then characters of bcryptAlphabet
+// alone. The whole shape is checked, before bcrypt runs, because
+// bcrypt.Cost reads only the prefix and the cost: a hash whose salt is
+// broken passes it, and then fails in bcrypt at once, so that a login of
+// that account would answer far faster than any other, and the near
+// instant job would pull down the measure the hashing queue is judged by.
+// A hash that passes runs a whole compare. The reason never shows the hash.
 func unusablePasswordHash(hash string, cost int) string {
-	stored, err := bcrypt.Cost([]byte(hash))
-	switch {
-	case err != nil:
-		return err.Error() // bcrypt's own errors never show the hash
+	if len(hash) != bcryptHashBytes {
+		return fmt.Sprintf("not a bcrypt hash: %d bytes, where bcrypt writes %d", len(hash), bcryptHashBytes)
+	}
+	if prefix := hash[:4]; prefix != "$2a$" && prefix != "$2b$" && prefix != "$2y$" {
+		return "not a bcrypt hash: it does not start with $2a$, $2b$ or $2y$"
+	}
+	tens, units := hash[4], hash[5]
+	if tens < '0' || tens > '9' || units < '0' || units > '9' || hash[6] != '$' {
+		return "not a bcrypt hash: no cost of two digits"
+	}
+	switch stored := int(tens-'0')*10 + int(units-'0'); {
+	case stored < bcrypt.MinCost:
+		return fmt.Sprintf("bcrypt cost %d is under %d", stored, bcrypt.MinCost)
 	case stored > maxUsableCost(cost):
 		return fmt.Sprintf("bcrypt cost %d is over %d", stored, maxUsableCost(cost))
+	}
+	for _, c := range []byte(hash[7:]) {
+		if strings.IndexByte(bcryptAlphabet, c) < 0 {
+			return "not a bcrypt hash: its salt or digest holds a character outside bcrypt's alphabet"
+		}
 	}
 	return ""
 }

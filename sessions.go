@@ -235,7 +235,8 @@ func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) 
 
 // handleChangePassword sets a new password for the caller, who must know
 // the current one, ends every earlier session, and starts a new one for
-// this client. A wrong current password changes nothing.
+// this client. A wrong current password changes nothing; nor does any
+// current password if the stored hash is unusable (passwordMatches).
 func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, caller user) error {
 	body, err := decodeJSONObject(r)
 	if err != nil {
@@ -253,7 +254,7 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 		return err
 	}
 
-	ok, err := a.passwords.compare(r.Context(), caller.HashedPassword, *current)
+	ok, err := a.passwordMatches(r.Context(), &caller, *current)
 	if err != nil {
 		return err
 	}
