@@ -1,10 +1,10 @@
 // auth_test.go tests signup, login and the bearer-token check through the
 // real handler, one contract row or fix at a time; the limit on attempts,
-// which counts failed logins only; the one check of a password, which
-// treats an unusable stored hash as an unknown email on every path; and
-// password hashing: a pool that serves bursts and refuses only past its
-// wait bound, a dummy hash that follows the dearest stored hash, and the
-// rehash of a cheaper hash. The
+// which counts failed logins only; the one check of a password, which treats an unusable stored
+// hash as an unknown email on every path; and password hashing: a pool
+// that serves bursts, refuses only past its wait bound and keeps no
+// request waiting longer whatever runs in front of it, a dummy hash that
+// follows the dearest stored hash, and the rehash of a cheaper hash. The
 // helpers that hold the hashing workers, and count a request's bcrypt
 // runs, stand together after the limiter's tests (holdWorkers,
 // queueHolders, hashingJobs).
@@ -371,12 +371,27 @@ func (p *passwordHasher) queued() int {
 	return p.queue.Len()
 }
 
+// busy is the number of jobs the workers are running.
+func (p *passwordHasher) busy() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
+}
+
 // setHashTime makes p judge its queue as if one hash took d, and admit
-// at most maxWait of expected wait.
+// at most maxWait of expected wait, and of time in the queue.
 func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hashTime, p.maxWait = d, maxWait
+}
+
+// setClock makes p time its jobs by now, so that a test decides how long
+// the running jobs have run.
+func (p *passwordHasher) setClock(now func() time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.now = now
 }
 
 // holdWorkers keeps every worker of p busy until release is called (or
@@ -806,6 +821,7 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 	t.Run("the wait grows by one hash for each round of jobs ahead", func(t *testing.T) {
 		p := newPasswordHasher(testBcryptCost)
 		defer p.close()
+		p.setClock(newTestClock().Now) // the running jobs have just started
 		p.setHashTime(time.Second, time.Hour)
 		release := holdWorkers(t, p)
 		defer release()
@@ -828,7 +844,7 @@ func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
 	// The arithmetic alone, on a pool that runs nothing: 40 jobs arrive
 	// at once, before any ends, with one hash taking 0.56 s, twice what it
 	// takes on an idle machine.
-	p := &passwordHasher{workers: 2, maxWait: maxHashingWait, hashTime: 560 * time.Millisecond}
+	p := &passwordHasher{workers: 2, maxWait: maxHashingWait, hashTime: 560 * time.Millisecond, now: time.Now}
 	for k := range 40 {
 		if wait := p.expectedWait(); wait > p.maxWait {
 			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, p.maxWait)
@@ -837,36 +853,150 @@ func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
 	}
 }
 
+// stoppedPool is a pool of workers that runs nothing, at a clock that
+// stands still, each worker running a job started time ago: for the
+// arithmetic of expectedWait alone.
+func stoppedPool(workers int, hashTime, maxWait time.Duration, started ...time.Duration) *passwordHasher {
+	now := time.Now()
+	p := &passwordHasher{workers: workers, maxWait: maxWait, hashTime: hashTime,
+		now: func() time.Time { return now }, running: map[*hashJob]bool{}}
+	for _, ago := range started {
+		p.running[&hashJob{started: now.Add(-ago)}] = true
+	}
+	return p
+}
+
+// admitted is how many jobs p queues before it refuses one.
+func admitted(t *testing.T, p *passwordHasher) int {
+	t.Helper()
+	for queued := 0; ; queued++ {
+		if p.expectedWait() > p.maxWait {
+			return queued
+		}
+		if queued > 100000 {
+			t.Fatal("over 100000 jobs queued, and none refused")
+		}
+		p.queue.PushBack(&hashJob{})
+	}
+}
+
 func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
 	// However cheap hashes are measured to be, each counts as minHashTime:
-	// with 2 ms of wait admitted, four rounds may wait behind the running one.
-	p := newPasswordHasher(testBcryptCost)
-	defer p.close()
-	p.setHashTime(time.Nanosecond, 4*minHashTime)
-	release := holdWorkers(t, p)
-	defer release()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel() // the queued jobs leave
-	for queued := 0; ; queued++ {
-		refused := make(chan error, 1)
-		go func() { refused <- p.do(ctx, func() {}) }()
-		for p.queued() == queued && len(refused) == 0 {
-			time.Sleep(100 * time.Microsecond)
-		}
-		if len(refused) == 1 {
-			var busy *apiError
-			if err := <-refused; !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable {
-				t.Fatalf("p.do = %v, want 503", err)
+	// with 2 ms of wait admitted, four rounds may wait behind the jobs
+	// that the two workers have just started.
+	p := stoppedPool(2, time.Nanosecond, 4*minHashTime, 0, 0)
+	if n, want := admitted(t, p), 4*p.workers; n != want {
+		t.Errorf("%d jobs were queued before one was refused, want %d", n, want)
+	}
+}
+
+func TestTheWaitCountsTheRunningJobsAsTheyAre(t *testing.T) {
+	const hash = time.Second
+	for _, tc := range []struct {
+		name     string
+		workers  int
+		started  []time.Duration // how long ago each running job started
+		wantWait time.Duration   // of the first job queued
+		wantJobs int             // queued before one is refused, with 5 s admitted
+	}{
+		{"idle workers take a job at once", 2, nil, 0, 12},
+		{"jobs that have just started end in one hash", 2, []time.Duration{0, 0}, hash, 10},
+		{"jobs half done end in half a hash", 2, []time.Duration{hash / 2, hash / 2}, hash / 2, 10},
+		{"jobs past the average are expected to run as long again as they have", 2, []time.Duration{10 * hash, 10 * hash}, 10 * hash, 0},
+		{"one worker held long leaves the other to serve the queue alone", 2, []time.Duration{time.Hour, 0}, hash, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := stoppedPool(tc.workers, hash, 5*time.Second, tc.started...)
+			if got := p.expectedWait(); got != tc.wantWait {
+				t.Errorf("the first job queued would wait %s, want %s", got, tc.wantWait)
 			}
-			if want := 4 * p.workers; queued != want {
-				t.Errorf("%d jobs were queued before one was refused, want %d", queued, want)
+			if n := admitted(t, p); n != tc.wantJobs {
+				t.Errorf("%d jobs were queued before one was refused, want %d", n, tc.wantJobs)
 			}
-			return
-		}
-		if queued > 1000 {
-			t.Fatal("over 1000 jobs queued, and none refused")
+		})
+	}
+}
+
+func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
+	// A worker held for as long as a test likes stands for any job that
+	// runs far longer than its measure: a dear hash, a starved CPU.
+	watchdog := func(t *testing.T, what string, done <-chan error) error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still waits after 10 s", what)
+			return nil
 		}
 	}
+	expectBusy := func(t *testing.T, err error) {
+		t.Helper()
+		var busy *apiError
+		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter < time.Second {
+			t.Fatalf("p.do = %v, want 503 with a Retry-After of a second or more", err)
+		}
+	}
+	t.Run("a queued job that has waited its bound leaves with 503 and Retry-After", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		p.setClock(newTestClock().Now) // the held jobs look as if just started: the next is admitted
+		p.setHashTime(time.Millisecond, 50*time.Millisecond)
+		release := holdWorkers(t, p)
+		defer release()
+		done := make(chan error, 1)
+		go func() { done <- p.do(t.Context(), func() { t.Error("a job that left the queue ran") }) }()
+		expectBusy(t, watchdog(t, "a job queued behind held workers", done))
+		if n := p.queued(); n != 0 {
+			t.Errorf("%d jobs queued after the only one left, want 0", n)
+		}
+	})
+	t.Run("a job is refused at once when the workers have run far past the average", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		clock := newTestClock()
+		p.setClock(clock.Now)
+		p.setHashTime(time.Second, 5*time.Second)
+		release := holdWorkers(t, p)
+		defer release()
+		clock.advance(time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // a refusal is at once
+		defer cancel()
+		err := p.do(ctx, func() { t.Error("a refused job ran") })
+		var busy *apiError
+		if !errors.As(err, &busy) || busy.retryAfter != time.Minute {
+			t.Errorf("p.do behind workers held for a minute = %v, want 503 with Retry-After 1m", err)
+		}
+	})
+	t.Run("a request that ends stops waiting for a job a worker has taken", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		defer p.close()
+		release := make(chan struct{})
+		defer close(release)
+		ctx, cancel := context.WithCancel(t.Context())
+		taken := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- p.do(ctx, func() { close(taken); <-release }) }()
+		<-taken
+		cancel()
+		if err := watchdog(t, "a request that ended", done); !errors.Is(err, context.Canceled) {
+			t.Errorf("p.do after its context ended = %v, want context.Canceled", err)
+		}
+	})
+	t.Run("closing the pool drops the queue and waits only a moment for a busy worker", func(t *testing.T) {
+		p := newPasswordHasher(testBcryptCost)
+		p.setClock(newTestClock().Now)
+		release := holdWorkers(t, p) // released when the test ends, after close
+		defer release()
+		queued := make(chan error, 1)
+		go func() { queued <- p.do(t.Context(), func() { t.Error("a dropped job ran") }) }()
+		waitFor(t, "the job to queue", func() bool { return p.queued() == 1 })
+		closed := make(chan error, 1)
+		go func() { p.close(); closed <- nil }()
+		watchdog(t, "close, with every worker busy,", closed)
+		expectBusy(t, watchdog(t, "a job queued when the pool closed", queued))
+		expectBusy(t, p.do(t.Context(), func() { t.Error("a job ran after close") }))
+	})
 }
 
 func TestHashingLeavesTheQueueWhenTheRequestEnds(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,24 +28,29 @@ import (
 // flood of logins.
 //
 // Work waits in one queue, bounded by the wait it would cause rather than
-// by a count: a job is admitted if the jobs ahead of it would end within
-// maxWait, judged by the measured time of recent hashes; past that the
-// client gets 503 with Retry-After set to that wait. A burst of honest
-// logins is therefore served in turn, and only a backlog of more than
-// maxWait of hashing is refused. A job whose request ends while it waits
-// leaves the queue.
+// by a count: a job is admitted if it would start within maxWait, judged
+// by the measured time of recent hashes and by how long the running jobs
+// have run already (expectedWait); past that the client gets 503 with
+// Retry-After set to that wait. A burst of honest logins is therefore
+// served in turn, and only a backlog of more than maxWait of hashing is
+// refused. Every wait of a request is bounded (see do): in the queue by
+// maxWait, whatever runs in front of it, and by the request's end; for a
+// worker's job by the one bcrypt run it is, at a usable cost; and close
+// waits at most maxCloseWait.
 type passwordHasher struct {
 	cost    int           // of new hashes
 	workers int           // threads hashing at once
-	maxWait time.Duration // the longest expected wait admitted
+	maxWait time.Duration // the longest expected wait admitted, and the longest a job stays queued
 
 	mu       sync.Mutex
-	wake     sync.Cond     // on mu: a job was queued, or the pool is closing
-	queue    list.List     // of *hashJob, waiting for a worker
-	running  int           // jobs a worker is running now
-	hashTime time.Duration // moving average of recent jobs' durations
-	closing  bool          // no more work later
-	closed   bool          // no more work at all; workers end once the queue is empty
+	wake     sync.Cond          // on mu: a job was queued, or the pool is closing
+	queue    list.List          // of *hashJob, waiting for a worker
+	running  map[*hashJob]bool  // the jobs the workers are running now, at most workers
+	hashTime time.Duration      // moving average of recent jobs' durations
+	now      func() time.Time   // when jobs start and end; read with mu held, so that a test may set it
+	closed   bool               // no more work; workers end once their job has
+	laterCtx context.Context    // of the work later runs; ends with close
+	endLater context.CancelFunc // ends laterCtx
 
 	workersDone sync.WaitGroup
 	laterDone   sync.WaitGroup
@@ -59,8 +65,10 @@ type passwordHasher struct {
 // hashJob is one bcrypt run waiting for, or taken by, a worker.
 type hashJob struct {
 	run     func()
-	waiting *list.Element // its place in the queue; nil once a worker took it
-	done    chan struct{} // closed when run has returned
+	waiting *list.Element // its place in the queue; nil once a worker took it, or it left
+	started time.Time     // when a worker took it
+	err     error         // errHashersBusy if the pool closed before a worker took it
+	done    chan struct{} // closed when run has returned, or err is set
 }
 
 // dummyHash is a bcrypt hash of a password nobody has, and its cost.
@@ -71,17 +79,23 @@ type dummyHash struct {
 
 const (
 	// maxHashingWait bounds how long a request may expect to wait for
-	// hashing; longer, and it is refused at once with 503. Fifteen
-	// seconds lets a burst of 40 signups at cost 12 through on two CPUs
-	// (about 0.3 s a hash, 5.7 s for the last) even when another load on
-	// the machine makes each hash take twice as long, and is well within
-	// the patience of an HTTP client and the server's 60 s write timeout.
+	// hashing; longer, and it is refused at once with 503. It also
+	// bounds how long a job may stay queued, should the estimate be
+	// wrong. Fifteen seconds lets a burst of 40 signups at cost 12
+	// through on two CPUs (about 0.3 s a hash, 5.7 s for the last) even
+	// when another load on the machine makes each hash take twice as
+	// long, and is well within the patience of an HTTP client and the
+	// server's 60 s write timeout.
 	maxHashingWait = 15 * time.Second
 	// minHashTime is the least a hash is taken to cost when the queue is
 	// judged. bcrypt's cheapest cost takes about a millisecond, so this
 	// changes no real estimate; it makes the queue's length bounded
 	// outright: at most workers × (maxWait/minHashTime + 1) jobs.
 	minHashTime = 500 * time.Microsecond
+	// maxCloseWait bounds how long close waits for a worker still
+	// running a job, which nothing can stop midway; the thread ends when
+	// the job does, or with the process.
+	maxCloseWait = time.Second
 )
 
 var dummyPassword = []byte("no user has this password")
@@ -107,8 +121,10 @@ var reserveProcsForHashing = sync.OnceFunc(func() {
 // newPasswordHasher starts a pool that hashes new passwords at cost. Its
 // dummy hash is made by the first login that needs it; close stops it.
 func newPasswordHasher(cost int) *passwordHasher {
-	p := &passwordHasher{cost: cost, workers: hashingWorkers(), maxWait: maxHashingWait}
+	p := &passwordHasher{cost: cost, workers: hashingWorkers(), maxWait: maxHashingWait,
+		running: map[*hashJob]bool{}, now: time.Now}
 	p.wake.L = &p.mu
+	p.laterCtx, p.endLater = context.WithCancel(context.Background())
 	started := make(chan error, p.workers)
 	p.workersDone.Add(p.workers)
 	for range p.workers {
@@ -152,7 +168,7 @@ func dummyCostFor(st *store, cost int) int {
 }
 
 // work is one worker: it takes jobs from the queue, oldest first, until
-// the pool is closed and the queue empty.
+// the pool is closed.
 func (p *passwordHasher) work(started chan<- error) {
 	defer p.workersDone.Done()
 	// Never unlocked: this thread's priority is lowered for good, and must
@@ -176,20 +192,20 @@ func (p *passwordHasher) work(started chan<- error) {
 		for p.queue.Len() == 0 && !p.closed {
 			p.wake.Wait()
 		}
-		if p.queue.Len() == 0 {
+		if p.closed {
 			return
 		}
 		job := p.queue.Remove(p.queue.Front()).(*hashJob)
 		job.waiting = nil
-		p.running++
+		job.started = p.now()
+		p.running[job] = true
 		p.mu.Unlock()
 
-		start := time.Now()
 		job.run()
-		took := time.Since(start)
 
 		p.mu.Lock()
-		p.running--
+		delete(p.running, job)
+		took := p.now().Sub(job.started)
 		// A moving average over roughly the last eight jobs: it follows a
 		// change of cost or of load within a few hashes.
 		if p.hashTime == 0 {
@@ -201,16 +217,76 @@ func (p *passwordHasher) work(started chan<- error) {
 	}
 }
 
-// expectedWait is how long a job queued now would wait for a worker: the
-// jobs ahead of it run workers at a time, one hash each. p.mu is held.
+// expectedWait is how long a job queued now would wait for a worker. Each
+// worker is taken to be free once its job is expected to end
+// (expectedRemaining), an idle one now; from then on it takes the queued
+// jobs, oldest first, one hash each. The new job starts at the earliest
+// time by which every job ahead of it, and it, can have started, found by
+// bisection: about 40 rounds of one step per worker. p.mu is held.
 func (p *passwordHasher) expectedWait() time.Duration {
-	rounds := (p.queue.Len() + p.running) / p.workers
-	return time.Duration(rounds) * max(p.hashTime, minHashTime)
+	hash := max(p.hashTime, minHashTime)
+	now := p.now()
+	free := make([]time.Duration, p.workers) // idle workers are free now
+	i := 0
+	for job := range p.running {
+		free[i] = expectedRemaining(now.Sub(job.started), hash)
+		i++
+	}
+	// startsBy is how many jobs can have started within t.
+	startsBy := func(t time.Duration) int {
+		n := 0
+		for _, f := range free {
+			if f <= t {
+				n += int((t-f)/hash) + 1
+			}
+		}
+		return n
+	}
+	ahead := p.queue.Len()
+	// The soonest free worker alone would have started them all by hi.
+	lo, hi := time.Duration(0), slices.Min(free)+time.Duration(ahead)*hash
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if startsBy(mid) > ahead {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
-// do runs fn on a hashing worker and returns once it has run. It refuses
-// at once, with 503 and the expected wait as Retry-After, if that wait is
-// over maxWait; it gives up the job's place if ctx ends while it waits.
+// expectedRemaining is how much longer a job that has run for ran is
+// expected to run, when a hash takes hash on average: the rest of the
+// average; or, once it has run past the average, as long again as it has
+// run, since then all that is known of its end is that it is late, and
+// the longer it has run the later it is likely to end. So a worker held
+// far past the average (a dearer hash than most, a starved CPU, or a job
+// that never ends) counts as busy for as long again, and a queue that
+// only it could serve is refused at once rather than left to time out.
+func expectedRemaining(ran, hash time.Duration) time.Duration {
+	if ran < hash {
+		return hash - ran
+	}
+	return ran
+}
+
+// do runs fn on a hashing worker and returns once it has run. Every wait
+// in it is bounded:
+//   - It refuses at once, with 503 and the expected wait as Retry-After,
+//     if that wait is over maxWait (expectedWait), or if the pool is
+//     closed.
+//   - A job still queued after maxWait leaves with 503, the estimate
+//     having been wrong: whatever runs in front of it, a request waits no
+//     longer than that for a worker. It also leaves if ctx ends, or with
+//     503 if the pool closes.
+//   - Once a worker has taken the job, do waits for it to end, which the
+//     one bcrypt run it is bounds (at a usable cost, unusablePasswordHash),
+//     or for ctx to end, whichever comes first. The job cannot be stopped
+//     midway: if ctx ends first, do returns while fn still runs, and the
+//     caller must not read what fn writes.
+//
+// The wait in the queue is measured in real time, whatever p.now says.
 func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 	job := &hashJob{run: fn, done: make(chan struct{})}
 	p.mu.Lock()
@@ -223,54 +299,83 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 		return errHashersBusy.retryIn(wait)
 	}
 	job.waiting = p.queue.PushBack(job)
+	queueBound := time.NewTimer(p.maxWait)
+	defer queueBound.Stop()
 	p.wake.Signal()
 	p.mu.Unlock()
 
 	select {
 	case <-job.done:
-		return nil
+		return job.err
 	case <-ctx.Done():
+	case <-queueBound.C:
 	}
 	p.mu.Lock()
-	leave := job.waiting != nil
-	if leave {
+	if job.waiting != nil { // still queued: leave
 		p.queue.Remove(job.waiting)
 		job.waiting = nil
+		retry := max(p.expectedWait(), time.Second)
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait to hash: %w", ctx.Err())
+		}
+		return errHashersBusy.retryIn(retry)
 	}
 	p.mu.Unlock()
-	if leave {
-		return fmt.Errorf("wait to hash: %w", ctx.Err())
+	select { // a worker has it already: one hash, and its result is ours
+	case <-job.done:
+		return job.err
+	case <-ctx.Done():
+		return fmt.Errorf("wait for a hash: %w", ctx.Err())
 	}
-	<-job.done // a worker has it already: one hash, and its result is ours
-	return nil
 }
 
-// later runs fn in the background with a context of its own, for work a
-// request leaves behind once it has answered (rehashLater). close waits
-// for it. It reports false, and runs nothing, once the pool is closing.
+// later runs fn in the background, for work a request leaves behind once
+// it has answered (rehashLater), with a context that close ends. close
+// waits for it. It reports false, and runs nothing, once the pool is
+// closed.
 func (p *passwordHasher) later(fn func(ctx context.Context)) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closing {
+	if p.closed {
 		return false
 	}
-	p.laterDone.Go(func() { fn(context.Background()) })
+	p.laterDone.Go(func() { fn(p.laterCtx) })
 	return true
 }
 
-// close waits for the work started by later, then lets the workers finish
-// the queue and stops them, ending their threads.
+// close stops the pool. It refuses new work; the jobs still queued leave
+// with 503; the work started by later has its context ended, so that its
+// hashing and its writes give up at once; idle workers end. Then it waits
+// for that work to return and for the workers to end, but at most
+// maxCloseWait: a worker still running a job ends when the job does,
+// since nothing can stop bcrypt midway, and the process need not wait for
+// it. Closing again does no harm.
 func (p *passwordHasher) close() {
 	p.mu.Lock()
-	p.closing = true
-	p.mu.Unlock()
-	p.laterDone.Wait()
-
-	p.mu.Lock()
 	p.closed = true
+	for e := p.queue.Front(); e != nil; e = e.Next() {
+		job := e.Value.(*hashJob)
+		job.waiting, job.err = nil, errHashersBusy
+		close(job.done)
+	}
+	p.queue.Init()
 	p.wake.Broadcast()
 	p.mu.Unlock()
-	p.workersDone.Wait()
+	p.endLater()
+
+	stopped := make(chan struct{})
+	go func() {
+		p.laterDone.Wait()
+		p.workersDone.Wait()
+		close(stopped)
+	}()
+	bound := time.NewTimer(maxCloseWait)
+	defer bound.Stop()
+	select {
+	case <-stopped:
+	case <-bound.C:
+	}
 }
 
 // hash returns a bcrypt hash of password at the pool's cost.

@@ -343,8 +343,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 // headers (slowloris). A variable so that a test can shorten it.
 var readHeaderTimeout = 10 * time.Second
 
+// shutdownGrace bounds a stop, from SIGINT or SIGTERM to the end of serve:
+// the requests in flight have all of it but maxCloseWait to finish, and
+// the hashing pool that last moment to stop (passwordHasher.close). A
+// variable so that a test can shorten it.
+var shutdownGrace = 10 * time.Second
+
 // serve runs the HTTP service until ctx is done (SIGINT or SIGTERM), then
-// lets the requests in flight finish and closes the database.
+// lets the requests in flight finish and closes the database, all within
+// shutdownGrace (serveHTTP, app.close).
 func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
 	var logHandler slog.Handler = slog.NewTextHandler(stderr, nil)
 	if cfg.logJSON {
@@ -378,7 +385,24 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 		return err
 	}
 	defer a.close()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	logger.Info("serving", "url", scheme+"://"+listener.Addr().String(), "db", cfg.dbPath)
+	return a.serveHTTP(ctx, listener, tlsConfig)
+}
 
+// serveHTTP serves a on listener, over TLS if tlsConfig is set, until ctx
+// is done; then it lets the requests in flight finish, within
+// shutdownGrace less maxCloseWait, and ends those that are still running.
+func (a *app) serveHTTP(ctx context.Context, listener net.Listener, tlsConfig *tls.Config) error {
+	// net/http's Shutdown waits for the requests in flight but never ends
+	// their contexts: every request's context ends with endRequests, so
+	// that one still waiting for a hash or for the database writer when
+	// the grace runs out gives up then.
+	requests, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
 	// Timeouts so that slow or idle clients cannot hold connections open.
 	server := &http.Server{
 		Handler:           a.handler,
@@ -396,14 +420,9 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 			MaxReceiveBufferPerStream:     maxBodyBytes,
 			MaxReceiveBufferPerConnection: 4 * maxBodyBytes,
 		},
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return requests },
+		ErrorLog:    slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-	}
-	logger.Info("serving", "url", scheme+"://"+listener.Addr().String(), "db", cfg.dbPath)
-
 	served := make(chan error, 1)
 	go func() {
 		if tlsConfig != nil {
@@ -418,10 +437,12 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	a.logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace-maxCloseWait)
 	defer cancel()
 	if err := server.Shutdown(shutdownCtx); err != nil {
+		endRequests()
+		server.Close()
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
@@ -519,7 +540,8 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 }
 
 // close stops the hashing pool, then the database: a rehash may still be
-// writing until the pool has stopped.
+// writing until the pool has stopped. It takes at most maxCloseWait more
+// than the database takes to close.
 func (a *app) close() {
 	if a.passwords != nil {
 		a.passwords.close()

@@ -1,6 +1,6 @@
 // main_test.go holds the test harness that every test file shares, and the
-// tests of configuration and start-up (main.go) and of the HTTP plumbing
-// (http.go).
+// tests of configuration, start-up and stop (main.go) and of the HTTP
+// plumbing (http.go).
 package main
 
 import (
@@ -499,6 +499,62 @@ func TestRunServesAndStops(t *testing.T) {
 	if strings.Contains(stderr.String(), password) {
 		t.Errorf("the generated password reached the log")
 	}
+}
+
+// TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy stops the server, as
+// a signal would, while every hashing worker runs a job that does not end
+// and a login waits for a worker: the stop still ends, the login gets an
+// answer, and the service closes.
+func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
+	grace := shutdownGrace
+	shutdownGrace = maxCloseWait + 500*time.Millisecond
+	t.Cleanup(func() { shutdownGrace = grace })
+	a, err := newServer(t.Context(), newTestConfig(t), slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.close)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before a.close: cleanups run last first
+	for range a.passwords.workers {
+		go a.passwords.do(context.Background(), func() { <-release })
+	}
+	waitFor(t, "every worker to be busy", func() bool { return a.passwords.busy() == a.passwords.workers })
+
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- a.serveHTTP(ctx, listener, nil) }()
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		resp, err := http.PostForm("http://"+listener.Addr().String()+"/api/v1/auth/login",
+			url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, "the login to wait for a worker", func() bool { return a.passwords.queued() == 1 })
+
+	stop()
+	within := func(what string, done <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s, 10 s after a stop with a grace of %s", what, shutdownGrace)
+		}
+	}
+	servedDone := make(chan struct{})
+	go func() { <-served; close(servedDone) }()
+	within("serving has not ended", servedDone)
+	within("the waiting login has no answer", answered)
+	closed := make(chan struct{})
+	go func() { a.close(); close(closed) }()
+	within("the service has not closed", closed)
 }
 
 func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
