@@ -23,8 +23,10 @@
 //     by the wait it would cause (passwordHasher, hashing.go).
 //   - Attempts are counted per client address (r.RemoteAddr; a forwarded
 //     address only from a configured proxy) and slowed with 429 past the
-//     limit. Every signup counts; of logins and password changes only the
-//     failures count, so many people behind one address can all log in.
+//     limit, in two budgets: signups (SIGNUPS_PER_HOUR), where every
+//     attempt counts, and logins and password changes
+//     (LOGIN_ATTEMPTS_PER_MINUTE), where only the failures count. So many
+//     people behind one address can all sign up, and then all log in.
 //   - A signup can never make a superuser, whatever its body says.
 //   - Emails and names may not hold invisible characters (invisibleRune),
 //     so that no two accounts or names that look alike differ by one.
@@ -416,13 +418,16 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 }
 
 // limitSignups answers 429 to a client address that has used up its
-// attempts; every signup counts. See rateLimiter.
+// signups (SIGNUPS_PER_HOUR); every attempt counts, since each may tell
+// whether an email has an account. The budget is the signups' own, apart
+// from the failed logins', so that a class that has just signed up from
+// one address can log in. See rateLimiter.
 func (a *app) limitSignups(next http.Handler) http.Handler {
-	if a.loginLimiter == nil {
+	if a.signupLimiter == nil {
 		return next
 	}
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if wait := a.loginLimiter.take(a.clientAddress(r)); wait > 0 {
+		if wait := a.signupLimiter.take(a.clientAddress(r)); wait > 0 {
 			return errTooManyAttempts.retryIn(wait)
 		}
 		next.ServeHTTP(w, r)

@@ -1,6 +1,7 @@
 // auth_test.go tests signup, login and the bearer-token check through the
-// real handler, one contract row or fix at a time; the limit on attempts,
-// which counts failed logins only; the one check of a password, which treats an unusable stored
+// real handler, one contract row or fix at a time; the limits on
+// attempts, which count failed logins only, and signups in a budget of
+// their own; the one check of a password, which treats an unusable stored
 // hash as an unknown email on every path; and password hashing: a pool
 // that serves bursts, refuses only past its wait bound and keeps no
 // request waiting longer whatever runs in front of it, a dummy hash that
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,10 +318,10 @@ func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
 	t.Run("X-Forwarded-For does not make a new client", func(t *testing.T) {
 		expectStatus(t, attempt("192.0.2.1:1002", "X-Forwarded-For", "198.51.100.9"), http.StatusTooManyRequests)
 	})
-	t.Run("signup counts against the same limit", func(t *testing.T) {
+	t.Run("signups do not count against it: they have a budget of their own", func(t *testing.T) {
 		r := newRequest("POST", "/api/v1/auth/signup", strings.NewReader(`{}`), "Content-Type", "application/json")
 		r.RemoteAddr = "192.0.2.1:1003"
-		expectStatus(t, e.serve(r), http.StatusTooManyRequests)
+		expectProblems(t, e.serve(r), "body.email", "body.password")
 	})
 	t.Run("another client is not slowed", func(t *testing.T) {
 		expectStatus(t, attempt("192.0.2.2:1000"), http.StatusBadRequest)
@@ -573,16 +575,80 @@ func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
 		}
 		expectStatus(t, change(token, "password123", "password789"), http.StatusTooManyRequests)
 	})
-	t.Run("signups still count every attempt", func(t *testing.T) {
-		for i := range 11 {
-			r := newRequest("POST", "/api/v1/auth/signup", strings.NewReader(fmt.Sprintf(`{"email":"new%d@example.com","password":"password123"}`, i)),
-				"Content-Type", "application/json")
-			r.RemoteAddr = "192.0.2.34:1000"
-			want := http.StatusCreated
-			if i == 10 {
-				want = http.StatusTooManyRequests
+}
+
+func TestSignupsHaveABudgetOfTheirOwn(t *testing.T) {
+	clock := newTestClock()
+	cfg := newTestConfig(t)
+	defaultLimits(&cfg) // 10 failed logins a minute, 100 signups an hour
+	e := startTestEnv(t, cfg, clock.Now)
+	from := func(addr string, r *http.Request) *http.Response {
+		r.RemoteAddr = addr
+		return e.serve(r)
+	}
+	signup := func(addr, email string) *http.Response {
+		return from(addr, newRequest("POST", "/api/v1/auth/signup",
+			strings.NewReader(fmt.Sprintf(`{"email":%q,"password":"password123"}`, email)), "Content-Type", "application/json"))
+	}
+	login := func(addr, email, password string) *http.Response {
+		return from(addr, newRequest("POST", "/api/v1/auth/login", strings.NewReader(url.Values{"username": {email}, "password": {password}}.Encode()),
+			"Content-Type", "application/x-www-form-urlencoded"))
+	}
+	const class = "192.0.2.40:1000" // a classroom behind one NAT
+
+	t.Run("40 people behind one address all sign up within 2 minutes, then all log in", func(t *testing.T) {
+		for i := range 40 {
+			expectStatus(t, signup(class, fmt.Sprintf("pupil%d@example.com", i)), http.StatusCreated)
+			clock.advance(3 * time.Second)
+		}
+		for i := range 40 {
+			expectStatus(t, login(class, fmt.Sprintf("pupil%d@example.com", i), "password123"), http.StatusOK)
+		}
+	})
+	t.Run("past the budget a signup is a 429 with Retry-After, and a correct login still gets in", func(t *testing.T) {
+		created := 40
+		for ; created < 1000; created++ {
+			if resp := signup(class, fmt.Sprintf("late%d@example.com", created)); resp.StatusCode != http.StatusCreated {
+				expectDetail(t, resp, http.StatusTooManyRequests, "Too many attempts, try again later")
+				if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); ra < 1 || ra > 36 {
+					t.Errorf("Retry-After = %q, want 1 to 36 seconds: one signup comes back every 36 s", resp.Header.Get("Retry-After"))
+				}
+				break
 			}
-			expectStatus(t, e.serve(r), want)
+		}
+		// 100 at once, and one back for each 36 s of the 2 minutes.
+		if want := 100 + 120/36; created != want {
+			t.Errorf("%d signups from one address were created before a 429, want %d", created, want)
+		}
+		expectStatus(t, login(class, "pupil0@example.com", "password123"), http.StatusOK)
+	})
+	t.Run("one signup comes back every 36 s", func(t *testing.T) {
+		clock.advance(36 * time.Second)
+		expectStatus(t, signup(class, "later@example.com"), http.StatusCreated)
+		expectStatus(t, signup(class, "later2@example.com"), http.StatusTooManyRequests)
+	})
+	t.Run("another address has a budget of its own", func(t *testing.T) {
+		expectStatus(t, signup("192.0.2.41:1000", "elsewhere@example.com"), http.StatusCreated)
+	})
+	t.Run("failed logins use up no signups, and signups no failed logins", func(t *testing.T) {
+		const office = "192.0.2.42:1000"
+		for range 10 {
+			expectStatus(t, login(office, "pupil1@example.com", "wrong-password"), http.StatusBadRequest)
+		}
+		expectStatus(t, login(office, "pupil1@example.com", "wrong-password"), http.StatusTooManyRequests)
+		expectStatus(t, signup(office, "office@example.com"), http.StatusCreated)
+		expectStatus(t, login(class, "pupil1@example.com", "wrong-password"), http.StatusBadRequest)
+	})
+	t.Run("SIGNUPS_PER_HOUR=0 turns the limit off", func(t *testing.T) {
+		cfg := newTestConfig(t)
+		defaultLimits(&cfg)
+		cfg.signupsPerHour = 0
+		unlimited := startTestEnv(t, cfg, clock.Now)
+		for i := range 150 {
+			r := newRequest("POST", "/api/v1/auth/signup",
+				strings.NewReader(fmt.Sprintf(`{"email":"many%d@example.com","password":"password123"}`, i)), "Content-Type", "application/json")
+			r.RemoteAddr = class
+			expectStatus(t, unlimited.serve(r), http.StatusCreated)
 		}
 	})
 }

@@ -72,9 +72,14 @@ type config struct {
 	firstSuperuser         string
 	firstSuperuserPassword string // "": generate one and print it once
 	corsOrigins            []string
-	loginAttemptsPerMinute int
+	loginAttemptsPerMinute int // failed logins and password changes per client address; 0: no limit
+	signupsPerHour         int // signups per client address; 0: no limit
 	maxConnections         int // open at once; see connlimit.go
 }
+
+// maxLimitSetting is the highest value of each of the attempt limits
+// (LOGIN_ATTEMPTS_PER_MINUTE, SIGNUPS_PER_HOUR).
+const maxLimitSetting = 1000000
 
 // loadConfig reads the flags of command in args, and the environment
 // through getenv. Flags win over the environment, which wins over the
@@ -148,7 +153,8 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
 	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
 	cfg.bcryptCost = number("BCRYPT_COST", bcrypt.MinCost, bcrypt.MaxCost)
-	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, 1000000)
+	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, maxLimitSetting)
+	cfg.signupsPerHour = number("SIGNUPS_PER_HOUR", 0, maxLimitSetting)
 	if takes("serve") {
 		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
 	}
@@ -471,8 +477,9 @@ type app struct {
 	handler              http.Handler // every route, behind the middleware
 	store                *store
 	passwords            *passwordHasher
-	loginLimiter         *rateLimiter
-	refreshLimiter       *rateLimiter
+	loginLimiter         *rateLimiter // failed logins and password changes, per client address
+	signupLimiter        *rateLimiter // signups, per client address
+	refreshLimiter       *rateLimiter // refreshes, per session
 	logger               *slog.Logger
 	now                  func() time.Time // the clock tokens are issued and checked against
 	tokenKey             *tokenKey
@@ -491,6 +498,7 @@ type app struct {
 func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() time.Time, stdout io.Writer) (_ *app, err error) {
 	a := &app{
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
+		signupLimiter:        newRateLimiter(cfg.signupsPerHour, time.Hour, now),
 		refreshLimiter:       newRateLimiter(refreshBurst, refreshBurst*refreshInterval, now),
 		logger:               logger,
 		now:                  now,
@@ -559,9 +567,9 @@ type route struct {
 // routes is the service's whole API surface. The guards of each route are
 // the wrappers around its handler: requireUser lets only a signed-in user
 // through, and hands the handler that user (auth.go); limitSignups and
-// limitFailedLogins count attempts per client address (auth.go), with a
-// rateLimiter (ratelimit.go); the refresh limit is inside handleRefresh,
-// since it counts per session (sessions.go).
+// limitFailedLogins count attempts per client address (auth.go), each with
+// a rateLimiter of its own (ratelimit.go); the refresh limit is inside
+// handleRefresh, since it counts per session (sessions.go).
 func (a *app) routes() []route {
 	return []route{
 		{"POST /api/v1/auth/signup", a.limitSignups(a.api(a.handleSignup))},
