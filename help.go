@@ -49,6 +49,7 @@ var settings = []setting{
 	{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`},
 	{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: fmt.Sprintf("failed logins and password changes per client address per minute, 0 to %d; 0: no limit", maxLimitSetting)},
 	{env: "SIGNUPS_PER_HOUR", fallback: "100", about: fmt.Sprintf("signups per client address: this many at once, then they come back over an hour (100: one every 36 s); 0 to %d; 0: no limit", maxLimitSetting)},
+	{env: "RECIPE_CREATION_BURST", fallback: "200", about: fmt.Sprintf("recipes one account may create at once; then one more each second; 0 to %d; 0: no limit", maxLimitSetting)},
 	{env: "MAX_CONNECTIONS", flag: "-max-connections", fallback: "4096", about: "caps accepted connections"},
 	{env: "TRUSTED_PROXIES", shown: "none", about: "proxies whose X-Forwarded-For names the client, e.g. 127.0.0.1,10.0.0.0/8"},
 	{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines"},

@@ -59,6 +59,7 @@ var (
 	errBodyTooLarge        = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
 	errTooManyAttempts     = &apiError{status: http.StatusTooManyRequests, detail: "Too many attempts, try again later"}
 	errTooManyRefreshes    = &apiError{status: http.StatusTooManyRequests, detail: "Too many refreshes, try again later"}
+	errTooManyRecipes      = &apiError{status: http.StatusTooManyRequests, detail: "Too many recipes created, try again later"}
 	errInternal            = &apiError{status: http.StatusInternalServerError, detail: "Internal Server Error"}
 	errHashersBusy         = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}

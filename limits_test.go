@@ -1,7 +1,7 @@
 // limits_test.go tests the bounds on what one request or client can make
 // the server hold: request bodies of at most maxBodyBytes (413 above,
-// without reading the rest), and at most MAX_CONNECTIONS connections open
-// at once.
+// without reading the rest), at most MAX_CONNECTIONS connections open at
+// once, and the recipes one account may create (RECIPE_CREATION_BURST).
 package main
 
 import (
@@ -327,4 +327,66 @@ func TestOneClientHoldsOnlyItsShareOfTheConnections(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRecipeCreationsAreLimitedPerAccount(t *testing.T) {
+	clock := newTestClock()
+	cfg := newTestConfig(t)
+	defaultLimits(&cfg) // a burst of 200, then one a second
+	e := startTestEnv(t, cfg, clock.Now)
+	_, token := newRecipeUser(e, "importer@example.com")
+	_, otherToken := newRecipeUser(e, "other@example.com")
+	create := func(token string, i int) *http.Response {
+		return e.postJSON("/api/v1/recipes/", recipeBody(fmt.Sprintf("Soup %d", i), "Me", "https://example.com/soup"), bearer(token)...)
+	}
+
+	t.Run("creations that fail use up nothing", func(t *testing.T) {
+		for range 5 {
+			expectProblems(t, e.postJSON("/api/v1/recipes/", `{"source":"Me","url":"https://example.com/soup"}`, bearer(token)...), "body.label")
+			expectStatus(t, e.postJSON("/api/v1/recipes/", `{"label":"Soup","source":"Me","url":"https://example.com/soup","submitter_id":1}`, bearer(token)...),
+				http.StatusForbidden)
+		}
+	})
+	t.Run("an import of 200 recipes at once is served whole", func(t *testing.T) {
+		for i := range 200 {
+			expectStatus(t, create(token, i), http.StatusCreated)
+		}
+	})
+	t.Run("the next is a 429 with Retry-After, and nothing is stored", func(t *testing.T) {
+		resp := create(token, 200)
+		if got := resp.Header.Get("Retry-After"); got != "1" {
+			t.Errorf("POST /api/v1/recipes/: Retry-After = %q, want 1", got)
+		}
+		expectDetail(t, resp, http.StatusTooManyRequests, "Too many recipes created, try again later")
+		resp = e.get("/api/v1/recipes/search/?keyword=Soup+200")
+		if got := decodeBody[struct{ Results []recipeView }](t, resp).Results; len(got) != 0 {
+			t.Errorf("the refused recipe was stored: %v", got)
+		}
+	})
+	t.Run("another account is not limited", func(t *testing.T) {
+		expectStatus(t, create(otherToken, 0), http.StatusCreated)
+	})
+	t.Run("one creation comes back every second", func(t *testing.T) {
+		clock.advance(time.Second)
+		expectStatus(t, create(token, 201), http.StatusCreated)
+		expectStatus(t, create(token, 202), http.StatusTooManyRequests)
+	})
+	t.Run("concurrent creations never outrun the budget", func(t *testing.T) {
+		clock.advance(5 * time.Second)
+		got := burstStatuses(20, func(i int) *http.Response { return create(token, 300+i) })
+		if got[http.StatusCreated] != 5 || got[http.StatusTooManyRequests] != 15 {
+			t.Errorf("20 concurrent creations with 5 left answered %v, want 5 × 201 and 15 × 429", got)
+		}
+	})
+	t.Run("RECIPE_CREATION_BURST=0 turns the limit off", func(t *testing.T) {
+		cfg := newTestConfig(t)
+		defaultLimits(&cfg)
+		cfg.recipeCreationBurst = 0
+		unlimited := startTestEnv(t, cfg, clock.Now)
+		_, token := newRecipeUser(unlimited, "importer@example.com")
+		for i := range 250 {
+			resp := unlimited.postJSON("/api/v1/recipes/", recipeBody(fmt.Sprintf("Stew %d", i), "Me", "https://example.com/stew"), bearer(token)...)
+			expectStatus(t, resp, http.StatusCreated)
+		}
+	})
 }

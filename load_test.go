@@ -89,7 +89,7 @@ func TestLoadAgainstTheFloor(t *testing.T) {
 	phase := time.Duration(max(seconds, 5)) * time.Second
 	dbPath := filepath.Join(t.TempDir(), "load.db")
 	ours, oursURL := startChild(t, "DATABASE_PATH="+dbPath, "FIRST_SUPERUSER_PW="+adminPassword,
-		"JWT_SECRET="+loadSecret, "LOGIN_ATTEMPTS_PER_MINUTE=0")
+		"JWT_SECRET="+loadSecret, "LOGIN_ATTEMPTS_PER_MINUTE=0", "RECIPE_CREATION_BURST=0")
 	token := loginOver(t, oursURL, "admin@recipeapi.com", adminPassword)
 
 	// The floor answers each route with the bytes the service answered.

@@ -74,11 +74,12 @@ type config struct {
 	corsOrigins            []string
 	loginAttemptsPerMinute int // failed logins and password changes per client address; 0: no limit
 	signupsPerHour         int // signups per client address; 0: no limit
+	recipeCreationBurst    int // recipes one account may create at once, one more each second after; 0: no limit
 	maxConnections         int // open at once; see connlimit.go
 }
 
 // maxLimitSetting is the highest value of each of the attempt limits
-// (LOGIN_ATTEMPTS_PER_MINUTE, SIGNUPS_PER_HOUR).
+// (LOGIN_ATTEMPTS_PER_MINUTE, SIGNUPS_PER_HOUR, RECIPE_CREATION_BURST).
 const maxLimitSetting = 1000000
 
 // loadConfig reads the flags of command in args, and the environment
@@ -155,6 +156,7 @@ func loadConfig(command string, args []string, getenv func(string) string, usage
 	cfg.bcryptCost = number("BCRYPT_COST", bcrypt.MinCost, bcrypt.MaxCost)
 	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, maxLimitSetting)
 	cfg.signupsPerHour = number("SIGNUPS_PER_HOUR", 0, maxLimitSetting)
+	cfg.recipeCreationBurst = number("RECIPE_CREATION_BURST", 0, maxLimitSetting)
 	if takes("serve") {
 		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
 	}
@@ -480,6 +482,7 @@ type app struct {
 	loginLimiter         *rateLimiter // failed logins and password changes, per client address
 	signupLimiter        *rateLimiter // signups, per client address
 	refreshLimiter       *rateLimiter // refreshes, per session
+	recipeLimiter        *rateLimiter // recipe creations, per user
 	logger               *slog.Logger
 	now                  func() time.Time // the clock tokens are issued and checked against
 	tokenKey             *tokenKey
@@ -500,6 +503,7 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
 		signupLimiter:        newRateLimiter(cfg.signupsPerHour, time.Hour, now),
 		refreshLimiter:       newRateLimiter(refreshBurst, refreshBurst*refreshInterval, now),
+		recipeLimiter:        newRateLimiter(cfg.recipeCreationBurst, time.Duration(cfg.recipeCreationBurst)*recipeCreationInterval, now),
 		logger:               logger,
 		now:                  now,
 		accessTokenLifetime:  cfg.accessTokenLifetime,
@@ -567,7 +571,8 @@ type route struct {
 // routes is the service's whole API surface. The guards of each route are
 // the wrappers around its handler: requireUser lets only a signed-in user
 // through, and hands the handler that user (auth.go); limitSignups and
-// limitFailedLogins count attempts per client address (auth.go), each with
+// limitFailedLogins count attempts per client address (auth.go), and
+// limitRecipeCreations counts a user's new recipes (recipes.go), each with
 // a rateLimiter of its own (ratelimit.go); the refresh limit is inside
 // handleRefresh, since it counts per session (sessions.go).
 func (a *app) routes() []route {
@@ -582,7 +587,7 @@ func (a *app) routes() []route {
 		{"GET /api/v1/recipes/{recipe_id}", a.api(a.handleRecipe)},
 		{"GET /api/v1/recipes/search/{$}", a.api(a.handleSearch)},
 		{"GET /api/v1/recipes/search", a.api(a.handleSearch)},
-		{"POST /api/v1/recipes/{$}", a.requireUser(a.handleCreateRecipe)},
+		{"POST /api/v1/recipes/{$}", a.requireUser(a.limitRecipeCreations(a.handleCreateRecipe))},
 		{"GET /api/v1/recipes/my-recipes/{$}", a.requireUser(a.handleMyRecipes)},
 		{"GET /api/v1/recipes/my-recipes", a.requireUser(a.handleMyRecipes)},
 		{"PUT /api/v1/recipes/{recipe_id}", a.requireUser(a.handleUpdateRecipe)},

@@ -51,8 +51,8 @@ func newTestEnv(t testing.TB, change ...func(*config)) *testEnv {
 
 // newTestConfig is the settings of newTestEnv, for a test that starts with
 // startTestEnv and a clock of its own: a database file of its own, a fixed
-// secret, cost-4 bcrypt, and no limit (0) on login attempts or signups,
-// which a test of a limit sets (see defaultLimits).
+// secret, cost-4 bcrypt, and no limit (0) on login attempts, signups or
+// recipe creations, which a test of a limit sets (see defaultLimits).
 func newTestConfig(t testing.TB) config {
 	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
@@ -64,6 +64,7 @@ func newTestConfig(t testing.TB) config {
 		firstSuperuserPassword: adminPassword,
 		loginAttemptsPerMinute: 0,
 		signupsPerHour:         0,
+		recipeCreationBurst:    0,
 	}
 }
 
@@ -76,6 +77,7 @@ func defaultLimits(c *config) {
 	}
 	c.loginAttemptsPerMinute = defaults.loginAttemptsPerMinute
 	c.signupsPerHour = defaults.signupsPerHour
+	c.recipeCreationBurst = defaults.recipeCreationBurst
 }
 
 // onDatabase is a change for newTestEnv: start over the database file at
@@ -387,7 +389,7 @@ func TestLoadConfig(t *testing.T) {
 		}
 		if cfg.addr != "localhost:8001" || cfg.dbPath != "example.db" || cfg.bcryptCost != 12 ||
 			cfg.accessTokenLifetime != 11520*time.Minute || cfg.refreshTokenLifetime != 43200*time.Minute ||
-			cfg.loginAttemptsPerMinute != 10 || cfg.signupsPerHour != 100 || cfg.maxConnections != 4096 ||
+			cfg.loginAttemptsPerMinute != 10 || cfg.signupsPerHour != 100 || cfg.recipeCreationBurst != 200 || cfg.maxConnections != 4096 ||
 			cfg.firstSuperuser != "admin@recipeapi.com" || cfg.tokenSecret != nil || cfg.corsOrigins != nil {
 			t.Errorf("defaults = %+v", cfg)
 		}
@@ -403,11 +405,11 @@ func TestLoadConfig(t *testing.T) {
 		cfg, err := loadConfig("serve", nil, env(map[string]string{
 			"ADDR": "127.0.0.1:7", "DATABASE_PATH": "env.db", "BCRYPT_COST": "5",
 			"ACCESS_TOKEN_EXPIRE_MINUTES": "30", "REFRESH_TOKEN_EXPIRE_MINUTES": "90", "LOGIN_ATTEMPTS_PER_MINUTE": "0", "SIGNUPS_PER_HOUR": "0",
-			"JWT_SECRET": strings.Repeat("k", 32), "BACKEND_CORS_ORIGINS": `["http://a.example/", "http://b.example"]`,
+			"RECIPE_CREATION_BURST": "5000", "JWT_SECRET": strings.Repeat("k", 32), "BACKEND_CORS_ORIGINS": `["http://a.example/", "http://b.example"]`,
 		}), io.Discard)
 		if err != nil || cfg.addr != "127.0.0.1:7" || cfg.dbPath != "env.db" || cfg.bcryptCost != 5 ||
 			cfg.accessTokenLifetime != 30*time.Minute || cfg.refreshTokenLifetime != 90*time.Minute ||
-			cfg.loginAttemptsPerMinute != 0 || cfg.signupsPerHour != 0 ||
+			cfg.loginAttemptsPerMinute != 0 || cfg.signupsPerHour != 0 || cfg.recipeCreationBurst != 5000 ||
 			string(cfg.tokenSecret) != strings.Repeat("k", 32) ||
 			strings.Join(cfg.corsOrigins, " ") != "http://a.example http://b.example" {
 			t.Errorf("got %+v, %v", cfg, err)
@@ -451,6 +453,9 @@ func TestLoadConfig(t *testing.T) {
 		{"a negative signup limit is refused", "SIGNUPS_PER_HOUR", "-1", "SIGNUPS_PER_HOUR"},
 		{"an unparsable signup limit is refused", "SIGNUPS_PER_HOUR", "lots", "SIGNUPS_PER_HOUR"},
 		{"a signup limit over a million is refused", "SIGNUPS_PER_HOUR", "1000001", "from 0 to 1000000"},
+		{"a negative recipe creation burst is refused", "RECIPE_CREATION_BURST", "-1", "RECIPE_CREATION_BURST"},
+		{"an unparsable recipe creation burst is refused", "RECIPE_CREATION_BURST", "2e2", "RECIPE_CREATION_BURST"},
+		{"a recipe creation burst over a million is refused", "RECIPE_CREATION_BURST", "1000001", "from 0 to 1000000"},
 		{"a short first superuser password is refused", "FIRST_SUPERUSER_PW", "short", "FIRST_SUPERUSER_PW"},
 		{"an invalid first superuser email is refused", "FIRST_SUPERUSER", "admin", "FIRST_SUPERUSER"},
 		{"a broken JSON origin list is refused", "BACKEND_CORS_ORIGINS", `["http://a`, "BACKEND_CORS_ORIGINS"},

@@ -1,6 +1,7 @@
 // ratelimit.go owns the one rate limiter of the service, a token bucket
-// per key, which slows down signups, logins and password changes per
-// client address (auth.go) and refreshes per session (sessions.go).
+// per key. Each limit is a rateLimiter of its own: signups, and failed
+// logins and password changes, per client address (auth.go); refreshes
+// per session (sessions.go); recipe creations per account (recipes.go).
 package main
 
 import (

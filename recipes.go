@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -137,6 +138,39 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
+}
+
+// recipeCreationInterval is how often one more recipe creation comes back
+// to an account that has used up its RECIPE_CREATION_BURST.
+const recipeCreationInterval = time.Second
+
+// limitRecipeCreations answers 429 to a user who has created
+// RECIPE_CREATION_BURST recipes at once, and then to one who goes on
+// faster than one each recipeCreationInterval: a person typing, or an
+// import script of a few hundred recipes, never meets it, and one account
+// cannot fill the table. Only creations that succeed count, so a 422 or a
+// 403 costs nothing. The attempt is reserved before the creation and given
+// back if it fails, rather than checked first and spent after success, so
+// that concurrent creations of one account cannot all pass the check
+// together and outrun the limit. See rateLimiter.reserve.
+func (a *app) limitRecipeCreations(next func(w http.ResponseWriter, r *http.Request, caller user) error) func(w http.ResponseWriter, r *http.Request, caller user) error {
+	if a.recipeLimiter == nil {
+		return next
+	}
+	return func(w http.ResponseWriter, r *http.Request, caller user) error {
+		settle, wait, err := a.recipeLimiter.reserve(r.Context(), strconv.FormatInt(caller.ID, 10))
+		if err != nil {
+			return err
+		}
+		if settle == nil {
+			return errTooManyRecipes.retryIn(wait)
+		}
+		created := false
+		defer func() { settle(created) }() // a panic below gives it back too
+		err = next(w, r, caller)
+		created = err == nil
+		return err
+	}
 }
 
 // handleCreateRecipe adds a recipe submitted by the caller. The reference

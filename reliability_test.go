@@ -55,7 +55,8 @@ func startChild(t *testing.T, env ...string) (*exec.Cmd, string) {
 
 func TestAcknowledgedWritesSurviveAKilledProcess(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "crash.db")
-	env := []string{"DATABASE_PATH=" + dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW=" + adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0"}
+	env := []string{"DATABASE_PATH=" + dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW=" + adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0",
+		"RECIPE_CREATION_BURST=0"} // one account writes as fast as it can
 	child, base := startChild(t, env...)
 	token := loginOver(t, base, "admin@recipeapi.com", adminPassword)
 
