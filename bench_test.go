@@ -155,7 +155,10 @@ func bulkLabel(i int) string {
 
 // addRecipes inserts n recipes (see bulkLabel) into db in one transaction
 // with one prepared statement, the quick way to a big table.
-func addRecipes(tb testing.TB, db *sql.DB, n int) {
+func addRecipes(tb testing.TB, db *sql.DB, n int) { addLabelledRecipes(tb, db, n, bulkLabel) }
+
+// addLabelledRecipes is addRecipes with the i-th label label(i).
+func addLabelledRecipes(tb testing.TB, db *sql.DB, n int, label func(i int) string) {
 	tb.Helper()
 	tx, err := db.Begin()
 	if err != nil {
@@ -167,7 +170,7 @@ func addRecipes(tb testing.TB, db *sql.DB, n int) {
 		tb.Fatal(err)
 	}
 	for i := range n {
-		if _, err := insert.Exec(bulkLabel(i)); err != nil {
+		if _, err := insert.Exec(label(i)); err != nil {
 			tb.Fatal(err)
 		}
 	}
