@@ -183,7 +183,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
-	s.slowSearches.sizeOf = func(k searchKey, _ time.Time) int { return searchKeySize + 24 + len(k.keyword) }
+	s.slowSearches.sizeOf = func(k searchKey, _ time.Time) int { return searchKeySize + len(k.keyword) + 24 } // 24: a time.Time
 	s.newest.sizeOf = func(_ int, rs []recipe) int { return idKeySize + recipesSize(rs) }
 
 	for _, step := range []func(context.Context) error{
@@ -1005,7 +1005,7 @@ func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([
 	key := searchKey{foldASCII(validUTF8(keyword)), limit}
 	slowAt, generation, slow := s.slowSearches.get(key)
 	if slow && time.Since(slowAt) < slowSearchMemory {
-		return nil, fmt.Errorf("search recipes: %w, as it did %s ago", errSearchTooSlow, time.Since(slowAt).Round(time.Millisecond))
+		return nil, fmt.Errorf("search recipes: %w (refused at once: it did %s ago)", errSearchTooSlow, time.Since(slowAt).Round(time.Millisecond))
 	}
 	return cached(&s.searches, key, func() ([]recipe, error) {
 		if key.keyword == "" {
@@ -1042,8 +1042,8 @@ const searchTimeLimit = 150 * time.Millisecond
 const searchSlotWait = 50 * time.Millisecond
 
 // searchRetryAfter is the Retry-After of a 503 for errSearchCutOff: by
-// then the slots are likely free again, though the same keyword is still
-// refused until the recipes change.
+// then the slots are likely free again (a keyword that ran out of time is
+// still refused, for slowSearchMemory, unless the recipes change).
 const searchRetryAfter = time.Second
 
 // searchIndex runs searchSQL for keyword (folded, and without a NUL) in a
