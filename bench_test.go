@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,7 +156,10 @@ func bulkLabel(i int) string {
 
 // addRecipes inserts n recipes (see bulkLabel) into db in one transaction
 // with one prepared statement, the quick way to a big table.
-func addRecipes(tb testing.TB, db *sql.DB, n int) {
+func addRecipes(tb testing.TB, db *sql.DB, n int) { addLabelledRecipes(tb, db, n, bulkLabel) }
+
+// addLabelledRecipes is addRecipes with the i-th label label(i).
+func addLabelledRecipes(tb testing.TB, db *sql.DB, n int, label func(i int) string) {
 	tb.Helper()
 	tx, err := db.Begin()
 	if err != nil {
@@ -167,7 +171,7 @@ func addRecipes(tb testing.TB, db *sql.DB, n int) {
 		tb.Fatal(err)
 	}
 	for i := range n {
-		if _, err := insert.Exec(bulkLabel(i)); err != nil {
+		if _, err := insert.Exec(label(i)); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -205,6 +209,45 @@ func BenchmarkSearchAt100kRecipes(b *testing.B) {
 					b.Fatalf("GET %s = %d %.100s", target, rec.Code, rec.Body)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkHostileSearch searches 20,000 labels built to be the trigram
+// index's worst case (see hostileLabel), written straight into the file,
+// each time with the caches forgotten. Unbounded, one search took seconds;
+// cut off, it should answer 503 in about searchTimeLimit, which shows that
+// the driver really interrupts the statement. It reports the median and
+// the longest search (ms-p50, ms-max).
+//
+//	go test -run '^$' -bench HostileSearch -benchtime 20x
+func BenchmarkHostileSearch(b *testing.B) {
+	for _, bench := range []struct{ name, label, keyword string }{
+		{"run-break-aab", hostileLabel, hostileKeyword},
+		// The same pieces the other way round: a little dearer.
+		{"aab-then-run", "aab" + strings.Repeat("a", 253), hostileKeyword},
+		// Longer than the API allows, as another program may write it:
+		// the check walks four times the positions.
+		{"1000-char-labels", strings.Repeat("a", 1000) + "xaab", hostileKeyword},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			e, _ := benchEnv(b)
+			addRecipesAsAnotherProgram(b, e, 20_000, func(int) string { return bench.label })
+			target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(bench.keyword)
+			var took []time.Duration
+			statuses := map[int]int{}
+			for b.Loop() {
+				e.store.forgetRecipes() // never from a cache, nor refused from memory
+				began := time.Now()
+				rec := httptest.NewRecorder()
+				e.handler.ServeHTTP(rec, newRequest("GET", target, nil))
+				took = append(took, time.Since(began))
+				statuses[rec.Code]++
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "ms-p50")
+			b.ReportMetric(float64(took[len(took)-1])/float64(time.Millisecond), "ms-max")
+			b.Logf("statuses %v", statuses)
 		})
 	}
 }

@@ -53,7 +53,7 @@ func TestHomePageSearch(t *testing.T) {
 	postRecipe(t, e, token, "50% Whole Wheat Bread", "Baker", "https://example.com/bread")
 
 	t.Run("it finds what the API's search finds, in the same order", func(t *testing.T) {
-		for _, keyword := range []string{"chicken", "CHICKEN", "curry", "50%", "n_s", "soup", "chi\x00cken", "abc\x00\"", "\x00\x00\x00abc"} {
+		for _, keyword := range []string{"chicken", "CHICKEN", "curry", "50%", "n_s", "soup"} {
 			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(keyword))
 			expectStatus(t, resp, http.StatusOK)
 			var want []string
@@ -92,6 +92,8 @@ func TestHomePageSearch(t *testing.T) {
 		{"a search of one character asks for three, kindly", "%", "at least 3 characters"},
 		{"a search that finds nothing says so", "zzz", "No recipe matches"},
 		{"a search longer than any label finds nothing", strings.Repeat("chicken ", 33), "No recipe matches"},
+		{"a search holding a NUL asks for it without, rather than search for less", "chi\x00cken", "control character"},
+		{"a search holding a tab asks for it without", "chicken\t", "control character"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			page := getHome(t, e, "/?q="+url.QueryEscape(tc.q))

@@ -64,6 +64,7 @@ var (
 	errHashersBusy         = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	errDatabaseDown        = &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
+	errSearchTooLong       = &apiError{status: http.StatusServiceUnavailable, detail: "Search took too long; try a longer or more specific keyword", retryAfter: searchRetryAfter}
 	// errClientGone is what the request log shows for a client that went
 	// away before its answer, as nginx logs it (499). No client reads it.
 	errClientGone = &apiError{status: 499, detail: "Client Closed Request"}
@@ -176,6 +177,11 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// written, and the client may try again.
 		a.logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		apiErr = errDatabaseBusy
+	case errors.Is(err, errSearchCutOff):
+		// A search that ran past its time limit, or found every search
+		// slot taken: refused, so that searches cannot hold the readers.
+		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
+		apiErr = errSearchTooLong
 	case r.Context().Err() != nil:
 		// The client went away while its request waited to hash or to
 		// write: nothing is wrong here, and nobody will read the answer.

@@ -7,7 +7,8 @@
 // side by side; then login floods of 16 and 4 clients, with a prober
 // reading beside each and the machine's login capacity measured in the
 // same run; then 64 clients creating recipes at once, and the service's
-// peak memory.
+// peak memory. TestLoadHostileSearches measures searches built to be
+// costly, and the reads beside them.
 // Every phase is bounded in time, and only loopback is used.
 //
 //	go test -tags loadtest -run '^TestLoadAgainstTheFloor$' -v -timeout 10m
@@ -179,6 +180,147 @@ func searchAtScale(t *testing.T, base, dbPath string, n int) {
 			t.Errorf("search at scale, %s: %d errors", kind.name, errors)
 		}
 	}
+}
+
+// TestLoadHostileSearches writes 20,000 recipes labelled as the trigram
+// index's worst case (hostileLabel) straight into the service's file, then
+// times the worst-case search one request at a time, and then has
+// hostileSearchers clients loop it, each request with a key of its own
+// (so that none is refused from the memory of a cut-off), for
+// LOAD_SECONDS (default 10), while two probers read a recipe by id (a new
+// one each time, never from the cache) and /healthz every 20 ms. It
+// asserts the contract's claim: while searches run, those reads answer
+// 200 within 250 ms.
+//
+//	go test -tags loadtest -run '^TestLoadHostileSearches$' -v -timeout 10m
+func TestLoadHostileSearches(t *testing.T) {
+	seconds, _ := strconv.Atoi(os.Getenv("LOAD_SECONDS"))
+	phase := time.Duration(cmp.Or(seconds, 10)) * time.Second
+	dbPath := filepath.Join(t.TempDir(), "load.db")
+	_, base := startChild(t, "DATABASE_PATH="+dbPath, "FIRST_SUPERUSER_PW="+adminPassword,
+		"JWT_SECRET="+loadSecret, "LOGIN_ATTEMPTS_PER_MINUTE=0")
+	const hostileRecipes = 20_000
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	addLabelledRecipes(t, db, hostileRecipes, func(int) string { return hostileLabel })
+	db.Close()
+	fmt.Printf("\n%d hostile recipes written straight into the file in %s\n", hostileRecipes, time.Since(began).Round(time.Millisecond))
+
+	// A key of its own for the n-th search: max_results and the length of
+	// the run of "a" vary, and every one is as costly.
+	hostileTarget := func(n int) string {
+		return fmt.Sprintf("%s/api/v1/recipes/search/?max_results=%d&keyword=%s",
+			base, 1+n%maxListLength, strings.Repeat("a", 252-n/maxListLength%50)+"b")
+	}
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: hostileSearchers}}
+	defer client.CloseIdleConnections()
+
+	alone := newLatencies()
+	for n := range 10 {
+		alone.get(client, hostileTarget(n))
+	}
+	fmt.Printf("the worst-case search, one at a time: %s\n", alone)
+
+	var (
+		searches = newLatencies()
+		wg       sync.WaitGroup
+		next     atomic.Int64
+	)
+	deadline := time.Now().Add(phase)
+	for range hostileSearchers {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				searches.get(client, hostileTarget(10+int(next.Add(1))))
+			}
+		})
+	}
+	byID, health := newLatencies(), newLatencies()
+	for _, probe := range []struct {
+		lat    *latencies
+		target func(n int) string
+	}{
+		{byID, func(n int) string { return fmt.Sprintf("%s/api/v1/recipes/%d", base, 4+n%hostileRecipes) }},
+		{health, func(int) string { return base + "/healthz" }},
+	} {
+		wg.Go(func() {
+			prober := &http.Client{Timeout: time.Minute, Transport: &http.Transport{}}
+			defer prober.CloseIdleConnections()
+			ticker := time.NewTicker(20 * time.Millisecond)
+			defer ticker.Stop()
+			for n := 0; time.Now().Before(deadline); n++ {
+				probe.lat.get(prober, probe.target(n))
+				<-ticker.C
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("%d clients looping the worst-case search for %s: %s\n", hostileSearchers, phase, searches)
+	fmt.Printf("  beside them, GET /api/v1/recipes/{id}: %s\n", byID)
+	fmt.Printf("  beside them, GET /healthz:             %s\n", health)
+	for _, probe := range []struct {
+		name string
+		lat  *latencies
+	}{{"GET /api/v1/recipes/{id}", byID}, {"GET /healthz", health}} {
+		if worst := probe.lat.percentile(1); worst > 250*time.Millisecond {
+			t.Errorf("%s beside hostile searches: max %s, want under 250 ms", probe.name, worst)
+		}
+		if other := probe.lat.count() - probe.lat.statuses[http.StatusOK]; other > 0 {
+			t.Errorf("%s beside hostile searches: %d answers other than 200 (%v), want none", probe.name, other, probe.lat.statuses)
+		}
+	}
+	if searches.statuses[http.StatusInternalServerError] > 0 || searches.statuses[0] > 0 {
+		t.Errorf("hostile searches: %v, want no 500 and no failed request", searches.statuses)
+	}
+}
+
+// hostileSearchers is how many clients TestLoadHostileSearches has loop
+// the worst-case search: as many as the attack that found it.
+const hostileSearchers = 8
+
+// latencies collects the time and status of requests from several
+// goroutines; status 0 is a request that got no answer.
+type latencies struct {
+	mu       sync.Mutex
+	took     []time.Duration
+	statuses map[int]int
+}
+
+func newLatencies() *latencies { return &latencies{statuses: map[int]int{}} }
+
+// get sends GET target with client and records how it went.
+func (l *latencies) get(client *http.Client, target string) {
+	began := time.Now()
+	status := 0
+	if resp, err := client.Get(target); err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.took = append(l.took, time.Since(began))
+	l.statuses[status]++
+}
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.took)
+}
+
+func (l *latencies) percentile(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return percentile(l.took, p)
+}
+
+func (l *latencies) String() string {
+	return fmt.Sprintf("%d requests, p50 %s, p99 %s, max %s, statuses %v", l.count(),
+		l.percentile(0.5).Round(100*time.Microsecond), l.percentile(0.99).Round(100*time.Microsecond),
+		l.percentile(1).Round(100*time.Microsecond), l.statuses)
 }
 
 // TestLoadLoginFlood is the login phases alone, at BCRYPT_COST 12 unless

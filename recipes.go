@@ -109,21 +109,34 @@ func intParam(query url.Values, name string, fallback, low, high int, p *problem
 	return fallback
 }
 
-// searchKeyword is a keyword as sent, less its NUL characters: the index
-// passes over NULs in labels, and SQLite would end the query at one. They
-// are dropped before the keyword is measured, so "a\x00b" is a keyword of
-// two characters. The API's search and the home page's both use it.
-func searchKeyword(sent string) string { return strings.ReplaceAll(sent, "\x00", "") }
+// keywordControl returns the first control character (NUL, tab, line
+// breaks, DEL, U+0080–U+009F) of a search keyword, if it holds one. Such a
+// keyword is refused, by the API's search and the home page's alike, not
+// searched for: no label may hold one, and SQLite would end the query at
+// a NUL, so the search would silently be for a shorter keyword.
+func keywordControl(keyword string) (rune, bool) {
+	i := strings.IndexFunc(keyword, unicode.IsControl)
+	if i < 0 {
+		return 0, false
+	}
+	r, _ := utf8.DecodeRuneInString(keyword[i:])
+	return r, true
+}
 
 // handleSearch finds recipes whose label contains ?keyword= (ignoring
 // case), in id order, at most ?max_results= of them. Unlike the reference
-// it searches the whole table, not only its first max_results rows.
+// it searches the whole table, not only its first max_results rows. A
+// search that its keyword makes too costly, or that finds the searches'
+// share of the database taken, is cut off with a 503 (store.searchRecipes).
 func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var bad problems
-	keyword := searchKeyword(query.Get("keyword"))
+	keyword := query.Get("keyword")
 	chars := utf8.RuneCountInString(keyword)
-	if query.Has("keyword") && chars < minKeywordChars {
+	if control, ok := keywordControl(keyword); ok {
+		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control character (U+%04X), which no label may hold", control),
+			"value_error.str.control")
+	} else if query.Has("keyword") && chars < minKeywordChars {
 		bad.tooShort("query", "keyword", minKeywordChars)
 	}
 	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxListLength, &bad)
@@ -403,15 +416,23 @@ func homeCards(recipes []recipe) []homeCard {
 // handleHome shows the newest recipes, ten to a page, or the recipes that
 // ?q= finds. html/template escapes every value for where it stands, and
 // only http and https URLs become links. A bad ?q=, ?before= or ?after=
-// gets a friendly page, never an error page.
+// gets a friendly page, never an error page; so does a search that is cut
+// off, but with the API's 503 and Retry-After, so that nothing keeps the
+// page as the answer to that search.
 func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var page homePage
 	var err error
+	status := http.StatusOK
 	if keyword := query.Get("q"); keyword != "" {
 		page, err = a.homeSearch(r.Context(), keyword)
 	} else {
 		page, err = a.homeNewest(r.Context(), query)
+	}
+	if errors.Is(err, errSearchCutOff) {
+		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
+		status, err = errSearchTooLong.status, nil
+		w.Header().Set("Retry-After", strconv.Itoa(int(errSearchTooLong.retryAfter/time.Second)))
 	}
 	if err != nil {
 		return err
@@ -422,6 +443,7 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", homePolicy)
+	w.WriteHeader(status)
 	w.Write(body)
 	return nil
 }
@@ -455,13 +477,19 @@ func (p *renderedPage) render(page homePage) ([]byte, error) {
 }
 
 // homeSearch finds what the API's search finds for keyword, with its
-// rules: at least minKeywordChars characters, and a keyword longer than
-// any label can be finds nothing.
-func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
+// rules: no control character, at least minKeywordChars characters, and
+// a keyword longer than any label can be finds nothing. A search that is
+// cut off returns the page with a notice that says so, and
+// errSearchCutOff, for handleHome to answer 503.
+func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {
 	// Shown back as sent, less any bytes that are not UTF-8, which the
 	// page, declared UTF-8, cannot hold.
-	page := homePage{Query: strings.ToValidUTF8(sent, "\uFFFD"), Searching: true}
-	keyword := searchKeyword(sent)
+	page := homePage{Query: strings.ToValidUTF8(keyword, "\uFFFD"), Searching: true}
+	if control, ok := keywordControl(keyword); ok {
+		page.Notice = fmt.Sprintf("A search cannot hold a control character such as a tab or a line break (here U+%04X); "+
+			"type it again without one.", control)
+		return page, nil
+	}
 	switch n := utf8.RuneCountInString(keyword); {
 	case n < minKeywordChars:
 		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
@@ -471,6 +499,10 @@ func (a *app) homeSearch(ctx context.Context, sent string) (homePage, error) {
 	}
 	// One more than shown, to know whether there are more.
 	found, err := a.store.searchRecipes(ctx, keyword, foundOnHome+1)
+	if errors.Is(err, errSearchCutOff) {
+		page.Notice = "That search took too long. Try a longer or more specific word, or try again in a moment."
+		return page, err
+	}
 	if err != nil {
 		return homePage{}, err
 	}

@@ -9,7 +9,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -95,7 +100,7 @@ func TestSearchFindsWhatTheOldScanFound(t *testing.T) {
 		`"st`, `"""`, `"sto`, `op"`, `%%%`, `0% r`, `x_y`, `___`, `*b*`, `a*b`, `***`, `-mi`, `^ca`, `:on`,
 		`NEAR`, `near(a`, `(a b)`, `AND`, ` OR `, `or near`, `NOT`, `" OR "`, `' OR 1=1 --`,
 		"crème", "CRÈME", "brûl", "e\u0301c", "\u0301cl", "ÉCLAIR", "éclair", "ècl",
-		"🍲🍲🍲", "🍲 s", "食物食", "o  s", "\tth", `k\s`, "'s ", "zzz",
+		"🍲🍲🍲", "🍲 s", "食物食", "o  s", `k\s`, "'s ", "zzz",
 	}
 	for range 300 {
 		label := []rune(labels[rng.IntN(len(labels))])
@@ -170,7 +175,13 @@ func TestSearchFoldsCaseAsUnicodeSimpleFolding(t *testing.T) {
 func TestSearchEdgeCases(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "edge@example.com")
-	nul := postRecipe(t, e, token, "ab\x00cd", "Edge", "https://example.com/e").ID
+	// A label with a NUL, as another program writing the file may store it.
+	res, err := e.store.writer.Exec("INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, 'Edge', 'https://example.com/e', 1)", "ab\x00cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store.forgetRecipes()
+	nul, _ := res.LastInsertId()
 	plain := postRecipe(t, e, token, "abcd", "Edge", "https://example.com/e").ID
 	bad := postRecipe(t, e, token, "caf\uFFFDs", "Edge", "https://example.com/e").ID
 
@@ -179,7 +190,6 @@ func TestSearchEdgeCases(t *testing.T) {
 		want          []int64
 	}{
 		{"the index passes over a NUL in a label", "bcd", []int64{nul, plain}},
-		{"so a NUL in a keyword is dropped too", "b\x00cd", []int64{nul, plain}},
 		{"a byte that is not UTF-8 stands for U+FFFD, as a label's would", "f\xffs", []int64{bad}},
 		{"a keyword of exactly three characters is searched", "BCD", []int64{nul, plain}},
 	} {
@@ -190,14 +200,27 @@ func TestSearchEdgeCases(t *testing.T) {
 			}
 		})
 	}
+	// Dropped, a NUL would make "b\x00cd" a search for "bcd": a keyword
+	// must never be searched for as less than it is.
 	for _, tc := range []struct{ name, keyword string }{
-		{"a keyword of three NULs is a keyword of none", "\x00\x00\x00"},
-		{"a keyword of three characters with a NUL among them is too short", "a\x00b"},
+		{"a keyword holding a NUL is refused, not shortened", "b\x00cd"},
+		{"a keyword of three NULs is refused", "\x00\x00\x00"},
+		{"a keyword of two characters and a NUL is refused", "a\x00b"},
+		{"a keyword holding a tab is refused", "ab\tcd"},
+		{"a keyword holding a line break is refused", "ab\ncd"},
+		{"a keyword holding DEL is refused", "ab\x7fcd"},
+		{"a keyword holding a C1 control is refused", "ab\u0085cd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			expectProblems(t, e.get("/api/v1/recipes/search/?keyword="+url.QueryEscape(tc.keyword)), "query.keyword")
 		})
 	}
+	t.Run("the store finds nothing for a keyword holding a NUL", func(t *testing.T) {
+		found, err := e.store.searchRecipes(t.Context(), "b\x00cd", 10)
+		if err != nil || len(found) != 0 {
+			t.Errorf("searchRecipes(b\\x00cd) = %v, %v; want nothing", found, err)
+		}
+	})
 	t.Run("no keyword still gives the first recipes, not a search", func(t *testing.T) {
 		if got := searchIDs(t, e, "/api/v1/recipes/search/?max_results=2"); !slices.Equal(got, []int64{1, 2}) {
 			t.Errorf("GET /api/v1/recipes/search/?max_results=2 = ids %v, want [1 2]", got)
@@ -274,4 +297,147 @@ func TestSearchReadsTheIndexNotEveryLabel(t *testing.T) {
 	if !strings.Contains(plan, "VIRTUAL TABLE INDEX") || strings.Contains(plan, "SCAN recipe\n") {
 		t.Errorf("a search runs as\n%s, want the recipe_fts index and recipes by their ids, no scan of recipe", plan)
 	}
+}
+
+// hostileLabel and hostileKeyword are the trigram index's worst case, as
+// an attack found it: each such label holds every three-character piece
+// of the keyword ("aaa", "aab") but not the keyword, and checking a label
+// for the whole phrase walks hundreds of positions. Over 20,000 such
+// labels an unbounded search took 5.6 s.
+var (
+	hostileLabel   = strings.Repeat("a", 250) + "xaab"
+	hostileKeyword = strings.Repeat("a", 252) + "b"
+)
+
+// addRecipesAsAnotherProgram writes n recipes, the i-th labelled
+// label(i), straight into e's database file in one transaction, as
+// another program could (through the API it would take minutes). Then it
+// stops e's store from watching for such writes (watchExternalWrites)
+// and forgets every cache itself: the watch would forget them too, but at
+// a moment of its own, perhaps in the middle of a test. The caller must
+// write nothing more.
+func addRecipesAsAnotherProgram(tb testing.TB, e *testEnv, n int, label func(i int) string) {
+	tb.Helper()
+	db, err := sql.Open("sqlite", sqliteName(e.cfg.dbPath)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	addLabelledRecipes(tb, db, n, label)
+	e.store.stopPoll()
+	e.store.polled.Wait()
+	e.store.forgetAll()
+}
+
+func TestHostileSearchesAreBounded(t *testing.T) {
+	e := newTestEnv(t)
+	// 10,000 labels: unbounded, the search takes seconds, far past the
+	// time limit however fast the machine.
+	addRecipesAsAnotherProgram(t, e, 10_000, func(int) string { return hostileLabel })
+	target := "/api/v1/recipes/search/?keyword=" + hostileKeyword
+
+	t.Run("a worst-case search is cut off with 503 and Retry-After", func(t *testing.T) {
+		resp := e.get(target)
+		expectDetail(t, resp, http.StatusServiceUnavailable, "Search took too long; try a longer or more specific keyword")
+		if got := resp.Header.Get("Retry-After"); got != "1" {
+			t.Errorf("GET search for the worst case: Retry-After = %q, want 1", got)
+		}
+		if _, _, cached := e.store.searches.get(searchKey{hostileKeyword, defaultMaxResults}); cached {
+			t.Errorf("the cut-off search is cached as an answer")
+		}
+	})
+	t.Run("it is refused at once again, in any case of its letters", func(t *testing.T) {
+		// With its context already ended, a search that ran would fail
+		// with the context's error: only the memory of the cut-off can
+		// answer errSearchCutOff.
+		ended, cancel := context.WithCancel(t.Context())
+		cancel()
+		for _, keyword := range []string{hostileKeyword, strings.ToUpper(hostileKeyword), "aA" + hostileKeyword[2:]} {
+			if _, err := e.store.searchRecipes(ended, keyword, defaultMaxResults); !errors.Is(err, errSearchCutOff) {
+				t.Errorf("searchRecipes(%.6s…) after a cut-off = %v, want it refused at once", keyword, err)
+			}
+		}
+		expectStatus(t, e.get("/api/v1/recipes/search/?keyword="+strings.ToUpper(hostileKeyword)), http.StatusServiceUnavailable)
+	})
+	t.Run("a search on the same labels that finds its matches early is answered", func(t *testing.T) {
+		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XAAB"); !slices.Equal(got, []int64{4, 5, 6, 7, 8, 9, 10, 11, 12, 13}) {
+			t.Errorf("GET search for XAAB = ids %v, want the first ten hostile recipes, 4 to 13", got)
+		}
+	})
+	t.Run("the home page shows a notice with 503 and Retry-After", func(t *testing.T) {
+		resp := e.get("/?q=" + hostileKeyword)
+		expectStatus(t, resp, http.StatusServiceUnavailable)
+		if got := resp.Header.Get("Retry-After"); got != "1" {
+			t.Errorf("GET /?q= for the worst case: Retry-After = %q, want 1", got)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("GET /?q= for the worst case: Content-Type = %q, want the friendly page", ct)
+		}
+		page := readBody(t, resp)
+		if !strings.Contains(page, "That search took too long") || len(homeLabels(page)) != 0 {
+			t.Errorf("GET /?q= for the worst case shows %q and no notice that it took too long", homeLabels(page))
+		}
+	})
+	t.Run("many at once never keep reads by id or /healthz from a reader", func(t *testing.T) {
+		// More hostile searches at once than there are readers: unbounded
+		// they would hold every reader, and the reads beside them would
+		// wait for one, which database/sql counts.
+		searchers := e.store.reader.Stats().MaxOpenConnections + 3
+		const rounds = 3
+		waitsBefore := e.store.reader.Stats().WaitCount
+		type answer struct {
+			status int
+			body   string
+		}
+		answers := make(chan answer, searchers*rounds)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range searchers {
+			wg.Go(func() {
+				<-start
+				for round := range rounds {
+					// A key of its own for each, so that none is refused
+					// from the memory of another's cut-off.
+					n := i*rounds + round
+					keyword := strings.Repeat("a", 252-n/maxListLength) + "b"
+					resp := e.get(fmt.Sprintf("/api/v1/recipes/search/?max_results=%d&keyword=%s", 1+n%maxListLength, keyword))
+					body, _ := io.ReadAll(resp.Body)
+					answers <- answer{resp.StatusCode, string(body)}
+				}
+			})
+		}
+		searching := make(chan struct{})
+		go func() { wg.Wait(); close(searching) }()
+		stillSearching := func() bool {
+			select {
+			case <-searching:
+				return false
+			default:
+				return true
+			}
+		}
+		close(start)
+		reads := 0
+		for n := 0; stillSearching(); n++ {
+			// A hostile recipe (ids 4 to 10,003) not read before, so not
+			// from the cache.
+			id := 4 + n%10_000
+			for _, target := range []string{fmt.Sprintf("/api/v1/recipes/%d", id), "/healthz"} {
+				if resp := e.get(target); resp.StatusCode != http.StatusOK {
+					t.Errorf("GET %s while hostile searches ran = %d, want 200", target, resp.StatusCode)
+				}
+				reads++
+			}
+		}
+		close(answers)
+		for a := range answers {
+			if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "Search took too long") {
+				t.Errorf("a hostile search answered %d %.100s, want 503 Search took too long", a.status, a.body)
+			}
+		}
+		if waits := e.store.reader.Stats().WaitCount - waitsBefore; waits != 0 {
+			t.Errorf("while %d searches ran at once, %d reads beside them, %d times a query waited for a reader connection; want never",
+				searchers, reads, waits)
+		}
+	})
 }

@@ -54,6 +54,16 @@ var (
 	// own writes queue too long. writeError answers it with 503 and
 	// Retry-After.
 	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
+	// errSearchCutOff is a search that was not let run to its end, for
+	// one of the two reasons below (see searchIndex). writeError answers
+	// it with 503 and Retry-After; the home page shows a notice.
+	errSearchCutOff = errors.New("search cut off")
+	// errSearchTooSlow is a search statement that ran for searchTimeLimit
+	// and was interrupted.
+	errSearchTooSlow = fmt.Errorf("%w: it ran past the search time limit", errSearchCutOff)
+	// errSearchBusy is a search that found every search slot taken for
+	// searchSlotWait.
+	errSearchBusy = fmt.Errorf("%w: every search slot stayed busy", errSearchCutOff)
 )
 
 // domainErrors are the answers that the store returns as they are, for
@@ -94,6 +104,14 @@ type store struct {
 	newest   readCache[int, []recipe]
 	stopPoll context.CancelFunc
 	polled   sync.WaitGroup
+
+	// slowSearches are the searches that ran past searchTimeLimit since
+	// the recipes last changed, each with when it did: a repeat within
+	// slowSearchMemory is refused at once.
+	slowSearches readCache[searchKey, time.Time]
+	// searchSlots holds a token for each search statement that runs; its
+	// capacity is the most that may run at once (see openStore).
+	searchSlots chan struct{}
 
 	// highestCost is the highest bcrypt cost among the stored password
 	// hashes, read at open and again whenever watchExternalWrites sees a
@@ -152,12 +170,20 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	writer.SetMaxOpenConns(1)
 	reader, _ := sql.Open("sqlite", name+"?"+readerParams)
 	// One more than the readers: the poller of watchExternalWrites keeps one.
-	reader.SetMaxOpenConns(max(4, runtime.NumCPU()) + 1)
-	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait}
+	readers := max(4, runtime.NumCPU())
+	reader.SetMaxOpenConns(readers + 1)
+	// Search statements may use half the CPUs (at least one) at once, and
+	// so at most half the readers, of which there are at least 4 and one
+	// per CPU: however costly the searches, they cannot take every core
+	// or every reader, and a read by id, a login or /healthz always finds
+	// a connection.
+	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait,
+		searchSlots: make(chan struct{}, max(1, runtime.NumCPU()/2))}
 	s.costLimit.Store(int64(bcrypt.MaxCost)) // until newPasswordHasherFor says
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
+	s.slowSearches.sizeOf = func(k searchKey, _ time.Time) int { return searchKeySize + len(k.keyword) + 24 } // 24: a time.Time
 	s.newest.sizeOf = func(_ int, rs []recipe) int { return idKeySize + recipesSize(rs) }
 
 	for _, step := range []func(context.Context) error{
@@ -427,6 +453,7 @@ func (s *store) forgetAll() {
 func (s *store) forgetRecipes() {
 	s.recipes.forget()
 	s.searches.forget()
+	s.slowSearches.forget()
 	s.newest.forget()
 }
 
@@ -945,40 +972,123 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 // searchRecipes returns, in id order, up to limit recipes whose label
 // contains keyword, ignoring case in every script. Every character of
 // keyword stands for itself: '%', '_', '*', quotes and words such as OR
-// or NEAR are not operators. An empty keyword matches every recipe.
+// or NEAR are not operators. An empty keyword matches every recipe; a
+// keyword that holds a NUL matches none (handleSearch refuses it first):
+// SQLite would end the query at the NUL, and so search for less than was
+// asked.
 //
-// The search runs on the trigram index recipe_fts (see schema.sql), so it
-// costs time in proportion to how often the keyword's three-character
-// pieces occur in labels, not to the size of the table. Case
-// is folded by SQLite's table, Unicode's simple case folding: "ς" finds
-// "Σ" and "ſ" finds "S", as strings.EqualFold would say; "İ" is a letter
-// of its own (Unicode folds it to "i" only for Turkish); letters given a
-// case pair after Unicode 6 (Georgian Mtavruli, Cherokee lower case, a
-// few Latin and Cyrillic ones) match only in the case they are written.
-// A keyword needs at least 3 characters: a trigram index finds nothing
-// shorter; handleSearch asks for that many.
+// The search runs on the trigram index recipe_fts (see schema.sql), so
+// the table is not scanned: it costs time in proportion to the labels
+// that hold every three-character piece of the keyword, and to how long
+// each takes to check for the whole keyword. Labels built for it (a long
+// run of "a" with an "aab" after a break, searched for "aaa…ab") make
+// that check walk hundreds of positions in each label: 20,000 such
+// labels took 5.6 s. So a search statement runs under a time limit and
+// in a search slot (searchIndex), and is otherwise refused with
+// errSearchCutOff, which is never cached as an answer. A keyword that
+// ran out of time is remembered, its ASCII letters folded, and refused at
+// once for slowSearchMemory or until the recipes change.
+//
+// Case is folded by SQLite's table, Unicode's simple case folding: "ς"
+// finds "Σ" and "ſ" finds "S", as strings.EqualFold would say; "İ" is a
+// letter of its own (Unicode folds it to "i" only for Turkish); letters
+// given a case pair after Unicode 6 (Georgian Mtavruli, Cherokee lower
+// case, a few Latin and Cyrillic ones) match only in the case they are
+// written. A keyword needs at least 3 characters: a trigram index finds
+// nothing shorter; handleSearch asks for that many.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	keyword = validUTF8(keyword)
-	return cached(&s.searches, searchKey{keyword, limit}, func() ([]recipe, error) {
-		var recipes []recipe
-		var err error
-		if keyword == "" {
-			recipes, err = scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
-		} else {
-			recipes, err = scanRecipes(s.searchQuery.QueryContext(ctx, ftsPhrase(keyword), limit))
+	if strings.ContainsRune(keyword, 0) {
+		return []recipe{}, nil
+	}
+	// The index folds A–Z as this does, so every spelling of a keyword
+	// in ASCII upper and lower case is one search, and one cache entry.
+	key := searchKey{foldASCII(validUTF8(keyword)), limit}
+	slowAt, generation, slow := s.slowSearches.get(key)
+	if slow && time.Since(slowAt) < slowSearchMemory {
+		return nil, fmt.Errorf("search recipes: %w (refused at once: it did %s ago)", errSearchTooSlow, time.Since(slowAt).Round(time.Millisecond))
+	}
+	return cached(&s.searches, key, func() ([]recipe, error) {
+		if key.keyword == "" {
+			recipes, err := scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
+			return recipes, wrapErr(err, "first recipes")
+		}
+		recipes, err := s.searchIndex(ctx, key.keyword, limit)
+		if errors.Is(err, errSearchTooSlow) {
+			s.slowSearches.put(key, time.Now(), generation)
 		}
 		return recipes, wrapErr(err, "search recipes")
 	})
 }
 
+// slowSearchMemory is how long a search that ran past searchTimeLimit is
+// refused at once, unless the recipes change first. A search cut off by
+// chance, in a moment when the machine was slow, is refused no longer.
+const slowSearchMemory = time.Minute
+
+// searchTimeLimit bounds the time one search statement may run. An
+// honest search takes a few milliseconds, even at 100,000 recipes (see
+// BenchmarkSearchAt100kRecipes), and one whose keyword is made of pieces
+// that most labels hold about 10 ms there; a hostile one could take
+// seconds. Past the limit the driver interrupts the statement inside
+// SQLite, which stops within a few milliseconds (BenchmarkHostileSearch).
+// With searchSlotWait it keeps the answer to any search, found or
+// refused, near 200 ms, within the contract's 250 ms.
+const searchTimeLimit = 150 * time.Millisecond
+
+// searchSlotWait bounds how long a search waits for one of s.searchSlots;
+// past it, the search is refused with errSearchBusy. The waiters are
+// requests, at most one per connection (MAX_CONNECTIONS bounds them), and
+// each waits no longer than this.
+const searchSlotWait = 50 * time.Millisecond
+
+// searchRetryAfter is the Retry-After of a 503 for errSearchCutOff: by
+// then the slots are likely free again (a keyword that ran out of time is
+// still refused, for slowSearchMemory, unless the recipes change).
+const searchRetryAfter = time.Second
+
+// searchIndex runs searchSQL for keyword (folded, and without a NUL) in a
+// search slot, for at most searchTimeLimit: errSearchBusy if no slot came
+// free within searchSlotWait, errSearchTooSlow if the statement ran out of
+// time. A client that goes away ends either wait with its own error.
+func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]recipe, error) {
+	wait, stopWaiting := context.WithTimeout(ctx, searchSlotWait)
+	defer stopWaiting()
+	select {
+	case s.searchSlots <- struct{}{}:
+		defer func() { <-s.searchSlots }()
+	case <-wait.Done():
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, errSearchBusy
+	}
+	run, stop := context.WithTimeoutCause(ctx, searchTimeLimit, errSearchTooSlow)
+	defer stop()
+	recipes, err := scanRecipes(s.searchQuery.QueryContext(run, ftsPhrase(keyword), limit))
+	if err != nil && errors.Is(context.Cause(run), errSearchTooSlow) {
+		return nil, errSearchTooSlow
+	}
+	return recipes, err
+}
+
 // ftsPhrase quotes keyword as an FTS5 phrase: inside double quotes (each
 // one in keyword doubled) nothing is an operator, so the index is asked
-// for exactly these characters in this order.
+// for exactly these characters in this order. keyword must hold no NUL,
+// at which SQLite would end the query (searchRecipes sees to it).
 func ftsPhrase(keyword string) string {
-	// SQLite ends the query at a NUL, which would leave the phrase open:
-	// callers drop them (searchKeyword), and this makes sure.
-	keyword = strings.ReplaceAll(keyword, "\x00", "")
 	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
+}
+
+// foldASCII is s with the letters A–Z in lower case and every other
+// character as it is: the part of the index's case folding that is
+// certain to be the same in Go.
+func foldASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }
 
 // validUTF8 replaces each byte of s that is not part of a UTF-8 character
