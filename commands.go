@@ -119,7 +119,8 @@ func readPassword(stdin io.Reader) (string, error) {
 
 // backupCommand writes a consistent copy of the database, taken while the
 // service may be running and writing, with SQLite's VACUUM INTO. It never
-// overwrites a file.
+// overwrites a file, and the copy goes only into a file it made itself,
+// mode 0600 (see backupDatabase).
 func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
 	if _, err := os.Stat(cfg.dbPath); err != nil {
 		return fmt.Errorf("backup: %w", err)

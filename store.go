@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -486,26 +487,100 @@ func (s *store) schemaVersion(ctx context.Context) (int, error) {
 // backupDatabase writes a consistent copy of the database at path to out
 // with VACUUM INTO, which reads one snapshot while others go on writing.
 // It opens its own read-only connection: a backup changes nothing.
+//
+// VACUUM INTO opens its file by name, resolving any symbolic link, and
+// writes a journal beside it, so a name in a directory that others can
+// write to could lead it elsewhere between our check and its open: to a
+// link, planted meanwhile, to a file of theirs, which would receive the
+// password hashes and perhaps the token secret. So SQLite writes only in
+// a directory of our own (mode 0700, made beside out so that the copy can
+// be linked from there), into a file that we created there (O_EXCL, mode
+// 0600); the finished copy is synced and linked to out with os.Link,
+// which never replaces a name: a file or link at out, there before or
+// raced in, is refused.
 func backupDatabase(ctx context.Context, path, out string) error {
-	// SQLite reads a name that starts with "file:" as a URI: the copy
-	// would go to another file than the one created below, with another
-	// mode. "./file:x.db" names that file plainly.
+	// SQLite reads a name that starts with "file:" as a URI, with
+	// parameters that a plain copy would ignore: rather than guess what
+	// was meant, ask for the plain name. "./file:x.db" names that file.
 	if strings.HasPrefix(out, "file:") {
 		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
 	}
-	// Create the file first, empty, as VACUUM INTO allows: O_EXCL refuses
-	// to overwrite anything, and the mode keeps the password hashes and
-	// perhaps the token secret to their owner.
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Say at once that out is taken, before the copy is made in vain;
+	// os.Link below is what makes sure.
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
+	}
+	// An absolute name, so that SQLite never reads the temporary name as
+	// a URI either (filepath.Dir("./file:d/x.db") is "file:d").
+	abs, err := filepath.Abs(out)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	f.Close()
+	dir, err := os.MkdirTemp(filepath.Dir(abs), ".backup-")
+	if err != nil {
+		return fmt.Errorf("backup: make a private directory beside %s: %w", out, err)
+	}
+	defer os.RemoveAll(dir)
+	temp := filepath.Join(dir, "backup.db")
+	// Empty, as VACUUM INTO allows.
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	made, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if backupRaceHook != nil {
+		backupRaceHook(out)
+	}
+
 	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
-		os.Remove(out)
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", temp); err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	if err := checkFileWeMade(temp, made); err != nil {
+		return err
+	}
+	// The copy reaches the disk before its name appears.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := os.Link(temp, out); err != nil {
+		return fmt.Errorf("backup: %w; the backup never replaces a file", err)
+	}
+	if err := checkFileWeMade(out, made); err != nil {
+		return err
+	}
+	// And the name reaches the disk too. Not every file system syncs a
+	// directory; the copy is whole either way.
+	if d, err := os.Open(filepath.Dir(abs)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// backupRaceHook, if set, runs where a name could be swapped under a
+// backup: after its file is made, before SQLite writes into it. Tests set
+// it to swap one.
+var backupRaceHook func(out string)
+
+// checkFileWeMade returns an error unless name is, without following a
+// link, the regular file made (our backup's), of mode 0600 and not empty.
+func checkFileWeMade(name string, made os.FileInfo) error {
+	info, err := os.Lstat(name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("backup: %w", err)
+	case !os.SameFile(info, made) || !info.Mode().IsRegular():
+		return fmt.Errorf("backup: %s is no longer the file the backup made; someone replaced it", name)
+	case info.Mode().Perm() != 0o600:
+		return fmt.Errorf("backup: %s has mode %o, not 0600", name, info.Mode().Perm())
+	case info.Size() == 0:
+		return fmt.Errorf("backup: SQLite wrote nothing into %s", name)
 	}
 	return nil
 }
