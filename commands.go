@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // migrateCommand applies any migrations the database lacks, and reports
@@ -103,7 +104,9 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 }
 
 // readPassword reads the first line of stdin, or "" if stdin is a
-// terminal (nobody piped a password in) or empty.
+// terminal (nobody piped a password in) or empty. A line that is not
+// UTF-8 is refused: a login form's password is UTF-8 (readForm refuses
+// any other), so nobody could ever log in with it.
 func readPassword(stdin io.Reader) (string, error) {
 	if f, ok := stdin.(*os.File); ok {
 		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
@@ -114,7 +117,12 @@ func readPassword(stdin io.Reader) (string, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read the password: %w", err)
 	}
-	return strings.TrimRight(line, "\r\n"), nil
+	line = strings.TrimRight(line, "\r\n")
+	if !utf8.ValidString(line) {
+		// The bytes are not shown: they are a password.
+		return "", errors.New("the password on standard input is not UTF-8 text, which no login can send; nothing was changed")
+	}
+	return line, nil
 }
 
 // backupCommand writes a consistent copy of the database, taken while the
