@@ -172,7 +172,9 @@ func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Write
 
 // healthcheckCommand asks a running service on -addr whether it is well:
 // exit status 0 if /healthz answers 200. It serves container health
-// checks, where there is no curl.
+// checks, where there is no curl. A redirect is not followed but counts as
+// unhealthy: our /healthz never redirects, so whatever does is not the
+// service, and following it would send the check to any host it names.
 func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Writer) error {
 	host, port, err := net.SplitHostPort(cfg.addr)
 	if err != nil {
@@ -182,7 +184,10 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 		host = "127.0.0.1" // listening everywhere: ask on loopback
 	}
 	scheme := "http"
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{
+		Timeout:       5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	if cfg.tlsCertFile != "" {
 		// Our own certificate may not name the loopback address; this
 		// asks only whether the service answers.
@@ -198,8 +203,12 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 		return fmt.Errorf("healthcheck: %w", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("healthcheck: /healthz answered %d, a redirect to %q, which is not followed",
+			resp.StatusCode, resp.Header.Get("Location"))
 	}
-	return nil
+	return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
 }

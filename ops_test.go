@@ -22,6 +22,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -266,6 +268,29 @@ func TestCreateSuperuserRefusesAPasswordThatIsNotUTF8(t *testing.T) {
 			t.Errorf("users after the refusal:\n%s\nwant, as before:\n%s", after, before)
 		}
 	})
+}
+
+func TestHealthcheckDoesNotFollowRedirects(t *testing.T) {
+	var followed atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		followed.Store(true)
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer elsewhere.Close()
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(fmt.Sprintf("a %d to a healthy server elsewhere is unhealthy", status), func(t *testing.T) {
+			followed.Store(false)
+			redirecting := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/healthz", status))
+			defer redirecting.Close()
+			_, err := runCommand(t, nil, "", "healthcheck", "-addr", strings.TrimPrefix(redirecting.URL, "http://"))
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("healthcheck = %v, want one line naming %d", err, status)
+			}
+			if followed.Load() {
+				t.Errorf("healthcheck followed the redirect to %s", elsewhere.URL)
+			}
+		})
+	}
 }
 
 // writeTestCertificate writes a self-signed certificate for 127.0.0.1.
