@@ -63,6 +63,10 @@ var (
 	errHashersBusy         = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	errDatabaseDown        = &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
+	// A write the database cannot take until an operator acts: no
+	// Retry-After, since waiting alone will not help.
+	errDatabaseFull   = &apiError{status: http.StatusServiceUnavailable, detail: "Database full: nothing could be written"}
+	errNoMoreAccounts = &apiError{status: http.StatusServiceUnavailable, detail: "No more accounts can be created: the user ids are used up"}
 	// errClientGone is what the request log shows for a client that went
 	// away before its answer, as nginx logs it (499). No client reads it.
 	errClientGone = &apiError{status: 499, detail: "Client Closed Request"}
@@ -175,6 +179,12 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// written, and the client may try again.
 		a.logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		apiErr = errDatabaseBusy
+	case errors.Is(err, errStorageFull):
+		a.logger.Error("database full", "request_id", requestID(r), "err", err)
+		apiErr = errDatabaseFull
+	case errors.Is(err, errUserIDsUsedUp):
+		a.logger.Error("no more users can be created", "request_id", requestID(r), "err", err)
+		apiErr = errNoMoreAccounts
 	case r.Context().Err() != nil:
 		// The client went away while its request waited to hash or to
 		// write: nothing is wrong here, and nobody will read the answer.

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -55,12 +56,21 @@ var (
 	// own writes queue too long. writeError answers it with 503 and
 	// Retry-After.
 	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
+	// errStorageFull is a write that SQLite refused with SQLITE_FULL: the
+	// database cannot grow. Nothing was written, and trying again will
+	// not help until an operator makes room.
+	errStorageFull = errors.New("the database cannot grow: its disk is full (or its quota, or SQLite's max_page_count, is reached); free some space")
+	// errUserIDsUsedUp is a new user that cannot have an id: the user
+	// table's AUTOINCREMENT has given the largest, and gives none twice
+	// (a reference database may hold a user of that id). SQLite says
+	// SQLITE_FULL, as for a full disk; insertUser tells the two apart.
+	errUserIDsUsedUp = fmt.Errorf("the user ids are used up: the largest that SQLite allows, %d, has been given, and no id is given twice; no more users can be created", int64(math.MaxInt64))
 )
 
 // domainErrors are the answers that the store returns as they are, for
 // its callers to tell the client; wrapErr wraps every other error with
 // what failed.
-var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenRefused, errSessionEnded}
+var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenRefused, errSessionEnded, errUserIDsUsedUp}
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
 // for a lock instead of failing at once, for at most defaultWriterWait:
@@ -297,8 +307,9 @@ func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *
 }
 
 // writeFailure tells, of a failed step of write, whether the writer was
-// busy (the deadline passed, or SQLite reported a lock it could not get)
-// or the request went away; anything else is returned as it is.
+// busy (the deadline passed, or SQLite reported a lock it could not get),
+// the database is full, or the request went away; anything else is
+// returned as it is.
 func writeFailure(ctx context.Context, err error) error {
 	var sqliteErr *sqlite.Error
 	switch {
@@ -308,6 +319,8 @@ func writeFailure(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
 	case errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
+	case isFull(err):
+		return fmt.Errorf("%w: %v", errStorageFull, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("write abandoned, nothing committed: %w", context.Cause(ctx))
 	}
@@ -943,6 +956,9 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 	if isUniqueViolation(err) {
 		return user{}, errEmailTaken
 	}
+	if isFull(err) && userIDsUsedUp(ctx, tx) {
+		return user{}, errUserIDsUsedUp
+	}
 	if err != nil {
 		return user{}, err
 	}
@@ -962,6 +978,25 @@ func randomGeneration() int64 {
 func isUniqueViolation(err error) bool {
 	var sqliteErr *sqlite.Error
 	return errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// isFull reports whether err is SQLite's SQLITE_FULL: "database or disk
+// is full", which is also what an AUTOINCREMENT table says once its ids
+// are used up.
+func isFull(err error) bool {
+	var sqliteErr *sqlite.Error
+	return errors.As(err, &sqliteErr) && sqliteErr.Code()&0xff == sqlite3.SQLITE_FULL
+}
+
+// userIDsUsedUp reports whether the user table's AUTOINCREMENT can give no
+// more ids: it gives one above both the highest it gave and the highest
+// there, so either at the largest rowid ends it. (The recipe table has no
+// AUTOINCREMENT: past the largest id, SQLite picks unused ids at random.)
+func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
+	var usedUp bool
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM user) = ?1
+		OR EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'user' AND seq = ?1)`, int64(math.MaxInt64)).Scan(&usedUp)
+	return err == nil && usedUp
 }
 
 // userByEmail finds a user by email, ignoring case; errNotFound if none.
