@@ -11,6 +11,10 @@
 //
 // The reads that nearly every request makes (a user by id, recipes) are
 // remembered in a readCache until a write could change them; see there.
+// A poller (watchExternalWrites) notices the writes of other processes,
+// and a database file removed or replaced under the store (checkFiles);
+// while it cannot watch, nothing is cached, and /healthz says when the
+// files are no longer the ones opened.
 package main
 
 import (
@@ -105,6 +109,10 @@ type store struct {
 	newest   readCache[int, []recipe]
 	stopPoll context.CancelFunc
 	polled   sync.WaitGroup
+	// opened is each file of the database as the store opened it: the
+	// file at the path it was given, and the -wal and -shm beside the
+	// file that SQLite opened. See checkFiles.
+	opened []openedFile
 
 	// highestCost is the highest bcrypt cost among the stored password
 	// hashes, read at open and again whenever watchExternalWrites sees a
@@ -117,6 +125,11 @@ type store struct {
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
 	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
+}
+
+type openedFile struct {
+	name string
+	info os.FileInfo
 }
 
 type user struct {
@@ -182,6 +195,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 		},
 		s.prepareQueries,
 		s.notePasswordCosts,
+		func(ctx context.Context) error { return s.noteFiles(ctx, path) },
 		s.watchExternalWrites,
 	} {
 		if err := step(ctx); err != nil {
@@ -331,7 +345,10 @@ func writeFailure(ctx context.Context, err error) error {
 // changed them. Every write this process makes goes through the store,
 // which calls forget once the write has committed; writes by another
 // process on the same file (the createsuperuser command, say) are noticed
-// by watchExternalWrites within externalWritePoll.
+// by watchExternalWrites within externalWritePoll. While it cannot tell
+// (its query fails, or a file of the database was removed or replaced),
+// the caches are paused: they keep nothing, and every read goes to the
+// database.
 //
 // A read that began before a write must not keep its older answer after
 // the write: get hands out the cache's generation, and put keeps an answer
@@ -348,6 +365,7 @@ type readCache[K comparable, V any] struct {
 	generation uint64
 	entries    map[K]V
 	bytes      int
+	paused     bool // see setPaused
 }
 
 // readCacheLimit and readCacheBytes bound each cache; past either, the
@@ -368,8 +386,8 @@ func (c *readCache[K, V]) get(key K) (value V, generation uint64, ok bool) {
 func (c *readCache[K, V]) put(key K, value V, generation uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if generation != c.generation {
-		return // a write came in between: this answer may be old
+	if generation != c.generation || c.paused {
+		return // a write came in between (this answer may be old), or paused
 	}
 	size := c.sizeOf(key, value)
 	if c.entries == nil || len(c.entries) >= readCacheLimit || c.bytes+size > readCacheBytes {
@@ -386,6 +404,17 @@ func (c *readCache[K, V]) forget() {
 	c.generation++
 	c.entries = nil
 	c.bytes = 0
+}
+
+// setPaused forgets every entry and, if paused, keeps none until it is
+// set again unpaused; a read that began before either is not kept.
+func (c *readCache[K, V]) setPaused(paused bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generation++
+	c.entries = nil
+	c.bytes = 0
+	c.paused = paused
 }
 
 // cached returns the answer for key from c, or else reads it with read and
@@ -438,6 +467,15 @@ func (s *store) forgetAll() {
 	s.forgetRecipes()
 }
 
+// setCaching pauses every read cache, or sets them going again, from
+// empty.
+func (s *store) setCaching(on bool) {
+	s.users.setPaused(!on)
+	s.recipes.setPaused(!on)
+	s.searches.setPaused(!on)
+	s.newest.setPaused(!on)
+}
+
 func (s *store) forgetRecipes() {
 	s.recipes.forget()
 	s.searches.forget()
@@ -452,6 +490,12 @@ const externalWritePoll = 250 * time.Millisecond
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
 // of its own: data_version compares with the connection's last look.
+//
+// At each look it also checks the database's files (checkFiles). While
+// it cannot watch, because the query fails or a file is no longer the
+// one opened, the caches keep nothing and every read goes to the
+// database; it logs once when it stops watching and once when it can
+// watch again, not at every look.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
@@ -466,27 +510,97 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
+	look := func(ctx context.Context) (int64, error) {
+		if err := s.checkFiles(); err != nil {
+			return 0, err
+		}
+		return version(ctx)
+	}
 	// The poll lives until close, not as long as the context of the opening.
 	ctx, s.stopPoll = context.WithCancel(context.Background())
 	s.polled.Go(func() {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
 		defer ticker.Stop()
+		watching := true
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
 			}
-			// Our own writer counts as another connection too, so this
-			// also forgets after our writes, which forgot already.
-			if v, err := version(ctx); err == nil && v != last {
-				last = v
+			v, err := look(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return // closing: the look was cut short
+			case err != nil:
+				if watching {
+					s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
+					s.setCaching(false)
+					watching = false
+				}
+				continue
+			case !watching:
+				s.logger.Info("watching the database for writes by other processes again; reads are cached again")
+				s.setCaching(true)
+				watching = true
+			case v == last:
+				continue
+			default:
+				// Our own writer counts as another connection too, so this
+				// also forgets after our writes, which forgot already.
 				s.forgetAll()
-				s.notePasswordCosts(ctx) // on failure, the last value stays
 			}
+			// A write may have come in unseen: read what it may have changed.
+			last = v
+			s.notePasswordCosts(ctx) // on failure, the last value stays
 		}
 	})
+	return nil
+}
+
+// noteFiles remembers which files the database is: the file at path, and
+// the -wal and -shm beside the file that SQLite opened (it resolves
+// links, so that may be elsewhere), for checkFiles to compare.
+func (s *store) noteFiles(ctx context.Context, path string) error {
+	var file string
+	if err := s.writer.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return fmt.Errorf("read the database's file name: %w", err)
+	}
+	for _, name := range []string{path, file + "-wal", file + "-shm"} {
+		info, err := os.Stat(name)
+		if err != nil {
+			return fmt.Errorf("note the database's files: %w", err)
+		}
+		s.opened = append(s.opened, openedFile{name, info})
+	}
+	return nil
+}
+
+// checkFiles returns an error unless the database's files are still, at
+// their names, the files the store opened. SQLite keeps all three open
+// for as long as any connection is, and the poller's connection is open
+// as long as the store, so SQLite itself never removes one meanwhile.
+// Someone else who does leaves this process on the files it opened and
+// everyone else on new ones: the createsuperuser command, a backup, and
+// even this process's own new connections see another database than the
+// one this server serves, and its writes go where no one else looks.
+// On Linux, with the -wal and -shm removed, another process sees only the
+// last checkpoint, and a new connection of ours fails with "disk I/O
+// error"; with the database file replaced, what we write from then on is
+// lost. Only a restart, which opens the files now at the names, mends it.
+func (s *store) checkFiles() error {
+	for _, f := range s.opened {
+		info, err := os.Stat(f.name)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%s was removed while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
+		case err != nil:
+			return fmt.Errorf("check the database's files: %w", err)
+		case !os.SameFile(info, f.info):
+			return fmt.Errorf("%s was replaced while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
+		}
+	}
 	return nil
 }
 
@@ -598,9 +712,13 @@ func checkFileWeMade(name string, made os.FileInfo) error {
 	return nil
 }
 
-// ping checks that the database answers a query on a real table, not
-// only that a connection opens.
+// ping checks that the database's files are the ones the store opened
+// (checkFiles), and that the database answers a query on a real table,
+// not only that a connection opens.
 func (s *store) ping(ctx context.Context) error {
+	if err := s.checkFiles(); err != nil {
+		return err
+	}
 	var exists bool
 	return s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM recipe)").Scan(&exists)
 }
