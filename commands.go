@@ -37,9 +37,9 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 }
 
 // createSuperuserCommand makes the user with -email a superuser, creating
-// it if need be. The password is the first line of standard input; if
-// standard input is a terminal or empty, a password is generated and
-// printed once. For an existing user, a password given also replaces the
+// it if need be. The password is the first line of standard input, which
+// must be UTF-8 (see readPassword); if standard input is a terminal or
+// empty, a password is generated and printed once. For an existing user, a password given also replaces the
 // old one; either way every session of the user ends.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	email := cleanEmail(cfg.superuserEmail)
