@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // migrateCommand applies any migrations the database lacks, and reports
@@ -36,9 +37,9 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 }
 
 // createSuperuserCommand makes the user with -email a superuser, creating
-// it if need be. The password is the first line of standard input; if
-// standard input is a terminal or empty, a password is generated and
-// printed once. For an existing user, a password given also replaces the
+// it if need be. The password is the first line of standard input, which
+// must be UTF-8 (see readPassword); if standard input is a terminal or
+// empty, a password is generated and printed once. For an existing user, a password given also replaces the
 // old one; either way every session of the user ends.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	email := cleanEmail(cfg.superuserEmail)
@@ -103,7 +104,9 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 }
 
 // readPassword reads the first line of stdin, or "" if stdin is a
-// terminal (nobody piped a password in) or empty.
+// terminal (nobody piped a password in) or empty. A line that is not
+// UTF-8 is refused: a login form's password is UTF-8 (readForm refuses
+// any other), so nobody could ever log in with it.
 func readPassword(stdin io.Reader) (string, error) {
 	if f, ok := stdin.(*os.File); ok {
 		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
@@ -114,12 +117,18 @@ func readPassword(stdin io.Reader) (string, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read the password: %w", err)
 	}
-	return strings.TrimRight(line, "\r\n"), nil
+	line = strings.TrimRight(line, "\r\n")
+	if !utf8.ValidString(line) {
+		// The bytes are not shown: they are a password.
+		return "", errors.New("the password on standard input is not UTF-8 text, which no login can send; nothing was changed")
+	}
+	return line, nil
 }
 
 // backupCommand writes a consistent copy of the database, taken while the
 // service may be running and writing, with SQLite's VACUUM INTO. It never
-// overwrites a file.
+// overwrites a file, and the copy goes only into a file it made itself,
+// mode 0600 (see backupDatabase).
 func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
 	if _, err := os.Stat(cfg.dbPath); err != nil {
 		return fmt.Errorf("backup: %w", err)
@@ -163,7 +172,9 @@ func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Write
 
 // healthcheckCommand asks a running service on -addr whether it is well:
 // exit status 0 if /healthz answers 200. It serves container health
-// checks, where there is no curl.
+// checks, where there is no curl. A redirect is not followed but counts as
+// unhealthy: our /healthz never redirects, so whatever does is not the
+// service, and following it would send the check to any host it names.
 func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Writer) error {
 	host, port, err := net.SplitHostPort(cfg.addr)
 	if err != nil {
@@ -173,7 +184,10 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 		host = "127.0.0.1" // listening everywhere: ask on loopback
 	}
 	scheme := "http"
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{
+		Timeout:       5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	if cfg.tlsCertFile != "" {
 		// Our own certificate may not name the loopback address; this
 		// asks only whether the service answers.
@@ -189,8 +203,12 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 		return fmt.Errorf("healthcheck: %w", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("healthcheck: /healthz answered %d, a redirect to %q, which is not followed",
+			resp.StatusCode, resp.Header.Get("Location"))
 	}
-	return nil
+	return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
 }

@@ -65,6 +65,10 @@ var (
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	errDatabaseDown        = &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
 	errSearchTooLong       = &apiError{status: http.StatusServiceUnavailable, detail: "Search took too long; try a longer or more specific keyword", retryAfter: searchRetryAfter}
+	// A write the database cannot take until an operator acts: no
+	// Retry-After, since waiting alone will not help.
+	errDatabaseFull   = &apiError{status: http.StatusServiceUnavailable, detail: "Database full: nothing could be written"}
+	errNoMoreAccounts = &apiError{status: http.StatusServiceUnavailable, detail: "No more accounts can be created: the user ids are used up"}
 	// errClientGone is what the request log shows for a client that went
 	// away before its answer, as nginx logs it (499). No client reads it.
 	errClientGone = &apiError{status: 499, detail: "Client Closed Request"}
@@ -182,6 +186,12 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// slot taken: refused, so that searches cannot hold the readers.
 		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
 		apiErr = errSearchTooLong
+	case errors.Is(err, errStorageFull):
+		a.logger.Error("database full", "request_id", requestID(r), "err", err)
+		apiErr = errDatabaseFull
+	case errors.Is(err, errUserIDsUsedUp):
+		a.logger.Error("no more users can be created", "request_id", requestID(r), "err", err)
+		apiErr = errNoMoreAccounts
 	case r.Context().Err() != nil:
 		// The client went away while its request waited to hash or to
 		// write: nothing is wrong here, and nobody will read the answer.

@@ -1,6 +1,7 @@
 // operator_test.go tests that what an operator gives the service is taken
 // only as meant: BACKEND_CORS_ORIGINS holds origins and nothing else, a
-// backup goes to the very file named, a stored password hash that bcrypt
+// backup goes to the very file named and only into a file it made (never
+// through a name swapped meanwhile), a stored password hash that bcrypt
 // cannot use neither stops nor hangs the start, and a client cannot fill
 // the log with a long path.
 package main
@@ -128,6 +129,65 @@ func TestBackupRefusesANameSQLiteWouldReadAsAURI(t *testing.T) {
 			t.Errorf("copy?mode=ro#x.db = %v, %v; want a non-empty file of mode 0600", info, err)
 		}
 	})
+}
+
+func TestABackupIsWrittenOnlyIntoAFileItMade(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER_PW": adminPassword, "DATABASE_PATH": filepath.Join(dir, "app.db")}
+	if _, err := runCommand(t, env, "", "migrate"); err != nil {
+		t.Fatal(err)
+	}
+	// The swaps that another user who may write in the backup's directory
+	// could make, at the moment when the backup's file used to stand
+	// there, made and closed, waiting for SQLite to open it by name.
+	for _, tc := range []struct {
+		name  string
+		swap  func(out, theirs string) error
+		check func(t *testing.T, out, theirs string)
+	}{
+		{"a link to another's file, swapped in, leaves that file empty", func(out, theirs string) error {
+			os.Remove(out)
+			return os.Symlink(theirs, out)
+		}, func(t *testing.T, out, theirs string) {
+			if target, err := os.Readlink(out); err != nil || target != theirs {
+				t.Errorf("%s = link to %q, %v; want the link left as it was made", out, target, err)
+			}
+		}},
+		{"another's file, put at the name, is left as it was", func(out, theirs string) error {
+			os.Remove(out)
+			return os.WriteFile(out, []byte("theirs"), 0o644)
+		}, func(t *testing.T, out, _ string) {
+			if data, err := os.ReadFile(out); err != nil || string(data) != "theirs" {
+				t.Errorf("%s = %q, %v; want their file left as it was", out, data, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, "backup.db")
+			theirs := filepath.Join(t.TempDir(), "theirs.db")
+			if err := os.WriteFile(theirs, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { backupRaceHook = nil }()
+			backupRaceHook = func(out string) {
+				if err := tc.swap(out, theirs); err != nil {
+					t.Errorf("swap: %v", err)
+				}
+			}
+			_, err := runCommand(t, env, "", "backup", "-o", out)
+			if err == nil || strings.Contains(err.Error(), "\n") {
+				t.Errorf("backup -o %s with a swapped name = %v, want one line refusing it", out, err)
+			}
+			if data, err := os.ReadFile(theirs); err != nil || len(data) != 0 {
+				t.Errorf("their file holds %d bytes, %v; want it still empty, not holding the backup", len(data), err)
+			}
+			tc.check(t, out, theirs)
+			if left, _ := filepath.Glob(filepath.Join(dir, ".backup-*")); len(left) > 0 {
+				t.Errorf("the backup left %q behind", left)
+			}
+			os.Remove(out)
+		})
+	}
 }
 
 func TestAStoredHashOfAnUnusableCostNeverStopsTheStart(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,6 +236,62 @@ func TestBackupWhileWritesGoOn(t *testing.T) {
 		}
 		expectIntegrityOK(t, backup)
 	})
+}
+
+func TestCreateSuperuserRefusesAPasswordThatIsNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "app.db")
+	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER_PW": adminPassword}
+	refused := func(t *testing.T, email string) {
+		t.Helper()
+		// Latin-1, as a terminal set to it would send "café-password".
+		out, err := runCommand(t, env, "caf\xe9-password\n", "createsuperuser", "-db", db, "-email", email)
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "UTF-8") {
+			t.Fatalf("createsuperuser with a Latin-1 password = %q, %v; want one line saying it is not UTF-8", out, err)
+		}
+		if strings.Contains(err.Error(), "caf") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+	t.Run("for a new database, which is not even created", func(t *testing.T) {
+		refused(t, "boss@example.com")
+		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat %s = %v; want no database made", db, err)
+		}
+	})
+	t.Run("for an existing user, who is left as they were", func(t *testing.T) {
+		e := newTestEnv(t, onDatabase(db))
+		e.signup("cook@example.com", "password123")
+		e.store.close()
+		before := dump(t, openRawDB(t, db), "SELECT * FROM user ORDER BY id")
+		refused(t, "cook@example.com")
+		if after := dump(t, openRawDB(t, db), "SELECT * FROM user ORDER BY id"); after != before {
+			t.Errorf("users after the refusal:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+}
+
+func TestHealthcheckDoesNotFollowRedirects(t *testing.T) {
+	var followed atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		followed.Store(true)
+		fmt.Fprint(w, `{"status":"ok"}`)
+	}))
+	defer elsewhere.Close()
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(fmt.Sprintf("a %d to a healthy server elsewhere is unhealthy", status), func(t *testing.T) {
+			followed.Store(false)
+			redirecting := httptest.NewServer(http.RedirectHandler(elsewhere.URL+"/healthz", status))
+			defer redirecting.Close()
+			_, err := runCommand(t, nil, "", "healthcheck", "-addr", strings.TrimPrefix(redirecting.URL, "http://"))
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("healthcheck = %v, want one line naming %d", err, status)
+			}
+			if followed.Load() {
+				t.Errorf("healthcheck followed the redirect to %s", elsewhere.URL)
+			}
+		})
+	}
 }
 
 // writeTestCertificate writes a self-signed certificate for 127.0.0.1.

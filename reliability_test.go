@@ -1,7 +1,9 @@
 // reliability_test.go checks what must hold when things go wrong: a
 // process killed in the middle of many writes loses no acknowledged write
 // and leaves an intact database; a shutdown lets the requests in flight
-// finish, refuses new ones, and closes the database cleanly.
+// finish, refuses new ones, and closes the database cleanly; a database
+// whose files are removed or replaced under a running server is reported
+// unhealthy, and nothing is cached while the server cannot watch it.
 package main
 
 import (
@@ -165,6 +167,81 @@ func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 		t.Errorf("a %d-byte WAL is left after shutdown: the database was not closed cleanly", info.Size())
 	}
 	expectIntegrityOK(t, dbPath)
+}
+
+// keepsReads reports whether the store's recipe cache keeps what a read
+// puts in it, and forgets it again. No recipe has id 0.
+func keepsReads(s *store) bool {
+	_, generation, _ := s.recipes.get(0)
+	s.recipes.put(0, recipe{}, generation)
+	_, _, kept := s.recipes.get(0)
+	s.recipes.forget()
+	return kept
+}
+
+func TestADatabaseWhoseFilesAreRemovedOrReplacedIsUnhealthy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path string)
+		want   string // in the log
+	}{
+		{"removing the -wal and the -shm", func(t *testing.T, path string) {
+			for _, name := range []string{path + "-wal", path + "-shm"} {
+				if err := os.Remove(name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "test.db-wal was removed"},
+		{"replacing the database file", func(t *testing.T, path string) {
+			other := openRawDB(t, path+".new")
+			execAll(t, other, "CREATE TABLE t (x)")
+			other.Close()
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}, "test.db was replaced"},
+	} {
+		t.Run(tc.name+" under a running server makes /healthz 503, stops the caches, and the log says why", func(t *testing.T) {
+			e := newTestEnv(t)
+			expectStatus(t, e.get("/healthz"), http.StatusOK)
+			tc.change(t, e.cfg.dbPath)
+			expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
+			waitFor(t, "the caches to keep nothing", func() bool { return !keepsReads(e.store) })
+			e.store.close() // the poller is done: its log can be read
+			logs := e.logs.String()
+			if !strings.Contains(logs, tc.want) || !strings.Contains(logs, "restart the server") {
+				t.Errorf("the log does not say %q and that the server needs a restart:\n%s", tc.want, logs)
+			}
+			if n := strings.Count(logs, "cannot watch the database"); n != 1 {
+				t.Errorf("the log says %d times that the database cannot be watched, want once:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+func TestTheWriteWatchSaysOnceThatItStoppedAndOnceThatItGoesOnAgain(t *testing.T) {
+	e := newTestEnv(t)
+	path := e.cfg.dbPath
+	move := func(from, to string) {
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Rename(path+suffix+from, path+suffix+to); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	move("", ".away")
+	waitFor(t, "the caches to keep nothing", func() bool { return !keepsReads(e.store) })
+	time.Sleep(4 * externalWritePoll) // a few more looks, in vain
+	move(".away", "")
+	waitFor(t, "the caches to keep reads again", func() bool { return keepsReads(e.store) })
+	expectStatus(t, e.get("/healthz"), http.StatusOK)
+	e.store.close() // the poller is done: its log can be read
+	logs := e.logs.String()
+	for _, said := range []string{"cannot watch the database", "watching the database for writes by other processes again"} {
+		if n := strings.Count(logs, said); n != 1 {
+			t.Errorf("the log says %q %d times, want once:\n%s", said, n, logs)
+		}
+	}
 }
 
 func loginOver(t *testing.T, base, email, password string) string {

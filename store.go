@@ -11,6 +11,10 @@
 //
 // The reads that nearly every request makes (a user by id, recipes) are
 // remembered in a readCache until a write could change them; see there.
+// A poller (watchExternalWrites) notices the writes of other processes,
+// and a database file removed or replaced under the store (checkFiles);
+// while it cannot watch, nothing is cached, and /healthz says when the
+// files are no longer the ones opened.
 package main
 
 import (
@@ -23,8 +27,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -64,12 +70,21 @@ var (
 	// errSearchBusy is a search that found every search slot taken for
 	// searchSlotWait.
 	errSearchBusy = fmt.Errorf("%w: every search slot stayed busy", errSearchCutOff)
+	// errStorageFull is a write that SQLite refused with SQLITE_FULL: the
+	// database cannot grow. Nothing was written, and trying again will
+	// not help until an operator makes room.
+	errStorageFull = errors.New("the database cannot grow: its disk is full (or its quota, or SQLite's max_page_count, is reached); free some space")
+	// errUserIDsUsedUp is a new user that cannot have an id: the user
+	// table's AUTOINCREMENT has given the largest, and gives none twice
+	// (a reference database may hold a user of that id). SQLite says
+	// SQLITE_FULL, as for a full disk; insertUser tells the two apart.
+	errUserIDsUsedUp = fmt.Errorf("the user ids are used up: the largest that SQLite allows, %d, has been given, and no id is given twice; no more users can be created", int64(math.MaxInt64))
 )
 
 // domainErrors are the answers that the store returns as they are, for
 // its callers to tell the client; wrapErr wraps every other error with
 // what failed.
-var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenRefused, errSessionEnded}
+var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTokenRefused, errSessionEnded, errUserIDsUsedUp}
 
 // The pragmas every connection gets. busy_timeout makes a connection wait
 // for a lock instead of failing at once, for at most defaultWriterWait:
@@ -104,6 +119,10 @@ type store struct {
 	newest   readCache[int, []recipe]
 	stopPoll context.CancelFunc
 	polled   sync.WaitGroup
+	// opened is each file of the database as the store opened it: the
+	// file at the path it was given, and the -wal and -shm beside the
+	// file that SQLite opened. See checkFiles.
+	opened []openedFile
 
 	// slowSearches are the searches that ran past searchTimeLimit since
 	// the recipes last changed, each with when it did: a repeat within
@@ -124,6 +143,11 @@ type store struct {
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
 	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
+}
+
+type openedFile struct {
+	name string
+	info os.FileInfo
 }
 
 type user struct {
@@ -197,6 +221,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 		},
 		s.prepareQueries,
 		s.notePasswordCosts,
+		func(ctx context.Context) error { return s.noteFiles(ctx, path) },
 		s.watchExternalWrites,
 	} {
 		if err := step(ctx); err != nil {
@@ -322,8 +347,9 @@ func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *
 }
 
 // writeFailure tells, of a failed step of write, whether the writer was
-// busy (the deadline passed, or SQLite reported a lock it could not get)
-// or the request went away; anything else is returned as it is.
+// busy (the deadline passed, or SQLite reported a lock it could not get),
+// the database is full, or the request went away; anything else is
+// returned as it is.
 func writeFailure(ctx context.Context, err error) error {
 	var sqliteErr *sqlite.Error
 	switch {
@@ -333,6 +359,8 @@ func writeFailure(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
 	case errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
+	case isFull(err):
+		return fmt.Errorf("%w: %v", errStorageFull, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("write abandoned, nothing committed: %w", context.Cause(ctx))
 	}
@@ -343,7 +371,10 @@ func writeFailure(ctx context.Context, err error) error {
 // changed them. Every write this process makes goes through the store,
 // which calls forget once the write has committed; writes by another
 // process on the same file (the createsuperuser command, say) are noticed
-// by watchExternalWrites within externalWritePoll.
+// by watchExternalWrites within externalWritePoll. While it cannot tell
+// (its query fails, or a file of the database was removed or replaced),
+// the caches are paused: they keep nothing, and every read goes to the
+// database.
 //
 // A read that began before a write must not keep its older answer after
 // the write: get hands out the cache's generation, and put keeps an answer
@@ -360,6 +391,7 @@ type readCache[K comparable, V any] struct {
 	generation uint64
 	entries    map[K]V
 	bytes      int
+	paused     bool // see setPaused
 }
 
 // readCacheLimit and readCacheBytes bound each cache; past either, the
@@ -380,8 +412,8 @@ func (c *readCache[K, V]) get(key K) (value V, generation uint64, ok bool) {
 func (c *readCache[K, V]) put(key K, value V, generation uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if generation != c.generation {
-		return // a write came in between: this answer may be old
+	if generation != c.generation || c.paused {
+		return // a write came in between (this answer may be old), or paused
 	}
 	size := c.sizeOf(key, value)
 	if c.entries == nil || len(c.entries) >= readCacheLimit || c.bytes+size > readCacheBytes {
@@ -398,6 +430,17 @@ func (c *readCache[K, V]) forget() {
 	c.generation++
 	c.entries = nil
 	c.bytes = 0
+}
+
+// setPaused forgets every entry and, if paused, keeps none until it is
+// set again unpaused; a read that began before either is not kept.
+func (c *readCache[K, V]) setPaused(paused bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.generation++
+	c.entries = nil
+	c.bytes = 0
+	c.paused = paused
 }
 
 // cached returns the answer for key from c, or else reads it with read and
@@ -450,6 +493,15 @@ func (s *store) forgetAll() {
 	s.forgetRecipes()
 }
 
+// setCaching pauses every read cache, or sets them going again, from
+// empty.
+func (s *store) setCaching(on bool) {
+	s.users.setPaused(!on)
+	s.recipes.setPaused(!on)
+	s.searches.setPaused(!on)
+	s.newest.setPaused(!on)
+}
+
 func (s *store) forgetRecipes() {
 	s.recipes.forget()
 	s.searches.forget()
@@ -465,6 +517,12 @@ const externalWritePoll = 250 * time.Millisecond
 // watchExternalWrites forgets every cache whenever PRAGMA data_version
 // says that another connection committed a change. It holds a connection
 // of its own: data_version compares with the connection's last look.
+//
+// At each look it also checks the database's files (checkFiles). While
+// it cannot watch, because the query fails or a file is no longer the
+// one opened, the caches keep nothing and every read goes to the
+// database; it logs once when it stops watching and once when it can
+// watch again, not at every look.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
@@ -479,27 +537,97 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
+	look := func(ctx context.Context) (int64, error) {
+		if err := s.checkFiles(); err != nil {
+			return 0, err
+		}
+		return version(ctx)
+	}
 	// The poll lives until close, not as long as the context of the opening.
 	ctx, s.stopPoll = context.WithCancel(context.Background())
 	s.polled.Go(func() {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
 		defer ticker.Stop()
+		watching := true
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
 			}
-			// Our own writer counts as another connection too, so this
-			// also forgets after our writes, which forgot already.
-			if v, err := version(ctx); err == nil && v != last {
-				last = v
+			v, err := look(ctx)
+			switch {
+			case ctx.Err() != nil:
+				return // closing: the look was cut short
+			case err != nil:
+				if watching {
+					s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
+					s.setCaching(false)
+					watching = false
+				}
+				continue
+			case !watching:
+				s.logger.Info("watching the database for writes by other processes again; reads are cached again")
+				s.setCaching(true)
+				watching = true
+			case v == last:
+				continue
+			default:
+				// Our own writer counts as another connection too, so this
+				// also forgets after our writes, which forgot already.
 				s.forgetAll()
-				s.notePasswordCosts(ctx) // on failure, the last value stays
 			}
+			// A write may have come in unseen: read what it may have changed.
+			last = v
+			s.notePasswordCosts(ctx) // on failure, the last value stays
 		}
 	})
+	return nil
+}
+
+// noteFiles remembers which files the database is: the file at path, and
+// the -wal and -shm beside the file that SQLite opened (it resolves
+// links, so that may be elsewhere), for checkFiles to compare.
+func (s *store) noteFiles(ctx context.Context, path string) error {
+	var file string
+	if err := s.writer.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return fmt.Errorf("read the database's file name: %w", err)
+	}
+	for _, name := range []string{path, file + "-wal", file + "-shm"} {
+		info, err := os.Stat(name)
+		if err != nil {
+			return fmt.Errorf("note the database's files: %w", err)
+		}
+		s.opened = append(s.opened, openedFile{name, info})
+	}
+	return nil
+}
+
+// checkFiles returns an error unless the database's files are still, at
+// their names, the files the store opened. SQLite keeps all three open
+// for as long as any connection is, and the poller's connection is open
+// as long as the store, so SQLite itself never removes one meanwhile.
+// Someone else who does leaves this process on the files it opened and
+// everyone else on new ones: the createsuperuser command, a backup, and
+// even this process's own new connections see another database than the
+// one this server serves, and its writes go where no one else looks.
+// On Linux, with the -wal and -shm removed, another process sees only the
+// last checkpoint, and a new connection of ours fails with "disk I/O
+// error"; with the database file replaced, what we write from then on is
+// lost. Only a restart, which opens the files now at the names, mends it.
+func (s *store) checkFiles() error {
+	for _, f := range s.opened {
+		info, err := os.Stat(f.name)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%s was removed while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
+		case err != nil:
+			return fmt.Errorf("check the database's files: %w", err)
+		case !os.SameFile(info, f.info):
+			return fmt.Errorf("%s was replaced while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
+		}
+	}
 	return nil
 }
 
@@ -513,33 +641,111 @@ func (s *store) schemaVersion(ctx context.Context) (int, error) {
 // backupDatabase writes a consistent copy of the database at path to out
 // with VACUUM INTO, which reads one snapshot while others go on writing.
 // It opens its own read-only connection: a backup changes nothing.
+//
+// VACUUM INTO opens its file by name, resolving any symbolic link, and
+// writes a journal beside it, so a name in a directory that others can
+// write to could lead it elsewhere between our check and its open: to a
+// link, planted meanwhile, to a file of theirs, which would receive the
+// password hashes and perhaps the token secret. So SQLite writes only in
+// a directory of our own (mode 0700, made beside out so that the copy can
+// be linked from there), into a file that we created there (O_EXCL, mode
+// 0600); the finished copy is synced and linked to out with os.Link,
+// which never replaces a name: a file or link at out, there before or
+// raced in, is refused.
 func backupDatabase(ctx context.Context, path, out string) error {
-	// SQLite reads a name that starts with "file:" as a URI: the copy
-	// would go to another file than the one created below, with another
-	// mode. "./file:x.db" names that file plainly.
+	// SQLite reads a name that starts with "file:" as a URI, with
+	// parameters that a plain copy would ignore: rather than guess what
+	// was meant, ask for the plain name. "./file:x.db" names that file.
 	if strings.HasPrefix(out, "file:") {
 		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
 	}
-	// Create the file first, empty, as VACUUM INTO allows: O_EXCL refuses
-	// to overwrite anything, and the mode keeps the password hashes and
-	// perhaps the token secret to their owner.
-	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Say at once that out is taken, before the copy is made in vain;
+	// os.Link below is what makes sure.
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
+	}
+	// An absolute name, so that SQLite never reads the temporary name as
+	// a URI either (filepath.Dir("./file:d/x.db") is "file:d").
+	abs, err := filepath.Abs(out)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	f.Close()
+	dir, err := os.MkdirTemp(filepath.Dir(abs), ".backup-")
+	if err != nil {
+		return fmt.Errorf("backup: make a private directory beside %s: %w", out, err)
+	}
+	defer os.RemoveAll(dir)
+	temp := filepath.Join(dir, "backup.db")
+	// Empty, as VACUUM INTO allows.
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	made, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if backupRaceHook != nil {
+		backupRaceHook(out)
+	}
+
 	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", out); err != nil {
-		os.Remove(out)
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", temp); err != nil {
 		return fmt.Errorf("backup: %w", err)
+	}
+	if err := checkFileWeMade(temp, made); err != nil {
+		return err
+	}
+	// The copy reaches the disk before its name appears.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := os.Link(temp, out); err != nil {
+		return fmt.Errorf("backup: %w; the backup never replaces a file", err)
+	}
+	if err := checkFileWeMade(out, made); err != nil {
+		return err
+	}
+	// And the name reaches the disk too. Not every file system syncs a
+	// directory; the copy is whole either way.
+	if d, err := os.Open(filepath.Dir(abs)); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return nil
 }
 
-// ping checks that the database answers a query on a real table, not
-// only that a connection opens.
+// backupRaceHook, if set, runs where a name could be swapped under a
+// backup: after its file is made, before SQLite writes into it. Tests set
+// it to swap one.
+var backupRaceHook func(out string)
+
+// checkFileWeMade returns an error unless name is, without following a
+// link, the regular file made (our backup's), of mode 0600 and not empty.
+func checkFileWeMade(name string, made os.FileInfo) error {
+	info, err := os.Lstat(name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("backup: %w", err)
+	case !os.SameFile(info, made) || !info.Mode().IsRegular():
+		return fmt.Errorf("backup: %s is no longer the file the backup made; someone replaced it", name)
+	case info.Mode().Perm() != 0o600:
+		return fmt.Errorf("backup: %s has mode %o, not 0600", name, info.Mode().Perm())
+	case info.Size() == 0:
+		return fmt.Errorf("backup: SQLite wrote nothing into %s", name)
+	}
+	return nil
+}
+
+// ping checks that the database's files are the ones the store opened
+// (checkFiles), and that the database answers a query on a real table,
+// not only that a connection opens.
 func (s *store) ping(ctx context.Context) error {
+	if err := s.checkFiles(); err != nil {
+		return err
+	}
 	var exists bool
 	return s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM recipe)").Scan(&exists)
 }
@@ -895,6 +1101,9 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 	if isUniqueViolation(err) {
 		return user{}, errEmailTaken
 	}
+	if isFull(err) && userIDsUsedUp(ctx, tx) {
+		return user{}, errUserIDsUsedUp
+	}
 	if err != nil {
 		return user{}, err
 	}
@@ -914,6 +1123,25 @@ func randomGeneration() int64 {
 func isUniqueViolation(err error) bool {
 	var sqliteErr *sqlite.Error
 	return errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// isFull reports whether err is SQLite's SQLITE_FULL: "database or disk
+// is full", which is also what an AUTOINCREMENT table says once its ids
+// are used up.
+func isFull(err error) bool {
+	var sqliteErr *sqlite.Error
+	return errors.As(err, &sqliteErr) && sqliteErr.Code()&0xff == sqlite3.SQLITE_FULL
+}
+
+// userIDsUsedUp reports whether the user table's AUTOINCREMENT can give no
+// more ids: it gives one above both the highest it gave and the highest
+// there, so either at the largest rowid ends it. (The recipe table has no
+// AUTOINCREMENT: past the largest id, SQLite picks unused ids at random.)
+func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
+	var usedUp bool
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM user) = ?1
+		OR EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'user' AND seq = ?1)`, int64(math.MaxInt64)).Scan(&usedUp)
+	return err == nil && usedUp
 }
 
 // userByEmail finds a user by email, ignoring case; errNotFound if none.

@@ -6,8 +6,10 @@
 // newer than the program is refused; schema.sql's migrations must be
 // numbered in order; a fresh database is seeded once, with the contract's
 // three recipes; emails are unique ignoring case even under racing signups;
-// many concurrent writers never see "database is locked"; the file is
-// private to its owner; and the token secret kept in the database is stable.
+// many concurrent writers never see "database is locked"; once the user
+// ids are used up, or the database cannot grow, a write answers 503 saying
+// which; the file is private to its owner; and the token secret kept in the
+// database is stable.
 // Every test runs on a real SQLite file in t.TempDir().
 package main
 
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -751,6 +754,73 @@ func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
 	}
 	if logs := e.logs.String(); strings.Contains(logs, "locked") || strings.Contains(logs, "SQLITE_BUSY") {
 		t.Errorf("the log mentions a locked database:\n%s", logs)
+	}
+}
+
+func TestOnceTheUserIDsAreUsedUpASignupSaysSo(t *testing.T) {
+	// A reference database whose last user has the largest id SQLite
+	// allows: the migration's AUTOINCREMENT can give no id after it.
+	path := filepath.Join(t.TempDir(), "reference.db")
+	makeReferenceDB(t, path, fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+		VALUES (%d, 'Last', 'One', 'last@example.com', 0, '%s')`, int64(math.MaxInt64), passlibHash(t, "last-password")))
+	e := newTestEnv(t, onDatabase(path))
+
+	t.Run("a signup answers 503, saying why, with no Retry-After, and the log tells the operator", func(t *testing.T) {
+		resp := e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
+		if retry := resp.Header.Get("Retry-After"); retry != "" {
+			t.Errorf("Retry-After = %q; want none: waiting will not help", retry)
+		}
+		expectDetail(t, resp, http.StatusServiceUnavailable, "No more accounts can be created: the user ids are used up")
+		if logs := e.logs.String(); !strings.Contains(logs, "user ids are used up") {
+			t.Errorf("the log does not say that the user ids are used up:\n%s", logs)
+		}
+	})
+	t.Run("the users there log in and submit recipes as before", func(t *testing.T) {
+		token := e.login("last@example.com", "last-password")
+		resp := e.postJSON("/api/v1/recipes/", `{"label":"Last Soup","source":"s","url":"https://example.com/soup"}`, bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+	})
+	t.Run("createsuperuser of a new email says why in one line", func(t *testing.T) {
+		_, err := runCommand(t, map[string]string{"BCRYPT_COST": "4"}, "a-strong-password\n", "createsuperuser", "-db", path, "-email", "boss@example.com")
+		if err == nil || !strings.Contains(err.Error(), "user ids are used up") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("createsuperuser = %v, want one line saying the user ids are used up", err)
+		}
+	})
+}
+
+func TestAFullDatabaseAnswers503(t *testing.T) {
+	e := newTestEnv(t)
+	token := e.login("admin@recipeapi.com", adminPassword)
+	// The writer's one connection may not grow the file any more, as if
+	// the disk were full: SQLite says SQLITE_FULL either way.
+	pages := queryInt(t, e.store.writer, "PRAGMA page_count")
+	if _, err := e.store.writer.Exec(fmt.Sprintf("PRAGMA max_page_count = %d", pages)); err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("x", 240)
+	for _, tc := range []struct {
+		name  string
+		write func(i int) *http.Response
+	}{
+		{"recipes are created until one answers 503, saying the database is full", func(i int) *http.Response {
+			return e.postJSON("/api/v1/recipes/", fmt.Sprintf(`{"label":"%s %d","source":"%s","url":"https://example.com/%d"}`, long, i, long, i), bearer(token)...)
+		}},
+		{"users sign up until one answers 503, saying the database is full, since the ids are not used up", func(i int) *http.Response {
+			return e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":"cook%d@example.com","password":"password123","first_name":"%s"}`, i, long))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range 100 {
+				if resp := tc.write(i); resp.StatusCode != http.StatusCreated {
+					expectDetail(t, resp, http.StatusServiceUnavailable, "Database full: nothing could be written")
+					return
+				}
+			}
+			t.Fatal("100 writes fitted into a database that may not grow")
+		})
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "database full") || !strings.Contains(logs, "free some space") {
+		t.Errorf("the log does not say that the database is full, and what to do:\n%s", logs)
 	}
 }
 
