@@ -27,6 +27,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -528,9 +529,16 @@ func TestFirstSuperuserPasswordIsConfirmedOrSaidToBeIgnored(t *testing.T) {
 	})
 }
 
-// TestVersionIsStampedByTheLinker builds the binary as deploy/Dockerfile
-// does, with -X main.version: -X on a name that does not exist (or is a
+// TestVersionIsStampedByTheLinker builds the binary with -X main.version,
+// as deploy/Dockerfile does: -X on a name that does not exist (or is a
 // constant) is silently ignored, so only a real build shows that it works.
+//
+// It builds with the compiler settings this test binary was built with,
+// not the Dockerfile's -trimpath and CGO_ENABLED=0: those change how every
+// package compiles, SQLite's too, so a cold go test would compile them all
+// a second time. With the same settings every package comes from the build
+// cache that go test just filled, and only the link is new. What is
+// checked, -X, is a link flag, and the link flags are the Dockerfile's.
 func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, which -short asks to leave out")
@@ -542,8 +550,11 @@ func TestVersionIsStampedByTheLinker(t *testing.T) {
 		t.Skip("no go tool on PATH: this is not a go test run")
 	}
 	bin := filepath.Join(t.TempDir(), "recipeapi")
-	build := exec.CommandContext(t.Context(), goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"build", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin}
+	if builtWith("-race") {
+		args = append(args, "-race") // else every package compiles again, without it
+	}
+	build := exec.CommandContext(t.Context(), goTool, append(args, ".")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -551,4 +562,13 @@ func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "recipeapi v9.9.9, ") {
 		t.Errorf("recipeapi version = %q, %v; want it to name v9.9.9", out, err)
 	}
+}
+
+// builtWith reports whether the running binary was built with the boolean
+// build flag name (such as "-race") set.
+func builtWith(name string) bool {
+	info, ok := debug.ReadBuildInfo()
+	return ok && slices.ContainsFunc(info.Settings, func(s debug.BuildSetting) bool {
+		return s.Key == name && s.Value == "true"
+	})
 }
