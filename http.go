@@ -383,9 +383,15 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		a.logger.Info("request", "request_id", id, "method", r.Method, "path", loggedPath(r),
-			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
+			"status", rec.status, "duration_ms", milliseconds(time.Since(start)), "client", a.clientAddress(r))
 	})
 }
+
+// milliseconds is d as the log shows a duration: a number of
+// milliseconds, with fractions, under a name ending in _ms. slog writes
+// a time.Duration as "1.5ms" in text but as 1500000, in nanoseconds, in
+// JSON, under a name that says neither.
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // maxLoggedPathBytes bounds a request path in the log: a client may send
 // a path of many kilobytes, and would otherwise have it written whole, on
