@@ -470,6 +470,7 @@ func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 // appended, and the nearest address that is not a trusted proxy is the
 // client. Without trusted proxies the header is ignored, since any
 // client could write one to pass for a new client with every request.
+// An entry is read as forwardedNode reads it.
 func (a *app) clientAddress(r *http.Request) string {
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -479,14 +480,38 @@ func (a *app) clientAddress(r *http.Request) string {
 	if a.trusts(client) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0 && a.trusts(client); i-- {
-			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
+			hop, ok := forwardedNode(hops[i])
+			if !ok {
 				break // garbage: keep the last address a trusted proxy gave
 			}
 			client = hop.Unmap()
 		}
 	}
 	return addressGroup(client)
+}
+
+// forwardedNode reads one X-Forwarded-For entry as the address of the
+// client it names. Proxies write an entry in any of the forms of RFC
+// 7239's node (§6): 192.0.2.1, 192.0.2.1:80, [2001:db8::1],
+// [2001:db8::1]:80, and the plain 2001:db8::1 that X-Forwarded-For has
+// always allowed; the port is not part of the client. Anything else,
+// "unknown" and obfuscated names included, names no address.
+func forwardedNode(entry string) (netip.Addr, bool) {
+	entry = strings.TrimSpace(entry)
+	if addr, err := netip.ParseAddr(entry); err == nil {
+		return addr, true
+	}
+	// With a port; ParseAddrPort wants brackets around IPv6 and only there.
+	if addrPort, err := netip.ParseAddrPort(entry); err == nil {
+		return addrPort.Addr(), true
+	}
+	if inner, ok := strings.CutPrefix(entry, "["); ok {
+		if inner, ok := strings.CutSuffix(inner, "]"); ok {
+			addr, err := netip.ParseAddr(inner)
+			return addr, err == nil && addr.Is6()
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // addressGroup is how the limits count a client address: an IPv4 address

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"slices"
@@ -1345,6 +1346,52 @@ func TestClientAddressGroupsIPv6ByItsSlash64(t *testing.T) {
 		if got := (&app{}).clientAddress(r); got != tc.want {
 			t.Errorf("clientAddress(%s) = %s, want %s", tc.remoteAddr, got, tc.want)
 		}
+	}
+}
+
+func TestForwardedForEntriesNameTheirClientInEveryNodeForm(t *testing.T) {
+	a := &app{trustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		name, forwarded, want string
+	}{
+		{"an IPv4 address", "192.0.2.1", "192.0.2.1"},
+		{"an IPv4 address with a port", "192.0.2.1:4711", "192.0.2.1"},
+		{"a bracketed IPv6 address", "[2001:db8:1:2::1]", "2001:db8:1:2::/64"},
+		{"a bracketed IPv6 address with a port", "[2001:db8:1:2::1]:4711", "2001:db8:1:2::/64"},
+		{"a plain IPv6 address", "2001:db8:1:2::1", "2001:db8:1:2::/64"},
+		{"an IPv4-mapped IPv6 address with a port", "[::ffff:192.0.2.1]:4711", "192.0.2.1"},
+		{"spaces around an entry", "  192.0.2.1:4711 ", "192.0.2.1"},
+		{"the nearest entry that is no trusted proxy, each with a port", "203.0.113.9:1, 192.0.2.1:2, 10.0.0.2:3", "192.0.2.1"},
+		{"garbage, which stops the walk at the proxy", "192.0.2.1, garbage", "10.0.0.1"},
+		{"unknown, which names no address", "unknown", "10.0.0.1"},
+		{"an obfuscated name, which names no address", "_hidden:_port", "10.0.0.1"},
+		{"an IPv4 address in brackets, which RFC 7239 does not write", "[192.0.2.1]:4711", "10.0.0.1"},
+		{"a port out of range", "192.0.2.1:70000", "10.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRequest("GET", "/", nil, "X-Forwarded-For", tc.forwarded)
+			r.RemoteAddr = "10.0.0.1:5555"
+			if got := a.clientAddress(r); got != tc.want {
+				t.Errorf("clientAddress with X-Forwarded-For %q = %s, want %s", tc.forwarded, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestClientsBehindATrustedProxyWhoseEntriesHavePortsAreLimitedApart(t *testing.T) {
+	cfg := newTestConfig(t)
+	cfg.loginAttemptsPerMinute = 1
+	cfg.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	e := startTestEnv(t, cfg, newTestClock().Now)
+	attempt := func(forwarded string) int {
+		r := newRequest("POST", "/api/v1/auth/login", strings.NewReader("username=a@b.co&password=wrong-password"),
+			"Content-Type", "application/x-www-form-urlencoded", "X-Forwarded-For", forwarded)
+		r.RemoteAddr = "10.0.0.1:5555"
+		return e.serve(r).StatusCode
+	}
+	got := []int{attempt("192.0.2.1:1000"), attempt("[2001:db8::1]:1000"), attempt("192.0.2.2:2000"), attempt("192.0.2.1:3000")}
+	if fmt.Sprint(got) != "[400 400 400 429]" {
+		t.Errorf("failed logins from three forwarded clients, then the first again = %v, want [400 400 400 429]", got)
 	}
 }
 

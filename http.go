@@ -13,12 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"mime"
 	"net/http"
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -54,6 +57,7 @@ var (
 	errSubmitAsOther       = &apiError{status: http.StatusForbidden, detail: "You can only submit recipes as yourself"}
 	errUpdateNotOwner      = &apiError{status: http.StatusForbidden, detail: "You can only update your recipes"}
 	errDeleteNotOwner      = &apiError{status: http.StatusForbidden, detail: "You can only delete your recipes"}
+	errOriginNotAllowed    = &apiError{status: http.StatusForbidden, detail: "Cross-origin request refused: this origin is not in the server's BACKEND_CORS_ORIGINS"}
 	errPageNotFound        = &apiError{status: http.StatusNotFound, detail: "Not Found"}
 	errMethodNotAllowed    = &apiError{status: http.StatusMethodNotAllowed, detail: "Method Not Allowed"}
 	errBodyTooLarge        = &apiError{status: http.StatusRequestEntityTooLarge, detail: "Request body too large"}
@@ -396,9 +400,15 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		a.logger.Info("request", "request_id", id, "method", r.Method, "path", loggedPath(r),
-			"status", rec.status, "duration", time.Since(start), "client", a.clientAddress(r))
+			"status", rec.status, "duration_ms", milliseconds(time.Since(start)), "client", a.clientAddress(r))
 	})
 }
+
+// milliseconds is d as the log shows a duration: a number of
+// milliseconds, with fractions, under a name ending in _ms. slog writes
+// a time.Duration as "1.5ms" in text but as 1500000, in nanoseconds, in
+// JSON, under a name that says neither.
+func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // maxLoggedPathBytes bounds a request path in the log: a client may send
 // a path of many kilobytes, and would otherwise have it written whole, on
@@ -459,21 +469,34 @@ func securityHeaders(next http.Handler) http.Handler {
 // cors lets the configured origins call the API from a browser, with
 // credentials, as the reference's CORSMiddleware does. Other origins get
 // no CORS headers at all, so the browser keeps the response from them.
+//
+// A preflight from another origin, configured origins or none, gets a 403
+// that names BACKEND_CORS_ORIGINS, and the log says which origin it was
+// (refusedOrigins): left to the mux, it would be a 405 that looks like a
+// wrong method, and a developer whose browser app cannot call the API
+// would not learn which setting is missing. Other requests from another
+// origin are served as if they had no Origin.
 func (a *app) cors(next http.Handler) http.Handler {
-	if len(a.corsOrigins) == 0 {
-		return next
-	}
+	refused := &refusedOrigins{}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Add("Vary", "Origin")
+		if len(a.corsOrigins) > 0 {
+			w.Header().Add("Vary", "Origin")
+		}
 		origin := r.Header.Get("Origin")
+		preflight := r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != ""
 		if !a.corsOrigins[origin] {
+			if preflight {
+				refused.log(a.logger, a.now(), origin)
+				a.writeError(w, r, errOriginNotAllowed)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		if preflight {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS")
 			if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" {
 				h.Set("Access-Control-Allow-Headers", asked)
@@ -484,6 +507,52 @@ func (a *app) cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+const (
+	// maxLoggedRefusedOrigins bounds refusedOrigins: the first ones are
+	// each named once, since a developer's browser sends the same origin
+	// again and again; past them, any page on the internet can send a
+	// preflight with an origin of its own, so refusals are logged at most
+	// once every refusedOriginLogInterval.
+	maxLoggedRefusedOrigins  = 32
+	refusedOriginLogInterval = time.Minute
+	// maxLoggedOriginBytes bounds an origin in the log, as
+	// maxLoggedPathBytes bounds a path: the header is the client's.
+	maxLoggedOriginBytes = 256
+)
+
+// refusedOrigins remembers which origins' refused preflights have been
+// logged, so that the log names each once and cannot be flooded through
+// them: at most maxLoggedRefusedOrigins origins of at most
+// maxLoggedOriginBytes each are kept.
+type refusedOrigins struct {
+	mu         sync.Mutex
+	logged     map[string]bool
+	lastLogged time.Time // of a line past maxLoggedRefusedOrigins
+}
+
+func (o *refusedOrigins) log(logger *slog.Logger, now time.Time, origin string) {
+	if len(origin) > maxLoggedOriginBytes {
+		origin = strings.ToValidUTF8(origin[:maxLoggedOriginBytes], "") + "…(truncated)"
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch {
+	case o.logged[origin]:
+		return
+	case len(o.logged) < maxLoggedRefusedOrigins:
+		if o.logged == nil {
+			o.logged = map[string]bool{}
+		}
+		o.logged[origin] = true
+	case now.Sub(o.lastLogged) < refusedOriginLogInterval:
+		return
+	default:
+		o.lastLogged = now
+	}
+	logger.Warn("CORS preflight refused: the origin is not in BACKEND_CORS_ORIGINS; "+
+		"to let a browser app on it call the API, add the origin there (comma-separated)", "origin", origin)
 }
 
 // jsonMuxErrors makes the mux's own 404 and 405 answers JSON like every

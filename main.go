@@ -615,7 +615,10 @@ func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
 // seedFirstSuperuser creates the first superuser and the example recipes
 // in a database with no users. A generated password is printed once, as
 // the last word of a line that names the email, for the operator to copy;
-// a password given in FIRST_SUPERUSER_PW is never printed.
+// a password given in FIRST_SUPERUSER_PW is never printed. With
+// LOG_FORMAT=json the line is a JSON object, as the log's lines are, with
+// the email and the password as members of their own, so that whatever
+// collects the output reads it as it reads them.
 func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer, logger *slog.Logger) error {
 	if has, err := st.hasUsers(ctx); err != nil || has {
 		if has && cfg.firstSuperuserPassword != "" {
@@ -640,9 +643,16 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 		return err
 	}
 	switch {
-	case created && generated:
+	case !created:
+	case cfg.logJSON && generated:
+		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser; its password is shown only this once",
+			"email", cfg.firstSuperuser, "password", password)
+	case cfg.logJSON:
+		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser with the password from FIRST_SUPERUSER_PW",
+			"email", cfg.firstSuperuser)
+	case generated:
 		fmt.Fprintf(stdout, "Created the first superuser %s; its password, shown only this once, is %s\n", cfg.firstSuperuser, password)
-	case created:
+	default:
 		fmt.Fprintf(stdout, "Created the first superuser %s with the password from FIRST_SUPERUSER_PW\n", cfg.firstSuperuser)
 	}
 	return nil

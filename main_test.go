@@ -376,6 +376,86 @@ func TestCORS(t *testing.T) {
 			}
 		}
 	})
+	t.Run("another origin's request is served as without an Origin", func(t *testing.T) {
+		expectStatus(t, e.get("/api/v1/recipes/1", "Origin", "http://evil.example"), http.StatusOK)
+	})
+}
+
+func TestACORSPreflightFromAnOriginNotConfiguredSaysWhichSettingIsMissing(t *testing.T) {
+	preflight := func(e *testEnv, origin string) *http.Response {
+		return e.serve(newRequest("OPTIONS", "/api/v1/auth/login", nil,
+			"Origin", origin, "Access-Control-Request-Method", "POST"))
+	}
+	for _, tc := range []struct {
+		name    string
+		origins []string
+	}{
+		{"with no origins configured", nil},
+		{"with other origins configured", []string{"http://app.example"}},
+	} {
+		t.Run(tc.name+", the preflight is a 403 naming BACKEND_CORS_ORIGINS, with no CORS headers", func(t *testing.T) {
+			e := newTestEnv(t, func(c *config) { c.corsOrigins = tc.origins })
+			resp := preflight(e, "http://localhost:3000")
+			for name := range resp.Header {
+				if strings.HasPrefix(name, "Access-Control-") {
+					t.Errorf("OPTIONS /api/v1/auth/login from another origin: %s = %q, want no CORS headers", name, resp.Header.Get(name))
+				}
+			}
+			expectDetail(t, resp, http.StatusForbidden,
+				"Cross-origin request refused: this origin is not in the server's BACKEND_CORS_ORIGINS")
+			if logs := e.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "BACKEND_CORS_ORIGINS") ||
+				!strings.Contains(logs, "origin=http://localhost:3000") {
+				t.Errorf("the log has no warning naming BACKEND_CORS_ORIGINS and the origin:\n%s", logs)
+			}
+		})
+		t.Run(tc.name+", requests that are not preflights are unchanged", func(t *testing.T) {
+			e := newTestEnv(t, func(c *config) { c.corsOrigins = tc.origins })
+			expectStatus(t, e.get("/api/v1/recipes/1", "Origin", "http://localhost:3000"), http.StatusOK)
+			// An OPTIONS that asks no method is no preflight: the mux's 405.
+			resp := e.serve(newRequest("OPTIONS", "/api/v1/auth/login", nil, "Origin", "http://localhost:3000"))
+			expectDetail(t, resp, http.StatusMethodNotAllowed, "Method Not Allowed")
+			if strings.Contains(e.logs.String(), "BACKEND_CORS_ORIGINS") {
+				t.Errorf("a request that is no preflight logged a CORS refusal:\n%s", e.logs)
+			}
+		})
+	}
+
+	t.Run("the log names each origin once, then at most one refusal a minute", func(t *testing.T) {
+		clock := newTestClock()
+		e := startTestEnv(t, newTestConfig(t), clock.Now)
+		refusals := func() int { return strings.Count(e.logs.String(), "CORS preflight refused") }
+		for range 3 {
+			expectStatus(t, preflight(e, "http://localhost:3000"), http.StatusForbidden)
+		}
+		if got := refusals(); got != 1 {
+			t.Errorf("three preflights from one origin logged %d refusals, want 1", got)
+		}
+		for i := range 2 * maxLoggedRefusedOrigins {
+			expectStatus(t, preflight(e, fmt.Sprintf("http://site%d.example", i)), http.StatusForbidden)
+		}
+		if got, want := refusals(), maxLoggedRefusedOrigins+1; got != want {
+			t.Errorf("preflights from %d origins logged %d refusals, want %d: the first %d origins and one more",
+				2*maxLoggedRefusedOrigins+1, got, want, maxLoggedRefusedOrigins)
+		}
+		clock.advance(refusedOriginLogInterval)
+		for i := range 3 {
+			preflight(e, fmt.Sprintf("http://later%d.example", i))
+		}
+		if got, want := refusals(), maxLoggedRefusedOrigins+2; got != want {
+			t.Errorf("after a minute, three more origins' preflights brought the refusals to %d, want %d", got, want)
+		}
+	})
+
+	t.Run("a long origin is logged cut short", func(t *testing.T) {
+		e := newTestEnv(t)
+		long := "http://" + strings.Repeat("a", 10000) + ".example"
+		expectStatus(t, preflight(e, long), http.StatusForbidden)
+		for line := range strings.Lines(e.logs.String()) {
+			if strings.Contains(line, "CORS preflight refused") && (len(line) > 1000 || !strings.Contains(line, "…(truncated)")) {
+				t.Errorf("a 10 KB origin was logged in a line of %d bytes, or not marked as cut: %.300s", len(line), line)
+			}
+		}
+	})
 }
 
 func TestLoadConfig(t *testing.T) {

@@ -3,12 +3,15 @@
 // changing anything must get the documented success, not a 422 for a
 // made-up URL or a 403 for a made-up submitter_id. The test walks the
 // document's operations in the order a reader would try them and sends
-// each one's examples, unchanged, through the real handler.
+// each one's examples, unchanged, through the real handler. A 422's
+// example, which no reader executes, must at least name a place that its
+// operation has.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -276,6 +279,75 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEachValidationExampleNamesAPlaceItsRouteHas checks each operation's
+// 422 example against the operation itself: every loc must name a path
+// parameter of its path, a query parameter it declares, or a member of
+// its request body's schema, so that no route shows an error about a
+// body it does not take.
+func TestEachValidationExampleNamesAPlaceItsRouteHas(t *testing.T) {
+	e := newTestEnv(t)
+	doc := loadOpenAPI(t, e)
+	checked := 0
+	for id, o := range documentedOperations(t, doc) {
+		response, ok := o.op["responses"].(map[string]any)["422"]
+		if !ok {
+			continue
+		}
+		t.Run(id+"'s 422 example names only places it has", func(t *testing.T) {
+			places := placesOf(t, doc, o)
+			media, _ := resolve(t, doc, response)["content"].(map[string]any)["application/json"].(map[string]any)
+			example, _ := media["example"].(map[string]any)
+			detail, _ := example["detail"].([]any)
+			if len(detail) == 0 {
+				t.Fatalf("%s %s: the 422 has no example with a detail list", o.method, o.path)
+			}
+			for _, p := range detail {
+				loc, _ := p.(map[string]any)["loc"].([]any)
+				where := strings.Trim(fmt.Sprint(loc), "[]")
+				if len(loc) != 2 || !places[where] {
+					t.Errorf("%s %s: the 422 example's loc %v names no place this operation has; it has %v",
+						o.method, o.path, loc, slices.Sorted(maps.Keys(places)))
+				}
+			}
+		})
+		checked++
+	}
+	if checked < 10 {
+		t.Errorf("checked the 422 examples of %d operations; the document has more", checked)
+	}
+}
+
+// placesOf returns where a bad value can be in a request to operation o,
+// each written as a 422's loc is, "path recipe_id", "query skip" or
+// "body label": the parameters in its path's braces, the query
+// parameters it declares, and the members of its request body's schema.
+func placesOf(t *testing.T, doc map[string]any, o documentedOperation) map[string]bool {
+	t.Helper()
+	places := map[string]bool{}
+	params, _ := o.op["parameters"].([]any)
+	for _, p := range params {
+		param := resolve(t, doc, p)
+		name, _ := param["name"].(string)
+		switch param["in"] {
+		case "path":
+			if strings.Contains(o.path, "{"+name+"}") {
+				places["path "+name] = true
+			}
+		case "query":
+			places["query "+name] = true
+		}
+	}
+	body, _ := o.op["requestBody"].(map[string]any)
+	content, _ := body["content"].(map[string]any)
+	for _, media := range content {
+		schema := resolve(t, doc, media.(map[string]any)["schema"])
+		for name := range schema["properties"].(map[string]any) {
+			places["body "+name] = true
+		}
+	}
+	return places
 }
 
 // withRefreshToken is the refresh example's request with the refresh token

@@ -28,7 +28,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -420,6 +422,112 @@ func TestJSONLogsCarryTheRequestID(t *testing.T) {
 	}
 }
 
+func TestTheRequestLogGivesTheDurationInMilliseconds(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		// duration reads the request's duration_ms from its log line, and
+		// whether the line has a member named duration beside it.
+		duration func(t *testing.T, line string) (ms any, bare bool)
+	}{
+		{"json", func(t *testing.T, line string) (any, bool) {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatalf("log line is not JSON: %q", line)
+			}
+			_, bare := entry["duration"]
+			return entry["duration_ms"], bare
+		}},
+		{"text", func(t *testing.T, line string) (any, bool) {
+			var ms any
+			bare := false
+			for _, field := range strings.Fields(line) {
+				name, value, _ := strings.Cut(field, "=")
+				bare = bare || name == "duration"
+				if n, err := strconv.ParseFloat(value, 64); name == "duration_ms" && err == nil {
+					ms = n
+				}
+			}
+			return ms, bare
+		}},
+	} {
+		t.Run("in "+tc.format+" logs, as a number named duration_ms", func(t *testing.T) {
+			env := map[string]string{"BCRYPT_COST": "4", "LOG_FORMAT": tc.format, "DATABASE_PATH": filepath.Join(t.TempDir(), "log.db")}
+			base, logs := serveInBackground(t, env)
+			resp, err := http.Get(base + "/api/v1/recipes/1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			id := resp.Header.Get("X-Request-ID")
+			for line := range strings.Lines(logs.String()) {
+				if !strings.Contains(line, id) {
+					continue
+				}
+				ms, bare := tc.duration(t, line)
+				if n, ok := ms.(float64); !ok || n < 0 || bare {
+					t.Errorf("the request's log line has duration_ms %v and a bare duration %v; want a number of milliseconds alone:\n%s", ms, bare, line)
+				}
+				return
+			}
+			t.Errorf("no log line names the request %s:\n%s", id, logs)
+		})
+	}
+}
+
+func TestWithJSONLogsTheFirstStartLineIsOneJSONObject(t *testing.T) {
+	// firstStart serves a new database with env until the test ends, and
+	// returns its base URL, the one JSON object it printed, and its log.
+	firstStart := func(t *testing.T, env map[string]string) (base string, printed map[string]any, logs *syncBuffer) {
+		t.Helper()
+		env["BCRYPT_COST"], env["LOG_FORMAT"], env["FIRST_SUPERUSER"] = "4", "json", "chef@example.com"
+		env["DATABASE_PATH"] = filepath.Join(t.TempDir(), "first.db")
+		addr := freeLoopbackAddress(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"serve", "-addr", addr}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+		waitForHealthy(t, "http://"+addr)
+		lines := slices.Collect(strings.Lines(stdout.String()))
+		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &printed) != nil {
+			t.Fatalf("a first start with LOG_FORMAT=json printed %q; want one JSON object", lines)
+		}
+		if printed["email"] != "chef@example.com" || printed["msg"] == "" {
+			t.Errorf("the first start printed %v; want the email chef@example.com as a member, and a message", printed)
+		}
+		return "http://" + addr, printed, &stderr
+	}
+
+	t.Run("a generated password is a member of its own, and logs in", func(t *testing.T) {
+		base, printed, logs := firstStart(t, map[string]string{})
+		password, _ := printed["password"].(string)
+		if password == "" || strings.Contains(logs.String(), password) {
+			t.Errorf("printed %v; want a password member, and it not in the log", printed)
+		}
+		resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {"chef@example.com"}, "password": {password}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("login with the printed password %q = %d, want 200", password, resp.StatusCode)
+		}
+	})
+	t.Run("a password from FIRST_SUPERUSER_PW is not printed", func(t *testing.T) {
+		_, printed, _ := firstStart(t, map[string]string{"FIRST_SUPERUSER_PW": "given-password-123"})
+		if _, has := printed["password"]; has || !strings.Contains(fmt.Sprint(printed["msg"]), "FIRST_SUPERUSER_PW") {
+			t.Errorf("printed %v; want a message naming FIRST_SUPERUSER_PW, and no password", printed)
+		}
+	})
+}
+
 func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
 	defer func(saved time.Duration) { readHeaderTimeout = saved }(readHeaderTimeout)
 	readHeaderTimeout = 200 * time.Millisecond
@@ -587,9 +695,16 @@ func TestFirstSuperuserPasswordIsConfirmedOrSaidToBeIgnored(t *testing.T) {
 	})
 }
 
-// TestVersionIsStampedByTheLinker builds the binary as deploy/Dockerfile
-// does, with -X main.version: -X on a name that does not exist (or is a
+// TestVersionIsStampedByTheLinker builds the binary with -X main.version,
+// as deploy/Dockerfile does: -X on a name that does not exist (or is a
 // constant) is silently ignored, so only a real build shows that it works.
+//
+// It builds with the compiler settings this test binary was built with,
+// not the Dockerfile's -trimpath and CGO_ENABLED=0: those change how every
+// package compiles, SQLite's too, so a cold go test would compile them all
+// a second time. With the same settings every package comes from the build
+// cache that go test just filled, and only the link is new. What is
+// checked, -X, is a link flag, and the link flags are the Dockerfile's.
 func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary, which -short asks to leave out")
@@ -601,8 +716,11 @@ func TestVersionIsStampedByTheLinker(t *testing.T) {
 		t.Skip("no go tool on PATH: this is not a go test run")
 	}
 	bin := filepath.Join(t.TempDir(), "recipeapi")
-	build := exec.CommandContext(t.Context(), goTool, "build", "-trimpath", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"build", "-ldflags", "-s -w -X main.version=v9.9.9", "-o", bin}
+	if builtWith("-race") {
+		args = append(args, "-race") // else every package compiles again, without it
+	}
+	build := exec.CommandContext(t.Context(), goTool, append(args, ".")...)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -610,4 +728,13 @@ func TestVersionIsStampedByTheLinker(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "recipeapi v9.9.9, ") {
 		t.Errorf("recipeapi version = %q, %v; want it to name v9.9.9", out, err)
 	}
+}
+
+// builtWith reports whether the running binary was built with the boolean
+// build flag name (such as "-race") set.
+func builtWith(name string) bool {
+	info, ok := debug.ReadBuildInfo()
+	return ok && slices.ContainsFunc(info.Settings, func(s debug.BuildSetting) bool {
+		return s.Key == name && s.Value == "true"
+	})
 }

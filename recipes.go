@@ -289,13 +289,18 @@ func readRecipeFields(body *jsonFields) recipe {
 	var rec recipe
 	if label := body.text("label", true); label != nil {
 		rec.Label = *label
-		if strings.TrimSpace(rec.Label) == "" {
+		if r, ok := hiddenControl(rec.Label); ok {
+			body.add("body", "label", hiddenControlMessage(r), "value_error.str.control")
+		} else if strings.TrimSpace(rec.Label) == "" {
 			body.tooShort("body", "label", 1)
 		}
 		checkMaxChars(&body.problems, "label", rec.Label)
 	}
 	if source := body.text("source", true); source != nil {
 		rec.Source = *source
+		if r, ok := hiddenControl(rec.Source); ok {
+			body.add("body", "source", hiddenControlMessage(r), "value_error.str.control")
+		}
 		checkMaxChars(&body.problems, "source", rec.Source)
 	}
 	if link := body.text("url", true); link != nil {
@@ -305,6 +310,30 @@ func readRecipeFields(body *jsonFields) recipe {
 		}
 	}
 	return rec
+}
+
+// hiddenControl returns the first character of a label or source that
+// does not belong in one line of text shown to readers: a control
+// character (Unicode category Cc: NUL, BEL, tab, newline, DEL,
+// U+0080–U+009F), or a bidirectional control (Unicode's Bidi_Control:
+// U+061C, U+200E, U+200F, the embeddings and overrides U+202A–U+202E and
+// the isolates U+2066–U+2069), with which a label could show its
+// characters in another order than they are stored and searched.
+// Labels and sources are freer than names (invisibleRune): a zero-width
+// joiner inside an emoji sequence, a no-break space or a variation
+// selector is ordinary text in a recipe's label.
+func hiddenControl(s string) (rune, bool) {
+	for _, r := range s {
+		if unicode.In(r, unicode.Cc, unicode.Bidi_Control) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+func hiddenControlMessage(r rune) string {
+	return fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
+		"a label or source is one line of text, without tabs or line breaks", r)
 }
 
 // urlProblem says what keeps link from being a recipe's URL, with its

@@ -407,6 +407,61 @@ func TestCreateRecipe(t *testing.T) {
 	})
 }
 
+func TestLabelsAndSourcesRefuseControlAndBidirectionalCharacters(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "cook@example.com")
+	mine := postRecipe(t, e, token, "Minestrone", "Nonna", "https://example.com/minestrone")
+	target := fmt.Sprintf("/api/v1/recipes/%d", mine.ID)
+	recipeCount := func(t *testing.T) int {
+		t.Helper()
+		return len(searchIDs(t, e, "/api/v1/recipes/search/?max_results=100"))
+	}
+
+	for _, bad := range []struct {
+		name string
+		char rune
+	}{
+		{"NUL", 0x00}, {"BEL", 0x07}, {"a tab", '\t'}, {"a newline", '\n'}, {"a carriage return", '\r'},
+		{"DEL", 0x7F}, {"the C1 next line", 0x85}, {"the C1 control U+009F", 0x9F},
+		{"the Arabic letter mark", 0x061C}, {"the left-to-right mark", 0x200E}, {"the right-to-left mark", 0x200F},
+		{"a left-to-right embedding", 0x202A}, {"a right-to-left override", 0x202E},
+		{"a left-to-right isolate", 0x2066}, {"a pop directional isolate", 0x2069},
+	} {
+		for _, field := range []string{"label", "source"} {
+			fields := map[string]string{"label": "Chicken soup", "source": "Grandma", "url": "https://example.com/soup"}
+			fields[field] = "Chicken " + string(bad.char) + "soup"
+			body, _ := json.Marshal(fields)
+			t.Run(fmt.Sprintf("a %s holding %s (U+%04X) is refused on create and stores nothing", field, bad.name, bad.char), func(t *testing.T) {
+				before := recipeCount(t)
+				expectProblems(t, e.postJSON("/api/v1/recipes/", string(body), bearer(token)...), "body."+field)
+				if after := recipeCount(t); after != before {
+					t.Errorf("recipes = %d after a refused create, want %d", after, before)
+				}
+			})
+			t.Run(fmt.Sprintf("a %s holding %s (U+%04X) is refused on update and changes nothing", field, bad.name, bad.char), func(t *testing.T) {
+				expectProblems(t, e.sendJSON("PUT", target, string(body), bearer(token)...), "body."+field)
+				if got := decodeBody[recipeView](t, e.get(target)); got != mine {
+					t.Errorf("GET %s = %+v after a refused update, want %+v", target, got, mine)
+				}
+			})
+		}
+	}
+
+	for _, tc := range []struct{ name, label, source string }{
+		{"an emoji sequence joined by zero-width joiners is fine", "\U0001F469\u200D\U0001F373 Chef's stew", "Kitchen \U0001F468\u200D\U0001F467"},
+		{"a no-break space is fine", "Crème\u00A0brûlée", "Paul\u00A0Bocuse"},
+		{"an emoji variation selector is fine", "\u2615\uFE0F Coffee", "Café"},
+		{"right-to-left text without controls is fine", "شوربة عدس", "مطبخ"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := postRecipe(t, e, token, tc.label, tc.source, "https://example.com/fine")
+			if got.Label != tc.label || got.Source != tc.source {
+				t.Errorf("POST /api/v1/recipes/ = %+v, want label %q and source %q kept", got, tc.label, tc.source)
+			}
+		})
+	}
+}
+
 // homeItem is one recipe as the home page lists it, unescaped.
 type homeItem struct{ link, label, source string }
 
