@@ -109,19 +109,10 @@ func intParam(query url.Values, name string, fallback, low, high int, p *problem
 	return fallback
 }
 
-// keywordControl returns the first control character (NUL, tab, line
-// breaks, DEL, U+0080–U+009F) of a search keyword, if it holds one. Such a
-// keyword is refused, by the API's search and the home page's alike, not
-// searched for: no label may hold one, and SQLite would end the query at
-// a NUL, so the search would silently be for a shorter keyword.
-func keywordControl(keyword string) (rune, bool) {
-	i := strings.IndexFunc(keyword, unicode.IsControl)
-	if i < 0 {
-		return 0, false
-	}
-	r, _ := utf8.DecodeRuneInString(keyword[i:])
-	return r, true
-}
+// A search keyword that holds a character no label may hold (hiddenControl:
+// a NUL, a tab, a bidirectional override, ...) is refused, by the API's
+// search and the home page's alike, not searched for: SQLite would end the
+// query at a NUL, so the search would silently be for a shorter keyword.
 
 // handleSearch finds recipes whose label contains ?keyword= (ignoring
 // case), in id order, at most ?max_results= of them. Unlike the reference
@@ -133,8 +124,8 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	var bad problems
 	keyword := query.Get("keyword")
 	chars := utf8.RuneCountInString(keyword)
-	if control, ok := keywordControl(keyword); ok {
-		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control character (U+%04X), which no label may hold", control),
+	if control, ok := hiddenControl(keyword); ok {
+		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control or bidirectional control character (U+%04X), which no label may hold", control),
 			"value_error.str.control")
 	} else if query.Has("keyword") && chars < minKeywordChars {
 		bad.tooShort("query", "keyword", minKeywordChars)
@@ -514,7 +505,7 @@ func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) 
 	// Shown back as sent, less any bytes that are not UTF-8, which the
 	// page, declared UTF-8, cannot hold.
 	page := homePage{Query: strings.ToValidUTF8(keyword, "\uFFFD"), Searching: true}
-	if control, ok := keywordControl(keyword); ok {
+	if control, ok := hiddenControl(keyword); ok {
 		page.Notice = fmt.Sprintf("A search cannot hold a control character such as a tab or a line break (here U+%04X); "+
 			"type it again without one.", control)
 		return page, nil

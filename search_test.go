@@ -222,6 +222,7 @@ func TestSearchEdgeCases(t *testing.T) {
 		{"a keyword holding a line break is refused", "ab\ncd"},
 		{"a keyword holding DEL is refused", "ab\x7fcd"},
 		{"a keyword holding a C1 control is refused", "ab\u0085cd"},
+		{"a keyword holding a right-to-left override is refused, as a label holding one is", "ab\u202ecd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			expectProblems(t, e.get("/api/v1/recipes/search/?keyword="+url.QueryEscape(tc.keyword)), "query.keyword")
