@@ -217,6 +217,11 @@ func checkPassword(p *problems, name, password string, isNew bool) {
 // gives (FIRST_SUPERUSER_PW, createsuperuser), worded for the operator:
 // what is wrong with it, or "" if nothing is.
 func passwordProblem(password string) string {
+	// A login form's password is UTF-8 (readForm refuses any other), so
+	// nobody could ever log in with one that is not.
+	if !utf8.ValidString(password) {
+		return "is not UTF-8 text, which no login can send"
+	}
 	var p problems
 	checkPassword(&p, "password", password, true)
 	if len(p) > 0 {

@@ -18,7 +18,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // migrateCommand applies any migrations the database lacks, and reports
@@ -38,7 +37,7 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 
 // createSuperuserCommand makes the user with -email a superuser, creating
 // it if need be. The password is the first line of standard input, which
-// must be UTF-8 (see readPassword); if standard input is a terminal or
+// must be UTF-8 (passwordProblem); if standard input is a terminal or
 // empty, a password is generated and printed once. For an existing user, a password given also replaces the
 // old one; either way every session of the user ends.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -55,7 +54,8 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		password = generatePassword()
 	}
 	if msg := passwordProblem(password); msg != "" {
-		return fmt.Errorf("the password %s", msg)
+		// The password itself is not shown.
+		return fmt.Errorf("the password on standard input %s; nothing was changed", msg)
 	}
 
 	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
@@ -104,9 +104,8 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 }
 
 // readPassword reads the first line of stdin, or "" if stdin is a
-// terminal (nobody piped a password in) or empty. A line that is not
-// UTF-8 is refused: a login form's password is UTF-8 (readForm refuses
-// any other), so nobody could ever log in with it.
+// terminal (nobody piped a password in) or empty. passwordProblem then
+// checks it, as it does FIRST_SUPERUSER_PW.
 func readPassword(stdin io.Reader) (string, error) {
 	if f, ok := stdin.(*os.File); ok {
 		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
@@ -117,12 +116,7 @@ func readPassword(stdin io.Reader) (string, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("read the password: %w", err)
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if !utf8.ValidString(line) {
-		// The bytes are not shown: they are a password.
-		return "", errors.New("the password on standard input is not UTF-8 text, which no login can send; nothing was changed")
-	}
-	return line, nil
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // backupCommand writes a consistent copy of the database, taken while the

@@ -693,6 +693,8 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		{"a connection cap that is not a number", nil, map[string]string{"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS"},
 		{"a short secret and a bad connection cap at once", nil, map[string]string{"JWT_SECRET": "too-short", "MAX_CONNECTIONS": "0"}, "MAX_CONNECTIONS"},
 		{"a CORS origin that is no origin", nil, map[string]string{"BACKEND_CORS_ORIGINS": "http://ok.example, notaurl"}, `"notaurl"`},
+		// Latin-1, which no login form can send: nobody could log in with it.
+		{"a first superuser password that is not UTF-8", nil, map[string]string{"FIRST_SUPERUSER_PW": "caf\xe9-password"}, "FIRST_SUPERUSER_PW is not UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)

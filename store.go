@@ -851,7 +851,7 @@ func (s *store) migrate(ctx context.Context) (err error) {
 			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 		if buildsSearchIndex {
-			s.logger.Info("built the search index", "recipes", recipes, "took", time.Since(started).Round(time.Millisecond))
+			s.logger.Info("built the search index", "recipes", recipes, "duration_ms", milliseconds(time.Since(started)))
 		}
 	}
 	var newlyBroken string
