@@ -11,8 +11,9 @@
 // logout, password change), recipes.go (recipes and the home page),
 // static.go (OpenAPI, /docs, favicon), store.go (the database; schema.sql
 // its migrations), commands.go (the operator's commands), help.go (what
-// -h prints, and every setting's default) and connlimit.go
-// (MAX_CONNECTIONS).
+// -h prints, and every setting's default), connlimit.go
+// (MAX_CONNECTIONS) and race_slowdown_on.go and race_slowdown_off.go (how
+// much the race detector slows SQLite, which the search bounds allow for).
 package main
 
 import (

@@ -1260,14 +1260,15 @@ const slowSearchMemory = time.Minute
 // seconds. Past the limit the driver interrupts the statement inside
 // SQLite, which stops within a few milliseconds (BenchmarkHostileSearch).
 // With searchSlotWait it keeps the answer to any search, found or
-// refused, near 200 ms, within the contract's 250 ms.
-const searchTimeLimit = 150 * time.Millisecond
+// refused, near 200 ms, within the contract's 250 ms. (Under the race
+// detector, both are raceSlowdown times longer: it slows SQLite as much.)
+const searchTimeLimit = 150 * time.Millisecond * raceSlowdown
 
 // searchSlotWait bounds how long a search waits for one of s.searchSlots;
 // past it, the search is refused with errSearchBusy. The waiters are
 // requests, at most one per connection (MAX_CONNECTIONS bounds them), and
 // each waits no longer than this.
-const searchSlotWait = 50 * time.Millisecond
+const searchSlotWait = 50 * time.Millisecond * raceSlowdown
 
 // searchRetryAfter is the Retry-After of a 503 for errSearchCutOff: by
 // then the slots are likely free again (a keyword that ran out of time is
