@@ -1466,3 +1466,53 @@ func (p *passwordHasher) dummyCost() int {
 	}
 	return 0
 }
+
+// FuzzUnusablePasswordHash checks the promise that passwordMatches relies
+// on: a hash that unusablePasswordHash lets through is one that bcrypt
+// reads, so that its compare is a whole compare, never an error that
+// answers at once. Costs above 5 are left out to keep each run short; the
+// cost bounds have their table in TestUnusablePasswordHash.
+func FuzzUnusablePasswordHash(f *testing.F) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("password123"), bcrypt.MinCost)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(hash))
+	f.Add("$2b$04$" + strings.Repeat(".", 53))
+	f.Add("$2y$05$" + strings.Repeat("z", 53))
+	f.Add("$2a$04$!!!!!!!!!!!!!!!!!!!!!!" + string(hash[29:]))
+	f.Add(string(hash) + "x")
+	f.Fuzz(func(t *testing.T, hash string) {
+		if unusablePasswordHash(hash, bcrypt.MinCost) != "" {
+			return
+		}
+		if cost := hash[4:6]; cost > "05" {
+			t.Skip("dear to compare; the cost bound has its own test")
+		}
+		err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("password123"))
+		if err != nil && !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			t.Fatalf("unusablePasswordHash(%q) = \"\", but bcrypt cannot read it: %v", hash, err)
+		}
+	})
+}
+
+// FuzzForwardedNode checks that an X-Forwarded-For entry that
+// forwardedNode reads names a valid address, which reads back as itself.
+func FuzzForwardedNode(f *testing.F) {
+	for _, seed := range []string{"203.0.113.7", "203.0.113.7:8080", "[2001:db8::1]", "[2001:db8::1]:443",
+		"2001:db8::1", " 198.51.100.2 ", "unknown", "_hidden", "[203.0.113.7]", "203.0.113.7:99999", "[::1", "fe80::1%eth0"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, entry string) {
+		addr, ok := forwardedNode(entry)
+		if !ok {
+			return
+		}
+		if !addr.IsValid() {
+			t.Fatalf("forwardedNode(%q) = %v, true; want a valid address", entry, addr)
+		}
+		if back, err := netip.ParseAddr(addr.String()); err != nil || back != addr {
+			t.Fatalf("forwardedNode(%q) = %v, which reads back as %v, %v", entry, addr, back, err)
+		}
+	})
+}
