@@ -37,18 +37,18 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/mail"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
 const (
@@ -283,108 +283,6 @@ func (a *app) authenticate(ctx context.Context, email, password string) (user, e
 	return u, nil
 }
 
-// passwordMatches reports whether password is that of u, against whose
-// stored hash it is checked; u is nil for an unknown email. It is the one
-// check of a password: login, password change and any later path go
-// through it, so that all follow the same rules, and each costs one bcrypt
-// run on the hashing pool whatever the outcome:
-//   - A usable stored hash (unusablePasswordHash) is compared at its own
-//     cost.
-//   - An unknown email, and a stored hash that nobody can log in with (a
-//     cost the service will not run, no bcrypt hash at all, a broken
-//     salt), are compared against the dummy hash instead, at the cost of
-//     the dearest usable stored hash (dummyCostFor), and never match: the
-//     same answer in the same time, so that neither tells an account
-//     apart, and never the unusable hash's own work (cost 31 would hold a
-//     worker for years; a broken salt would fail at once). An unusable
-//     hash is logged, once per user.
-//   - Should bcrypt still refuse a hash that looked usable, the answer and
-//     the log are the same.
-func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
-	unusable := ""
-	if u != nil {
-		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
-	}
-	if u == nil || unusable != "" {
-		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
-			return false, err
-		}
-		if unusable != "" {
-			a.logUnusableHash(u.ID, unusable)
-		}
-		return false, nil
-	}
-	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
-	if errors.Is(err, errUnreadableHash) {
-		a.logUnusableHash(u.ID, err.Error())
-		return false, nil
-	}
-	return ok, err
-}
-
-// rehashLater replaces u's stored hash with one at BCRYPT_COST if it is
-// cheaper, as passlib's needs_update and Django do, now that a login has
-// shown password to be right. It runs once the answer is written, on the
-// hashing pool like any hash, so the client waits for nothing more. The
-// hash is replaced only if it is still the one the login checked: a
-// password change meanwhile wins. The password is the same, so sessions
-// and the token generation are left alone. If the pool is too busy, the
-// hash stays as it was until a later login.
-func (a *app) rehashLater(u user, password string) {
-	cost, err := bcrypt.Cost([]byte(u.HashedPassword))
-	if err != nil || cost >= a.passwords.cost {
-		return
-	}
-	a.passwords.later(func(ctx context.Context) {
-		hash, err := a.passwords.hash(ctx, password)
-		if err != nil {
-			a.logger.Info("password not rehashed yet", "user_id", u.ID, "err", err)
-			return
-		}
-		replaced, err := a.store.replacePasswordHash(ctx, u.ID, u.HashedPassword, hash)
-		if err != nil {
-			a.logger.Warn("password not rehashed", "user_id", u.ID, "err", err)
-			return
-		}
-		if replaced {
-			a.logger.Info("password rehashed", "user_id", u.ID, "from_cost", cost, "to_cost", a.passwords.cost)
-		}
-	})
-}
-
-// maxLoggedUnusableHashes bounds unusableHashLog: the log names the first
-// ones, and then says that it names no more.
-const maxLoggedUnusableHashes = 1000
-
-// unusableHashLog remembers which users' unusable password hashes have
-// been logged, so that each is logged once however often someone tries to
-// log in as that user, and the log cannot be flooded through it.
-type unusableHashLog struct {
-	mu     sync.Mutex
-	logged map[int64]bool
-	full   bool // maxLoggedUnusableHashes are logged, and that was said
-}
-
-func (a *app) logUnusableHash(userID int64, reason string) {
-	l := &a.unusableHashes
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.logged == nil {
-		l.logged = map[int64]bool{}
-	}
-	switch {
-	case l.logged[userID] || l.full:
-		return
-	case len(l.logged) == maxLoggedUnusableHashes:
-		l.full = true
-		a.logger.Warn("more users have unusable password hashes; they are no longer logged")
-		return
-	}
-	l.logged[userID] = true
-	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
-		"for instance with createsuperuser", "user_id", userID, "reason", reason)
-}
-
 func (a *app) handleMe(w http.ResponseWriter, r *http.Request, caller user) error {
 	return writeJSON(w, http.StatusOK, viewUser(caller))
 }
@@ -534,4 +432,153 @@ func (a *app) trusts(addr netip.Addr) bool { return inPrefixes(a.trustedProxies,
 // inPrefixes reports whether addr is in any of prefixes.
 func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(addr) })
+}
+
+type user struct {
+	ID             int64
+	FirstName      *string
+	Surname        *string
+	Email          string
+	IsSuperuser    bool
+	HashedPassword string
+	// TokenGeneration counts the user's logouts and password changes; only
+	// access tokens of the current generation are accepted.
+	TokenGeneration int64
+}
+
+// emailKey is what makes two emails the same account: the email in lower
+// case, in every script. It is stored in user.email_key, under a unique
+// index. SQL reaches the same folding as casefold(), with which migration
+// 2 filled the column and looks for emails that differ only in case.
+func emailKey(email string) string { return strings.ToLower(email) }
+
+// replacePasswordHash sets user id's password hash to newHash if it is
+// still oldHash, and reports whether it was. It is for a rehash at a new
+// cost of the same password, so it ends no session; a password change
+// made meanwhile is kept.
+func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
+	var replaced int64
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
+		if err == nil {
+			replaced, err = res.RowsAffected()
+		}
+		return err
+	})
+	return replaced == 1 && err == nil, wrapErr(err, "replace password hash of user %d", id)
+}
+
+// promoteToSuperuser makes user id a superuser and, in the same
+// transaction, ends every session of it as endSessions does, giving it
+// newHashedPassword unless that is "". Whoever held a token of the user
+// before, perhaps a thief, must not hold a superuser's token after.
+func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
+			return err
+		}
+		_, err := endSessionsTx(ctx, tx, id, newHashedPassword)
+		return err
+	})
+	if err != nil {
+		// Not wrapErr: errNotFound too is a failure here, named as one.
+		return fmt.Errorf("promote user %d: %w", id, err)
+	}
+	return nil
+}
+
+// hasUsers reports whether the database has any user.
+func (s *store) hasUsers(ctx context.Context) (bool, error) { return anyUser(ctx, s.reader) }
+
+// anyUser reports whether q, a reader or a write transaction, finds any
+// user.
+func anyUser(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (bool, error) {
+	var exists bool
+	err := q.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM user)").Scan(&exists)
+	return exists, wrapErr(err, "count users")
+}
+
+const userColumns = "id, first_name, surname, email, COALESCE(is_superuser, 0), hashed_password, token_generation"
+
+func scanUser(row rowScanner) (user, error) {
+	var u user
+	err := row.Scan(&u.ID, &u.FirstName, &u.Surname, &u.Email, &u.IsSuperuser, &u.HashedPassword, &u.TokenGeneration)
+	if errors.Is(err, sql.ErrNoRows) {
+		return user{}, errNotFound
+	}
+	return u, err
+}
+
+// createUser inserts u and returns it with its new id, or errEmailTaken if
+// the email is in use ignoring case. The unique index decides, not a check
+// before the insert, so two racing signups cannot both win.
+func (s *store) createUser(ctx context.Context, u user) (user, error) {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
+		u, err = insertUser(ctx, tx, u)
+		return err
+	})
+	return u, wrapErr(err, "create user")
+}
+
+// insertUser is how every user comes to be, by signup, createsuperuser or
+// seeding: it inserts u in tx with a fresh identity. The user table's
+// AUTOINCREMENT gives an id above every id ever given (schema.sql). A
+// random first token generation, and the deletion of any session row
+// that names the id, keep whatever tokens could still name it (made under
+// the same secret for a user whose database was deleted, or left by a
+// user deleted by hand) from ever fitting the new user.
+func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
+	u.TokenGeneration = randomGeneration()
+	res, err := tx.ExecContext(ctx, `INSERT INTO user
+		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
+	if isUniqueViolation(err) {
+		return user{}, errEmailTaken
+	}
+	if isFull(err) && userIDsUsedUp(ctx, tx) {
+		return user{}, errUserIDsUsedUp
+	}
+	if err != nil {
+		return user{}, err
+	}
+	if u.ID, err = res.LastInsertId(); err != nil {
+		return user{}, err
+	}
+	_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
+	return u, err
+}
+
+// randomGeneration is a first token generation for a new user: a random
+// whole number that a JSON number holds exactly.
+func randomGeneration() int64 {
+	return int64(binary.BigEndian.Uint64(randomBytes(8))>>12) + 1
+}
+
+// userIDsUsedUp reports whether the user table's AUTOINCREMENT can give no
+// more ids: it gives one above both the highest it gave and the highest
+// there, so either at the largest rowid ends it. (The recipe table has no
+// AUTOINCREMENT: past the largest id, SQLite picks unused ids at random.)
+func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
+	var usedUp bool
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM user) = ?1
+		OR EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'user' AND seq = ?1)`, int64(math.MaxInt64)).Scan(&usedUp)
+	return err == nil && usedUp
+}
+
+// userByEmail finds a user by email, ignoring case; errNotFound if none.
+func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
+	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
+	return u, wrapErr(err, "user by email")
+}
+
+// userByID finds a user by id; errNotFound if none.
+func (s *store) userByID(ctx context.Context, id int64) (user, error) {
+	u, err := cached(&s.users, id, func() (user, error) {
+		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
+	})
+	return u, wrapErr(err, "user %d", id)
 }

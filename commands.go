@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -205,4 +207,187 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 			resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+}
+
+// backupDatabase writes a consistent copy of the database at path to out
+// with VACUUM INTO, which reads one snapshot while others go on writing.
+// It opens its own read-only connection: a backup changes nothing.
+//
+// VACUUM INTO opens its file by name, resolving any symbolic link, and
+// writes a journal beside it, so a name in a directory that others can
+// write to could lead it elsewhere between our check and its open: to a
+// link, planted meanwhile, to a file of theirs, which would receive the
+// password hashes and perhaps the token secret. So SQLite writes only in
+// a directory of our own (mode 0700, made beside out so that the copy can
+// be linked from there), into a file that we created there (O_EXCL, mode
+// 0600); the finished copy is synced and linked to out with os.Link,
+// which never replaces a name: a file or link at out, there before or
+// raced in, is refused.
+func backupDatabase(ctx context.Context, path, out string) error {
+	// SQLite reads a name that starts with "file:" as a URI, with
+	// parameters that a plain copy would ignore: rather than guess what
+	// was meant, ask for the plain name. "./file:x.db" names that file.
+	if strings.HasPrefix(out, "file:") {
+		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
+	}
+	// Say at once that out is taken, before the copy is made in vain;
+	// os.Link below is what makes sure.
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
+	}
+	// An absolute name, so that SQLite never reads the temporary name as
+	// a URI either (filepath.Dir("./file:d/x.db") is "file:d").
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(abs), ".backup-")
+	if err != nil {
+		return fmt.Errorf("backup: make a private directory beside %s: %w", out, err)
+	}
+	defer os.RemoveAll(dir)
+	temp := filepath.Join(dir, "backup.db")
+	// Empty, as VACUUM INTO allows.
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	made, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if backupRaceHook != nil {
+		backupRaceHook(out)
+	}
+
+	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", temp); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := checkFileWeMade(temp, made); err != nil {
+		return err
+	}
+	// The copy reaches the disk before its name appears.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	if err := os.Link(temp, out); err != nil {
+		return fmt.Errorf("backup: %w; the backup never replaces a file", err)
+	}
+	if err := checkFileWeMade(out, made); err != nil {
+		return err
+	}
+	// And the name reaches the disk too. Not every file system syncs a
+	// directory; the copy is whole either way.
+	if d, err := os.Open(filepath.Dir(abs)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// backupRaceHook, if set, runs where a name could be swapped under a
+// backup: after its file is made, before SQLite writes into it. Tests set
+// it to swap one.
+var backupRaceHook func(out string)
+
+// checkFileWeMade returns an error unless name is, without following a
+// link, the regular file made (our backup's), of mode 0600 and not empty.
+func checkFileWeMade(name string, made os.FileInfo) error {
+	info, err := os.Lstat(name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("backup: %w", err)
+	case !os.SameFile(info, made) || !info.Mode().IsRegular():
+		return fmt.Errorf("backup: %s is no longer the file the backup made; someone replaced it", name)
+	case info.Mode().Perm() != 0o600:
+		return fmt.Errorf("backup: %s has mode %o, not 0600", name, info.Mode().Perm())
+	case info.Size() == 0:
+		return fmt.Errorf("backup: SQLite wrote nothing into %s", name)
+	}
+	return nil
+}
+
+// seed gives an empty database its first superuser and the reference's
+// three recipes. It does nothing, and reports false, if any user exists.
+func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
+	seeded := false
+	err := s.writeThenForget(ctx, s.forgetAll, func(tx *sql.Tx) error {
+		if exists, err := anyUser(ctx, tx); exists || err != nil {
+			return err
+		}
+		admin, err := insertUser(ctx, tx, user{Email: email, IsSuperuser: true, HashedPassword: hashedPassword})
+		if err != nil {
+			return fmt.Errorf("create superuser: %w", err)
+		}
+		for _, r := range seedRecipes {
+			// A recipe whose id is taken (recipes but no users) is left alone.
+			if _, err := tx.ExecContext(ctx,
+				"INSERT INTO recipe (id, label, source, url, submitter_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+				r.ID, r.Label, r.Source, r.URL, admin.ID); err != nil {
+				return fmt.Errorf("recipe %d: %w", r.ID, err)
+			}
+		}
+		seeded = true
+		return nil
+	})
+	return seeded && err == nil, wrapErr(err, "seed")
+}
+
+// seedRecipes are the reference's three example recipes.
+var seedRecipes = []recipe{
+	{ID: 1, Label: "Chicken Vesuvio", Source: "Serious Eats",
+		URL: "http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html"},
+	{ID: 2, Label: "Chicken Paprikash", Source: "No Recipes",
+		URL: "http://norecipes.com/recipe/chicken-paprikash/"},
+	{ID: 3, Label: "Cauliflower and Tofu Curry Recipe", Source: "Serious Eats",
+		URL: "http://www.seriouseats.com/recipes/2011/02/cauliflower-and-tofu-curry-recipe.html"},
+}
+
+// seedFirstSuperuser creates the first superuser and the example recipes
+// in a database with no users. A generated password is printed once, as
+// the last word of a line that names the email, for the operator to copy;
+// a password given in FIRST_SUPERUSER_PW is never printed. With
+// LOG_FORMAT=json the line is a JSON object, as the log's lines are, with
+// the email and the password as members of their own, so that whatever
+// collects the output reads it as it reads them.
+func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHasher, cfg config, stdout io.Writer, logger *slog.Logger) error {
+	if has, err := st.hasUsers(ctx); err != nil || has {
+		if has && cfg.firstSuperuserPassword != "" {
+			// Said once at each start, so that an operator who set the
+			// password and cannot log in with it learns why.
+			logger.Warn("FIRST_SUPERUSER_PW is ignored: the database already has users; " +
+				"to set a superuser's password, use: recipeapi createsuperuser -email EMAIL")
+		}
+		return err
+	}
+	password := cfg.firstSuperuserPassword
+	generated := password == ""
+	if generated {
+		password = generatePassword()
+	}
+	hash, err := passwords.hash(ctx, password)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	created, err := st.seed(ctx, cfg.firstSuperuser, hash)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !created:
+	case cfg.logJSON && generated:
+		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser; its password is shown only this once",
+			"email", cfg.firstSuperuser, "password", password)
+	case cfg.logJSON:
+		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser with the password from FIRST_SUPERUSER_PW",
+			"email", cfg.firstSuperuser)
+	case generated:
+		fmt.Fprintf(stdout, "Created the first superuser %s; its password, shown only this once, is %s\n", cfg.firstSuperuser, password)
+	default:
+		fmt.Fprintf(stdout, "Created the first superuser %s with the password from FIRST_SUPERUSER_PW\n", cfg.firstSuperuser)
+	}
+	return nil
 }

@@ -1,6 +1,6 @@
 module recipeapi
 
-go 1.26.0
+go 1.27.3
 
 require (
 	golang.org/x/crypto v0.59.0

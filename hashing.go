@@ -9,10 +9,12 @@ package main
 import (
 	"container/list"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -493,3 +495,151 @@ func unusablePasswordHash(hash string, cost int) string {
 	}
 	return ""
 }
+
+// passwordMatches reports whether password is that of u, against whose
+// stored hash it is checked; u is nil for an unknown email. It is the one
+// check of a password: login, password change and any later path go
+// through it, so that all follow the same rules, and each costs one bcrypt
+// run on the hashing pool whatever the outcome:
+//   - A usable stored hash (unusablePasswordHash) is compared at its own
+//     cost.
+//   - An unknown email, and a stored hash that nobody can log in with (a
+//     cost the service will not run, no bcrypt hash at all, a broken
+//     salt), are compared against the dummy hash instead, at the cost of
+//     the dearest usable stored hash (dummyCostFor), and never match: the
+//     same answer in the same time, so that neither tells an account
+//     apart, and never the unusable hash's own work (cost 31 would hold a
+//     worker for years; a broken salt would fail at once). An unusable
+//     hash is logged, once per user.
+//   - Should bcrypt still refuse a hash that looked usable, the answer and
+//     the log are the same.
+func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
+	unusable := ""
+	if u != nil {
+		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
+	}
+	if u == nil || unusable != "" {
+		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
+			return false, err
+		}
+		if unusable != "" {
+			a.logUnusableHash(u.ID, unusable)
+		}
+		return false, nil
+	}
+	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
+	if errors.Is(err, errUnreadableHash) {
+		a.logUnusableHash(u.ID, err.Error())
+		return false, nil
+	}
+	return ok, err
+}
+
+// rehashLater replaces u's stored hash with one at BCRYPT_COST if it is
+// cheaper, as passlib's needs_update and Django do, now that a login has
+// shown password to be right. It runs once the answer is written, on the
+// hashing pool like any hash, so the client waits for nothing more. The
+// hash is replaced only if it is still the one the login checked: a
+// password change meanwhile wins. The password is the same, so sessions
+// and the token generation are left alone. If the pool is too busy, the
+// hash stays as it was until a later login.
+func (a *app) rehashLater(u user, password string) {
+	cost, err := bcrypt.Cost([]byte(u.HashedPassword))
+	if err != nil || cost >= a.passwords.cost {
+		return
+	}
+	a.passwords.later(func(ctx context.Context) {
+		hash, err := a.passwords.hash(ctx, password)
+		if err != nil {
+			a.logger.Info("password not rehashed yet", "user_id", u.ID, "err", err)
+			return
+		}
+		replaced, err := a.store.replacePasswordHash(ctx, u.ID, u.HashedPassword, hash)
+		if err != nil {
+			a.logger.Warn("password not rehashed", "user_id", u.ID, "err", err)
+			return
+		}
+		if replaced {
+			a.logger.Info("password rehashed", "user_id", u.ID, "from_cost", cost, "to_cost", a.passwords.cost)
+		}
+	})
+}
+
+// maxLoggedUnusableHashes bounds unusableHashLog: the log names the first
+// ones, and then says that it names no more.
+const maxLoggedUnusableHashes = 1000
+
+// unusableHashLog remembers which users' unusable password hashes have
+// been logged, so that each is logged once however often someone tries to
+// log in as that user, and the log cannot be flooded through it.
+type unusableHashLog struct {
+	mu     sync.Mutex
+	logged map[int64]bool
+	full   bool // maxLoggedUnusableHashes are logged, and that was said
+}
+
+func (a *app) logUnusableHash(userID int64, reason string) {
+	l := &a.unusableHashes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.logged == nil {
+		l.logged = map[int64]bool{}
+	}
+	switch {
+	case l.logged[userID] || l.full:
+		return
+	case len(l.logged) == maxLoggedUnusableHashes:
+		l.full = true
+		a.logger.Warn("more users have unusable password hashes; they are no longer logged")
+		return
+	}
+	l.logged[userID] = true
+	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
+		"for instance with createsuperuser", "user_id", userID, "reason", reason)
+}
+
+const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
+
+// highestPasswordCost is the highest bcrypt cost among the stored password
+// hashes ($2b$12$… has cost 12) from bcrypt's least, 4, to maxCost, or 0
+// if there are none. A hash of any other cost is one that nobody can log
+// in with (see unusablePasswordHash in hashing.go), and a dummy hash at
+// its cost would fail (over 31) or take days. Only the $2a$, $2b$, $2x$
+// and $2y$ prefixes count; a hash stored by hand as $2$ or $2c$, which
+// bcrypt also reads, is left out of the dummy's cost, its login only
+// faster than the rest. The cost is read from the index
+// user_password_cost, highest first, so this takes about as long with a
+// million users as with one.
+func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
+	var cost string
+	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("read password costs: %w", err)
+	}
+	n, _ := strconv.Atoi(cost) // no hashes: "", which reads as 0
+	return n, nil
+}
+
+// notePasswordCosts reads the highest usable stored cost into
+// s.highestCost.
+func (s *store) notePasswordCosts(ctx context.Context) error {
+	cost, err := s.highestPasswordCost(ctx, int(s.costLimit.Load()))
+	if err == nil {
+		s.highestCost.Store(int64(cost))
+	}
+	return err
+}
+
+// setMaxUsableCost sets the dearest stored cost that counts as usable
+// (maxUsableCost, hashing.go) and reads the highest stored cost again.
+func (s *store) setMaxUsableCost(ctx context.Context, maxCost int) error {
+	s.costLimit.Store(int64(maxCost))
+	return s.notePasswordCosts(ctx)
+}
+
+// highestStoredCost is the highest usable bcrypt cost among the stored
+// password hashes, as of the last write the store noticed, or 0 if there
+// are none.
+func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }

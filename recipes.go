@@ -8,22 +8,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
+	"database/sql"
 	_ "embed"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"html/template"
 	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -76,19 +71,6 @@ func recipeIDFromPath(r *http.Request) (int64, error) {
 	return id, path.err()
 }
 
-const (
-	minKeywordChars   = 3
-	defaultMaxResults = 10
-	// maxKeywordChars is the longest keyword worth searching for: no label
-	// can hold more (256 characters), so a longer keyword matches nothing.
-	// It is answered at once, without the cache or the database, so that
-	// a client cannot make either hold a keyword of its own length.
-	maxKeywordChars = maxTextChars
-	// maxListLength is the most recipes any list answers with, so that no
-	// response is built from an unbounded list; my-recipes pages past it.
-	maxListLength = 100
-)
-
 // intParam reads the optional integer query parameter name, fallback if
 // absent, and records a problem unless it lies in low…high.
 func intParam(query url.Values, name string, fallback, low, high int, p *problems) int {
@@ -113,36 +95,6 @@ func intParam(query url.Values, name string, fallback, low, high int, p *problem
 // a NUL, a tab, a bidirectional override, ...) is refused, by the API's
 // search and the home page's alike, not searched for: SQLite would end the
 // query at a NUL, so the search would silently be for a shorter keyword.
-
-// handleSearch finds recipes whose label contains ?keyword= (ignoring
-// case), in id order, at most ?max_results= of them. Unlike the reference
-// it searches the whole table, not only its first max_results rows. A
-// search that its keyword makes too costly, or that finds the searches'
-// share of the database taken, is cut off with a 503 (store.searchRecipes).
-func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
-	query := r.URL.Query()
-	var bad problems
-	keyword := query.Get("keyword")
-	chars := utf8.RuneCountInString(keyword)
-	if control, ok := hiddenControl(keyword); ok {
-		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control or bidirectional control character (U+%04X), which no label may hold", control),
-			"value_error.str.control")
-	} else if query.Has("keyword") && chars < minKeywordChars {
-		bad.tooShort("query", "keyword", minKeywordChars)
-	}
-	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxListLength, &bad)
-	if err := bad.err(); err != nil {
-		return err
-	}
-	if chars > maxKeywordChars {
-		return writeJSON(w, http.StatusOK, viewRecipes(nil))
-	}
-	recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
-}
 
 // recipeCreationInterval is how often one more recipe creation comes back
 // to an account that has used up its RECIPE_CREATION_BURST.
@@ -380,217 +332,110 @@ func isHostName(host string) bool {
 	return true
 }
 
-const (
-	newestOnHome = 10 // recipes on a page of the home page
-	foundOnHome  = 30 // search results the home page shows
-)
-
-//go:embed home.html
-var homeHTML string
-
-var homeTemplate = template.Must(template.New("home").Parse(homeHTML))
-
-// homePolicy allows the page's one inline stylesheet, by its hash, its
-// own favicon, and its search form, which sends to this site; nothing
-// else: no script, nothing from another site.
-var homePolicy = "default-src 'none'; style-src '" + inlineStyleHash(homeHTML) + "'; img-src 'self'; " +
-	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-
-// inlineStyleHash is the CSP source for the <style> element in page.
-func inlineStyleHash(page string) string {
-	_, rest, _ := strings.Cut(page, "<style>")
-	css, _, _ := strings.Cut(rest, "</style>")
-	sum := sha256.Sum256([]byte(css))
-	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+type recipe struct {
+	ID          int64
+	Label       string
+	Source      string
+	URL         string
+	SubmitterID int64
 }
 
-// homePage is what home.html shows.
-type homePage struct {
-	Query     string // the search as typed, shown again in the search box
-	Searching bool
-	Notice    string // a word to the reader, instead of an error page
-	Cards     []homeCard
-	Paged     bool  // a page other than the newest
-	Newer     int64 // the first id of this page, for the link to newer recipes; 0: none
-	Older     int64 // the last id of this page, for the link to older recipes; 0: none
-}
+// Recipes written by the reference may have NULL source, url or submitter;
+// they read as "" and 0.
+const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
 
-// homeCard is one recipe on the home page.
-type homeCard struct {
-	Label, Source string
-	URL, Host     string // both "" unless urlProblem accepts the URL: the card then has no link
-}
-
-func homeCards(recipes []recipe) []homeCard {
-	cards := make([]homeCard, len(recipes))
-	for i, r := range recipes {
-		cards[i] = homeCard{Label: r.Label, Source: r.Source}
-		if msg, _ := urlProblem(r.URL); msg == "" {
-			u, _ := url.Parse(r.URL)
-			cards[i].URL, cards[i].Host = r.URL, strings.TrimPrefix(u.Hostname(), "www.")
-		}
+func scanRecipe(row rowScanner) (recipe, error) {
+	var r recipe
+	err := row.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return recipe{}, errNotFound
 	}
-	return cards
+	return r, err
 }
 
-// handleHome shows the newest recipes, ten to a page, or the recipes that
-// ?q= finds. html/template escapes every value for where it stands, and
-// only http and https URLs become links. A bad ?q=, ?before= or ?after=
-// gets a friendly page, never an error page; so does a search that is cut
-// off, but with the API's 503 and Retry-After, so that nothing keeps the
-// page as the answer to that search.
-func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
-	query := r.URL.Query()
-	var page homePage
-	var err error
-	status := http.StatusOK
-	if keyword := query.Get("q"); keyword != "" {
-		page, err = a.homeSearch(r.Context(), keyword)
-	} else {
-		page, err = a.homeNewest(r.Context(), query)
-	}
-	if errors.Is(err, errSearchCutOff) {
-		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
-		status, err = errSearchTooLong.status, nil
-		w.Header().Set("Retry-After", strconv.Itoa(int(errSearchTooLong.retryAfter/time.Second)))
-	}
+// scanRecipes reads every recipe of a query that returned rows and err:
+// an empty list, not nil, if it found none, so that JSON says [].
+func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 	if err != nil {
-		return err
+		return nil, err
 	}
-	body, err := a.lastHomePage.render(page)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", homePolicy)
-	w.WriteHeader(status)
-	w.Write(body)
-	return nil
-}
-
-// renderedPage keeps the last home page rendered. Rendering is most of the
-// cost of GET /, and the first page, the one asked for most, changes only
-// when a recipe does: the same homePage renders to the same bytes. It
-// holds one page (at most foundOnHome cards, a few KB), never more.
-type renderedPage struct {
-	mu   sync.Mutex
-	page homePage
-	body []byte // shared: never written to once kept
-}
-
-func (p *renderedPage) render(page homePage) ([]byte, error) {
-	p.mu.Lock()
-	same := p.body != nil && reflect.DeepEqual(page, p.page)
-	body := p.body
-	p.mu.Unlock()
-	if same {
-		return body, nil
-	}
-	var rendered bytes.Buffer
-	if err := homeTemplate.Execute(&rendered, page); err != nil {
-		return nil, fmt.Errorf("render home page: %w", err)
-	}
-	p.mu.Lock()
-	p.page, p.body = page, rendered.Bytes()
-	p.mu.Unlock()
-	return rendered.Bytes(), nil
-}
-
-// homeSearch finds what the API's search finds for keyword, with its
-// rules: no control character, at least minKeywordChars characters, and
-// a keyword longer than any label can be finds nothing. A search that is
-// cut off returns the page with a notice that says so, and
-// errSearchCutOff, for handleHome to answer 503.
-func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {
-	// Shown back as sent, less any bytes that are not UTF-8, which the
-	// page, declared UTF-8, cannot hold.
-	page := homePage{Query: strings.ToValidUTF8(keyword, "\uFFFD"), Searching: true}
-	if control, ok := hiddenControl(keyword); ok {
-		page.Notice = fmt.Sprintf("A search cannot hold a control character such as a tab or a line break (here U+%04X); "+
-			"type it again without one.", control)
-		return page, nil
-	}
-	switch n := utf8.RuneCountInString(keyword); {
-	case n < minKeywordChars:
-		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
-		return page, nil
-	case n > maxKeywordChars:
-		return page, nil
-	}
-	// One more than shown, to know whether there are more.
-	found, err := a.store.searchRecipes(ctx, keyword, foundOnHome+1)
-	if errors.Is(err, errSearchCutOff) {
-		page.Notice = "That search took too long. Try a longer or more specific word, or try again in a moment."
-		return page, err
-	}
-	if err != nil {
-		return homePage{}, err
-	}
-	if len(found) > foundOnHome {
-		found = found[:foundOnHome]
-		page.Notice = fmt.Sprintf("More than %d recipes match; here are the first %d. A longer word finds fewer.", foundOnHome, foundOnHome)
-	}
-	page.Cards = homeCards(found)
-	return page, nil
-}
-
-// homeNewest reads a page of the newest recipes: the first, or the one
-// that ?before=ID (older than ID) or ?after=ID (newer than ID) asks for.
-// The links name ids, not page numbers, so a page costs its own rows
-// however deep it is, and a recipe added meanwhile does not shift it. A
-// missing or unreadable value, or both ?before= and ?after=, shows the
-// first page.
-func (a *app) homeNewest(ctx context.Context, query url.Values) (homePage, error) {
-	before, hasBefore := pageID(query, "before")
-	after, hasAfter := pageID(query, "after")
-	if hasBefore == hasAfter {
-		// The first page, the hot one, comes from the cache; one more
-		// than shown says whether there are older ones.
-		recipes, err := a.store.newestRecipes(ctx, newestOnHome+1)
+	defer rows.Close()
+	recipes := []recipe{}
+	for rows.Next() {
+		r, err := scanRecipe(rows)
 		if err != nil {
-			return homePage{}, err
+			return nil, err
 		}
-		var page homePage
-		if len(recipes) > newestOnHome {
-			recipes = recipes[:newestOnHome]
-			page.Older = recipes[newestOnHome-1].ID
-		}
-		page.Cards = homeCards(recipes)
-		return page, nil
+		recipes = append(recipes, r)
 	}
-	var recipes []recipe
-	var err error
-	if hasBefore {
-		recipes, err = a.store.olderRecipes(ctx, before, newestOnHome)
-	} else {
-		recipes, err = a.store.newerRecipes(ctx, after, newestOnHome)
-	}
-	if err != nil {
-		return homePage{}, err
-	}
-	page := homePage{Paged: true, Cards: homeCards(recipes)}
-	if len(recipes) == 0 {
-		return page, nil
-	}
-	newest, oldest := recipes[0].ID, recipes[len(recipes)-1].ID
-	if newer, err := a.store.newerRecipes(ctx, newest, 1); err != nil {
-		return homePage{}, err
-	} else if len(newer) > 0 {
-		page.Newer = newest
-	}
-	if older, err := a.store.olderRecipes(ctx, oldest, 1); err != nil {
-		return homePage{}, err
-	} else if len(older) > 0 {
-		page.Older = oldest
-	}
-	return page, nil
+	return recipes, rows.Err()
 }
 
-// pageID reads ?name= as a recipe id: a whole number of at least 1.
-func pageID(query url.Values, name string) (int64, bool) {
-	if !query.Has(name) {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(query.Get(name), 10, 64)
-	return id, err == nil && id > 0
+// recipeByID finds a recipe by id; errNotFound if none.
+func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
+	r, err := cached(&s.recipes, id, func() (recipe, error) {
+		return scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
+	})
+	return r, wrapErr(err, "recipe %d", id)
+}
+
+// createRecipe inserts r and returns it with its new id.
+func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
+			r.Label, r.Source, r.URL, r.SubmitterID)
+		if err == nil {
+			r.ID, err = res.LastInsertId()
+		}
+		return err
+	})
+	return r, wrapErr(err, "create recipe")
+}
+
+// recipesBySubmitter returns, in id order, the recipes userID submitted,
+// passing over the first skip of them and returning at most limit.
+func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limit int) ([]recipe, error) {
+	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
+		"SELECT "+recipeColumns+" FROM recipe WHERE submitter_id = ? ORDER BY id LIMIT ? OFFSET ?", userID, limit, skip))
+	return recipes, wrapErr(err, "recipes of user %d", userID)
+}
+
+// changeRecipe runs allowed on recipe id as it stands and, if it says
+// yes, change, all in one write transaction: nothing can come between the
+// check and the write (a delete, then a new recipe that reuses the id).
+// It returns errNotFound if there is no such recipe, errNotOwner if
+// allowed says no.
+func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
+		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
+		if err == nil && !allowed(current) {
+			err = errNotOwner
+		}
+		if err != nil {
+			return err
+		}
+		return change(tx)
+	})
+	return wrapErr(err, "change recipe %d", id)
+}
+
+// updateRecipe replaces the label, source and url of recipe r.ID if
+// allowed says so, and returns the recipe as it now is.
+func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) bool) (recipe, error) {
+	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) (err error) {
+		r, err = scanRecipe(tx.QueryRowContext(ctx,
+			"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
+			r.Label, r.Source, r.URL, r.ID))
+		return err
+	})
+	return r, err
+}
+
+// deleteRecipe deletes recipe id if allowed says so.
+func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) bool) error {
+	return s.changeRecipe(ctx, id, allowed, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
+		return err
+	})
 }

@@ -45,10 +45,13 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -278,4 +281,196 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 		return err
 	}
 	return a.writeTokens(w, caller, refreshToken, now)
+}
+
+// refreshGrant is a refresh token as the store keeps it: only digests.
+// Every token of one login session starts with the same random handle
+// (see sessions.go), so that a spent token still names its session.
+type refreshGrant struct {
+	handle    []byte // SHA-256 of the session's handle, the token's first bytes
+	digest    []byte // SHA-256 of the whole token the client holds
+	expiresAt time.Time
+}
+
+// addSession starts a login session for u, holding grant, its first
+// refresh token; unless u has logged out or changed password since u was
+// read (a login that checked the old password must not outlive the
+// change): then errSessionEnded. See insertSession for what else it
+// deletes.
+func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
+			return err
+		}
+		return insertSession(ctx, tx, u.ID, grant, now)
+	})
+	return wrapErr(err, "add session")
+}
+
+// checkGenerationUnchanged returns errSessionEnded unless u still exists and
+// its token generation is still what it was when u was read. Every change
+// that ends sessions (logout, password change, createsuperuser) moves the
+// generation on. The hash alone may change without it: a rehash on login
+// stores the same password at a new cost, and must not fail a login or a
+// password change that read the user before it.
+func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
+	var generation int64
+	err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&generation)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
+		return errSessionEnded
+	}
+	return wrapErr(err, "check session")
+}
+
+// changePassword gives u a new password hash and ends every session of u,
+// as endSessions does, and starts the session of the client that changed
+// it with grant, all in one transaction; unless u logged out or changed
+// password since u was read: then errSessionEnded, and nothing changes.
+// It returns u's new token generation.
+func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
+	var generation int64
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
+		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
+			return err
+		}
+		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
+			return err
+		}
+		return insertSession(ctx, tx, u.ID, grant, now)
+	})
+	return generation, wrapErr(err, "change password")
+}
+
+// insertSession adds a session of userID holding grant. So that the
+// session table needs no cleaning job and no user can fill it, it also
+// deletes, first, every expired session of userID and up to
+// sessionSweepRows expired sessions of anyone, and then userID's oldest
+// sessions past the newest maxSessionsPerUser.
+func insertSession(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ? AND expires_at <= ?", userID, now.Unix()); err != nil {
+		return fmt.Errorf("delete expired sessions: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		"DELETE FROM session WHERE id IN (SELECT id FROM session WHERE expires_at <= ? LIMIT ?)",
+		now.Unix(), sessionSweepRows); err != nil {
+		return fmt.Errorf("delete expired sessions: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		"INSERT INTO session (user_id, handle, digest, expires_at) VALUES (?, ?, ?, ?)",
+		userID, grant.handle, grant.digest, grant.expiresAt.Unix()); err != nil {
+		return fmt.Errorf("add session: %w", err)
+	}
+	// Ids only grow (AUTOINCREMENT), so the highest are the newest.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM session WHERE user_id = ?1 AND id <=
+		(SELECT id FROM session WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`,
+		userID, maxSessionsPerUser); err != nil {
+		return fmt.Errorf("end the oldest sessions: %w", err)
+	}
+	return nil
+}
+
+// sessionOf returns the id of the session that a presented refresh
+// token names, by its digest (the session's current token) or by its
+// handle (any token the session ever had), or 0 if none. It asks a
+// reader, so that guesses at tokens need not queue for the one writer
+// that rotateSession takes.
+func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, error) {
+	var id int64
+	err := s.reader.QueryRowContext(ctx, "SELECT id FROM session WHERE digest = ? OR handle = ? LIMIT 1",
+		presented.digest, presented.handle).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return id, wrapErr(err, "look up refresh token")
+}
+
+// rotateSession spends presented, the current refresh token of its
+// session, and makes next the session's current token; it returns the
+// session's user. The session keeps its one row: only the current
+// token's digest is kept, and the handle that all its tokens share.
+//
+// errRefreshTokenRefused, when presented is:
+//   - not the current token of any session, but carries a session's
+//     handle: a spent token (or one made from a spent one), so two parties
+//     hold the session. It is taken as stolen and the session is ended,
+//     so neither the thief nor the victim can go on with it (reuse
+//     detection, RFC 9700 §4.14.2); other sessions of the user go on.
+//   - unknown, or of an expired session;
+//   - of a session whose user is gone (deleted by hand with foreign keys
+//     off, which leaves its sessions behind): the session is deleted.
+//
+// The writer's transactions begin IMMEDIATE, so two rotations of the same
+// token run one after the other: the first wins, the second sees a spent
+// token, which ends the session.
+func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant, now time.Time) (user, error) {
+	var u user
+	var invalid bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var id, userID, expiresAt int64
+		err := tx.QueryRowContext(ctx, "SELECT id, user_id, expires_at FROM session WHERE digest = ?", presented.digest).
+			Scan(&id, &userID, &expiresAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			invalid = true
+			_, err := tx.ExecContext(ctx, "DELETE FROM session WHERE handle = ?", presented.handle)
+			return err
+		case err != nil:
+			return err
+		case expiresAt <= now.Unix():
+			invalid = true
+			return nil
+		}
+		u, err = scanUser(tx.QueryRowContext(ctx, "SELECT "+userColumns+" FROM user WHERE id = ?", userID))
+		if errors.Is(err, errNotFound) {
+			invalid = true
+			_, err := tx.ExecContext(ctx, "DELETE FROM session WHERE id = ?", id)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		// Setting the handle matters only to a session carried over from
+		// the refresh_token table (schema.sql), which has none until then.
+		_, err = tx.ExecContext(ctx, "UPDATE session SET handle = ?, digest = ?, expires_at = ? WHERE id = ?",
+			next.handle, next.digest, next.expiresAt.Unix(), id)
+		return err
+	})
+	if err != nil {
+		return user{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	if invalid {
+		return user{}, errRefreshTokenRefused
+	}
+	return u, nil
+}
+
+// endSessions ends every session of the user: it moves the user's token
+// generation on, which retires every access token issued so far, and
+// deletes every session, and so every refresh token. It returns the new
+// generation, or errNotFound if there is no such user.
+func (s *store) endSessions(ctx context.Context, userID int64) (int64, error) {
+	var generation int64
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
+		generation, err = endSessionsTx(ctx, tx, userID, "")
+		return err
+	})
+	return generation, wrapErr(err, "end sessions")
+}
+
+// endSessionsTx is endSessions in tx, with newHashedPassword, unless "",
+// replacing the password in the same transaction.
+func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
+	var generation int64
+	err := tx.QueryRowContext(ctx, `
+		UPDATE user SET token_generation = token_generation + 1,
+			hashed_password = CASE WHEN ?1 = '' THEN hashed_password ELSE ?1 END
+		WHERE id = ?2 RETURNING token_generation`,
+		newHashedPassword, userID).Scan(&generation)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, errNotFound
+	}
+	if err == nil {
+		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", userID)
+	}
+	return generation, err
 }
