@@ -144,29 +144,16 @@ func newPasswordHasher(cost int) *passwordHasher {
 // passwords at cost, with its dummy hash made already: that first hash
 // also gives the first measure of how long one takes.
 func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
-	// A stored hash dearer than a login can afford is unusable, and must
-	// not set the dummy's cost either.
-	if err := st.setMaxUsableCost(ctx, maxUsableCost(cost)); err != nil {
+	dummy, err := dummyCost(ctx, st, cost)
+	if err != nil {
 		return nil, err
 	}
 	p := newPasswordHasher(cost)
-	if err := p.compareUnknown(ctx, dummyCostFor(st, cost), ""); err != nil {
+	if err := p.compareUnknown(ctx, dummy, ""); err != nil {
 		p.close()
 		return nil, fmt.Errorf("make the dummy hash: %w", err)
 	}
 	return p, nil
-}
-
-// dummyCostFor is the cost a login of an unknown email must pay: that of
-// the dearest hash stored, as the store last saw them, so that no known
-// email answers slower than an unknown one; cost if none is stored. A
-// database the reference made may hold cost-12 hashes while BCRYPT_COST
-// is lower, or the reverse.
-func dummyCostFor(st *store, cost int) int {
-	if stored := st.highestStoredCost(); stored != 0 {
-		return stored
-	}
-	return cost
 }
 
 // work is one worker: it takes jobs from the queue, oldest first, until
@@ -436,7 +423,7 @@ func (p *passwordHasher) compareUnknown(ctx context.Context, cost int, password 
 		}
 		hash, err := bcrypt.GenerateFromPassword(dummyPassword, cost)
 		if err != nil {
-			return // not a cost from dummyCostFor; the old dummy stays
+			return // not a cost from dummyCost; the old dummy stays
 		}
 		p.dummy.Store(&dummyHash{hash: hash, cost: cost})
 	})
@@ -506,7 +493,7 @@ func unusablePasswordHash(hash string, cost int) string {
 //   - An unknown email, and a stored hash that nobody can log in with (a
 //     cost the service will not run, no bcrypt hash at all, a broken
 //     salt), are compared against the dummy hash instead, at the cost of
-//     the dearest usable stored hash (dummyCostFor), and never match: the
+//     the dearest usable stored hash (dummyCost), and never match: the
 //     same answer in the same time, so that neither tells an account
 //     apart, and never the unusable hash's own work (cost 31 would hold a
 //     worker for years; a broken salt would fail at once). An unusable
@@ -519,7 +506,11 @@ func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bo
 		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
 	}
 	if u == nil || unusable != "" {
-		if err := a.passwords.compareUnknown(ctx, dummyCostFor(a.store, a.passwords.cost), password); err != nil {
+		cost, err := dummyCost(ctx, a.store, a.passwords.cost)
+		if err != nil {
+			return false, err
+		}
+		if err := a.passwords.compareUnknown(ctx, cost, password); err != nil {
 			return false, err
 		}
 		if unusable != "" {
@@ -602,44 +593,21 @@ const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
 	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
 	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
 
-// highestPasswordCost is the highest bcrypt cost among the stored password
-// hashes ($2b$12$… has cost 12) from bcrypt's least, 4, to maxCost, or 0
-// if there are none. A hash of any other cost is one that nobody can log
-// in with (see unusablePasswordHash in hashing.go), and a dummy hash at
-// its cost would fail (over 31) or take days. Only the $2a$, $2b$, $2x$
-// and $2y$ prefixes count; a hash stored by hand as $2$ or $2c$, which
-// bcrypt also reads, is left out of the dummy's cost, its login only
-// faster than the rest. The cost is read from the index
-// user_password_cost, highest first, so this takes about as long with a
-// million users as with one.
-func (s *store) highestPasswordCost(ctx context.Context, maxCost int) (int, error) {
-	var cost string
-	err := s.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxCost)).Scan(&cost)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+// dummyCost is the one rule for what a login pays when it has no usable
+// hash to compare against (an unknown email, an unusable hash): the cost of
+// the dearest usable stored hash, read from the index user_password_cost at
+// each such login, so that no account answers slower than an unknown email
+// and a hash written by another process counts at once; cost if none is
+// stored. Only $2a$, $2b$, $2x$ and $2y$ hashes are counted.
+func dummyCost(ctx context.Context, st *store, cost int) (int, error) {
+	var stored string
+	err := st.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxUsableCost(cost))).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cost, nil
+	}
+	if err != nil {
 		return 0, fmt.Errorf("read password costs: %w", err)
 	}
-	n, _ := strconv.Atoi(cost) // no hashes: "", which reads as 0
+	n, _ := strconv.Atoi(stored)
 	return n, nil
 }
-
-// notePasswordCosts reads the highest usable stored cost into
-// s.highestCost.
-func (s *store) notePasswordCosts(ctx context.Context) error {
-	cost, err := s.highestPasswordCost(ctx, int(s.costLimit.Load()))
-	if err == nil {
-		s.highestCost.Store(int64(cost))
-	}
-	return err
-}
-
-// setMaxUsableCost sets the dearest stored cost that counts as usable
-// (maxUsableCost, hashing.go) and reads the highest stored cost again.
-func (s *store) setMaxUsableCost(ctx context.Context, maxCost int) error {
-	s.costLimit.Store(int64(maxCost))
-	return s.notePasswordCosts(ctx)
-}
-
-// highestStoredCost is the highest usable bcrypt cost among the stored
-// password hashes, as of the last write the store noticed, or 0 if there
-// are none.
-func (s *store) highestStoredCost() int { return int(s.highestCost.Load()) }

@@ -35,10 +35,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -129,14 +127,6 @@ type store struct {
 	// capacity is the most that may run at once (see openStore).
 	searchSlots chan struct{}
 
-	// highestCost is the highest bcrypt cost among the stored password
-	// hashes, read at open and again whenever watchExternalWrites sees a
-	// write: the cost a login of an unknown email must pay.
-	highestCost atomic.Int64
-	// costLimit is the dearest stored cost that counts: a dearer hash
-	// is one nobody can log in with (unusablePasswordHash in hashing.go).
-	costLimit atomic.Int64
-
 	// The queries of the hot routes, prepared once on the readers rather
 	// than parsed again for every request.
 	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
@@ -180,7 +170,6 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	// a connection.
 	s := &store{writer: writer, reader: reader, logger: logger, writerWait: defaultWriterWait,
 		searchSlots: make(chan struct{}, max(1, runtime.NumCPU()/2))}
-	s.costLimit.Store(int64(bcrypt.MaxCost)) // until newPasswordHasherFor says
 	s.users.sizeOf = func(_ int64, u user) int { return idKeySize + userSize(u) }
 	s.recipes.sizeOf = func(_ int64, r recipe) int { return idKeySize + recipeSize(r) }
 	s.searches.sizeOf = func(k searchKey, rs []recipe) int { return searchKeySize + len(k.keyword) + recipesSize(rs) }
@@ -197,7 +186,6 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 			return wrapErr(err, "use WAL")
 		},
 		s.prepareQueries,
-		s.notePasswordCosts,
 		func(ctx context.Context) error { return s.noteFiles(ctx, path) },
 		s.watchExternalWrites,
 	} {
@@ -548,9 +536,7 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 				// also forgets after our writes, which forgot already.
 				s.forgetAll()
 			}
-			// A write may have come in unseen: read what it may have changed.
 			last = v
-			s.notePasswordCosts(ctx) // on failure, the last value stays
 		}
 	})
 	return nil
