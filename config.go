@@ -1,10 +1,12 @@
-// config.go owns the settings: one table of every environment variable
-// and flag, with its default and its help; loadConfig reads it, and -h
-// prints it.
+// config.go owns the command line: the commands, and one table of every
+// setting (its variable, its flag, the commands that read it, its default,
+// how it is checked, its help). loadConfig and -h both read the tables.
 package main
 
 import (
-	"encoding/json"
+	"cmp"
+	"context"
+	"encoding/json/v2"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,8 +22,23 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// config is every setting of the service; see loadConfig for where each
-// comes from.
+// command is one thing the binary does; serve is the default.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error
+}
+
+// commands are listed by -h in this order.
+var commands = []command{
+	{"serve", "serve the API until SIGINT or SIGTERM (the default command)", serve},
+	{"migrate", "create or migrate the database, print its schema version, exit", migrateCommand},
+	{"createsuperuser", "make -email a superuser; the password is read from standard input, or generated", createSuperuserCommand},
+	{"backup", "write a consistent copy of the live database to -o FILE", backupCommand},
+	{"version", "print the version and the revision the binary was built from", versionCommand},
+	{"healthcheck", "exit 0 if the server on -addr answers /healthz (for container health checks)", healthcheckCommand},
+}
+
+// config is every setting of the service, as the settings table fills it.
 type config struct {
 	addr                   string
 	dbPath                 string
@@ -44,126 +61,184 @@ type config struct {
 	maxConnections         int // open at once; see connlimit.go
 }
 
-// maxLimitSetting is the highest value of each of the attempt limits
-// (LOGIN_ATTEMPTS_PER_MINUTE, SIGNUPS_PER_HOUR, RECIPE_CREATION_BURST).
-const maxLimitSetting = 1000000
+// setting is one environment variable or flag, or both.
+type setting struct {
+	env      string   // "" for a flag alone, which its commands require
+	flag     string   // the flag that wins over the variable; "" if none
+	commands []string // the commands that read it; nil: every command
+	fallback string   // the default; "" if none
+	shown    string   // the default as -h shows it, where fallback is ""
+	secret   bool     // its value is never shown in an error
+	about    string   // its help; a `word` in it names the flag's value
+	parse    func(value string) error
+}
 
-// loadConfig reads the flags of command in args, and the environment
-// through getenv. Flags win over the environment, which wins over the
-// defaults. An empty environment variable counts as unset. Every variable
-// read here is listed in settings (help.go), which holds its default. With
-// -h in args, it writes the command's flags to usage and returns
-// flag.ErrHelp.
-func loadConfig(command string, args []string, getenv func(string) string, usage io.Writer) (config, error) {
-	env := func(name string) string {
-		if v := getenv(name); v != "" {
-			return v
+const (
+	maxLimitSetting    = 1000000            // the attempt limits' highest value
+	maxLifetimeMinutes = 10 * 365 * 24 * 60 // ten years
+)
+
+// The commands that serve, and those that open the database.
+var (
+	servers = []string{"serve", "healthcheck"}
+	openers = []string{"serve", "migrate", "createsuperuser", "backup"}
+)
+
+// settingsOf is every setting of the binary, in the order -h lists them,
+// each parsed into its field of c.
+func settingsOf(c *config) []setting {
+	limit := func(what string) string {
+		return fmt.Sprintf("%s, 0 to %d; 0: no limit", what, maxLimitSetting)
+	}
+	return []setting{
+		{env: "ADDR", flag: "-addr", commands: servers, fallback: "localhost:8001", about: "listen `address`", parse: text(&c.addr)},
+		{env: "DATABASE_PATH", flag: "-db", commands: openers, fallback: "example.db",
+			about: "SQLite database `file`; created, migrated and seeded on first start", parse: text(&c.dbPath)},
+		{flag: "-email", commands: []string{"createsuperuser"},
+			about: "the superuser's `email`; the password is read from standard input, or generated", parse: text(&c.superuserEmail)},
+		{flag: "-o", commands: []string{"backup"}, about: "the backup `file` to write; it must not exist", parse: text(&c.backupPath)},
+		{env: "JWT_SECRET", shown: "random, kept in the database", secret: true,
+			about: fmt.Sprintf("token signing secret, at least %d bytes", minSecretBytes), parse: func(v string) error {
+				if v != "" && len(v) < minSecretBytes {
+					return fmt.Errorf("is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(v), minSecretBytes)
+				}
+				if v != "" {
+					c.tokenSecret = []byte(v)
+				}
+				return nil
+			}},
+		{env: "ACCESS_TOKEN_EXPIRE_MINUTES", fallback: "11520", about: "access token lifetime in minutes (8 days)", parse: minutes(&c.accessTokenLifetime)},
+		{env: "REFRESH_TOKEN_EXPIRE_MINUTES", fallback: "43200", about: "refresh token lifetime in minutes (30 days)", parse: minutes(&c.refreshTokenLifetime)},
+		{env: "BCRYPT_COST", fallback: "12", about: fmt.Sprintf("bcrypt cost of new password hashes, %d to %d", bcrypt.MinCost, bcrypt.MaxCost),
+			parse: number(&c.bcryptCost, bcrypt.MinCost, bcrypt.MaxCost)},
+		{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates", parse: func(v string) error {
+			c.firstSuperuser = cleanEmail(v)
+			return asError(checkEmail(c.firstSuperuser))
+		}},
+		{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", secret: true,
+			about: fmt.Sprintf("its password, %d to %d bytes; read only when the database has no users", minPasswordBytes, maxPasswordBytes),
+			parse: func(v string) error {
+				if c.firstSuperuserPassword = v; v == "" {
+					return nil
+				}
+				return asError(passwordProblem(v))
+			}},
+		{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`,
+			parse: func(v string) (err error) { c.corsOrigins, err = parseCORSOrigins(v); return err }},
+		{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: limit("failed logins and password changes per client address per minute"),
+			parse: number(&c.loginAttemptsPerMinute, 0, maxLimitSetting)},
+		{env: "SIGNUPS_PER_HOUR", fallback: "100", about: limit("signups per client address: this many at once, then they come back over an hour (100: one every 36 s)"),
+			parse: number(&c.signupsPerHour, 0, maxLimitSetting)},
+		{env: "RECIPE_CREATION_BURST", fallback: "200", about: limit("recipes one account may create at once; then one more each second"),
+			parse: number(&c.recipeCreationBurst, 0, maxLimitSetting)},
+		{env: "MAX_CONNECTIONS", flag: "-max-connections", commands: []string{"serve"}, fallback: "4096",
+			about: "caps accepted connections, a whole `number`", parse: number(&c.maxConnections, 1, 1000000)},
+		{env: "TRUSTED_PROXIES", shown: "none", about: "proxies whose X-Forwarded-For names the client, e.g. 127.0.0.1,10.0.0.0/8",
+			parse: func(v string) (err error) { c.trustedProxies, err = parsePrefixes(v); return err }},
+		{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines", parse: func(v string) error {
+			if v != "text" && v != "json" {
+				return errors.New("want text or json")
+			}
+			c.logJSON = v == "json"
+			return nil
+		}},
+		{env: "TLS_CERT_FILE", flag: "-tls-cert", commands: servers, shown: "none: plain HTTP",
+			about: "TLS certificate `file`, PEM; with TLS_KEY_FILE, serve HTTPS and HTTP/2", parse: text(&c.tlsCertFile)},
+		{env: "TLS_KEY_FILE", flag: "-tls-key", commands: servers, shown: "none", about: "TLS private key `file`, PEM", parse: text(&c.tlsKeyFile)},
+	}
+}
+
+// loadConfig reads the settings of command: each from its flag in args,
+// else its variable through getenv (empty counts as unset), else its
+// default. With -h in args, it writes the command's help to usage and
+// returns flag.ErrHelp. Every problem is reported at once, on one line.
+func loadConfig(commandName string, args []string, getenv func(string) string, usage io.Writer) (config, error) {
+	flags := flag.NewFlagSet("recipeapi "+commandName, flag.ContinueOnError)
+	flags.SetOutput(io.Discard) // a mistake gets the one line that run returns
+	var cfg config
+	settings := settingsOf(&cfg)
+	values := make([]string, len(settings))
+	for i, s := range settings {
+		if s.commands != nil && !slices.Contains(s.commands, commandName) {
+			continue
 		}
-		return settingDefault(name)
-	}
-	cfg := config{
-		firstSuperuser:         cleanEmail(env("FIRST_SUPERUSER")),
-		firstSuperuserPassword: env("FIRST_SUPERUSER_PW"),
-	}
-
-	flags := flag.NewFlagSet("recipeapi "+command, flag.ContinueOnError)
-	// The usage goes out only when asked for with -h: a mistake gets the
-	// one line that run returns.
-	flags.SetOutput(io.Discard)
-	takes := func(commands ...string) bool { return slices.Contains(commands, command) }
-	if takes("serve", "healthcheck") {
-		flags.StringVar(&cfg.addr, "addr", env("ADDR"), "listen `address` (env ADDR)")
-	}
-	if takes("serve", "migrate", "createsuperuser", "backup") {
-		flags.StringVar(&cfg.dbPath, "db", env("DATABASE_PATH"), "SQLite database `file` (env DATABASE_PATH)")
-	}
-	if takes("serve", "healthcheck") {
-		flags.StringVar(&cfg.tlsCertFile, "tls-cert", env("TLS_CERT_FILE"), "TLS certificate `file`, PEM; with -tls-key, serve HTTPS (env TLS_CERT_FILE)")
-		flags.StringVar(&cfg.tlsKeyFile, "tls-key", env("TLS_KEY_FILE"), "TLS private key `file`, PEM (env TLS_KEY_FILE)")
-	}
-	maxConnections := env("MAX_CONNECTIONS")
-	if takes("serve") {
-		flags.StringVar(&maxConnections, "max-connections", maxConnections, "most connections open at once, a whole `number` (env MAX_CONNECTIONS)")
-	}
-	if takes("createsuperuser") {
-		flags.StringVar(&cfg.superuserEmail, "email", "", "the superuser's `email`; the password is read from standard input, or generated")
-	}
-	if takes("backup") {
-		flags.StringVar(&cfg.backupPath, "o", "", "the backup `file` to write; it must not exist")
+		if s.env != "" {
+			values[i] = cmp.Or(getenv(s.env), s.fallback)
+		}
+		if s.flag != "" {
+			about := s.about
+			if s.env != "" {
+				about += " (env " + s.env + ")"
+			}
+			flags.StringVar(&values[i], s.flag[1:], values[i], about)
+		}
 	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printCommandHelp(usage, command, flags)
+			printCommandHelp(usage, commandName, flags)
 			return config{}, err
 		}
 		return config{}, usageError{err}
 	}
-	switch {
-	case flags.NArg() > 0:
+	if flags.NArg() > 0 {
 		return config{}, usageError{fmt.Errorf("unexpected argument %q", flags.Arg(0))}
-	case takes("createsuperuser") && cfg.superuserEmail == "":
-		return config{}, usageError{errors.New("createsuperuser needs -email")}
-	case takes("backup") && cfg.backupPath == "":
-		return config{}, usageError{errors.New("backup needs -o FILE")}
 	}
-
 	var errs []error
-	wholeNumber := func(name, text string, low, high int) int {
-		n, err := strconv.Atoi(text)
-		if err != nil || n < low || n > high {
-			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, text, low, high))
+	for i, s := range settings {
+		if s.commands != nil && !slices.Contains(s.commands, commandName) {
+			continue
 		}
-		return n
-	}
-	number := func(name string, low, high int) int { return wholeNumber(name, env(name), low, high) }
-	const maxLifetimeMinutes = 10 * 365 * 24 * 60 // ten years
-	cfg.accessTokenLifetime = time.Duration(number("ACCESS_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
-	cfg.refreshTokenLifetime = time.Duration(number("REFRESH_TOKEN_EXPIRE_MINUTES", 1, maxLifetimeMinutes)) * time.Minute
-	cfg.bcryptCost = number("BCRYPT_COST", bcrypt.MinCost, bcrypt.MaxCost)
-	cfg.loginAttemptsPerMinute = number("LOGIN_ATTEMPTS_PER_MINUTE", 0, maxLimitSetting)
-	cfg.signupsPerHour = number("SIGNUPS_PER_HOUR", 0, maxLimitSetting)
-	cfg.recipeCreationBurst = number("RECIPE_CREATION_BURST", 0, maxLimitSetting)
-	if takes("serve") {
-		cfg.maxConnections = wholeNumber("MAX_CONNECTIONS", maxConnections, 1, 1000000)
-	}
-
-	// The secret's length is all we can check, and we do not echo it.
-	if secret := env("JWT_SECRET"); secret != "" {
-		if len(secret) < minSecretBytes {
-			errs = append(errs, fmt.Errorf("JWT_SECRET is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(secret), minSecretBytes))
+		if s.env == "" && values[i] == "" { // a flag alone is required by its command
+			return config{}, usageError{fmt.Errorf("%s needs %s", commandName, s.flag)}
 		}
-		cfg.tokenSecret = []byte(secret)
-	}
-	if pw := cfg.firstSuperuserPassword; pw != "" {
-		if msg := passwordProblem(pw); msg != "" {
-			errs = append(errs, fmt.Errorf("FIRST_SUPERUSER_PW %s", msg))
+		err := s.parse(values[i])
+		switch {
+		case err != nil && s.secret:
+			errs = append(errs, fmt.Errorf("%s %w", s.env, err)) // never the value
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s=%q: %w", s.env, values[i], err))
 		}
-	}
-	if msg := checkEmail(cfg.firstSuperuser); msg != "" {
-		errs = append(errs, fmt.Errorf("FIRST_SUPERUSER=%q: %s", cfg.firstSuperuser, msg))
-	}
-	origins, err := parseCORSOrigins(env("BACKEND_CORS_ORIGINS"))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	cfg.corsOrigins = origins
-	if cfg.trustedProxies, err = parsePrefixes(env("TRUSTED_PROXIES")); err != nil {
-		errs = append(errs, err)
-	}
-	switch format := env("LOG_FORMAT"); format {
-	case "text", "json":
-		cfg.logJSON = format == "json"
-	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", format))
 	}
 	if (cfg.tlsCertFile == "") != (cfg.tlsKeyFile == "") {
 		errs = append(errs, errors.New("TLS needs both a certificate and a key (-tls-cert and -tls-key)"))
 	}
 	if len(errs) > 0 {
-		// On one line: the process stops with one.
 		return config{}, errors.New(strings.ReplaceAll(errors.Join(errs...).Error(), "\n", "; "))
 	}
 	return cfg, nil
+}
+
+// asError is msg as an error, or nil if msg is "".
+func asError(msg string) error {
+	if msg == "" {
+		return nil
+	}
+	return errors.New(msg)
+}
+
+func text(into *string) func(string) error {
+	return func(v string) error { *into = v; return nil }
+}
+
+func number(into *int, low, high int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < low || n > high {
+			return fmt.Errorf("want a whole number from %d to %d", low, high)
+		}
+		*into = n
+		return nil
+	}
+}
+
+func minutes(into *time.Duration) func(string) error {
+	var n int
+	parse := number(&n, 1, maxLifetimeMinutes)
+	return func(v string) error {
+		err := parse(v)
+		*into = time.Duration(n) * time.Minute
+		return err
+	}
 }
 
 // parsePrefixes reads TRUSTED_PROXIES: comma-separated addresses or CIDR
@@ -178,7 +253,7 @@ func parsePrefixes(text string) ([]netip.Prefix, error) {
 		if err != nil {
 			addr, addrErr := netip.ParseAddr(part)
 			if addrErr != nil {
-				return nil, fmt.Errorf("TRUSTED_PROXIES: %q is neither an address nor a CIDR prefix", part)
+				return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", part)
 			}
 			prefix = netip.PrefixFrom(addr, addr.BitLen())
 		}
@@ -199,18 +274,17 @@ func parseCORSOrigins(text string) ([]string, error) {
 	var origins []string
 	if strings.HasPrefix(text, "[") {
 		if err := json.Unmarshal([]byte(text), &origins); err != nil {
-			return nil, fmt.Errorf("BACKEND_CORS_ORIGINS: not a JSON list of strings: %v", err)
+			return nil, fmt.Errorf("not a JSON list of strings: %v", err)
 		}
 	} else if text != "" {
 		origins = strings.Split(text, ",")
 	}
 	var clean []string
 	for _, o := range origins {
-		// Browsers send the origin without a trailing slash; the
-		// reference's examples are written with one.
+		// Browsers send no trailing slash; the reference's examples have one.
 		if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
 			if err := checkOrigin(o); err != nil {
-				return nil, fmt.Errorf("BACKEND_CORS_ORIGINS: %q is not an origin: %v; want scheme://host[:port], such as http://localhost:3000", o, err)
+				return nil, fmt.Errorf("%q is not an origin: %v; want scheme://host[:port], such as http://localhost:3000", o, err)
 			}
 			clean = append(clean, o)
 		}
@@ -218,12 +292,11 @@ func parseCORSOrigins(text string) ([]string, error) {
 	return clean, nil
 }
 
-// checkOrigin accepts only an origin as a browser sends it in its Origin
-// header (RFC 6454 §6.2): http or https, "://", a host, and an optional
-// port from 1 to 65535, in lower case, and nothing else. Anything else
-// could never equal an Origin header, so CORS would be quietly off; and
-// "*" or "null" would let any site, or any sandboxed page, read the
-// answers to requests sent with the user's credentials.
+// checkOrigin accepts only an origin as a browser sends it (RFC 6454
+// §6.2): http or https, a host in lower case, an optional port, nothing
+// else. Anything else never equals an Origin header, so CORS would be
+// quietly off; "*" or "null" would let any page read answers sent with
+// the user's credentials.
 func checkOrigin(origin string) error {
 	if origin == "*" || origin == "null" {
 		return errors.New("a wildcard or null origin would let any page read the answers")
@@ -246,8 +319,6 @@ func checkOrigin(origin string) error {
 		}
 		hostPort += ":" + port
 	}
-	// Whatever else the URL holds makes it differ from the origin that
-	// its parts make.
 	if origin != u.Scheme+"://"+hostPort {
 		return errors.New("an origin is scheme://host[:port] alone, in lower case, with no user name, path, query or fragment")
 	}
@@ -258,89 +329,34 @@ func checkOrigin(origin string) error {
 // letters, digits and '-': browsers send a name beyond ASCII as punycode.
 func isOriginHostName(host string) bool {
 	for label := range strings.SplitSeq(host, ".") {
-		if label == "" {
+		if label == "" || strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
 			return false
-		}
-		for _, c := range []byte(label) {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-				return false
-			}
 		}
 	}
 	return true
 }
 
-// commandSummaries are the binary's commands, in the order the overview
-// lists them, one line each. Every command in commands is here.
-var commandSummaries = []struct{ name, summary string }{
-	{"serve", "serve the API until SIGINT or SIGTERM (the default command)"},
-	{"migrate", "create or migrate the database, print its schema version, exit"},
-	{"createsuperuser", "make -email a superuser; the password is read from standard input, or generated"},
-	{"backup", "write a consistent copy of the live database to -o FILE"},
-	{"version", "print the version and the revision the binary was built from"},
-	{"healthcheck", "exit 0 if the server on -addr answers /healthz (for container health checks)"},
-}
-
-// setting is one environment variable the binary reads.
-type setting struct {
-	env      string
-	flag     string // the flag that wins over it, if any
-	fallback string // the default, which loadConfig applies; "" if none
-	shown    string // the default as the help shows it, when fallback is ""
-	about    string
-}
-
-// settings are every environment variable of the binary, in the order the
-// help lists them.
-var settings = []setting{
-	{env: "ADDR", flag: "-addr", fallback: "localhost:8001", about: "listen address"},
-	{env: "DATABASE_PATH", flag: "-db", fallback: "example.db", about: "SQLite database file; created, migrated and seeded on first start"},
-	{env: "JWT_SECRET", shown: "random, kept in the database", about: fmt.Sprintf("token signing secret, at least %d bytes", minSecretBytes)},
-	{env: "ACCESS_TOKEN_EXPIRE_MINUTES", fallback: "11520", about: "access token lifetime in minutes (8 days)"},
-	{env: "REFRESH_TOKEN_EXPIRE_MINUTES", fallback: "43200", about: "refresh token lifetime in minutes (30 days)"},
-	{env: "BCRYPT_COST", fallback: "12", about: fmt.Sprintf("bcrypt cost of new password hashes, %d to %d", bcrypt.MinCost, bcrypt.MaxCost)},
-	{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates"},
-	{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", about: fmt.Sprintf("its password, %d to %d bytes; read only when the database has no users", minPasswordBytes, maxPasswordBytes)},
-	{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`},
-	{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: fmt.Sprintf("failed logins and password changes per client address per minute, 0 to %d; 0: no limit", maxLimitSetting)},
-	{env: "SIGNUPS_PER_HOUR", fallback: "100", about: fmt.Sprintf("signups per client address: this many at once, then they come back over an hour (100: one every 36 s); 0 to %d; 0: no limit", maxLimitSetting)},
-	{env: "RECIPE_CREATION_BURST", fallback: "200", about: fmt.Sprintf("recipes one account may create at once; then one more each second; 0 to %d; 0: no limit", maxLimitSetting)},
-	{env: "MAX_CONNECTIONS", flag: "-max-connections", fallback: "4096", about: "caps accepted connections"},
-	{env: "TRUSTED_PROXIES", shown: "none", about: "proxies whose X-Forwarded-For names the client, e.g. 127.0.0.1,10.0.0.0/8"},
-	{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines"},
-	{env: "TLS_CERT_FILE", flag: "-tls-cert", shown: "none: plain HTTP", about: "TLS certificate file, PEM; with TLS_KEY_FILE, serve HTTPS and HTTP/2"},
-	{env: "TLS_KEY_FILE", flag: "-tls-key", shown: "none", about: "TLS private key file, PEM"},
+func findCommand(name string) (command, bool) {
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	if i < 0 {
+		return command{}, false
+	}
+	return commands[i], true
 }
 
 // commandNames lists the commands for an error message: "serve, migrate,
 // … and healthcheck".
 func commandNames() string {
-	names := make([]string, len(commandSummaries))
-	for i, c := range commandSummaries {
-		names[i] = c.name
+	var names []string
+	for _, c := range commands {
+		names = append(names, c.name)
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// settingDefault is the default of the environment variable name, "" if it
-// has none. loadConfig takes every default from here, so that the help
-// cannot show another.
-func settingDefault(name string) string {
-	for _, s := range settings {
-		if s.env == name {
-			return s.fallback
-		}
-	}
-	panic("recipeapi reads " + name + ", which settings does not list") // a bug: every test of loadConfig finds it
-}
+func isHelpFlag(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
 
-// isHelpFlag reports whether arg asks for help, as flag's own -h does.
-func isHelpFlag(arg string) bool {
-	return arg == "-h" || arg == "-help" || arg == "--help"
-}
-
-// printOverview writes what `recipeapi -h` and `recipeapi help` print: the
-// commands, then the settings with their defaults.
+// printOverview writes what `recipeapi -h` and `recipeapi help` print.
 func printOverview(w io.Writer) {
 	fmt.Fprint(w, `recipeapi serves the recipe API and looks after its SQLite database.
 
@@ -351,20 +367,19 @@ Usage:
 Commands:
 `)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range commandSummaries {
+	for _, c := range commands {
 		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
 	}
 	tw.Flush()
-
 	fmt.Fprint(w, "\nSettings, from the environment (an empty variable counts as unset; a flag wins over its variable):\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  %s\t%s\t%s\n", "VARIABLE", "DEFAULT", "MEANING")
-	for _, s := range settings {
-		value := s.fallback
-		if value == "" {
-			value = "(" + s.shown + ")"
+	for _, s := range settingsOf(new(config)) {
+		if s.env == "" {
+			continue // a command's own flag: its -h lists it
 		}
-		about := s.about
+		value := cmp.Or(s.fallback, "("+s.shown+")")
+		about := strings.ReplaceAll(s.about, "`", "")
 		if s.flag != "" {
 			about += "; flag " + s.flag
 		}
@@ -373,14 +388,11 @@ Commands:
 	tw.Flush()
 }
 
-// printCommandHelp writes what `recipeapi help COMMAND` and `recipeapi
-// COMMAND -h` print: the command's line of the overview, then its flags.
-func printCommandHelp(w io.Writer, command string, flags *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: recipeapi %s [FLAGS]\n\n", command)
-	for _, c := range commandSummaries {
-		if c.name == command {
-			fmt.Fprintf(w, "%s: %s.\n", command, c.summary)
-		}
+// printCommandHelp writes what `recipeapi COMMAND -h` prints.
+func printCommandHelp(w io.Writer, commandName string, flags *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: recipeapi %s [FLAGS]\n\n", commandName)
+	if c, ok := findCommand(commandName); ok {
+		fmt.Fprintf(w, "%s: %s.\n", c.name, c.summary)
 	}
 	flags.SetOutput(w)
 	hasFlags := false

@@ -1,19 +1,9 @@
-// main.go starts the service: its configuration (flags over environment
-// over defaults), its commands, the server's lifetime, and the one list of
-// routes, with the guards of each.
+// main.go is the service at a glance: newServer builds the HTTP handler
+// from what it depends on, routes lists every route with its guards, and
+// run and serve start the program, open what the handler needs, and stop
+// it in order.
 //
-// The rest lives by concern, in the order the README suggests reading
-// it: http.go (errors, body readers, middleware), jwt.go (access tokens)
-// and jsonobject.go (the strict JSON reader it shares with http.go),
-// auth.go (signup, login, the bearer-token guard), hashing.go (bcrypt's
-// worker pool; hashing_linux.go lowers its threads' priority),
-// ratelimit.go (the attempt and refresh limits), sessions.go (refresh,
-// logout, password change), recipes.go (recipes and the home page),
-// static.go (OpenAPI, /docs, favicon), store.go (the database; schema.sql
-// its migrations), commands.go (the operator's commands), help.go (what
-// -h prints, and every setting's default), connlimit.go
-// (MAX_CONNECTIONS) and race_slowdown_on.go and race_slowdown_off.go (how
-// much the race detector slows SQLite, which the search bounds allow for).
+// The README lists the other files in the order to read them.
 package main
 
 import (
@@ -30,221 +20,19 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
-func main() {
-	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "recipeapi:", err)
-		var usage usageError
-		if errors.As(err, &usage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
-
-// usageError is a mistake in the command line: exit status 2, as for flags.
-type usageError struct{ error }
-
-// commands are what the one binary does; serve is the default.
-var commands = map[string]func(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error{
-	"serve":           serve,
-	"migrate":         migrateCommand,
-	"createsuperuser": createSuperuserCommand,
-	"backup":          backupCommand,
-	"version":         versionCommand,
-	"healthcheck":     healthcheckCommand,
-}
-
-// run is the whole program: main only calls it, and tests call it with
-// their own arguments, environment and streams. args are a command (serve
-// if none) and its flags.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	command := "serve"
-	switch {
-	case len(args) > 0 && isHelpFlag(args[0]), len(args) == 1 && args[0] == "help":
-		printOverview(stdout)
-		return nil
-	case len(args) > 1 && args[0] == "help":
-		// help COMMAND is COMMAND -h.
-		args = []string{args[1], "-h"}
-	}
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		command, args = args[0], args[1:]
-	}
-	do, ok := commands[command]
-	if !ok {
-		return usageError{fmt.Errorf("unknown command %q; the commands are %s (recipeapi -h says more)", command, commandNames())}
-	}
-	cfg, err := loadConfig(command, args, getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return do(ctx, cfg, stdin, stdout, stderr)
-}
-
-// readHeaderTimeout bounds how long a client may take to send its request
-// headers (slowloris). A variable so that a test can shorten it.
-var readHeaderTimeout = 10 * time.Second
-
-// shutdownGrace bounds a stop, from SIGINT or SIGTERM to the end of serve:
-// the requests in flight have all of it but maxCloseWait to finish, and
-// the hashing pool that last moment to stop (passwordHasher.close). A
-// variable so that a test can shorten it.
-var shutdownGrace = 10 * time.Second
-
-// serve runs the HTTP service until ctx is done (SIGINT or SIGTERM), then
-// lets the requests in flight finish and closes the database, all within
-// shutdownGrace (serveHTTP, app.close).
-func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
-	var logHandler slog.Handler = slog.NewTextHandler(stderr, nil)
-	if cfg.logJSON {
-		logHandler = slog.NewJSONHandler(stderr, nil)
-	}
-	logger := slog.New(logHandler)
-
-	var tlsConfig *tls.Config
-	if cfg.tlsCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.tlsCertFile, cfg.tlsKeyFile)
-		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
-		}
-		tlsConfig = modernTLS(cert)
-	}
-
-	// Listen first: if the address is taken, stop before seeding, so that
-	// a generated password is never printed for a server that never ran.
-	tcpListener, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	listener := limitConnections(tcpListener, cfg.maxConnections, func(addr netip.Addr) bool {
-		return inPrefixes(cfg.trustedProxies, addr)
-	})
-	defer listener.Close()
-
-	reserveProcsForHashing()
-	a, err := newServer(ctx, cfg, logger, time.Now, stdout)
-	if err != nil {
-		return err
-	}
-	defer a.close()
-	scheme := "http"
-	if tlsConfig != nil {
-		scheme = "https"
-	}
-	logger.Info("serving", "url", scheme+"://"+listener.Addr().String(), "db", cfg.dbPath)
-	return a.serveHTTP(ctx, listener, tlsConfig)
-}
-
-// serveHTTP serves a on listener, over TLS if tlsConfig is set, until ctx
-// is done; then it lets the requests in flight finish, within
-// shutdownGrace less maxCloseWait, and ends those that are still running.
-func (a *app) serveHTTP(ctx context.Context, listener net.Listener, tlsConfig *tls.Config) error {
-	// net/http's Shutdown waits for the requests in flight but never ends
-	// their contexts: every request's context ends with endRequests, so
-	// that one still waiting for a hash or for the database writer when
-	// the grace runs out gives up then.
-	requests, endRequests := context.WithCancel(context.Background())
-	defer endRequests()
-	// Timeouts so that slow or idle clients cannot hold connections open.
-	server := &http.Server{
-		Handler:           a.handler,
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		// Over TLS, HTTP/2 multiplexes requests on one connection: bound
-		// the streams and the data buffered for them, as MAX_CONNECTIONS
-		// and maxBodyBytes bound them over HTTP/1.1.
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:          32,
-			MaxReceiveBufferPerStream:     maxBodyBytes,
-			MaxReceiveBufferPerConnection: 4 * maxBodyBytes,
-		},
-		BaseContext: func(net.Listener) context.Context { return requests },
-		ErrorLog:    slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			served <- server.ServeTLS(listener, "", "") // HTTP/2 is set up here
-			return
-		}
-		served <- server.Serve(listener)
-	}()
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	a.logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace-maxCloseWait)
-	defer cancel()
-	if err := server.Shutdown(shutdownCtx); err != nil {
-		endRequests()
-		server.Close()
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
-}
-
-// modernTLS is TLS 1.2 and 1.3 only, with forward-secret AEAD ciphers
-// (TLS 1.3's are always those). ServeTLS offers HTTP/2 on it.
-func modernTLS(cert tls.Certificate) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
-		CipherSuites: []uint16{
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		},
-	}
-}
-
-// app is the service: what the handlers share, and the HTTP handler that
-// serves them.
-type app struct {
-	handler              http.Handler // every route, behind the middleware
-	store                *store
-	passwords            *passwordHasher
-	loginLimiter         *rateLimiter // failed logins and password changes, per client address
-	signupLimiter        *rateLimiter // signups, per client address
-	refreshLimiter       *rateLimiter // refreshes, per session
-	recipeLimiter        *rateLimiter // recipe creations, per user
-	logger               *slog.Logger
-	now                  func() time.Time // the clock tokens are issued and checked against
-	tokenKey             *tokenKey
-	accessTokenLifetime  time.Duration
-	refreshTokenLifetime time.Duration
-	trustedProxies       []netip.Prefix
-	corsOrigins          map[string]bool
-	lastHomePage         renderedPage    // GET /'s last page (recipes.go)
-	unusableHashes       unusableHashLog // users whose unusable hash was logged
-}
-
-// newServer opens the database at cfg.dbPath and the hashing pool, seeds
-// a database that has no users (printing a generated password to stdout),
-// and builds the service's whole HTTP handler. serve and the tests build
-// the service only through here; close ends it.
-func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() time.Time, stdout io.Writer) (_ *app, err error) {
+// newServer builds the service's HTTP handler. It opens nothing: serve
+// (and each test) opens the services first and closes them after the last
+// request. now is the clock that tokens are issued and checked against.
+func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services) http.Handler {
 	a := &app{
+		store:                s.store,
+		passwords:            s.passwords,
+		tokenKey:             s.tokenKey,
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
 		signupLimiter:        newRateLimiter(cfg.signupsPerHour, time.Hour, now),
 		refreshLimiter:       newRateLimiter(refreshBurst, refreshBurst*refreshInterval, now),
@@ -256,30 +44,6 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 		trustedProxies:       cfg.trustedProxies,
 		corsOrigins:          map[string]bool{},
 	}
-	if a.store, err = openStore(ctx, cfg.dbPath, logger); err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			a.close()
-		}
-	}()
-	secret := cfg.tokenSecret
-	if secret == nil {
-		if secret, err = a.store.tokenSecret(ctx); err != nil {
-			return nil, err
-		}
-	}
-	a.tokenKey = newTokenKey(secret)
-	if a.passwords, err = newPasswordHasherFor(ctx, a.store, cfg.bcryptCost); err != nil {
-		return nil, err
-	}
-	if a.passwords.priorityErr != nil {
-		logger.Warn("password hashing runs at normal priority", "err", a.passwords.priorityErr)
-	}
-	if err = seedFirstSuperuser(ctx, a.store, a.passwords, cfg, stdout, logger); err != nil {
-		return nil, err
-	}
 	for _, o := range cfg.corsOrigins {
 		a.corsOrigins[o] = true
 	}
@@ -287,23 +51,11 @@ func newServer(ctx context.Context, cfg config, logger *slog.Logger, now func() 
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	// Outermost first: every request gets an id and a line in the log, and
-	// a panic below is caught and logged with that id; every response
-	// carries the security headers and, for the configured origins, the
-	// CORS headers (a 413 too, so that a browser client can read it);
-	// every request body is capped.
-	a.handler = a.logRequests(a.recoverPanics(securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))
-	return a, nil
-}
-
-// close stops the hashing pool, then the database: a rehash may still be
-// writing until the pool has stopped. It takes at most maxCloseWait more
-// than the database takes to close.
-func (a *app) close() {
-	if a.passwords != nil {
-		a.passwords.close()
-	}
-	a.store.close()
+	// Outermost first: every request gets an id and a line in the log, a
+	// panic is caught and logged with that id, every response carries the
+	// security headers and, for the configured origins, the CORS headers
+	// (a 413 too, so that a browser can read it), and every body is capped.
+	return a.logRequests(a.recoverPanics(securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))
 }
 
 // route is one entry of the API: its pattern, and its handler behind the
@@ -313,13 +65,11 @@ type route struct {
 	handler http.Handler
 }
 
-// routes is the service's whole API surface. The guards of each route are
-// the wrappers around its handler: requireUser lets only a signed-in user
-// through, and hands the handler that user (auth.go); limitSignups and
-// limitFailedLogins count attempts per client address (auth.go), and
-// limitRecipeCreations counts a user's new recipes (recipes.go), each with
-// a rateLimiter of its own (ratelimit.go); the refresh limit is inside
-// handleRefresh, since it counts per session (sessions.go).
+// routes is the whole API. A route's guards are the wrappers around its
+// handler: requireUser lets only a signed-in user through and hands the
+// handler that user; limitSignups, limitFailedLogins and
+// limitRecipeCreations count attempts (per client address, or per user);
+// handleRefresh limits itself, per session.
 func (a *app) routes() []route {
 	return []route{
 		{"POST /api/v1/auth/signup", a.limitSignups(a.api(a.handleSignup))},
@@ -347,6 +97,25 @@ func (a *app) routes() []route {
 	}
 }
 
+// app is what the handlers share.
+type app struct {
+	store                *store
+	passwords            *passwordHasher
+	tokenKey             *tokenKey
+	loginLimiter         *rateLimiter // failed logins and password changes, per client address
+	signupLimiter        *rateLimiter // signups, per client address
+	refreshLimiter       *rateLimiter // refreshes, per session
+	recipeLimiter        *rateLimiter // recipe creations, per user
+	logger               *slog.Logger
+	now                  func() time.Time
+	accessTokenLifetime  time.Duration
+	refreshTokenLifetime time.Duration
+	trustedProxies       []netip.Prefix
+	corsOrigins          map[string]bool
+	lastHomePage         renderedPage    // GET /'s last page (home.go)
+	unusableHashes       unusableHashLog // users whose unusable hash was logged
+}
+
 func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -355,4 +124,224 @@ func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
 		return errDatabaseDown
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "recipeapi:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake in the command line: exit status 2, as for flags.
+type usageError struct{ error }
+
+// run is the whole program, which tests call with their own arguments,
+// environment and streams. args are a command (serve if none) and its
+// flags.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch {
+	case len(args) > 0 && isHelpFlag(args[0]), len(args) == 1 && args[0] == "help":
+		printOverview(stdout)
+		return nil
+	case len(args) > 1 && args[0] == "help":
+		args = []string{args[1], "-h"}
+	}
+	name := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	c, ok := findCommand(name)
+	if !ok {
+		return usageError{fmt.Errorf("unknown command %q; the commands are %s (recipeapi -h says more)", name, commandNames())}
+	}
+	cfg, err := loadConfig(name, args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return c.run(ctx, cfg, stdin, stdout, stderr)
+}
+
+const (
+	// readHeaderTimeout bounds how long a client may take to send its
+	// request headers (slowloris).
+	readHeaderTimeout = 10 * time.Second
+	// shutdownGrace bounds a stop: the requests in flight have all of it
+	// but maxCloseWait, and the hashing pool that last moment.
+	shutdownGrace = 10 * time.Second
+)
+
+// serve runs the HTTP service until ctx is done (SIGINT or SIGTERM), then
+// lets the requests in flight finish, and only then closes the services.
+func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
+	var logHandler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if cfg.logJSON {
+		logHandler = slog.NewJSONHandler(stderr, nil)
+	}
+	logger := slog.New(logHandler)
+	var tlsConfig *tls.Config
+	if cfg.tlsCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.tlsCertFile, cfg.tlsKeyFile)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = modernTLS(cert)
+	}
+	// Listen first: if the address is taken, stop before seeding, so that
+	// a generated password is never printed for a server that never ran.
+	tcpListener, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	listener := limitConnections(tcpListener, cfg.maxConnections, func(addr netip.Addr) bool {
+		return inPrefixes(cfg.trustedProxies, addr)
+	})
+	defer listener.Close()
+
+	reserveProcsForHashing()
+	s, err := openServices(ctx, cfg, logger, stdout)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	logger.Info("serving", "url", scheme+"://"+listener.Addr().String(), "db", cfg.dbPath)
+	return serveHTTP(ctx, logger, newServer(cfg, logger, time.Now, s), listener, tlsConfig)
+}
+
+// serveHTTP serves handler on listener, over TLS if tlsConfig is set,
+// until ctx is done; then it lets the requests in flight finish within
+// shutdownGrace less maxCloseWait, and ends those still running. It
+// returns only once no handler runs, so that none meets closed services.
+func serveHTTP(ctx context.Context, logger *slog.Logger, handler http.Handler, listener net.Listener, tlsConfig *tls.Config) error {
+	// Shutdown never ends the contexts of the requests it waits for:
+	// endRequests does, so that a request still waiting for a hash or the
+	// writer when the grace runs out gives up then.
+	requests, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	var running sync.WaitGroup
+	defer running.Wait()
+	server := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			running.Add(1)
+			defer running.Done()
+			handler.ServeHTTP(w, r)
+		}),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// HTTP/2 multiplexes requests on one connection: bound its streams
+		// and their buffers, as MAX_CONNECTIONS and maxBodyBytes bound
+		// HTTP/1.1.
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          32,
+			MaxReceiveBufferPerStream:     maxBodyBytes,
+			MaxReceiveBufferPerConnection: 4 * maxBodyBytes,
+		},
+		BaseContext: func(net.Listener) context.Context { return requests },
+		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			served <- server.ServeTLS(listener, "", "") // HTTP/2 is set up here
+			return
+		}
+		served <- server.Serve(listener)
+	}()
+	select {
+	case err := <-served:
+		endRequests()
+		server.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace-maxCloseWait)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		endRequests()
+		server.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// services are what the handler uses that outlive a request: opened
+// before the first request, closed after the last.
+type services struct {
+	store     *store
+	passwords *passwordHasher
+	tokenKey  *tokenKey
+}
+
+// openServices opens the database at cfg.dbPath, loads the token secret
+// (JWT_SECRET, or the one kept in the database), starts the hashing pool,
+// and seeds a database that has no users, printing a generated password
+// to stdout.
+func openServices(ctx context.Context, cfg config, logger *slog.Logger, stdout io.Writer) (s services, err error) {
+	if s.store, err = openStore(ctx, cfg.dbPath, logger); err != nil {
+		return s, err
+	}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	secret := cfg.tokenSecret
+	if secret == nil {
+		if secret, err = s.store.tokenSecret(ctx); err != nil {
+			return s, err
+		}
+	}
+	s.tokenKey = newTokenKey(secret)
+	if s.passwords, err = newPasswordHasherFor(ctx, s.store, cfg.bcryptCost); err != nil {
+		return s, err
+	}
+	if s.passwords.priorityErr != nil {
+		logger.Warn("password hashing runs at normal priority", "err", s.passwords.priorityErr)
+	}
+	return s, seedFirstSuperuser(ctx, s.store, s.passwords, cfg, stdout, logger)
+}
+
+// close stops the hashing pool, then the database, which a rehash may
+// still be writing to until the pool has stopped.
+func (s services) close() {
+	if s.passwords != nil {
+		s.passwords.close()
+	}
+	s.store.close()
+}
+
+// modernTLS is TLS 1.2 and 1.3 only, with forward-secret AEAD ciphers
+// (TLS 1.3's are always those). ServeTLS offers HTTP/2 on it.
+func modernTLS(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
 }

@@ -100,12 +100,13 @@ func startTestEnv(t testing.TB, cfg config, now func() time.Time) *testEnv {
 		// handler, so that the numbers do not depend on a growing buffer.
 		logTo = io.Discard
 	}
-	a, err := newServer(t.Context(), cfg, slog.New(slog.NewTextHandler(logTo, nil)), now, io.Discard)
+	logger := slog.New(slog.NewTextHandler(logTo, nil))
+	s, err := openServices(t.Context(), cfg, logger, io.Discard)
 	if err != nil {
-		t.Fatalf("newServer: %v", err)
+		t.Fatalf("openServices: %v", err)
 	}
-	t.Cleanup(a.close)
-	return &testEnv{t: t, cfg: cfg, store: a.store, passwords: a.passwords, handler: a.handler, logs: logs}
+	t.Cleanup(s.close)
+	return &testEnv{t: t, cfg: cfg, store: s.store, passwords: s.passwords, handler: newServer(cfg, logger, now, s), logs: logs}
 }
 
 // testClock is a clock that a test moves by hand, safe to read from the
@@ -607,20 +608,20 @@ func TestRunServesAndStops(t *testing.T) {
 // and a login waits for a worker: the stop still ends, the login gets an
 // answer, and the service closes.
 func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
-	grace := shutdownGrace
-	shutdownGrace = maxCloseWait + 500*time.Millisecond
-	t.Cleanup(func() { shutdownGrace = grace })
-	a, err := newServer(t.Context(), newTestConfig(t), slog.New(slog.NewTextHandler(io.Discard, nil)), time.Now, io.Discard)
+	t.Parallel() // it waits out the grace, about 10 s
+	cfg := newTestConfig(t)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := openServices(t.Context(), cfg, logger, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(a.close)
+	t.Cleanup(s.close)
 	release := make(chan struct{})
-	t.Cleanup(func() { close(release) }) // before a.close: cleanups run last first
-	for range a.passwords.workers {
-		go a.passwords.do(context.Background(), func() { <-release })
+	t.Cleanup(func() { close(release) }) // before s.close: cleanups run last first
+	for range s.passwords.workers {
+		go s.passwords.do(context.Background(), func() { <-release })
 	}
-	waitFor(t, "every worker to be busy", func() bool { return a.passwords.busy() == a.passwords.workers })
+	waitFor(t, "every worker to be busy", func() bool { return s.passwords.busy() == s.passwords.workers })
 
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -628,7 +629,7 @@ func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- a.serveHTTP(ctx, listener, nil) }()
+	go func() { served <- serveHTTP(ctx, logger, newServer(cfg, logger, time.Now, s), listener, nil) }()
 	answered := make(chan struct{})
 	go func() {
 		defer close(answered)
@@ -638,15 +639,15 @@ func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	waitFor(t, "the login to wait for a worker", func() bool { return a.passwords.queued() == 1 })
+	waitFor(t, "the login to wait for a worker", func() bool { return s.passwords.queued() == 1 })
 
 	stop()
 	within := func(what string, done <-chan struct{}) {
 		t.Helper()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s, 10 s after a stop with a grace of %s", what, shutdownGrace)
+		case <-time.After(shutdownGrace + 5*time.Second):
+			t.Fatalf("%s, 5 s after a stop's grace of %s", what, shutdownGrace)
 		}
 	}
 	servedDone := make(chan struct{})
@@ -654,8 +655,8 @@ func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
 	within("serving has not ended", servedDone)
 	within("the waiting login has no answer", answered)
 	closed := make(chan struct{})
-	go func() { a.close(); close(closed) }()
-	within("the service has not closed", closed)
+	go func() { s.close(); close(closed) }()
+	within("the services have not closed", closed)
 }
 
 func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {

@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -68,9 +69,11 @@ func TestBackendCORSOriginsAcceptOnlyOrigins(t *testing.T) {
 		{"an empty label", "http://a..example"},
 	} {
 		t.Run(tc.name+" stops the start with one line naming it", func(t *testing.T) {
-			_, err := parseCORSOrigins("http://ok.example, " + tc.entry)
+			_, err := loadConfig("serve", nil, func(name string) string {
+				return map[string]string{"BACKEND_CORS_ORIGINS": "http://ok.example, " + tc.entry}[name]
+			}, io.Discard)
 			if err == nil {
-				t.Fatalf("parseCORSOrigins accepted %q", tc.entry)
+				t.Fatalf("loadConfig accepted the origin %q", tc.entry)
 			}
 			want := strings.TrimSuffix(tc.entry, "/")
 			if msg := err.Error(); !strings.Contains(msg, `"`+want+`"`) || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "BACKEND_CORS_ORIGINS") {

@@ -529,8 +529,7 @@ func TestWithJSONLogsTheFirstStartLineIsOneJSONObject(t *testing.T) {
 }
 
 func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
-	defer func(saved time.Duration) { readHeaderTimeout = saved }(readHeaderTimeout)
-	readHeaderTimeout = 200 * time.Millisecond
+	t.Parallel() // it waits out readHeaderTimeout, 10 s
 	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": filepath.Join(t.TempDir(), "slow.db")}
 	base, _ := serveInBackground(t, env)
 
@@ -540,13 +539,13 @@ func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprint(conn, "GET /api/v1/recipes/1 HTTP/1.1\r\nHost: x\r\n") // and never the blank line
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	conn.SetReadDeadline(time.Now().Add(readHeaderTimeout + 5*time.Second))
 	started := time.Now()
 	_, err = io.ReadAll(conn)
 	if err != nil {
 		t.Fatalf("the connection was not closed by the server: %v", err)
 	}
-	if took := time.Since(started); took > 3*time.Second {
+	if took := time.Since(started); took > readHeaderTimeout+3*time.Second {
 		t.Errorf("the server held the half-sent request for %s", took)
 	}
 }
@@ -560,12 +559,15 @@ func TestTheBinaryExplainsItself(t *testing.T) {
 				t.Fatalf("recipeapi %s = %v, stderr %q; want success and the help on stdout", args, err, stderr.String())
 			}
 			lines := strings.Split(stdout.String(), "\n")
-			for name := range commands {
-				if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "  "+name+" ") }) {
-					t.Errorf("recipeapi %s does not list the command %s on a line of its own", args, name)
+			for _, c := range commands {
+				if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "  "+c.name+" ") }) {
+					t.Errorf("recipeapi %s does not list the command %s on a line of its own", args, c.name)
 				}
 			}
-			for _, s := range settings {
+			for _, s := range settingsOf(new(config)) {
+				if s.env == "" {
+					continue // a command's own flag, which its -h lists
+				}
 				want := s.fallback
 				if want == "" {
 					want = s.shown
@@ -579,27 +581,13 @@ func TestTheBinaryExplainsItself(t *testing.T) {
 		})
 	}
 
-	t.Run("every command has a summary, and every summary a command", func(t *testing.T) {
-		var named []string
-		for _, c := range commandSummaries {
-			named = append(named, c.name)
-			if _, ok := commands[c.name]; !ok {
-				t.Errorf("the help lists %s, which is not a command", c.name)
-			}
-		}
-		for name := range commands {
-			if !slices.Contains(named, name) {
-				t.Errorf("the command %s is missing from the help", name)
-			}
-		}
-	})
-
 	t.Run("every variable loadConfig reads is in the help's settings", func(t *testing.T) {
 		listed := map[string]bool{}
-		for _, s := range settings {
+		for _, s := range settingsOf(new(config)) {
 			listed[s.env] = true
 		}
-		for command := range commands {
+		for _, c := range commands {
+			command := c.name
 			args := map[string][]string{"createsuperuser": {"-email", "a@example.com"}, "backup": {"-o", "copy.db"}}[command]
 			read := map[string]bool{}
 			if _, err := loadConfig(command, args, func(name string) string { read[name] = true; return "" }, io.Discard); err != nil {
@@ -618,7 +606,7 @@ func TestTheBinaryExplainsItself(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range settings {
+		for _, s := range settingsOf(new(config)) {
 			if s.fallback == "" {
 				continue
 			}

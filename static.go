@@ -9,7 +9,6 @@ import (
 	"embed"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -46,7 +45,7 @@ func handleDocs(w http.ResponseWriter, r *http.Request) error {
 	var err error
 	if gz, ok := swaggerUICompressed[file]; ok {
 		w.Header().Add("Vary", "Accept-Encoding")
-		if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		if acceptsGzip(r) {
 			if body, err = gz.compressed(); err == nil {
 				w.Header().Set("Content-Encoding", "gzip")
 			}
@@ -112,37 +111,26 @@ func newGzipFile(fsys embed.FS, name string) *gzipFile {
 	}
 }
 
-// acceptsGzip reports whether Accept-Encoding values allow gzip (RFC 9110
-// §12.5.3): gzip listed with a weight above 0, or, if gzip is not listed,
-// * with a weight above 0. An unreadable weight counts as 0.
-func acceptsGzip(values []string) bool {
-	named, anyCoding := -1.0, -1.0 // the weights given; -1: not named
-	for _, value := range values {
+// acceptsGzip reports whether Accept-Encoding allows gzip: named with a
+// weight above 0 or, if not named, * with one.
+func acceptsGzip(r *http.Request) bool {
+	weights := map[string]float64{}
+	for _, value := range r.Header.Values("Accept-Encoding") {
 		for part := range strings.SplitSeq(value, ",") {
 			coding, params, _ := strings.Cut(part, ";")
 			weight := 1.0
 			for param := range strings.SplitSeq(params, ";") {
-				name, q, _ := strings.Cut(strings.TrimSpace(param), "=")
-				if strings.EqualFold(strings.TrimSpace(name), "q") {
-					var err error
-					if weight, err = strconv.ParseFloat(strings.TrimSpace(q), 64); err != nil || math.IsNaN(weight) {
-						weight = 0
-					}
+				if q, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(param)), "q="); ok {
+					weight, _ = strconv.ParseFloat(q, 64) // unreadable: 0
 				}
 			}
-			switch strings.ToLower(strings.TrimSpace(coding)) {
-			case "gzip", "x-gzip":
-				named = max(named, weight)
-			case "*":
-				anyCoding = max(anyCoding, weight)
-			}
+			weights[strings.ToLower(strings.TrimSpace(coding))] = weight
 		}
 	}
-	// gzip named outright wins over * (RFC 9110 §12.5.3).
-	if named >= 0 {
-		return named > 0
+	if weight, named := weights["gzip"]; named {
+		return weight > 0 // false for NaN too
 	}
-	return anyCoding > 0
+	return weights["*"] > 0
 }
 
 //go:embed favicon.svg
