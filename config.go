@@ -293,8 +293,7 @@ func parseCORSOrigins(text string) ([]string, error) {
 }
 
 // checkOrigin accepts only an origin as a browser sends it (RFC 6454
-// §6.2): http or https, a host in lower case, an optional port, nothing
-// else. Anything else never equals an Origin header, so CORS would be
+// §6.2). Anything else never equals an Origin header, so CORS would be
 // quietly off; "*" or "null" would let any page read answers sent with
 // the user's credentials.
 func checkOrigin(origin string) error {
@@ -302,31 +301,22 @@ func checkOrigin(origin string) error {
 		return errors.New("a wildcard or null origin would let any page read the answers")
 	}
 	u, err := url.Parse(origin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return errors.New("the scheme must be http or https")
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || origin != u.Scheme+"://"+u.Host {
+		return errors.New("an origin is http:// or https:// and a host, with no user name, path, query or fragment")
 	}
-	host, port := u.Hostname(), u.Port()
-	if _, err := netip.ParseAddr(host); err != nil && !isOriginHostName(host) {
-		return errors.New("the host must be a DNS name in lower case, or an IP address")
+	if _, err := netip.ParseAddr(u.Hostname()); err != nil && !isOriginHostName(u.Hostname()) {
+		return errors.New("the host must be a DNS name in lower case (punycode beyond ASCII), or an IP address")
 	}
-	hostPort := host
-	if strings.Contains(host, ":") {
-		hostPort = "[" + host + "]"
-	}
-	if port != "" {
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 			return errors.New("the port must be a number from 1 to 65535")
 		}
-		hostPort += ":" + port
-	}
-	if origin != u.Scheme+"://"+hostPort {
-		return errors.New("an origin is scheme://host[:port] alone, in lower case, with no user name, path, query or fragment")
 	}
 	return nil
 }
 
-// isOriginHostName reports whether host is dot-separated labels of ASCII
-// letters, digits and '-': browsers send a name beyond ASCII as punycode.
+// isOriginHostName reports whether host is dot-separated labels of lower
+// case ASCII letters, digits and '-'.
 func isOriginHostName(host string) bool {
 	for label := range strings.SplitSeq(host, ".") {
 		if label == "" || strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
