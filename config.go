@@ -88,7 +88,7 @@ var (
 // each parsed into its field of c.
 func settingsOf(c *config) []setting {
 	limit := func(what string) string {
-		return fmt.Sprintf("%s, 0 to %d; 0: no limit", what, maxLimitSetting)
+		return fmt.Sprintf("%s; from 0 (no limit) to %d", what, maxLimitSetting)
 	}
 	return []setting{
 		{env: "ADDR", flag: "-addr", commands: servers, fallback: "localhost:8001", about: "listen `address`", parse: text(&c.addr)},
