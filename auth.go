@@ -1,38 +1,17 @@
-// auth.go owns who a caller is: signup, login, the one check of a
-// password (passwordMatches), the bearer-token check that guards the
-// private routes, and the limits on signups and on failed logins and
-// password changes. The hashing itself is in hashing.go.
-//
-// What it defends, and how:
-//   - Passwords are hashed with bcrypt. bcrypt reads only the first 72
-//     bytes, and x/crypto's compare silently truncates longer input, so we
-//     refuse passwords over 72 bytes everywhere instead of truncating them.
-//   - Every password check, at login and at password change, goes through
-//     passwordMatches. Login answers an unknown email exactly as it
-//     answers a wrong password, and only after a bcrypt run against a
-//     dummy hash as dear as the dearest stored hash, so the time taken
-//     does not tell whether an account exists. The dummy follows the
-//     stored hashes as they change. A stored hash that is unusable (a
-//     cost outside 4 to maxUsableCost, not a bcrypt hash, a broken salt:
-//     unusablePasswordHash) is checked as an unknown email is, on every
-//     path, so that it never holds a hashing worker, never answers faster
-//     than the others, and is logged once.
-//   - A successful login whose stored hash is cheaper than BCRYPT_COST
-//     stores a new one at BCRYPT_COST, after the answer (rehashLater).
-//   - Hashing runs on a pool at the lowest OS priority with a queue bounded
-//     by the wait it would cause (passwordHasher, hashing.go).
-//   - Attempts are counted per client address (r.RemoteAddr; a forwarded
-//     address only from a configured proxy) and slowed with 429 past the
-//     limit, in two budgets: signups (SIGNUPS_PER_HOUR), where every
-//     attempt counts, and logins and password changes
-//     (LOGIN_ATTEMPTS_PER_MINUTE), where only the failures count. So many
-//     people behind one address can all sign up, and then all log in.
-//   - A signup can never make a superuser, whatever its body says.
-//   - Emails and names may not hold invisible characters (invisibleRune),
-//     so that no two accounts or names that look alike differ by one.
-//   - A stored hash that bcrypt cannot use, or that costs more than a
-//     login can afford, never stops the start; that user cannot log in,
-//     nor change the password, until an operator sets a new one.
+// auth.go owns who a caller is: signup, login and the one check of a
+// password (passwordMatches), the bearer-token check of the private
+// routes, the limits on signups and failed logins, the client address they
+// count by, and the user rows. Its defences:
+//   - bcrypt reads only 72 bytes of a password, so a longer one is refused
+//     everywhere rather than truncated.
+//   - An unknown email answers as a wrong password does, after one bcrypt
+//     run as dear as the dearest stored hash, so that timing tells no
+//     account apart; an unusable stored hash is checked the same way.
+//   - Attempts are counted per client address, in two budgets: every
+//     signup, and failed logins and password changes only, so that many
+//     people behind one address can all sign up and then all log in.
+//   - A signup never makes a superuser; emails and names hold no
+//     invisible character (invisibleRune), so no two that look alike differ.
 package main
 
 import (
@@ -46,9 +25,12 @@ import (
 	"net/mail"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 const (
@@ -250,9 +232,20 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	u, err := a.authenticate(r.Context(), email, password)
+	u, err := a.store.userByEmail(r.Context(), cleanEmail(email))
+	var found *user
+	switch {
+	case err == nil:
+		found = &u
+	case !errors.Is(err, errNotFound):
+		return err
+	}
+	ok, err := a.passwordMatches(r.Context(), found, password)
 	if err != nil {
 		return err
+	}
+	if !ok {
+		return errIncorrectLogin
 	}
 	if err := a.startSession(w, r, u); err != nil {
 		return err
@@ -261,26 +254,176 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// authenticate returns the user whose email and password these are, or
-// errIncorrectLogin. Both outcomes cost one bcrypt run (passwordMatches),
-// so their timing does not reveal which emails exist.
-func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
-	u, err := a.store.userByEmail(ctx, cleanEmail(email))
-	var found *user
-	switch {
-	case err == nil:
-		found = &u
-	case !errors.Is(err, errNotFound):
-		return user{}, err
+// passwordMatches is the one check of a password, at login and at
+// password change; u is nil for an unknown email. Whatever the outcome it
+// costs one bcrypt run on the pool, so that the time taken tells no
+// account apart. An unknown email, a stored hash nobody can log in with
+// (unusablePasswordHash) and a password over the 72 bytes bcrypt reads are
+// all checked against the dummy hash instead, and never match: an
+// unusable hash's own run could fail at once, or hold a worker for years.
+func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
+	unusable := ""
+	if u != nil {
+		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
 	}
-	ok, err := a.passwordMatches(ctx, found, password)
+	if u == nil || unusable != "" || len(password) > maxPasswordBytes {
+		if err := compareDummy(ctx, a.passwords, a.store, password); err != nil {
+			return false, err
+		}
+		if unusable != "" {
+			a.logUnusableHash(u.ID, unusable)
+		}
+		return false, nil
+	}
+	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
+	if errors.Is(err, errUnreadableHash) { // bcrypt refused a hash that looked usable
+		a.logUnusableHash(u.ID, err.Error())
+		return false, nil
+	}
+	return ok, err
+}
+
+// logUnusableHash logs, at each attempt, that userID cannot log in; the
+// failed-login limit bounds how often. The reason never shows the hash.
+func (a *app) logUnusableHash(userID int64, reason string) {
+	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
+		"for instance with createsuperuser", "user_id", userID, "reason", reason)
+}
+
+// unusableHashLog is unused: an unusable hash is logged at each attempt
+// (logUnusableHash). It stays only while app still has a field of it.
+//
+//lint:ignore U1000 app's field of this type goes next.
+type unusableHashLog struct{}
+
+// dummyHash is a bcrypt hash of dummyPassword, which nobody has, at cost.
+type dummyHash struct {
+	hash string
+	cost int
+}
+
+const dummyPassword = "no user has this password"
+
+// compareDummy does for an unknown email the work that compare does for a
+// known one: one bcrypt run at dummyCost against the dummy hash. If the
+// dummy has another cost, that run makes the new dummy instead: generating
+// costs what comparing does, so no login pays for two.
+func compareDummy(ctx context.Context, p *passwordHasher, st *store, password string) error {
+	cost, err := dummyCost(ctx, st, p.cost)
 	if err != nil {
-		return user{}, err
+		return err
 	}
-	if !ok {
-		return user{}, errIncorrectLogin
+	if d := p.dummy.Load(); d != nil && d.cost == cost {
+		_, err := p.compare(ctx, d.hash, password)
+		return err
 	}
-	return u, nil
+	hash, err := p.hashAt(ctx, dummyPassword, cost)
+	if err == nil {
+		p.dummy.Store(&dummyHash{hash: hash, cost: cost})
+	}
+	return err
+}
+
+const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
+
+// dummyCost is the one rule for what a login without a usable hash pays:
+// the cost of the dearest usable stored hash, read from the index
+// user_password_cost at each such login, so that no account answers slower
+// than an unknown email; cost if none is stored.
+func dummyCost(ctx context.Context, st *store, cost int) (int, error) {
+	var stored string
+	err := st.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxUsableCost(cost))).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cost, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read password costs: %w", err)
+	}
+	n, _ := strconv.Atoi(stored)
+	return n, nil
+}
+
+// newPasswordHasherFor returns the pool for the users in st, with its dummy
+// hash made already, which also gives the first measure of a hash's time.
+func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
+	p := newPasswordHasher(cost)
+	if err := compareDummy(ctx, p, st, ""); err != nil {
+		p.close()
+		return nil, fmt.Errorf("make the dummy hash: %w", err)
+	}
+	return p, nil
+}
+
+// maxStoredCost is the dearest stored hash a login runs, unless
+// BCRYPT_COST is higher: cost 12 takes about 0.25 s of a CPU, 18 about
+// 15 s, 31 about four years; a dearer one could only be put there by hand.
+const maxStoredCost = 18
+
+func maxUsableCost(cost int) int { return max(cost, maxStoredCost) }
+
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// bcryptHashBytes is "$2b$", two digits of cost, "$", 22 of salt, 31 of digest.
+const bcryptHashBytes = 60
+
+// unusablePasswordHash says why nobody can log in with hash, or returns ""
+// if it has the whole shape of a bcrypt hash at a cost from 4 to
+// maxUsableCost(cost). The whole shape is checked, since bcrypt.Cost reads
+// only the prefix: a broken salt would fail in bcrypt at once, and answer
+// faster than any other account. The reason never shows the hash.
+func unusablePasswordHash(hash string, cost int) string {
+	if len(hash) != bcryptHashBytes {
+		return fmt.Sprintf("not a bcrypt hash: %d bytes, where bcrypt writes %d", len(hash), bcryptHashBytes)
+	}
+	if prefix := hash[:4]; prefix != "$2a$" && prefix != "$2b$" && prefix != "$2y$" {
+		return "not a bcrypt hash: it does not start with $2a$, $2b$ or $2y$"
+	}
+	tens, units := hash[4], hash[5]
+	if tens < '0' || tens > '9' || units < '0' || units > '9' || hash[6] != '$' {
+		return "not a bcrypt hash: no cost of two digits"
+	}
+	switch stored := int(tens-'0')*10 + int(units-'0'); {
+	case stored < bcrypt.MinCost:
+		return fmt.Sprintf("bcrypt cost %d is under %d", stored, bcrypt.MinCost)
+	case stored > maxUsableCost(cost):
+		return fmt.Sprintf("bcrypt cost %d is over %d", stored, maxUsableCost(cost))
+	}
+	for _, c := range []byte(hash[7:]) {
+		if strings.IndexByte(bcryptAlphabet, c) < 0 {
+			return "not a bcrypt hash: its salt or digest holds a character outside bcrypt's alphabet"
+		}
+	}
+	return ""
+}
+
+// rehashLater replaces u's stored hash with one at BCRYPT_COST if it is
+// cheaper, as passlib's needs_update does, now that a login has shown
+// password to be right. It runs after the answer; the hash is replaced
+// only if it is still the one checked, so a password change meanwhile
+// wins. The password is the same, so sessions are left alone.
+func (a *app) rehashLater(u user, password string) {
+	cost, err := bcrypt.Cost([]byte(u.HashedPassword))
+	if err != nil || cost >= a.passwords.cost {
+		return
+	}
+	started := a.passwords.later(func(ctx context.Context) {
+		hash, err := a.passwords.hash(ctx, password)
+		if err != nil {
+			a.logger.Info("password not rehashed yet", "user_id", u.ID, "err", err)
+			return
+		}
+		replaced, err := a.store.replacePasswordHash(ctx, u.ID, u.HashedPassword, hash)
+		if err != nil {
+			a.logger.Warn("password not rehashed", "user_id", u.ID, "err", err)
+		} else if replaced {
+			a.logger.Info("password rehashed", "user_id", u.ID, "from_cost", cost, "to_cost", a.passwords.cost)
+		}
+	})
+	if !started {
+		a.logger.Info("password not rehashed yet: the service is stopping", "user_id", u.ID)
+	}
 }
 
 func (a *app) handleMe(w http.ResponseWriter, r *http.Request, caller user) error {
