@@ -1,18 +1,10 @@
-// connlimit.go owns the cap on open connections (MAX_CONNECTIONS). Each
-// connection costs the server memory (buffers, a goroutine, the request
-// being read) even before a handler runs, so the number open at once is
-// bounded: past the cap, Accept waits until a connection closes, and the
-// kernel's listen backlog holds the callers meanwhile. An idle keep-alive
-// connection counts until the server closes it (IdleTimeout), as a busy
-// one does.
-//
-// One client may hold only a share of the cap (perClientShare), so that
-// it cannot fill the cap with idle connections and shut everyone else
-// out; a connection past its share is closed at once. Trusted proxies
-// carry many clients' connections and are exempt.
-//
-// golang.org/x/net/netutil.LimitListener does the first part, but this
-// module depends on nothing beyond bcrypt and the SQLite driver.
+// connlimit.go owns the cap on open connections (MAX_CONNECTIONS), idle
+// or busy: each costs memory before a handler runs. Past the cap, Accept
+// waits for a close and the kernel's backlog holds the callers. One client
+// may hold only perClientShare of it, so that idle connections cannot shut
+// everyone else out; trusted proxies are exempt. (x/net's LimitListener
+// does the first part; this module depends on nothing beyond bcrypt and
+// SQLite.)
 package main
 
 import (
@@ -25,9 +17,6 @@ import (
 // addressGroup counts them) may hold: a sixteenth, and at least 8.
 func perClientShare(n int) int { return max(8, n/16) }
 
-// limitedListener is a net.Listener with at most cap(slots) accepted
-// connections open at once, and at most perClient of them from one
-// client address.
 type limitedListener struct {
 	net.Listener
 	slots     chan struct{} // one element per open connection
@@ -47,9 +36,8 @@ func limitConnections(l net.Listener, n int, exempt func(netip.Addr) bool) *limi
 		perClient: perClientShare(n), exempt: exempt, open: map[string]int{}}
 }
 
-// Accept waits for a free slot, then for a connection, which gives its
-// slot back when it is closed. A connection from a client that holds its
-// share already is closed, and Accept waits for the next.
+// Accept waits for a free slot, then for a connection; one from a client
+// that holds its share already is closed at once.
 func (l *limitedListener) Accept() (net.Conn, error) {
 	for {
 		select {
@@ -72,9 +60,9 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 	}
 }
 
-// take counts a connection from remote against its client's share, and
-// reports false, counting nothing, if the share is used up. An address
-// that is not IP (a Unix socket, say) or a trusted proxy counts as "".
+// take counts a connection from remote against its client's share, or
+// reports false if the share is used up. An address that is not IP, or
+// a trusted proxy, counts as "", which has no share.
 func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
 	if addrPort, err := netip.ParseAddrPort(remote.String()); err == nil {
 		if addr := addrPort.Addr().Unmap(); l.exempt == nil || !l.exempt(addr) {
@@ -93,7 +81,6 @@ func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
 	return client, true
 }
 
-// give counts a connection of client's as closed.
 func (l *limitedListener) give(client string) {
 	if client == "" {
 		return
@@ -110,8 +97,7 @@ func (l *limitedListener) Close() error {
 	return l.Listener.Close()
 }
 
-// limitedConn is a connection holding a slot of its listener; the slot is
-// given back once, however many times Close is called.
+// limitedConn gives its slot back once, however often it is closed.
 type limitedConn struct {
 	net.Conn
 	releaseOnce sync.Once

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -319,6 +320,33 @@ func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bo
 		return false, fmt.Errorf("compare password: %w: %w", errUnreadableHash, err)
 	}
 	return true, nil
+}
+
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// bcryptHashBytes is "$2b$", two digits of cost, "$", 22 of salt, 31 of digest.
+const bcryptHashBytes = 60
+
+// hashCost returns the cost written in hash, or why hash is not a bcrypt
+// hash that bcrypt runs whole: bcrypt.Cost reads only the prefix, and a
+// broken salt then fails at once. The reason never shows the hash.
+func hashCost(hash string) (cost int, problem string) {
+	if len(hash) != bcryptHashBytes {
+		return 0, fmt.Sprintf("not a bcrypt hash: %d bytes, where bcrypt writes %d", len(hash), bcryptHashBytes)
+	}
+	if prefix := hash[:4]; prefix != "$2a$" && prefix != "$2b$" && prefix != "$2y$" {
+		return 0, "not a bcrypt hash: it does not start with $2a$, $2b$ or $2y$"
+	}
+	tens, units := hash[4], hash[5]
+	if tens < '0' || tens > '9' || units < '0' || units > '9' || hash[6] != '$' {
+		return 0, "not a bcrypt hash: no cost of two digits"
+	}
+	for _, c := range []byte(hash[7:]) {
+		if strings.IndexByte(bcryptAlphabet, c) < 0 {
+			return 0, "not a bcrypt hash: its salt or digest holds a character outside bcrypt's alphabet"
+		}
+	}
+	return int(tens-'0')*10 + int(units-'0'), ""
 }
 
 var (
