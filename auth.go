@@ -101,8 +101,7 @@ func cleanEmail(email string) string { return strings.TrimSpace(email) }
 // SQL's casefold(), with which migration 2 filled the column.
 func emailKey(email string) string { return strings.ToLower(email) }
 
-// checkEmail returns what is wrong with email as an address to sign up
-// with, or "".
+// checkEmail returns what is wrong with email as an address, or "".
 func checkEmail(email string) string {
 	const invalid = "value is not a valid email address"
 	if email == "" || len(email) > maxEmailBytes {
@@ -168,8 +167,7 @@ func checkName(p *problems, name string, value *string) {
 	}
 }
 
-// checkMaxChars records a problem with body member name if value is
-// longer than the reference's VARCHAR(256) columns.
+// checkMaxChars fits value to the reference's VARCHAR(256) columns.
 func checkMaxChars(p *problems, name, value string) {
 	if utf8.RuneCountInString(value) > maxTextChars {
 		p.tooLong("body", name, maxTextChars)
@@ -331,7 +329,7 @@ func dummyCost(ctx context.Context, st *store, cost int) (int, error) {
 }
 
 // newPasswordHasherFor returns the pool for the users in st, its dummy
-// hash made, which also gives the first measure of a hash's time.
+// hash made.
 func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
 	p := newPasswordHasher(cost)
 	if err := compareDummy(ctx, p, st, ""); err != nil {
@@ -394,8 +392,7 @@ func (a *app) handleMe(w http.ResponseWriter, r *http.Request, caller user) erro
 	return writeJSON(w, http.StatusOK, viewUser(caller))
 }
 
-// requireUser lets a request through to next only with a valid bearer
-// access token for a user who still exists, and hands next that user.
+// requireUser hands next the user of a valid bearer access token.
 func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, caller user) error) http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Add("Vary", "Authorization")
@@ -424,8 +421,7 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 }
 
 // limitSignups answers 429 to a client address that has used up its
-// signups; every attempt counts, since each may tell whether an email has
-// an account.
+// signups; each counts, since each may tell whether an email is taken.
 func (a *app) limitSignups(next http.Handler) http.Handler {
 	if a.signupLimiter == nil {
 		return next
@@ -522,15 +518,13 @@ func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
 }
 
 type user struct {
-	ID             int64
-	FirstName      *string
-	Surname        *string
-	Email          string
-	IsSuperuser    bool
-	HashedPassword string
-	// TokenGeneration counts the user's logouts and password changes; only
-	// access tokens of the current generation are accepted.
-	TokenGeneration int64
+	ID              int64
+	FirstName       *string
+	Surname         *string
+	Email           string
+	IsSuperuser     bool
+	HashedPassword  string
+	TokenGeneration int64 // moved on by each logout and password change
 }
 
 // replacePasswordHash sets user id's hash to newHash if it is still
@@ -638,13 +632,12 @@ func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
 	return err == nil && usedUp
 }
 
-// userByEmail finds a user by email, ignoring case; errNotFound if none.
+// userByEmail finds a user by emailKey; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
 	return u, wrapErr(err, "user by email")
 }
 
-// userByID finds a user by id; errNotFound if none.
 func (s *store) userByID(ctx context.Context, id int64) (user, error) {
 	u, err := cached(&s.users, id, func() (user, error) {
 		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))

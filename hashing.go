@@ -19,11 +19,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// passwordHasher runs bcrypt on a fixed pool of workers. A job is admitted
-// if it is expected to start within maxHashingWait (expectedWait), and
-// otherwise refused at once with 503 and that wait as Retry-After: a burst
-// of honest logins is served in turn, and only a backlog of more than the
-// bound is refused.
+// passwordHasher admits a job if it is expected to start within
+// maxHashingWait, and otherwise refuses it at once with 503 and that wait
+// as Retry-After: an honest burst is served in turn.
 type passwordHasher struct {
 	cost    int // of new hashes
 	workers int
@@ -40,9 +38,7 @@ type passwordHasher struct {
 	workersDone sync.WaitGroup
 	laterDone   sync.WaitGroup
 
-	// priorityErr is why the workers could not lower their priority:
-	// hashing then competes with requests as an equal.
-	priorityErr error
+	priorityErr error // why the workers could not lower their priority
 
 	dummy atomic.Pointer[dummyHash] // auth.go's, for unknown emails
 }
@@ -57,27 +53,22 @@ type hashJob struct {
 
 const (
 	// maxHashingWait bounds the expected wait a job is admitted with, and
-	// the time it may stay queued should the estimate be wrong. It lets a
-	// burst of 40 signups at cost 12 through on two CPUs even when each
-	// hash takes twice its idle time, well within the 60 s write timeout.
+	// its time in the queue. It lets 40 signups at cost 12 through on two
+	// CPUs at twice the idle hash time, within the 60 s write timeout.
 	maxHashingWait = 15 * time.Second
 	// minHashTime is the least a hash counts for: it bounds the queue at
 	// workers × (maxHashingWait/minHashTime + 1) jobs, however cheap.
-	minHashTime = 500 * time.Microsecond
-	// maxCloseWait bounds how long close waits for a running job, which
-	// nothing can stop midway.
-	maxCloseWait = time.Second
+	minHashTime  = 500 * time.Microsecond
+	maxCloseWait = time.Second // nothing stops a running bcrypt midway
 )
 
-// hashingWorkers is GOMAXPROCS at the first call (which honours a cgroup
-// CPU quota, unlike runtime.NumCPU), read once because the server then
-// raises GOMAXPROCS.
+// hashingWorkers is GOMAXPROCS (which honours a cgroup quota, unlike
+// NumCPU) at the first call, before the server raises it.
 var hashingWorkers = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
 
-// reserveProcsForHashing doubles GOMAXPROCS, once per process: a worker
-// holds a P while it hashes, so without spare Ps a busy pool would leave
-// none for requests, and the kernel's priorities could not help. Setting
-// GOMAXPROCS turns off the runtime's tracking of a changing cgroup limit.
+// reserveProcsForHashing doubles GOMAXPROCS, once: a hashing worker holds
+// a P, so without spare Ps a busy pool would leave none for requests, and
+// the kernel's priorities could not help.
 var reserveProcsForHashing = sync.OnceFunc(func() {
 	runtime.GOMAXPROCS(2 * hashingWorkers())
 })
@@ -100,8 +91,7 @@ func newPasswordHasher(cost int) *passwordHasher {
 	return p
 }
 
-// work is one worker: it takes jobs from the queue, oldest first, until
-// the pool is closed.
+// work is one worker, taking jobs oldest first until the pool is closed.
 func (p *passwordHasher) work(started chan<- error) {
 	defer p.workersDone.Done()
 	// Never unlocked: the lowered priority must not pass to other
@@ -136,8 +126,7 @@ func (p *passwordHasher) work(started chan<- error) {
 
 		p.mu.Lock()
 		delete(p.running, job)
-		// A moving average over about eight jobs follows a change of cost
-		// or load within a few hashes.
+		// Over about eight jobs, to follow a change of cost or load.
 		if took := time.Since(job.started); p.hashTime == 0 {
 			p.hashTime = took
 		} else {
@@ -182,11 +171,9 @@ func (p *passwordHasher) expectedWait(now time.Time) time.Duration {
 }
 
 // expectedRemaining is how much longer a job that has run for ran is
-// expected to run: the rest of the average hash; or, once past it, as long
-// again as it has run, since the later a job is, the later it is likely to
-// end. So a worker held far past the average (a starved CPU, a job that
-// never ends) counts as busy, and a queue only it could serve is refused
-// at once rather than left to time out.
+// expected to run: the rest of the average hash, or once past it as long
+// again, so that a worker held far past the average counts as busy and a
+// queue only it could serve is refused at once, not left to time out.
 func expectedRemaining(ran, hash time.Duration) time.Duration {
 	if ran < hash {
 		return hash - ran
@@ -243,9 +230,8 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 	}
 }
 
-// later runs fn in the background with a context that close ends, for
-// work a request leaves behind once it has answered; close waits for it.
-// It runs nothing, and reports false, once the pool is closed.
+// later runs fn in the background, with a context that close ends and
+// waits for, or reports false once the pool is closed.
 func (p *passwordHasher) later(fn func(ctx context.Context)) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -256,10 +242,9 @@ func (p *passwordHasher) later(fn func(ctx context.Context)) bool {
 	return true
 }
 
-// close stops the pool: queued jobs leave with 503, later's work has its
-// context ended, idle workers end. It waits for them at most maxCloseWait:
-// a worker running a job ends when the job does. Closing again does no
-// harm.
+// close stops the pool: queued jobs leave with 503, later's context ends,
+// idle workers end. It waits for them at most maxCloseWait. Closing again
+// does no harm.
 func (p *passwordHasher) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -292,7 +277,6 @@ func (p *passwordHasher) hash(ctx context.Context, password string) (string, err
 	return p.hashAt(ctx, password, p.cost)
 }
 
-// hashAt returns a bcrypt hash of password at cost.
 func (p *passwordHasher) hashAt(ctx context.Context, password string, cost int) (string, error) {
 	var hash []byte
 	var err error
@@ -350,8 +334,6 @@ func hashCost(hash string) (cost int, problem string) {
 }
 
 var (
-	// errMainThread is lowerThreadPriority refusing the process's main thread.
-	errMainThread = errors.New("the main thread keeps its priority")
-	// errUnreadableHash is a stored hash that bcrypt cannot read.
+	errMainThread     = errors.New("the main thread keeps its priority") // from lowerThreadPriority
 	errUnreadableHash = errors.New("stored password hash is unreadable")
 )
