@@ -23,17 +23,16 @@ type limitedListener struct {
 	closed    chan struct{} // closed by Close, to free an Accept that waits
 	closeOnce sync.Once
 
-	perClient int
-	exempt    func(netip.Addr) bool // trusted proxies: no share
-	mu        sync.Mutex
-	open      map[string]int // open connections by client; no zero entries
+	exempt func(netip.Addr) bool // trusted proxies: no share
+	mu     sync.Mutex
+	open   map[string]int // open connections by client; no zero entries
 }
 
 // limitConnections caps l at n open connections, perClientShare(n) from
 // one client; exempt says which addresses (trusted proxies) have no share.
 func limitConnections(l net.Listener, n int, exempt func(netip.Addr) bool) *limitedListener {
 	return &limitedListener{Listener: l, slots: make(chan struct{}, n), closed: make(chan struct{}),
-		perClient: perClientShare(n), exempt: exempt, open: map[string]int{}}
+		exempt: exempt, open: map[string]int{}}
 }
 
 // Accept waits for a free slot, then for a connection; one from a client
@@ -50,45 +49,37 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		client, ok := l.take(c.RemoteAddr())
-		if !ok {
+		give := l.take(c.RemoteAddr())
+		if give == nil {
 			c.Close()
 			<-l.slots
 			continue
 		}
-		return &limitedConn{Conn: c, release: func() { l.give(client); <-l.slots }}, nil
+		return &limitedConn{Conn: c, release: sync.OnceFunc(func() { give(); <-l.slots })}, nil
 	}
 }
 
-// take counts a connection from remote against its client's share, or
-// reports false if the share is used up. An address that is not IP, or
-// a trusted proxy, counts as "", which has no share.
-func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
-	if addrPort, err := netip.ParseAddrPort(remote.String()); err == nil {
-		if addr := addrPort.Addr().Unmap(); l.exempt == nil || !l.exempt(addr) {
-			client = addressGroup(addr)
-		}
+// take counts a connection from remote against its client's share, and
+// returns what gives it back, or nil if the share is used up. An address
+// that is not IP, or a trusted proxy's, has no share.
+func (l *limitedListener) take(remote net.Addr) (give func()) {
+	addrPort, err := netip.ParseAddrPort(remote.String())
+	if err != nil || l.exempt != nil && l.exempt(addrPort.Addr().Unmap()) {
+		return func() {}
 	}
-	if client == "" {
-		return "", true
-	}
+	client := addressGroup(addrPort.Addr().Unmap())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open[client] >= l.perClient {
-		return "", false
+	if l.open[client] >= perClientShare(cap(l.slots)) {
+		return nil
 	}
 	l.open[client]++
-	return client, true
-}
-
-func (l *limitedListener) give(client string) {
-	if client == "" {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.open[client]--; l.open[client] == 0 {
-		delete(l.open, client) // so the map holds only clients with open connections
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.open[client]--; l.open[client] == 0 {
+			delete(l.open, client) // so the map holds only clients with open connections
+		}
 	}
 }
 
@@ -97,16 +88,14 @@ func (l *limitedListener) Close() error {
 	return l.Listener.Close()
 }
 
-// limitedConn gives its slot back once, however often it is closed.
 type limitedConn struct {
 	net.Conn
-	releaseOnce sync.Once
-	release     func()
+	release func() // gives the slot back, once however often it is called
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.releaseOnce.Do(c.release)
+	c.release()
 	return err
 }
 
