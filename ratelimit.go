@@ -10,10 +10,9 @@ import (
 	"time"
 )
 
-const (
-	maxLimiterKeys = 1 << 16 // buckets kept at once, about 100 bytes each
-	evictionSample = 8       // buckets a new key past maxLimiterKeys looks at
-)
+const maxLimiterKeys = 1 << 16 // buckets kept at once, about 100 bytes each
+
+const evictionSample = 8 // buckets a new key past maxLimiterKeys looks at
 
 // rateLimiter is a token bucket per key: each holds up to limit attempts
 // and regains one every period/limit. A bucket is kept as the time it will
@@ -60,12 +59,11 @@ func (l *rateLimiter) take(key string) time.Duration {
 func (l *rateLimiter) wait(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		return 0 // a key with no bucket has a full one; asking makes none
+	if b := l.buckets[key]; b != nil {
+		_, wait := l.fullAgain(b, l.now())
+		return wait
 	}
-	_, wait := l.fullAgain(b, l.now())
-	return wait
+	return 0 // a key with no bucket has a full one; asking makes none
 }
 
 // reserve lets one attempt of key's through if it has one, and returns
