@@ -171,7 +171,7 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
-	if _, err := a.store.endSessions(r.Context(), caller.ID); err != nil {
+	if err := a.store.endSessions(r.Context(), caller.ID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -353,14 +353,13 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 }
 
 // endSessions retires every token of the user: it moves the generation
-// on and deletes the sessions, and returns the new generation.
-func (s *store) endSessions(ctx context.Context, userID int64) (int64, error) {
-	var generation int64
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
-		generation, err = endSessionsTx(ctx, tx, userID, "")
+// on and deletes the sessions.
+func (s *store) endSessions(ctx context.Context, userID int64) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+		_, err := endSessionsTx(ctx, tx, userID, "")
 		return err
 	})
-	return generation, wrapErr(err, "end sessions")
+	return wrapErr(err, "end sessions")
 }
 
 // endSessionsTx is endSessions in tx, also setting newHashedPassword
