@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -776,6 +777,20 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 		}
 		if stored(t).HashedPassword != u.HashedPassword {
 			t.Error("a stale rehash overwrote the stored hash")
+		}
+	})
+	t.Run("a rehash that the stopping pool refuses is logged, without password or hash", func(t *testing.T) {
+		var logs strings.Builder
+		p := newPasswordHasher(e.cfg.bcryptCost)
+		p.close()
+		a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)), passwords: p, store: e.store}
+		a.rehashLater(before, "password123")
+		if !strings.Contains(logs.String(), "password not rehashed yet: the service is stopping") ||
+			!strings.Contains(logs.String(), fmt.Sprintf("user_id=%d", before.ID)) {
+			t.Errorf("the log does not say that user %d was not rehashed:\n%s", before.ID, logs.String())
+		}
+		if strings.Contains(logs.String(), "password123") || strings.Contains(logs.String(), before.HashedPassword[7:]) {
+			t.Errorf("the log shows the password or the hash:\n%s", logs.String())
 		}
 	})
 }
