@@ -1,38 +1,17 @@
-// auth.go owns who a caller is: signup, login, the one check of a
-// password (passwordMatches), the bearer-token check that guards the
-// private routes, and the limits on signups and on failed logins and
-// password changes. The hashing itself is in hashing.go.
-//
-// What it defends, and how:
-//   - Passwords are hashed with bcrypt. bcrypt reads only the first 72
-//     bytes, and x/crypto's compare silently truncates longer input, so we
-//     refuse passwords over 72 bytes everywhere instead of truncating them.
-//   - Every password check, at login and at password change, goes through
-//     passwordMatches. Login answers an unknown email exactly as it
-//     answers a wrong password, and only after a bcrypt run against a
-//     dummy hash as dear as the dearest stored hash, so the time taken
-//     does not tell whether an account exists. The dummy follows the
-//     stored hashes as they change. A stored hash that is unusable (a
-//     cost outside 4 to maxUsableCost, not a bcrypt hash, a broken salt:
-//     unusablePasswordHash) is checked as an unknown email is, on every
-//     path, so that it never holds a hashing worker, never answers faster
-//     than the others, and is logged once.
-//   - A successful login whose stored hash is cheaper than BCRYPT_COST
-//     stores a new one at BCRYPT_COST, after the answer (rehashLater).
-//   - Hashing runs on a pool at the lowest OS priority with a queue bounded
-//     by the wait it would cause (passwordHasher, hashing.go).
-//   - Attempts are counted per client address (r.RemoteAddr; a forwarded
-//     address only from a configured proxy) and slowed with 429 past the
-//     limit, in two budgets: signups (SIGNUPS_PER_HOUR), where every
-//     attempt counts, and logins and password changes
-//     (LOGIN_ATTEMPTS_PER_MINUTE), where only the failures count. So many
-//     people behind one address can all sign up, and then all log in.
-//   - A signup can never make a superuser, whatever its body says.
-//   - Emails and names may not hold invisible characters (invisibleRune),
-//     so that no two accounts or names that look alike differ by one.
-//   - A stored hash that bcrypt cannot use, or that costs more than a
-//     login can afford, never stops the start; that user cannot log in,
-//     nor change the password, until an operator sets a new one.
+// auth.go owns who a caller is: signup, login and the one check of a
+// password (passwordMatches), the bearer-token check of the private
+// routes, the limits on signups and failed logins, the client address they
+// count by, and the user rows. Its defences:
+//   - bcrypt reads only 72 bytes of a password, so a longer one is refused
+//     everywhere rather than truncated.
+//   - An unknown email answers as a wrong password does, after one bcrypt
+//     run as dear as the dearest stored hash, so that timing tells no
+//     account apart; an unusable stored hash is checked the same way.
+//   - Attempts are counted per client address, in two budgets: every
+//     signup, and failed logins and password changes only, so that many
+//     people behind one address can all sign up and then all log in.
+//   - A signup never makes a superuser; emails and names hold no
+//     invisible character (invisibleRune), so no two that look alike differ.
 package main
 
 import (
@@ -46,9 +25,12 @@ import (
 	"net/mail"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 const (
@@ -76,8 +58,7 @@ func (a *app) handleSignup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// Only these members are read: "is_superuser" and anything else a
-	// client sends are ignored.
+	// Only these members are read: "is_superuser" is ignored.
 	email := body.text("email", true)
 	if email != nil {
 		*email = cleanEmail(*email)
@@ -112,11 +93,15 @@ func (a *app) handleSignup(w http.ResponseWriter, r *http.Request) error {
 }
 
 // cleanEmail is an email as it is checked, stored and looked up: without
-// the white space around it, which a form or a paste easily adds.
+// the white space a form or a paste easily adds around it.
 func cleanEmail(email string) string { return strings.TrimSpace(email) }
 
-// checkEmail returns what is wrong with email as an address to sign up
-// with, or "" if nothing is.
+// emailKey is the one rule for which emails are one account: lower case,
+// in every script. It fills user.email_key, under a unique index, and is
+// SQL's casefold(), with which migration 2 filled the column.
+func emailKey(email string) string { return strings.ToLower(email) }
+
+// checkEmail returns what is wrong with email as an address, or "".
 func checkEmail(email string) string {
 	const invalid = "value is not a valid email address"
 	if email == "" || len(email) > maxEmailBytes {
@@ -137,10 +122,8 @@ func checkEmail(email string) string {
 	return ""
 }
 
-// invisibleLetters are characters that Unicode counts as letters, marks or
-// symbols but that show as nothing, or as a blank: the Hangul fillers,
-// the braille blank, the combining grapheme joiner and the Khmer
-// inherent vowels. They are the known ones; see invisibleRune.
+// invisibleLetters are the known letters, marks and symbols that show as
+// nothing, or as a blank.
 var invisibleLetters = []rune{
 	0x115F, 0x1160, 0x3164, 0xFFA0, // Hangul choseong, jungseong, compatibility and halfwidth fillers
 	0x2800,         // braille pattern blank
@@ -148,18 +131,12 @@ var invisibleLetters = []rune{
 	0x17B4, 0x17B5, // Khmer vowel inherent AQ and AA
 }
 
-// invisibleRune returns the first character of s, other than the ordinary
-// space U+0020, that a reader cannot see, so that two strings that look
-// the same could differ by it: a control character (Unicode category Cc:
-// NUL, tab, newline, DEL, U+0080–U+009F), a format character (Cf: the
-// zero-width space, joiners and marks U+200B–U+200F, the bidirectional
-// embeddings and overrides U+202A–U+202E and isolates U+2066–U+2069, the
-// word joiner and invisible operators U+2060–U+2064, the byte order mark
-// U+FEFF, the soft hyphen U+00AD, tag characters, …), any space other
-// than U+0020 (Zs: the no-break space U+00A0, U+2000–U+200A, U+3000, …),
-// the line and paragraph separators U+2028 and U+2029 (Zl, Zp), a
-// variation selector (U+FE00–U+FE0F, U+E0100–U+E01EF, U+180B–U+180F),
-// or one of invisibleLetters.
+// invisibleRune returns the first character of s, other than the space
+// U+0020, that a reader cannot see, so that two strings that look the
+// same could differ by it: a control (Cc) or format character (Cf: the
+// zero-width ones, bidirectional controls, the soft hyphen, tags, …),
+// any other space or separator (Zs, Zl, Zp), a variation selector, or one
+// of invisibleLetters.
 func invisibleRune(s string) (rune, bool) {
 	for _, r := range s {
 		if r == ' ' {
@@ -179,9 +156,7 @@ func invisibleMessage(r rune) string {
 }
 
 // checkName records a problem with the optional body member name unless
-// it fits the reference's VARCHAR(256) columns and holds no character
-// that invisibleRune finds, so that no two names that look the same
-// differ by one. Ordinary spaces are fine: "Ada Lovelace" is one name.
+// it fits in maxTextChars and holds no invisibleRune.
 func checkName(p *problems, name string, value *string) {
 	if value == nil {
 		return
@@ -192,19 +167,16 @@ func checkName(p *problems, name string, value *string) {
 	}
 }
 
-// checkMaxChars records a problem with body member name if value is
-// longer than the reference's VARCHAR(256) columns allow.
+// checkMaxChars fits value to the reference's VARCHAR(256) columns.
 func checkMaxChars(p *problems, name, value string) {
 	if utf8.RuneCountInString(value) > maxTextChars {
 		p.tooLong("body", name, maxTextChars)
 	}
 }
 
-// checkPassword records a problem with body member name unless password
-// is one that bcrypt reads whole, at most maxPasswordBytes: compared by
-// its first 72 bytes alone, a longer one could match. A new password must
-// also have at least minPasswordBytes. The operator's commands apply the
-// same rule (passwordProblem).
+// checkPassword records a problem with body member name unless bcrypt
+// reads password whole: compared by its first 72 bytes alone, a longer
+// one could match. A new one needs at least minPasswordBytes.
 func checkPassword(p *problems, name, password string, isNew bool) {
 	if isNew && len(password) < minPasswordBytes {
 		p.tooShort("body", name, minPasswordBytes)
@@ -213,12 +185,10 @@ func checkPassword(p *problems, name, password string, isNew bool) {
 		fmt.Sprintf("ensure this value has at most %d bytes: bcrypt reads no more", maxPasswordBytes), "value_error.any_str.max_length")
 }
 
-// passwordProblem is checkPassword for a new password that an operator
-// gives (FIRST_SUPERUSER_PW, createsuperuser), worded for the operator:
-// what is wrong with it, or "" if nothing is.
+// passwordProblem is checkPassword for a new password an operator gives,
+// worded for the operator, or "". readForm refuses a login that is not
+// UTF-8, so such a password could never be used.
 func passwordProblem(password string) string {
-	// A login form's password is UTF-8 (readForm refuses any other), so
-	// nobody could ever log in with one that is not.
 	if !utf8.ValidString(password) {
 		return "is not UTF-8 text, which no login can send"
 	}
@@ -230,10 +200,9 @@ func passwordProblem(password string) string {
 	return ""
 }
 
-// handleLogin is OAuth2's password grant (RFC 6749 §4.3), as FastAPI's
-// OAuth2PasswordRequestForm reads it: a urlencoded or multipart form with
-// username (the email) and password. Any Authorization header is ignored:
-// Swagger UI sends "Basic Og==" (an empty client id and secret).
+// handleLogin is OAuth2's password grant (RFC 6749 §4.3) as FastAPI's
+// OAuth2PasswordRequestForm reads it. Any Authorization header is ignored:
+// Swagger UI sends "Basic Og==".
 func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := readForm(r); err != nil {
 		return err
@@ -250,9 +219,20 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	u, err := a.authenticate(r.Context(), email, password)
+	u, err := a.store.userByEmail(r.Context(), cleanEmail(email))
+	var found *user
+	switch {
+	case err == nil:
+		found = &u
+	case !errors.Is(err, errNotFound):
+		return err
+	}
+	ok, err := a.passwordMatches(r.Context(), found, password)
 	if err != nil {
 		return err
+	}
+	if !ok {
+		return errIncorrectLogin
 	}
 	if err := a.startSession(w, r, u); err != nil {
 		return err
@@ -261,40 +241,162 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// authenticate returns the user whose email and password these are, or
-// errIncorrectLogin. Both outcomes cost one bcrypt run (passwordMatches),
-// so their timing does not reveal which emails exist.
-func (a *app) authenticate(ctx context.Context, email, password string) (user, error) {
-	u, err := a.store.userByEmail(ctx, cleanEmail(email))
-	var found *user
-	switch {
-	case err == nil:
-		found = &u
-	case !errors.Is(err, errNotFound):
-		return user{}, err
+// passwordMatches is the one check of a password, at login and password
+// change; u is nil for an unknown email. Every outcome costs one bcrypt
+// run, so the time tells no account apart. An unknown email, an unusable
+// hash and a password over 72 bytes are run against the dummy hash and
+// never match: an unusable hash's own run could fail at once, or hold a
+// worker for years.
+func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
+	unusable := ""
+	if u != nil {
+		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
 	}
-	ok, err := a.passwordMatches(ctx, found, password)
+	if u == nil || unusable != "" || len(password) > maxPasswordBytes {
+		if err := compareDummy(ctx, a.passwords, a.store, password); err != nil {
+			return false, err
+		}
+		if unusable != "" {
+			a.logUnusableHash(u.ID, unusable)
+		}
+		return false, nil
+	}
+	ok, err := a.passwords.compare(ctx, u.HashedPassword, password)
+	if errors.Is(err, errUnreadableHash) { // bcrypt refused a hash that looked usable
+		a.logUnusableHash(u.ID, err.Error())
+		return false, nil
+	}
+	return ok, err
+}
+
+// logUnusableHash logs at each attempt, which the failed-login limit
+// bounds, that userID cannot log in.
+func (a *app) logUnusableHash(userID int64, reason string) {
+	a.logger.Warn("stored password hash is unusable: this user cannot log in until given a new password, "+
+		"for instance with createsuperuser", "user_id", userID, "reason", reason)
+}
+
+// unusableHashLog is unused: an unusable hash is logged at each attempt
+// (logUnusableHash). It stays only while app still has a field of it.
+//
+//lint:ignore U1000 app's field of this type goes next.
+type unusableHashLog struct{}
+
+type dummyHash struct {
+	hash string
+	cost int
+}
+
+const dummyPassword = "no user has this password"
+
+// compareDummy runs bcrypt once at dummyCost against the dummy hash; if
+// the dummy has another cost, that run makes the new dummy instead, which
+// costs the same, so no login pays for two.
+func compareDummy(ctx context.Context, p *passwordHasher, st *store, password string) error {
+	cost, err := dummyCost(ctx, st, p.cost)
 	if err != nil {
-		return user{}, err
+		return err
 	}
-	if !ok {
-		return user{}, errIncorrectLogin
+	if d := p.dummy.Load(); d != nil && d.cost == cost {
+		_, err := p.compare(ctx, d.hash, password)
+		return err
 	}
-	return u, nil
+	hash, err := p.hashAt(ctx, dummyPassword, cost)
+	if err == nil {
+		p.dummy.Store(&dummyHash{hash: hash, cost: cost})
+	}
+	return err
+}
+
+const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
+
+// dummyCost is the one rule for what a login without a usable hash pays:
+// the dearest usable stored cost, from the index user_password_cost at
+// each such login, so no account answers slower; cost if none is stored.
+func dummyCost(ctx context.Context, st *store, cost int) (int, error) {
+	var stored string
+	err := st.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxUsableCost(cost))).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cost, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read password costs: %w", err)
+	}
+	n, _ := strconv.Atoi(stored)
+	return n, nil
+}
+
+// newPasswordHasherFor returns the pool for the users in st, its dummy
+// hash made.
+func newPasswordHasherFor(ctx context.Context, st *store, cost int) (*passwordHasher, error) {
+	p := newPasswordHasher(cost)
+	if err := compareDummy(ctx, p, st, ""); err != nil {
+		p.close()
+		return nil, fmt.Errorf("make the dummy hash: %w", err)
+	}
+	return p, nil
+}
+
+// maxStoredCost is the dearest stored hash a login runs, unless
+// BCRYPT_COST is higher: cost 12 takes about 0.25 s of a CPU, 18 about
+// 15 s, 31 about four years; a dearer one could only be put there by hand.
+const maxStoredCost = 18
+
+func maxUsableCost(cost int) int { return max(cost, maxStoredCost) }
+
+// unusablePasswordHash says why nobody can log in with hash, or returns ""
+// if it is a whole bcrypt hash (hashCost) at a cost from 4 to
+// maxUsableCost(cost). The reason never shows the hash.
+func unusablePasswordHash(hash string, cost int) string {
+	stored, problem := hashCost(hash)
+	switch {
+	case problem != "":
+		return problem
+	case stored < bcrypt.MinCost:
+		return fmt.Sprintf("bcrypt cost %d is under %d", stored, bcrypt.MinCost)
+	case stored > maxUsableCost(cost):
+		return fmt.Sprintf("bcrypt cost %d is over %d", stored, maxUsableCost(cost))
+	}
+	return ""
+}
+
+// rehashLater stores a cheaper hash of password anew at BCRYPT_COST, after
+// the answer, unless a password change replaced it meanwhile. The password
+// is the same, so sessions are left alone.
+func (a *app) rehashLater(u user, password string) {
+	cost, problem := hashCost(u.HashedPassword)
+	if problem != "" || cost >= a.passwords.cost {
+		return
+	}
+	started := a.passwords.later(func(ctx context.Context) {
+		hash, err := a.passwords.hash(ctx, password)
+		if err != nil {
+			a.logger.Info("password not rehashed yet", "user_id", u.ID, "err", err)
+			return
+		}
+		replaced, err := a.store.replacePasswordHash(ctx, u.ID, u.HashedPassword, hash)
+		if err != nil {
+			a.logger.Warn("password not rehashed", "user_id", u.ID, "err", err)
+		} else if replaced {
+			a.logger.Info("password rehashed", "user_id", u.ID, "from_cost", cost, "to_cost", a.passwords.cost)
+		}
+	})
+	if !started {
+		a.logger.Info("password not rehashed yet: the service is stopping", "user_id", u.ID)
+	}
 }
 
 func (a *app) handleMe(w http.ResponseWriter, r *http.Request, caller user) error {
 	return writeJSON(w, http.StatusOK, viewUser(caller))
 }
 
-// requireUser lets a request through to next only with a valid bearer
-// access token for a user who still exists, and hands next that user.
+// requireUser hands next the user of a valid bearer access token.
 func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, caller user) error) http.Handler {
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Add("Vary", "Authorization")
-		// What answers an authenticated request is that user's alone: no
-		// shared or browser cache may keep it (RFC 9111 §5.2.2.5).
-		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Cache-Control", "no-store") // the user's alone (RFC 9111 §5.2.2.5)
 		// The scheme is case-insensitive (RFC 7235 §2.1), as FastAPI reads it.
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") {
@@ -311,8 +413,6 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 		if err != nil {
 			return err
 		}
-		// A logout or password change since the token was issued has
-		// moved the user's generation on (sessions.go).
 		if claims.Generation != u.TokenGeneration {
 			return errBadToken
 		}
@@ -321,10 +421,7 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 }
 
 // limitSignups answers 429 to a client address that has used up its
-// signups (SIGNUPS_PER_HOUR); every attempt counts, since each may tell
-// whether an email has an account. The budget is the signups' own, apart
-// from the failed logins', so that a class that has just signed up from
-// one address can log in. See rateLimiter.
+// signups; each counts, since each may tell whether an email is taken.
 func (a *app) limitSignups(next http.Handler) http.Handler {
 	if a.signupLimiter == nil {
 		return next
@@ -338,13 +435,10 @@ func (a *app) limitSignups(next http.Handler) http.Handler {
 	})
 }
 
-// limitFailedLogins answers 429 to a client address that has used up its
-// attempts, before any hashing; only failed attempts count. It guards
-// login and password change, whose 400 is a wrong password or unknown
-// email (or, for a password change, a body that could not be read): that
-// is the failure. Any other answer gives the attempt back, so that many
-// people behind one address (a classroom, an office NAT) can all log in.
-// See rateLimiter.reserve.
+// limitFailedLogins answers 429, before any hashing, to a client address
+// that has used up its attempts at login and password change. Only a 400,
+// a wrong password, counts: any other answer gives the attempt back, so
+// many people behind one address can all log in.
 func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 	if a.loginLimiter == nil {
 		return next
@@ -364,16 +458,10 @@ func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 	})
 }
 
-// clientAddress is the client a request came from, as the limiter and the
-// log see it: an IPv4 address, or the /64 network of an IPv6 one, since
-// one IPv6 client commonly holds a whole /64.
-//
-// It is r.RemoteAddr, unless that is one of the TRUSTED_PROXIES: then
-// X-Forwarded-For is read from its right-hand end, where the proxies
-// appended, and the nearest address that is not a trusted proxy is the
-// client. Without trusted proxies the header is ignored, since any
-// client could write one to pass for a new client with every request.
-// An entry is read as forwardedNode reads it.
+// clientAddress is the client a request came from, as addressGroup counts
+// it: r.RemoteAddr, unless that is a trusted proxy; then the nearest
+// address in X-Forwarded-For, read from the right, that is not one. Any
+// client could write the header, so no other is believed.
 func (a *app) clientAddress(r *http.Request) string {
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -393,18 +481,14 @@ func (a *app) clientAddress(r *http.Request) string {
 	return addressGroup(client)
 }
 
-// forwardedNode reads one X-Forwarded-For entry as the address of the
-// client it names. Proxies write an entry in any of the forms of RFC
-// 7239's node (§6): 192.0.2.1, 192.0.2.1:80, [2001:db8::1],
-// [2001:db8::1]:80, and the plain 2001:db8::1 that X-Forwarded-For has
-// always allowed; the port is not part of the client. Anything else,
-// "unknown" and obfuscated names included, names no address.
+// forwardedNode reads one X-Forwarded-For entry in any form of RFC 7239's
+// node (§6), or a bare IPv6 address, as the address it names; "unknown"
+// and obfuscated names name none.
 func forwardedNode(entry string) (netip.Addr, bool) {
 	entry = strings.TrimSpace(entry)
 	if addr, err := netip.ParseAddr(entry); err == nil {
 		return addr, true
 	}
-	// With a port; ParseAddrPort wants brackets around IPv6 and only there.
 	if addrPort, err := netip.ParseAddrPort(entry); err == nil {
 		return addrPort.Addr(), true
 	}
@@ -417,8 +501,8 @@ func forwardedNode(entry string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// addressGroup is how the limits count a client address: an IPv4 address
-// alone, an IPv6 address by its /64 network.
+// addressGroup is how the limits count a client: an IPv6 one by its /64,
+// which one client commonly holds.
 func addressGroup(addr netip.Addr) string {
 	if addr.Is4() {
 		return addr.String()
@@ -429,33 +513,22 @@ func addressGroup(addr netip.Addr) string {
 
 func (a *app) trusts(addr netip.Addr) bool { return inPrefixes(a.trustedProxies, addr) }
 
-// inPrefixes reports whether addr is in any of prefixes.
 func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(addr) })
 }
 
 type user struct {
-	ID             int64
-	FirstName      *string
-	Surname        *string
-	Email          string
-	IsSuperuser    bool
-	HashedPassword string
-	// TokenGeneration counts the user's logouts and password changes; only
-	// access tokens of the current generation are accepted.
-	TokenGeneration int64
+	ID              int64
+	FirstName       *string
+	Surname         *string
+	Email           string
+	IsSuperuser     bool
+	HashedPassword  string
+	TokenGeneration int64 // moved on by each logout and password change
 }
 
-// emailKey is what makes two emails the same account: the email in lower
-// case, in every script. It is stored in user.email_key, under a unique
-// index. SQL reaches the same folding as casefold(), with which migration
-// 2 filled the column and looks for emails that differ only in case.
-func emailKey(email string) string { return strings.ToLower(email) }
-
-// replacePasswordHash sets user id's password hash to newHash if it is
-// still oldHash, and reports whether it was. It is for a rehash at a new
-// cost of the same password, so it ends no session; a password change
-// made meanwhile is kept.
+// replacePasswordHash sets user id's hash to newHash if it is still
+// oldHash, and reports whether it was; it ends no session.
 func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
 	var replaced int64
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
@@ -469,10 +542,9 @@ func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newH
 	return replaced == 1 && err == nil, wrapErr(err, "replace password hash of user %d", id)
 }
 
-// promoteToSuperuser makes user id a superuser and, in the same
-// transaction, ends every session of it as endSessions does, giving it
-// newHashedPassword unless that is "". Whoever held a token of the user
-// before, perhaps a thief, must not hold a superuser's token after.
+// promoteToSuperuser makes user id a superuser and ends its sessions, as
+// endSessionsTx does, in one transaction: a token of the user before,
+// perhaps a thief's, must not be a superuser's after.
 func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
@@ -488,11 +560,9 @@ func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassw
 	return nil
 }
 
-// hasUsers reports whether the database has any user.
 func (s *store) hasUsers(ctx context.Context) (bool, error) { return anyUser(ctx, s.reader) }
 
-// anyUser reports whether q, a reader or a write transaction, finds any
-// user.
+// anyUser reports whether q, a reader or a write transaction, finds a user.
 func anyUser(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (bool, error) {
@@ -512,9 +582,8 @@ func scanUser(row rowScanner) (user, error) {
 	return u, err
 }
 
-// createUser inserts u and returns it with its new id, or errEmailTaken if
-// the email is in use ignoring case. The unique index decides, not a check
-// before the insert, so two racing signups cannot both win.
+// createUser inserts u and returns it with its id, or errEmailTaken: the
+// unique index decides, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
 		u, err = insertUser(ctx, tx, u)
@@ -523,13 +592,10 @@ func (s *store) createUser(ctx context.Context, u user) (user, error) {
 	return u, wrapErr(err, "create user")
 }
 
-// insertUser is how every user comes to be, by signup, createsuperuser or
-// seeding: it inserts u in tx with a fresh identity. The user table's
-// AUTOINCREMENT gives an id above every id ever given (schema.sql). A
-// random first token generation, and the deletion of any session row
-// that names the id, keep whatever tokens could still name it (made under
-// the same secret for a user whose database was deleted, or left by a
-// user deleted by hand) from ever fitting the new user.
+// insertUser is how every user comes to be: it inserts u in tx with a
+// fresh identity. AUTOINCREMENT gives an id above every one ever given; a
+// random first generation and the deletion of any session naming the id
+// keep a token left by an earlier database or user from fitting the new one.
 func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 	u.TokenGeneration = randomGeneration()
 	res, err := tx.ExecContext(ctx, `INSERT INTO user
@@ -552,16 +618,13 @@ func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 	return u, err
 }
 
-// randomGeneration is a first token generation for a new user: a random
-// whole number that a JSON number holds exactly.
+// randomGeneration is a random whole number that a JSON number holds exactly.
 func randomGeneration() int64 {
 	return int64(binary.BigEndian.Uint64(randomBytes(8))>>12) + 1
 }
 
-// userIDsUsedUp reports whether the user table's AUTOINCREMENT can give no
-// more ids: it gives one above both the highest it gave and the highest
-// there, so either at the largest rowid ends it. (The recipe table has no
-// AUTOINCREMENT: past the largest id, SQLite picks unused ids at random.)
+// userIDsUsedUp reports whether AUTOINCREMENT can give no more ids: it
+// gives one above both the highest it gave and the highest there.
 func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
 	var usedUp bool
 	err := tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(max(id), 0) FROM user) = ?1
@@ -569,13 +632,12 @@ func userIDsUsedUp(ctx context.Context, tx *sql.Tx) bool {
 	return err == nil && usedUp
 }
 
-// userByEmail finds a user by email, ignoring case; errNotFound if none.
+// userByEmail finds a user by emailKey; errNotFound if none.
 func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	u, err := scanUser(s.userByEmailQuery.QueryRowContext(ctx, emailKey(email)))
 	return u, wrapErr(err, "user by email")
 }
 
-// userByID finds a user by id; errNotFound if none.
 func (s *store) userByID(ctx context.Context, id int64) (user, error) {
 	u, err := cached(&s.users, id, func() (user, error) {
 		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -381,20 +382,11 @@ func (p *passwordHasher) busy() int {
 	return len(p.running)
 }
 
-// setHashTime makes p judge its queue as if one hash took d, and admit
-// at most maxWait of expected wait, and of time in the queue.
-func (p *passwordHasher) setHashTime(d, maxWait time.Duration) {
+// setHashTime makes p judge its queue as if recent hashes had taken d.
+func (p *passwordHasher) setHashTime(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.hashTime, p.maxWait = d, maxWait
-}
-
-// setClock makes p time its jobs by now, so that a test decides how long
-// the running jobs have run.
-func (p *passwordHasher) setClock(now func() time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.now = now
+	p.hashTime = d
 }
 
 // holdWorkers keeps every worker of p busy until release is called (or
@@ -787,6 +779,20 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 			t.Error("a stale rehash overwrote the stored hash")
 		}
 	})
+	t.Run("a rehash that the stopping pool refuses is logged, without password or hash", func(t *testing.T) {
+		var logs strings.Builder
+		p := newPasswordHasher(e.cfg.bcryptCost)
+		p.close()
+		a := &app{logger: slog.New(slog.NewTextHandler(&logs, nil)), passwords: p, store: e.store}
+		a.rehashLater(before, "password123")
+		if !strings.Contains(logs.String(), "password not rehashed yet: the service is stopping") ||
+			!strings.Contains(logs.String(), fmt.Sprintf("user_id=%d", before.ID)) {
+			t.Errorf("the log does not say that user %d was not rehashed:\n%s", before.ID, logs.String())
+		}
+		if strings.Contains(logs.String(), "password123") || strings.Contains(logs.String(), before.HashedPassword[7:]) {
+			t.Errorf("the log shows the password or the hash:\n%s", logs.String())
+		}
+	})
 }
 
 func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
@@ -851,9 +857,9 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 	e.signup("cook@example.com", "password123")
 	good := url.Values{"username": {"cook@example.com"}, "password": {"password123"}}
 
-	// One hash is taken to last 3 s, and 2 s of waiting is the most
-	// admitted: with every worker busy, a new request would wait 3 s.
-	e.passwords.setHashTime(3*time.Second, 2*time.Second)
+	// One hash is taken to last 16 s, past the 15 s of waiting admitted:
+	// with every worker busy, a new request would wait 16 s.
+	e.passwords.setHashTime(16 * time.Second)
 	release := holdWorkers(t, e.passwords)
 	t.Run("past the bound, login and signup get 503 with the expected wait as Retry-After", func(t *testing.T) {
 		// Within a second: the answer must come at once, not after a wait.
@@ -864,8 +870,8 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 			newRequest("POST", "/api/v1/auth/signup", strings.NewReader(`{"email":"new@example.com","password":"password123"}`), "Content-Type", "application/json"),
 		} {
 			resp := e.serve(r.WithContext(ctx))
-			if ra := resp.Header.Get("Retry-After"); ra != "3" {
-				t.Errorf("%s: Retry-After = %q, want 3", resp.Request.URL.Path, ra)
+			if ra := resp.Header.Get("Retry-After"); ra != "16" {
+				t.Errorf("%s: Retry-After = %q, want 16", resp.Request.URL.Path, ra)
 			}
 			expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
 		}
@@ -877,7 +883,7 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
 	})
 	t.Run("within the bound, a login waits its turn and is served", func(t *testing.T) {
-		e.passwords.setHashTime(3*time.Second, 5*time.Second)
+		e.passwords.setHashTime(3 * time.Second)
 		answer := make(chan *http.Response, 1)
 		go func() { answer <- e.postForm("/api/v1/auth/login", good) }()
 		waitFor(t, "the login to queue", func() bool { return e.passwords.queued() == 1 })
@@ -887,21 +893,20 @@ func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
 	t.Run("the wait grows by one hash for each round of jobs ahead", func(t *testing.T) {
 		p := newPasswordHasher(testBcryptCost)
 		defer p.close()
-		p.setClock(newTestClock().Now) // the running jobs have just started
-		p.setHashTime(time.Second, time.Hour)
-		release := holdWorkers(t, p)
+		p.setHashTime(6 * time.Second)
+		release := holdWorkers(t, p) // just started: each ends in about one hash
 		defer release()
-		for range 2 * p.workers { // two more rounds ahead
+		for range 2 * p.workers { // two more rounds ahead, admitted within 12 s
 			go p.do(context.Background(), func() {})
 		}
 		waitFor(t, "the jobs to queue", func() bool { return p.queued() == 2*p.workers })
-		p.setHashTime(time.Second, 2500*time.Millisecond)
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // a refusal is at once
 		defer cancel()
 		err := p.do(ctx, func() { t.Error("a refused job ran") })
 		var busy *apiError
-		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter != 3*time.Second {
-			t.Errorf("p.do behind three rounds of 1 s hashes = %v (Retry-After %v), want 503 after 3s", err, busy)
+		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable ||
+			busy.retryAfter <= 17*time.Second || busy.retryAfter > 18*time.Second {
+			t.Errorf("p.do behind three rounds of 6 s hashes = %v (%+v), want 503 with Retry-After just under 18s", err, busy)
 		}
 	})
 }
@@ -910,33 +915,32 @@ func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
 	// The arithmetic alone, on a pool that runs nothing: 40 jobs arrive
 	// at once, before any ends, with one hash taking 0.56 s, twice what it
 	// takes on an idle machine.
-	p := &passwordHasher{workers: 2, maxWait: maxHashingWait, hashTime: 560 * time.Millisecond, now: time.Now}
+	p := &passwordHasher{workers: 2, hashTime: 560 * time.Millisecond}
 	for k := range 40 {
-		if wait := p.expectedWait(); wait > p.maxWait {
-			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, p.maxWait)
+		if wait := p.expectedWait(time.Now()); wait > maxHashingWait {
+			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, maxHashingWait)
 		}
 		p.queue.PushBack(&hashJob{})
 	}
 }
 
-// stoppedPool is a pool of workers that runs nothing, at a clock that
-// stands still, each worker running a job started time ago: for the
-// arithmetic of expectedWait alone.
-func stoppedPool(workers int, hashTime, maxWait time.Duration, started ...time.Duration) *passwordHasher {
-	now := time.Now()
-	p := &passwordHasher{workers: workers, maxWait: maxWait, hashTime: hashTime,
-		now: func() time.Time { return now }, running: map[*hashJob]bool{}}
+// stoppedPool is a pool of workers that runs nothing, each worker running
+// a job started the given time before now: for the arithmetic of
+// expectedWait alone.
+func stoppedPool(workers int, hashTime time.Duration, now time.Time, started ...time.Duration) *passwordHasher {
+	p := &passwordHasher{workers: workers, hashTime: hashTime, running: map[*hashJob]bool{}}
 	for _, ago := range started {
 		p.running[&hashJob{started: now.Add(-ago)}] = true
 	}
 	return p
 }
 
-// admitted is how many jobs p queues before it refuses one.
-func admitted(t *testing.T, p *passwordHasher) int {
+// admitted is how many jobs p queues at now before a job would wait
+// longer than bound.
+func admitted(t *testing.T, p *passwordHasher, now time.Time, bound time.Duration) int {
 	t.Helper()
 	for queued := 0; ; queued++ {
-		if p.expectedWait() > p.maxWait {
+		if p.expectedWait(now) > bound {
 			return queued
 		}
 		if queued > 100000 {
@@ -950,8 +954,9 @@ func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
 	// However cheap hashes are measured to be, each counts as minHashTime:
 	// with 2 ms of wait admitted, four rounds may wait behind the jobs
 	// that the two workers have just started.
-	p := stoppedPool(2, time.Nanosecond, 4*minHashTime, 0, 0)
-	if n, want := admitted(t, p), 4*p.workers; n != want {
+	now := time.Now()
+	p := stoppedPool(2, time.Nanosecond, now, 0, 0)
+	if n, want := admitted(t, p, now, 4*minHashTime), 4*p.workers; n != want {
 		t.Errorf("%d jobs were queued before one was refused, want %d", n, want)
 	}
 }
@@ -972,11 +977,12 @@ func TestTheWaitCountsTheRunningJobsAsTheyAre(t *testing.T) {
 		{"one worker held long leaves the other to serve the queue alone", 2, []time.Duration{time.Hour, 0}, hash, 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := stoppedPool(tc.workers, hash, 5*time.Second, tc.started...)
-			if got := p.expectedWait(); got != tc.wantWait {
+			now := time.Now()
+			p := stoppedPool(tc.workers, hash, now, tc.started...)
+			if got := p.expectedWait(now); got != tc.wantWait {
 				t.Errorf("the first job queued would wait %s, want %s", got, tc.wantWait)
 			}
-			if n := admitted(t, p); n != tc.wantJobs {
+			if n := admitted(t, p, now, 5*time.Second); n != tc.wantJobs {
 				t.Errorf("%d jobs were queued before one was refused, want %d", n, tc.wantJobs)
 			}
 		})
@@ -1003,35 +1009,35 @@ func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
 			t.Fatalf("p.do = %v, want 503 with a Retry-After of a second or more", err)
 		}
 	}
-	t.Run("a queued job that has waited its bound leaves with 503 and Retry-After", func(t *testing.T) {
+	t.Run("a job queued past the bound leaves with 503; behind workers run far past the average, the next is refused at once", func(t *testing.T) {
+		// In real time: the bound is maxHashingWait.
 		p := newPasswordHasher(testBcryptCost)
 		defer p.close()
-		p.setClock(newTestClock().Now) // the held jobs look as if just started: the next is admitted
-		p.setHashTime(time.Millisecond, 50*time.Millisecond)
+		p.setHashTime(time.Millisecond) // the held jobs soon run far past it
 		release := holdWorkers(t, p)
 		defer release()
+		start := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- p.do(t.Context(), func() { t.Error("a job that left the queue ran") }) }()
-		expectBusy(t, watchdog(t, "a job queued behind held workers", done))
+		select {
+		case err := <-done:
+			expectBusy(t, err)
+		case <-time.After(maxHashingWait + 10*time.Second):
+			t.Fatalf("a job queued behind held workers still waits after %s", time.Since(start))
+		}
+		if waited := time.Since(start); waited < maxHashingWait {
+			t.Errorf("the job left the queue after %s, want %s", waited, maxHashingWait)
+		}
 		if n := p.queued(); n != 0 {
 			t.Errorf("%d jobs queued after the only one left, want 0", n)
 		}
-	})
-	t.Run("a job is refused at once when the workers have run far past the average", func(t *testing.T) {
-		p := newPasswordHasher(testBcryptCost)
-		defer p.close()
-		clock := newTestClock()
-		p.setClock(clock.Now)
-		p.setHashTime(time.Second, 5*time.Second)
-		release := holdWorkers(t, p)
-		defer release()
-		clock.advance(time.Minute)
+		// Each held worker has run for 15 s, and so counts as busy for 15 s more.
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // a refusal is at once
 		defer cancel()
 		err := p.do(ctx, func() { t.Error("a refused job ran") })
 		var busy *apiError
-		if !errors.As(err, &busy) || busy.retryAfter != time.Minute {
-			t.Errorf("p.do behind workers held for a minute = %v, want 503 with Retry-After 1m", err)
+		if !errors.As(err, &busy) || busy.retryAfter <= maxHashingWait {
+			t.Errorf("p.do behind workers held for %s = %v, want 503 with a Retry-After past it", maxHashingWait, err)
 		}
 	})
 	t.Run("a request that ends stops waiting for a job a worker has taken", func(t *testing.T) {
@@ -1051,7 +1057,6 @@ func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
 	})
 	t.Run("closing the pool drops the queue and waits only a moment for a busy worker", func(t *testing.T) {
 		p := newPasswordHasher(testBcryptCost)
-		p.setClock(newTestClock().Now)
 		release := holdWorkers(t, p) // released when the test ends, after close
 		defer release()
 		queued := make(chan error, 1)
@@ -1311,15 +1316,15 @@ func TestEveryPasswordCheckTreatsAnUnusableHashAsAnUnknownEmail(t *testing.T) {
 				}
 				expectAccessTokenWorks(t, e, token, cook.ID)
 			})
-			t.Run("it is logged once, without the hash", func(t *testing.T) {
+			t.Run("it is logged at each attempt, without the hash", func(t *testing.T) {
 				lines := 0
 				for line := range strings.Lines(e.logs.String()) {
 					if strings.Contains(line, "stored password hash is unusable") && strings.Contains(line, fmt.Sprintf("user_id=%d ", cook.ID)) {
 						lines++
 					}
 				}
-				if lines != 1 {
-					t.Errorf("%d log lines about user %d's unusable hash, want 1", lines, cook.ID)
+				if lines != 4 { // two logins, two password changes
+					t.Errorf("%d log lines about user %d's unusable hash, want 4, one per attempt", lines, cook.ID)
 				}
 				if len(tc.hash) > 7 && strings.Contains(e.logs.String(), tc.hash[7:]) {
 					t.Error("the log shows the stored hash")

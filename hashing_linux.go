@@ -1,8 +1,5 @@
 //go:build linux
 
-// hashing_linux.go owns the one step of password hashing that depends on
-// the operating system: putting a hashing worker's thread at the lowest
-// priority, so that the kernel runs request handling first.
 package main
 
 import (
@@ -10,15 +7,9 @@ import (
 	"syscall"
 )
 
-// lowerThreadPriority sets the calling thread's nice value to 19, the
-// lowest priority. Linux keeps a nice value per thread, and setpriority
-// with a thread id changes that thread alone. The caller must hold its
-// thread (runtime.LockOSThread) for good: raising the priority back needs
-// CAP_SYS_NICE, so a lowered thread must never run other goroutines.
-//
-// The process's main thread is left as it is, with errMainThread: ps and
-// top show its priority as the whole process's, and threads it starts
-// would inherit the lowered one.
+// lowerThreadPriority sets the calling thread alone to nice 19, for good
+// (raising it needs CAP_SYS_NICE); the main thread, whose threads inherit
+// its nice value, is refused.
 func lowerThreadPriority() error {
 	tid := syscall.Gettid()
 	if tid == syscall.Getpid() {

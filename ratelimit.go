@@ -1,7 +1,6 @@
 // ratelimit.go owns the one rate limiter of the service, a token bucket
-// per key. Each limit is a rateLimiter of its own: signups, and failed
-// logins and password changes, per client address (auth.go); refreshes
-// per session (sessions.go); recipe creations per account (recipes.go).
+// per key; each limit (signups, failed logins, refreshes, recipe
+// creations) is a rateLimiter of its own.
 package main
 
 import (
@@ -11,31 +10,17 @@ import (
 	"time"
 )
 
-// maxLimiterKeys bounds the buckets a rateLimiter keeps at once, about a
-// hundred bytes each: a few MiB at most.
-const maxLimiterKeys = 1 << 16
+const maxLimiterKeys = 1 << 16 // buckets kept at once, about 100 bytes each
 
-// evictionSample is how many buckets a new key past maxLimiterKeys looks
-// at to choose the one to evict.
-const evictionSample = 8
+const evictionSample = 8 // buckets a new key past maxLimiterKeys looks at
 
-// rateLimiter is a token bucket per key: each holds up to the limit given
-// to newRateLimiter and regains one attempt every period/limit, so a key
-// may burst to the limit and then
-// go on at the steady rate. A bucket is kept as the time at which it will
-// be full again (GCRA), which is exact in whole nanoseconds. It is safe
-// for concurrent use.
-//
-// Its memory is bounded twice. Once per period, the buckets that have
-// refilled, with no attempt pending, are forgotten, so the map holds only
-// the keys active within the last period. And it holds at most
-// maxLimiterKeys buckets with no attempt pending: past that a new key
-// evicts, of evictionSample buckets picked at random, the one nearest to
-// full, which then starts full again. A bucket that has refilled is
-// always nearest; only a client holding more than maxLimiterKeys
-// addresses (or sessions), all of them spending at once, can win back a
-// part of an attempt that way, and it has more attempts than that in its
-// own buckets anyway.
+// rateLimiter is a token bucket per key: each holds up to limit attempts
+// and regains one every period/limit. A bucket is kept as the time it will
+// be full again (GCRA). Its memory is bounded twice: once per period the
+// refilled buckets are forgotten, and past maxLimiterKeys a new key evicts,
+// of evictionSample buckets picked at random, the one nearest to full;
+// only a client with more keys than that, all spending at once, could win
+// back part of an attempt.
 type rateLimiter struct {
 	interval  time.Duration // one attempt comes back in this time
 	period    time.Duration // a whole bucket comes back in this time
@@ -46,11 +31,9 @@ type rateLimiter struct {
 }
 
 type bucket struct {
-	full time.Time // when the bucket holds limit attempts again
-	// pending counts attempts let through by reserve whose outcome is not
-	// known yet; settled is closed, and cleared, when one of them ends.
-	pending int
-	settled chan struct{}
+	full    time.Time     // when the bucket holds limit attempts again
+	pending int           // attempts let through by reserve, not yet settled
+	settled chan struct{} // closed, and cleared, when one of them settles
 }
 
 // newRateLimiter returns nil, no limit, if limit is 0.
@@ -71,32 +54,24 @@ func (l *rateLimiter) take(key string) time.Duration {
 	return l.spend(l.bucket(key, now), now)
 }
 
-// wait returns 0 if key has an attempt to spend, or else how long until
-// it will, and spends nothing: for an attempt that counts only once it
+// wait is take without spending, for an attempt that counts only once it
 // has succeeded, spent then with take.
 func (l *rateLimiter) wait(key string) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		return 0 // a key with no bucket has a full one; asking makes none
+	if b := l.buckets[key]; b != nil {
+		_, wait := l.fullAgain(b, l.now())
+		return wait
 	}
-	_, wait := l.fullAgain(b, l.now())
-	return wait
+	return 0 // a key with no bucket has a full one; asking makes none
 }
 
-// reserve lets one attempt of key's through if it has one to spend, and
-// returns settle, to be called once with the outcome: an attempt settled
-// as spent stays spent, any other is given back. If the key has none,
-// reserve returns a nil settle and how long until it will have one.
-//
-// While attempts are pending, their outcome is not known: a key whose
-// remaining attempts are all pending waits for one to settle, since it
-// may be given back, rather than being refused. So a burst of attempts
-// that will be given back (right passwords from one address) is served
-// however large, while spent ones never outrun the budget: at most as
-// many attempts are pending as the key has left. The wait ends with ctx,
-// and otherwise when a pending attempt ends.
+// reserve lets one attempt of key's through if it has one, and returns
+// settle, to be called with the outcome: one settled as not spent is given
+// back. If none is left, it returns a nil settle and the wait. A key whose
+// remaining attempts are all pending waits (until ctx ends) for one to
+// settle rather than being refused: a burst of right passwords from one
+// address is served however large, and spent ones never outrun the budget.
 func (l *rateLimiter) reserve(ctx context.Context, key string) (func(spent bool), time.Duration, error) {
 	for {
 		l.mu.Lock()
@@ -125,8 +100,7 @@ func (l *rateLimiter) reserve(ctx context.Context, key string) (func(spent bool)
 	}
 }
 
-// settle ends an attempt that reserve let through: one not spent is given
-// back; either way, an attempt waiting on b may look again.
+// settle ends an attempt that reserve let through, and wakes those waiting.
 func (l *rateLimiter) settle(b *bucket, spent bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -140,8 +114,7 @@ func (l *rateLimiter) settle(b *bucket, spent bool) {
 	}
 }
 
-// spend takes one attempt from b and returns 0, or, if b has none,
-// returns how long until it will. l.mu is held.
+// spend is take for b. l.mu is held.
 func (l *rateLimiter) spend(b *bucket, now time.Time) time.Duration {
 	full, wait := l.fullAgain(b, now)
 	if wait == 0 {
@@ -151,8 +124,7 @@ func (l *rateLimiter) spend(b *bucket, now time.Time) time.Duration {
 }
 
 // fullAgain is when b would be full again if one more attempt were spent
-// now, and how long until b holds that attempt: 0 if it does now, since
-// the bucket would be full again at most one period away. l.mu is held.
+// now, and how long until b holds that attempt. l.mu is held.
 func (l *rateLimiter) fullAgain(b *bucket, now time.Time) (full time.Time, wait time.Duration) {
 	full = b.full
 	if full.Before(now) {
@@ -162,7 +134,7 @@ func (l *rateLimiter) fullAgain(b *bucket, now time.Time) (full time.Time, wait 
 	return full, max(0, full.Sub(now)-l.period)
 }
 
-// bucket is key's bucket. l.mu is held.
+// bucket is key's bucket, after the sweep if one is due. l.mu is held.
 func (l *rateLimiter) bucket(key string, now time.Time) *bucket {
 	if now.Sub(l.lastSweep) >= l.period {
 		for k, b := range l.buckets {
@@ -183,9 +155,8 @@ func (l *rateLimiter) bucket(key string, now time.Time) *bucket {
 	return b
 }
 
-// evictOne forgets, of up to evictionSample buckets with no attempt
-// pending, picked at random, the one that will be full soonest. l.mu is
-// held.
+// evictOne forgets, of up to evictionSample buckets picked at random with
+// no attempt pending, the one that will be full soonest. l.mu is held.
 func (l *rateLimiter) evictOne() {
 	victim, seen := "", 0
 	var victimFull time.Time

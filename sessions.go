@@ -1,47 +1,18 @@
-// sessions.go owns what happens after login: the pair of tokens a client
-// holds, their renewal, and their end. The handlers are here; the steps
-// that must be atomic are transactions in store.go, named below (store.X
-// is a method of the store; insertUser, randomGeneration,
-// checkGenerationUnchanged and insertSession are functions of store.go), so
-// that this comment is the one map of the whole state machine.
-//
-// How a session works, and how it ends:
-//   - A new user starts at a random token generation (insertUser,
-//     randomGeneration), so that no token made for an id before it was
-//     reused, or under the same secret in another database, fits.
-//   - Login starts a session: one row of the session table
-//     (store.addSession), however often it is refreshed. It answers with a
-//     short-lived access token (a JWT, jwt.go) and a long-lived refresh
-//     token of 48 random bytes: a 16-byte handle that names the session and
-//     stays the same in every token of it, then 32 bytes new at every
-//     refresh. The row keeps only the SHA-256 digests of the handle and of
-//     the current token, so a copy of the database holds no usable token.
-//     A login that checked a password which a logout or password change
-//     has since retired fails (checkGenerationUnchanged).
-//   - POST /auth/refresh finds the session on a reader (store.sessionOf),
-//     then spends the current refresh token and answers with a new pair
-//     (store.rotateSession): the row's digest becomes the new token's.
-//     Only the current token works. A token that carries the session's
-//     handle but is not its current token was spent already, so two
-//     parties hold the session: the session is ended (reuse detection, RFC
-//     9700 §4.14.2, in store.rotateSession) while the user's other
-//     sessions go on. A session whose refresh token is not used for
-//     REFRESH_TOKEN_EXPIRE_MINUTES expires.
-//   - Refreshes are limited per session (app.refreshLimiter, a
-//     rateLimiter): refreshBurst at once, then one every refreshInterval;
-//     past that, 429 with Retry-After. Only refreshes that succeed count.
-//   - A user has at most maxSessionsPerUser sessions: a new login past it
-//     ends the oldest (insertSession). Each login also deletes the user's
-//     expired sessions and up to sessionSweepRows expired sessions of
-//     anyone, so the table needs no cleaning job.
-//   - Logout, password change and createsuperuser end every session of the
-//     user at once (store.endSessions, store.changePassword,
-//     store.promoteToSuperuser): they delete the user's sessions and move
-//     the user's token generation on. Each access token carries the
-//     generation it was issued in, and requireUser (auth.go) compares it
-//     with the user row it reads anyway: no extra query, and no list of
-//     revoked tokens that grows. A token issued after the change carries
-//     the new generation, so it works even within the same second.
+// sessions.go owns what happens after login: the tokens a client holds,
+// their renewal and their end, and the session rows. The rules:
+//   - Login adds one session row (addSession) and answers with a short-lived
+//     access token (jwt.go) and a refresh token: a 16-byte handle naming the
+//     session, then 32 bytes new at each refresh. The row keeps only SHA-256
+//     digests, so a copy of the database holds no usable token.
+//   - A refresh spends the current token for a new pair (rotateSession). A
+//     token with the session's handle that is not its current one was spent
+//     already: two parties hold the session, which is ended (RFC 9700
+//     §4.14.2). Refreshes are limited per session; only successes count.
+//   - A user has at most maxSessionsPerUser sessions; each login sweeps
+//     expired ones (insertSession), so no cleaning job is needed.
+//   - Logout, password change and createsuperuser delete the user's
+//     sessions and move its token generation on (endSessionsTx); an access
+//     token of an older generation is refused (requireUser).
 package main
 
 import (
@@ -61,31 +32,19 @@ import (
 const (
 	sessionHandleBytes = 16 // 128 bits; names the session in each of its tokens
 	refreshSecretBytes = 32 // 256 bits, new at each refresh
-	// refreshTokenChars is the length of a refresh token in base64url.
-	// legacyRefreshTokenChars is that of the 32-byte tokens issued before
-	// sessions, under the refresh_token table: those still live then were
-	// carried over into sessions (schema.sql) and still work.
-	refreshTokenChars       = (8*(sessionHandleBytes+refreshSecretBytes) + 5) / 6
+	refreshTokenChars  = (8*(sessionHandleBytes+refreshSecretBytes) + 5) / 6
+	// legacyRefreshTokenChars is the length of the 32-byte tokens of the
+	// refresh_token table, carried over into sessions (schema.sql).
 	legacyRefreshTokenChars = (8*32 + 5) / 6
-)
 
-// The budgets of sessions; see this file's opening comment and SECURITY.md.
-const (
-	// maxSessionsPerUser bounds the live sessions (and so the session
-	// rows) of one user: phones, browsers and scripts with room to spare.
-	maxSessionsPerUser = 50
-	// sessionSweepRows bounds the expired sessions of other users that
-	// one login deletes, so that a login costs the same however many
-	// have expired.
-	sessionSweepRows = 100
-	// refreshBurst and refreshInterval limit refreshes per session: an
-	// honest client refreshes once per access token lifetime.
+	maxSessionsPerUser = 50  // phones, browsers and scripts, with room to spare
+	sessionSweepRows   = 100 // other users' expired sessions one login deletes
+	// An honest client refreshes once per access token lifetime.
 	refreshBurst    = 10
 	refreshInterval = 6 * time.Second
 )
 
-// tokenResponse is the answer of login, refresh and password change
-// (RFC 6749 §5.1). Clients of the reference read only the first two.
+// tokenResponse is RFC 6749 §5.1's answer.
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`
@@ -93,43 +52,34 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 }
 
-// newRefreshToken returns the first refresh token of a new session, and
-// what the store keeps of it.
-func (a *app) newRefreshToken(now time.Time) (string, refreshGrant) {
-	return a.nextRefreshToken(randomBytes(sessionHandleBytes), now)
-}
-
-// nextRefreshToken returns a refresh token of the session whose handle
-// this is, and what the store keeps of it.
-func (a *app) nextRefreshToken(handle []byte, now time.Time) (string, refreshGrant) {
+// refreshToken returns a new refresh token of the session of handle, nil
+// for a new session, and what the store keeps of it.
+func (a *app) refreshToken(handle []byte, now time.Time) (string, refreshGrant) {
+	if handle == nil {
+		handle = randomBytes(sessionHandleBytes)
+	}
 	token := base64.RawURLEncoding.EncodeToString(slices.Concat(handle, randomBytes(refreshSecretBytes)))
 	grant, _, _ := parseRefreshToken(token)
 	grant.expiresAt = now.Add(a.refreshTokenLifetime)
 	return token, grant
 }
 
-// randomBytes returns n bytes from crypto/rand.
 func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b) // never fails (crypto/rand doc)
 	return b
 }
 
-// randomToken returns n random bytes as unpadded base64url.
 func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
 }
 
-// generatePassword makes a password for an operator who gave none: 24
-// characters, 144 random bits.
+// generatePassword makes a password for an operator who gave none.
 func generatePassword() string { return randomToken(18) }
 
-// parseRefreshToken returns what the store knows a presented refresh
-// token by: the digests of the whole token and of its handle, its first
-// sessionHandleBytes bytes, which it also returns. ok is false if the
-// token cannot be one of ours (wrong length, or not base64url), so that
-// the database need not be asked. A '\r' or '\n', which the decoder
-// skips, makes no other token: the digest is taken over the token as sent.
+// parseRefreshToken returns the digests the store knows a token by, and
+// its handle, or ok false for a token that cannot be ours. The digest is
+// of the token as sent: a '\r' the decoder skips makes no other token.
 func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool) {
 	if len(token) != refreshTokenChars && len(token) != legacyRefreshTokenChars {
 		return refreshGrant{}, nil, false
@@ -144,13 +94,12 @@ func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool
 	return refreshGrant{handle: handleDigest[:], digest: digest[:]}, handle, true
 }
 
-// startSession begins a new session for u, the user whose password login
-// has just checked, and answers with u's first pair of tokens. If u
-// logged out or changed password meanwhile, the login fails as a wrong
-// password does: the password it checked may be the old one.
+// startSession begins a session for u and answers with its first tokens.
+// If u's generation moved on since login read it, the checked password may
+// be an old one: the login fails as a wrong password does.
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
 	now := a.now()
-	refreshToken, grant := a.newRefreshToken(now)
+	refreshToken, grant := a.refreshToken(nil, now)
 	err := a.store.addSession(r.Context(), u, grant, now)
 	if errors.Is(err, errSessionEnded) {
 		return errIncorrectLogin
@@ -161,9 +110,9 @@ func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error
 	return a.writeTokens(w, u, refreshToken, now)
 }
 
-// writeTokens answers with a new access token for u and refreshToken.
+// writeTokens answers with a new access token for u and refreshToken,
+// never to be cached (RFC 6749 §5.1).
 func (a *app) writeTokens(w http.ResponseWriter, u user, refreshToken string, now time.Time) error {
-	// Token responses must not be cached (RFC 6749 §5.1).
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	return writeJSON(w, http.StatusOK, tokenResponse{
@@ -174,8 +123,7 @@ func (a *app) writeTokens(w http.ResponseWriter, u user, refreshToken string, no
 	})
 }
 
-// handleRefresh is OAuth2's refresh grant (RFC 6749 §6): a form with
-// grant_type=refresh_token and the refresh token.
+// handleRefresh is OAuth2's refresh grant (RFC 6749 §6).
 func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err := readForm(r); err != nil {
 		return err
@@ -183,22 +131,18 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	var form problems
 	presented, grantType := r.PostFormValue("refresh_token"), r.PostFormValue("grant_type")
 	form.require(presented != "", "body", "refresh_token")
-	// grant_type is required here (RFC 6749 §6), unlike at login, where
-	// the reference's form makes it optional.
 	form.require(grantType != "", "body", "grant_type")
 	form.check(grantType == "" || grantType == "refresh_token", "body", "grant_type",
 		`string does not match regex "refresh_token"`, "value_error.str.regex")
 	if err := form.err(); err != nil {
 		return err
 	}
-	// A token of the wrong shape cannot be one of ours: refuse it without
-	// asking the database.
 	grant, handle, ok := parseRefreshToken(presented)
 	if !ok {
 		return errInvalidRefreshToken
 	}
-	// Look the token up on a reader first: guesses then cost no writer
-	// time, and the rate limit applies to a known session.
+	// On a reader first: guesses cost no writer time, and the limit
+	// applies to a known session.
 	session, err := a.store.sessionOf(r.Context(), grant)
 	if err != nil {
 		return err
@@ -206,16 +150,15 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	if session == 0 {
 		return errInvalidRefreshToken
 	}
-	// Only a refresh that succeeds counts: a failed one changes nothing or
-	// ends the session. Racing clients with one token so all get through
-	// to the store, which answers one of them 200 and the others 400, and
-	// ends the session, whose token two parties hold, rather than 429.
+	// Only a success counts, so racing clients with one token all reach
+	// the store, which answers one 200 and ends the session for the
+	// others' reuse, rather than answering 429.
 	limitKey := strconv.FormatInt(session, 10)
 	if wait := a.refreshLimiter.wait(limitKey); wait > 0 {
 		return errTooManyRefreshes.retryIn(wait)
 	}
 	now := a.now()
-	next, nextGrant := a.nextRefreshToken(handle, now)
+	next, nextGrant := a.refreshToken(handle, now)
 	u, err := a.store.rotateSession(r.Context(), grant, nextGrant, now)
 	if errors.Is(err, errRefreshTokenRefused) {
 		return errInvalidRefreshToken
@@ -227,9 +170,8 @@ func (a *app) handleRefresh(w http.ResponseWriter, r *http.Request) error {
 	return a.writeTokens(w, u, next, now)
 }
 
-// handleLogout ends every session of the caller (store.endSessions).
 func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) error {
-	if _, err := a.store.endSessions(r.Context(), caller.ID); err != nil {
+	if err := a.store.endSessions(r.Context(), caller.ID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -237,9 +179,8 @@ func (a *app) handleLogout(w http.ResponseWriter, r *http.Request, caller user) 
 }
 
 // handleChangePassword sets a new password for the caller, who must know
-// the current one, ends every earlier session, and starts a new one for
-// this client. A wrong current password changes nothing; nor does any
-// current password if the stored hash is unusable (passwordMatches).
+// the current one (passwordMatches), ends every earlier session, and
+// starts a new one for this client, in one transaction.
 func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, caller user) error {
 	body, err := decodeJSONObject(r)
 	if err != nil {
@@ -268,11 +209,8 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 	if err != nil {
 		return err
 	}
-	// One transaction checks that the caller's session is still the one
-	// whose password was checked, sets the new hash, ends every session,
-	// and starts this client's new one.
 	now := a.now()
-	refreshToken, grant := a.newRefreshToken(now)
+	refreshToken, grant := a.refreshToken(nil, now)
 	caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
 	if errors.Is(err, errSessionEnded) {
 		return errBadToken // the token it came with was ended meanwhile
@@ -284,19 +222,14 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 }
 
 // refreshGrant is a refresh token as the store keeps it: only digests.
-// Every token of one login session starts with the same random handle
-// (see sessions.go), so that a spent token still names its session.
 type refreshGrant struct {
-	handle    []byte // SHA-256 of the session's handle, the token's first bytes
+	handle    []byte // SHA-256 of the session's handle: a spent token still names it
 	digest    []byte // SHA-256 of the whole token the client holds
 	expiresAt time.Time
 }
 
-// addSession starts a login session for u, holding grant, its first
-// refresh token; unless u has logged out or changed password since u was
-// read (a login that checked the old password must not outlive the
-// change): then errSessionEnded. See insertSession for what else it
-// deletes.
+// addSession starts a session for u holding grant, or returns
+// errSessionEnded if u's generation moved on since u was read.
 func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
@@ -307,12 +240,9 @@ func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now 
 	return wrapErr(err, "add session")
 }
 
-// checkGenerationUnchanged returns errSessionEnded unless u still exists and
-// its token generation is still what it was when u was read. Every change
-// that ends sessions (logout, password change, createsuperuser) moves the
-// generation on. The hash alone may change without it: a rehash on login
-// stores the same password at a new cost, and must not fail a login or a
-// password change that read the user before it.
+// checkGenerationUnchanged returns errSessionEnded unless u still exists
+// at the token generation it was read at. The hash is not compared: a
+// rehash stores the same password, and must fail no login that read u.
 func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	var generation int64
 	err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&generation)
@@ -322,11 +252,9 @@ func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 	return wrapErr(err, "check session")
 }
 
-// changePassword gives u a new password hash and ends every session of u,
-// as endSessions does, and starts the session of the client that changed
-// it with grant, all in one transaction; unless u logged out or changed
-// password since u was read: then errSessionEnded, and nothing changes.
-// It returns u's new token generation.
+// changePassword gives u a new hash, ends its sessions and starts the
+// one of grant, in one transaction, and returns u's new generation; or
+// errSessionEnded, changing nothing, if u's generation moved on.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
 	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
@@ -341,11 +269,9 @@ func (s *store) changePassword(ctx context.Context, u user, newHashedPassword st
 	return generation, wrapErr(err, "change password")
 }
 
-// insertSession adds a session of userID holding grant. So that the
-// session table needs no cleaning job and no user can fill it, it also
-// deletes, first, every expired session of userID and up to
-// sessionSweepRows expired sessions of anyone, and then userID's oldest
-// sessions past the newest maxSessionsPerUser.
+// insertSession adds a session of userID holding grant. It deletes first
+// userID's expired sessions and up to sessionSweepRows of anyone's, and
+// then userID's oldest past the newest maxSessionsPerUser.
 func insertSession(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ? AND expires_at <= ?", userID, now.Unix()); err != nil {
 		return fmt.Errorf("delete expired sessions: %w", err)
@@ -369,11 +295,8 @@ func insertSession(ctx context.Context, tx *sql.Tx, userID int64, grant refreshG
 	return nil
 }
 
-// sessionOf returns the id of the session that a presented refresh
-// token names, by its digest (the session's current token) or by its
-// handle (any token the session ever had), or 0 if none. It asks a
-// reader, so that guesses at tokens need not queue for the one writer
-// that rotateSession takes.
+// sessionOf returns the id of the session that presented names, as its
+// current token (digest) or any it had (handle), or 0 if none.
 func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, error) {
 	var id int64
 	err := s.reader.QueryRowContext(ctx, "SELECT id FROM session WHERE digest = ? OR handle = ? LIMIT 1",
@@ -384,24 +307,10 @@ func (s *store) sessionOf(ctx context.Context, presented refreshGrant) (int64, e
 	return id, wrapErr(err, "look up refresh token")
 }
 
-// rotateSession spends presented, the current refresh token of its
-// session, and makes next the session's current token; it returns the
-// session's user. The session keeps its one row: only the current
-// token's digest is kept, and the handle that all its tokens share.
-//
-// errRefreshTokenRefused, when presented is:
-//   - not the current token of any session, but carries a session's
-//     handle: a spent token (or one made from a spent one), so two parties
-//     hold the session. It is taken as stolen and the session is ended,
-//     so neither the thief nor the victim can go on with it (reuse
-//     detection, RFC 9700 §4.14.2); other sessions of the user go on.
-//   - unknown, or of an expired session;
-//   - of a session whose user is gone (deleted by hand with foreign keys
-//     off, which leaves its sessions behind): the session is deleted.
-//
-// The writer's transactions begin IMMEDIATE, so two rotations of the same
-// token run one after the other: the first wins, the second sees a spent
-// token, which ends the session.
+// rotateSession makes next the current token of presented's session and
+// returns its user; or errRefreshTokenRefused if presented is unknown,
+// expired, of a deleted user, or spent: a spent token ends its session
+// (reuse detection). Of two racing rotations, the second sees it spent.
 func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant, now time.Time) (user, error) {
 	var u user
 	var invalid bool
@@ -429,8 +338,7 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 		if err != nil {
 			return err
 		}
-		// Setting the handle matters only to a session carried over from
-		// the refresh_token table (schema.sql), which has none until then.
+		// A session carried over from refresh_token has no handle till now.
 		_, err = tx.ExecContext(ctx, "UPDATE session SET handle = ?, digest = ?, expires_at = ? WHERE id = ?",
 			next.handle, next.digest, next.expiresAt.Unix(), id)
 		return err
@@ -444,21 +352,18 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 	return u, nil
 }
 
-// endSessions ends every session of the user: it moves the user's token
-// generation on, which retires every access token issued so far, and
-// deletes every session, and so every refresh token. It returns the new
-// generation, or errNotFound if there is no such user.
-func (s *store) endSessions(ctx context.Context, userID int64) (int64, error) {
-	var generation int64
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
-		generation, err = endSessionsTx(ctx, tx, userID, "")
+// endSessions retires every token of the user: it moves the generation
+// on and deletes the sessions.
+func (s *store) endSessions(ctx context.Context, userID int64) error {
+	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+		_, err := endSessionsTx(ctx, tx, userID, "")
 		return err
 	})
-	return generation, wrapErr(err, "end sessions")
+	return wrapErr(err, "end sessions")
 }
 
-// endSessionsTx is endSessions in tx, with newHashedPassword, unless "",
-// replacing the password in the same transaction.
+// endSessionsTx is endSessions in tx, also setting newHashedPassword
+// unless it is "".
 func endSessionsTx(ctx context.Context, tx *sql.Tx, userID int64, newHashedPassword string) (int64, error) {
 	var generation int64
 	err := tx.QueryRowContext(ctx, `
