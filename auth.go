@@ -276,12 +276,6 @@ func (a *app) logUnusableHash(userID int64, reason string) {
 		"for instance with createsuperuser", "user_id", userID, "reason", reason)
 }
 
-// unusableHashLog is unused: an unusable hash is logged at each attempt
-// (logUnusableHash). It stays only while app still has a field of it.
-//
-//lint:ignore U1000 app's field of this type goes next.
-type unusableHashLog struct{}
-
 type dummyHash struct {
 	hash string
 	cost int

@@ -112,8 +112,7 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
-	lastHomePage         renderedPage    // GET /'s last page (home.go)
-	unusableHashes       unusableHashLog // users whose unusable hash was logged
+	lastHomePage         renderedPage // GET /'s last page (home.go)
 }
 
 func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
