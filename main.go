@@ -30,9 +30,7 @@ import (
 // request. now is the clock that tokens are issued and checked against.
 func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services) http.Handler {
 	a := &app{
-		store:                s.store,
-		passwords:            s.passwords,
-		tokenKey:             s.tokenKey,
+		services:             s,
 		loginLimiter:         newRateLimiter(cfg.loginAttemptsPerMinute, time.Minute, now),
 		signupLimiter:        newRateLimiter(cfg.signupsPerHour, time.Hour, now),
 		refreshLimiter:       newRateLimiter(refreshBurst, refreshBurst*refreshInterval, now),
@@ -99,9 +97,7 @@ func (a *app) routes() []route {
 
 // app is what the handlers share.
 type app struct {
-	store                *store
-	passwords            *passwordHasher
-	tokenKey             *tokenKey
+	services
 	loginLimiter         *rateLimiter // failed logins and password changes, per client address
 	signupLimiter        *rateLimiter // signups, per client address
 	refreshLimiter       *rateLimiter // refreshes, per session
