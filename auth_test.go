@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -677,7 +678,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	t.Run("a dearer hash written by another process raises it", func(t *testing.T) {
 		// Another store on the same file, as the createsuperuser command
 		// opens one: this server learns of the write by polling.
-		other, err := openStore(t.Context(), e.cfg.dbPath, nil)
+		other, err := openStore(t.Context(), e.cfg.dbPath, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -314,7 +314,7 @@ func checkFileWeMade(name string, made os.FileInfo) error {
 // three recipes. It does nothing, and reports false, if any user exists.
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
 	seeded := false
-	err := s.writeThenForget(ctx, s.forgetAll, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		if exists, err := anyUser(ctx, tx); exists || err != nil {
 			return err
 		}

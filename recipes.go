@@ -342,11 +342,15 @@ type recipe struct {
 
 // Recipes written by the reference may have NULL source, url or submitter;
 // they read as "" and 0.
-const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
+const (
+	recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
+	recipeByIDSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id = ?"
+)
 
-func scanRecipe(row rowScanner) (recipe, error) {
+// scanRecipe reads a recipe's columns, then the query's more, if any.
+func scanRecipe(row rowScanner, more ...any) (recipe, error) {
 	var r recipe
-	err := row.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	err := row.Scan(append([]any{&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID}, more...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return recipe{}, errNotFound
 	}
@@ -355,14 +359,14 @@ func scanRecipe(row rowScanner) (recipe, error) {
 
 // scanRecipes reads every recipe of a query that returned rows and err:
 // an empty list, not nil, if it found none, so that JSON says [].
-func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
+func scanRecipes(rows *sql.Rows, err error, more ...any) ([]recipe, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	recipes := []recipe{}
 	for rows.Next() {
-		r, err := scanRecipe(rows)
+		r, err := scanRecipe(rows, more...)
 		if err != nil {
 			return nil, err
 		}
@@ -373,10 +377,14 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
-	r, err := cached(&s.recipes, id, func() (recipe, error) {
-		return scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
+	found, err := s.cache.load(cacheKey{read: "recipe", n: id}, func() ([]recipe, error) {
+		r, err := scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
+		return []recipe{r}, err
 	})
-	return r, wrapErr(err, "recipe %d", id)
+	if err != nil {
+		return recipe{}, wrapErr(err, "recipe %d", id)
+	}
+	return found[0], nil
 }
 
 // createRecipe inserts r and returns it with its new id.
@@ -408,7 +416,7 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 // allowed says no.
 func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
 	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
-		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
+		current, err := scanRecipe(tx.QueryRowContext(ctx, recipeByIDSQL, id))
 		if err == nil && !allowed(current) {
 			err = errNotOwner
 		}
