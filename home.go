@@ -149,27 +149,23 @@ func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) 
 // Pages are named by ids, so a page costs its own rows however deep, and a
 // recipe added meanwhile does not shift it. Anything else (both, neither,
 // an id that is not a whole number above 0) shows the first page.
-func (a *app) homeNewest(ctx context.Context, query url.Values) (homePage, error) {
+func (a *app) homeNewest(ctx context.Context, query url.Values) (page homePage, err error) {
 	before, hasBefore := pageID(query, "before")
 	after, hasAfter := pageID(query, "after")
+	var recipes []recipe
+	var newer, older bool
 	if hasBefore == hasAfter {
-		recipes, err := a.store.newestRecipes(ctx, newestOnHome+1)
-		if err != nil {
-			return homePage{}, err
-		}
-		var page homePage
-		if len(recipes) > newestOnHome {
-			recipes = recipes[:newestOnHome]
-			page.Older = recipes[newestOnHome-1].ID
-		}
-		page.Cards = homeCards(recipes)
-		return page, nil
+		recipes, err = a.store.newestRecipes(ctx, newestOnHome+1) // the hot page, cached
+		older = len(recipes) > newestOnHome
+		recipes = recipes[:min(len(recipes), newestOnHome)]
+	} else {
+		page.Paged = true
+		recipes, newer, older, err = a.store.recipePage(ctx, max(before, after), hasBefore, newestOnHome)
 	}
-	recipes, newer, older, err := a.store.recipePage(ctx, max(before, after), hasBefore, newestOnHome)
 	if err != nil {
 		return homePage{}, err
 	}
-	page := homePage{Paged: true, Cards: homeCards(recipes)}
+	page.Cards = homeCards(recipes)
 	if len(recipes) > 0 && newer {
 		page.Newer = recipes[0].ID
 	}

@@ -15,14 +15,12 @@ import (
 const (
 	minKeywordChars   = 3 // a trigram index finds nothing shorter
 	defaultMaxResults = 10
-	// maxKeywordChars: no label is longer, so a longer keyword is answered
-	// at once, and no client makes the cache hold a keyword of its length.
+	// No label is longer: a longer keyword is answered at once, uncached.
 	maxKeywordChars = maxTextChars
 	maxListLength   = 100 // the most recipes any list answers with
 )
 
-// handleSearch finds recipes whose label contains ?keyword= (ignoring
-// case), in id order, at most ?max_results= of them, in the whole table.
+// handleSearch answers at most ?max_results= recipes that hold ?keyword=.
 func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var bad problems
@@ -48,8 +46,8 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
 }
 
-// searchSQL takes at most LIMIT ids from the index first, then their
-// recipes: joined the other way, SQLite would read every match to sort it.
+// searchSQL takes LIMIT ids from the index, then their recipes: joined the
+// other way, SQLite would read every match to sort them.
 const (
 	searchSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
 		"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"
@@ -57,10 +55,9 @@ const (
 )
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, case folded by the index (Unicode's simple folding);
-// no character of it is an operator. An empty keyword matches every
-// recipe; one holding a character no label may hold (hiddenControl)
-// matches none, since SQLite would end the query at a NUL.
+// contains keyword, in any case (Unicode's simple folding). An empty
+// keyword matches every recipe; one with a character no label may hold
+// (hiddenControl) none: SQLite would end the query at a NUL.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	if _, ok := hiddenControl(keyword); ok {
 		return []recipe{}, nil
@@ -87,8 +84,8 @@ const (
 	searchRetryAfter = time.Second // the Retry-After of a 503 for errSearchCutOff
 )
 
-// searchIndex runs searchSQL in a search slot for at most searchTimeLimit.
-// A cut-off is errSearchCutOff, never cached as an answer.
+// searchIndex runs searchSQL in a search slot for at most searchTimeLimit;
+// a cut-off (errSearchCutOff) is never cached as an answer.
 func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	wait, stopWaiting := context.WithTimeout(ctx, searchSlotWait)
 	defer stopWaiting()
@@ -126,9 +123,8 @@ func foldASCII(s string) string {
 	}, s)
 }
 
-// validUTF8 replaces each byte of s that is not UTF-8 with U+FFFD, one for
-// one: a keyword keeps its count of characters, and neither SQLite nor a
-// page declared UTF-8 ever sees a stray byte.
+// validUTF8 replaces each byte that is not UTF-8 with U+FFFD, one for one,
+// so a keyword keeps its count of characters and SQLite sees no stray byte.
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s

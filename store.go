@@ -40,14 +40,11 @@ var (
 	errEmailTaken          = errors.New("email already registered")
 	errRefreshTokenRefused = errors.New("refresh token unknown, expired, revoked or used")
 	errSessionEnded        = errors.New("the user logged out or changed password meanwhile")
-	// errWriterBusy: another process holds the write lock, or our own
-	// writes queued, past writerWait; writeError answers 503.
-	errWriterBusy = errors.New("the database writer stayed busy past the write deadline")
-	// errSearchCutOff is a search not let run to its end (searchIndex).
-	errSearchCutOff  = errors.New("search cut off")
-	errSearchTooSlow = fmt.Errorf("%w: it ran past the search time limit", errSearchCutOff)
-	errSearchBusy    = fmt.Errorf("%w: every search slot stayed busy", errSearchCutOff)
-	errStorageFull   = errors.New("the database cannot grow: its disk is full (or its quota, or SQLite's max_page_count, is reached); free some space")
+	errWriterBusy          = errors.New("the database writer stayed busy past the write deadline")
+	errSearchCutOff        = errors.New("search cut off")
+	errSearchTooSlow       = fmt.Errorf("%w: it ran past the search time limit", errSearchCutOff)
+	errSearchBusy          = fmt.Errorf("%w: every search slot stayed busy", errSearchCutOff)
+	errStorageFull         = errors.New("the database cannot grow: its disk is full (or its quota, or SQLite's max_page_count, is reached); free some space")
 	// errUserIDsUsedUp: AUTOINCREMENT gives no id twice, and SQLite says
 	// SQLITE_FULL at the last, as for a full disk (insertUser tells them apart).
 	errUserIDsUsedUp = fmt.Errorf("the user ids are used up: the largest that SQLite allows, %d, has been given, and no id is given twice; no more users can be created", int64(math.MaxInt64))
@@ -99,7 +96,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	f.Close()
-	// sql.Open fails only for a driver not registered; the import registers it.
+	// sql.Open fails only for a driver not registered.
 	writer, _ := sql.Open("sqlite", sqliteName(path)+"?"+writerParams)
 	writer.SetMaxOpenConns(1)
 	reader, _ := sql.Open("sqlite", sqliteName(path)+"?"+readerParams)
@@ -129,8 +126,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	return s, nil
 }
 
-// sqliteName is path as a file: URI, escaped so that a '?' or '#' in it
-// stays part of the name.
+// sqliteName is path as a file: URI, in which a '?' or '#' stays a name.
 func sqliteName(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
 
 func isDomainError(err error) bool {
@@ -166,8 +162,7 @@ func (s *store) prepareQueries(ctx context.Context) error {
 	return nil
 }
 
-// close checkpoints the WAL into the database file, so that the file alone
-// is the whole database, and closes the pools.
+// close checkpoints the WAL, so that the file alone is the whole database.
 func (s *store) close() error {
 	if s.stopPoll != nil {
 		s.stopPoll()
@@ -182,8 +177,7 @@ func (s *store) close() error {
 // millisecond each) to get their turn.
 const writerWait = 5 * time.Second
 
-// writerRetryAfter is the Retry-After of a 503 for errWriterBusy.
-const writerRetryAfter = 5 * time.Second
+const writerRetryAfter = 5 * time.Second // of a 503 for errWriterBusy
 
 // write runs fn in one transaction on the writer and commits it unless fn
 // fails. It is bound to ctx, so that a client gone before the commit is
@@ -208,8 +202,7 @@ func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return writeFailure(ctx, tx.Commit())
 }
 
-// writeThenForget is write, then, if it committed, forget: the caches
-// that the write may have made stale.
+// writeThenForget is write, then, if it committed, forget.
 func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *sql.Tx) error) error {
 	err := s.write(ctx, fn)
 	if err == nil {
@@ -225,9 +218,8 @@ func writeFailure(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(context.Cause(ctx), errWriterBusy):
-		return fmt.Errorf("%w: %v", errWriterBusy, err)
-	case errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
+	case errors.Is(context.Cause(ctx), errWriterBusy),
+		errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
 	case isFull(err):
 		return fmt.Errorf("%w: %v", errStorageFull, err)
@@ -258,9 +250,8 @@ type cacheKey struct {
 	n       int64
 }
 
-// readCacheBytes bounds the cache; past it, it starts over, so that
-// searches for ever new keywords (chosen by clients, each at most
-// maxKeywordChars) cannot grow it without end.
+// readCacheBytes bounds the cache, past which it starts over: searches for
+// ever new keywords (each at most maxKeywordChars) cannot grow it.
 const readCacheBytes = 4 << 20
 
 // load returns the answer for key, or else reads it and keeps it.
@@ -389,8 +380,8 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 	return nil
 }
 
-// noteFiles remembers which files the database is: the file at path, and
-// the -wal and -shm beside the file that SQLite opened (it resolves links).
+// noteFiles notes the file at path, and the -wal and -shm beside the file
+// that SQLite opened (it resolves links), for checkFiles.
 func (s *store) noteFiles(ctx context.Context, path string) error {
 	var file string
 	if err := s.writer.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
@@ -425,7 +416,6 @@ func (s *store) checkFiles() error {
 	return nil
 }
 
-// schemaVersion is the number of the last migration applied.
 func (s *store) schemaVersion(ctx context.Context) (int, error) {
 	var version int
 	err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
@@ -442,7 +432,6 @@ func (s *store) ping(ctx context.Context) error {
 	return s.reader.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM recipe)").Scan(&exists)
 }
 
-// migration is one numbered section of schema.sql.
 type migration struct {
 	version int
 	sql     string
@@ -451,8 +440,7 @@ type migration struct {
 var migrationHeader = regexp.MustCompile(`(?m)^-- migration (\d+):`)
 
 // parseMigrations splits schema.sql at its "-- migration N:" lines, and
-// insists that the numbers run 1, 2, 3, … so that a mistake in the file
-// fails every test rather than a user's database.
+// insists that the numbers run 1, 2, 3, …
 func parseMigrations(text string) ([]migration, error) {
 	heads := migrationHeader.FindAllStringSubmatchIndex(text, -1)
 	var migrations []migration
@@ -575,8 +563,7 @@ func (s *store) applyMigration(ctx context.Context, tx *sql.Tx, m migration) err
 }
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
-// break migration 2's unique index: the reference let "A@x.com" and
-// "a@x.com" sign up as two users, and only a person can decide which to keep.
+// break migration 2's unique index: only a person can decide which to keep.
 func checkNoCaseDuplicateEmails(ctx context.Context, tx *sql.Tx) error {
 	var groups sql.NullString // one JSON array of emails for each email_key they share, or NULL
 	if err := tx.QueryRowContext(ctx, `
