@@ -141,25 +141,19 @@ func wrapErr(err error, format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
-func (s *store) prepareQueries(ctx context.Context) error {
-	for _, q := range []struct {
-		stmt **sql.Stmt
-		sql  string
-	}{
-		{&s.userByIDQuery, "SELECT " + userColumns + " FROM user WHERE id = ?"},
-		{&s.userByEmailQuery, "SELECT " + userColumns + " FROM user WHERE email_key = ?"},
-		{&s.recipeByIDQuery, recipeByIDSQL},
-		{&s.searchQuery, searchSQL},
-		{&s.firstRecipesQuery, firstRecipesSQL},
-		{&s.newestQuery, newestSQL},
-	} {
-		stmt, err := s.reader.PrepareContext(ctx, q.sql)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q.sql, err)
-		}
-		*q.stmt = stmt
+func (s *store) prepareQueries(ctx context.Context) (err error) {
+	prepare := func(query string) *sql.Stmt {
+		stmt, prepareErr := s.reader.PrepareContext(ctx, query)
+		err = errors.Join(err, wrapErr(prepareErr, "prepare %q", query))
+		return stmt
 	}
-	return nil
+	s.userByIDQuery = prepare("SELECT " + userColumns + " FROM user WHERE id = ?")
+	s.userByEmailQuery = prepare("SELECT " + userColumns + " FROM user WHERE email_key = ?")
+	s.recipeByIDQuery = prepare(recipeByIDSQL)
+	s.searchQuery = prepare(searchSQL)
+	s.firstRecipesQuery = prepare(firstRecipesSQL)
+	s.newestQuery = prepare(newestSQL)
+	return err
 }
 
 // close checkpoints the WAL, so that the file alone is the whole database.
