@@ -107,10 +107,6 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// renderedPage is unused: the page is rendered at each request. The app's
-// field lastHomePage in main.go still names it.
-type renderedPage struct{}
-
 // homeSearch finds what the API's search finds for keyword, with its
 // rules; a search cut off returns a notice and errSearchCutOff.
 func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {

@@ -235,7 +235,6 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
-	lastHomePage         renderedPage    // GET /'s last page (recipes.go)
 	unusableHashes       unusableHashLog // users whose unusable hash was logged
 }
 
