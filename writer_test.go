@@ -199,6 +199,7 @@ func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits out the service's whole write deadline, which -short asks to leave out")
 	}
+	t.Parallel() // it waits out the write deadline
 	dbPath := filepath.Join(t.TempDir(), "locked.db")
 	_, base := startChild(t, "DATABASE_PATH="+dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW="+adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0")
 	token := loginOver(t, base, "admin@recipeapi.com", adminPassword)
