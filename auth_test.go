@@ -669,7 +669,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 	t.Run("a dearer hash written by another process raises it", func(t *testing.T) {
 		// Another store on the same file, as the createsuperuser command
 		// opens one: this server learns of the write by polling.
-		other, err := openStore(t.Context(), e.cfg.dbPath, nil)
+		other, err := openStore(t.Context(), e.cfg.dbPath, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

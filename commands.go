@@ -38,10 +38,8 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 }
 
 // createSuperuserCommand makes the user with -email a superuser, creating
-// it if need be. The password is the first line of standard input, which
-// must be UTF-8 (passwordProblem); if standard input is a terminal or
-// empty, a password is generated and printed once. For an existing user, a password given also replaces the
-// old one; either way every session of the user ends.
+// it if need be. The password is the first line of standard input; if
+// that is a terminal or empty, a password is generated and printed once.
 func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
 	email := cleanEmail(cfg.superuserEmail)
 	if msg := checkEmail(email); msg != "" {
@@ -56,10 +54,8 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 		password = generatePassword()
 	}
 	if msg := passwordProblem(password); msg != "" {
-		// The password itself is not shown.
-		return fmt.Errorf("the password on standard input %s; nothing was changed", msg)
+		return fmt.Errorf("the password on standard input %s; nothing was changed", msg) // never the password itself
 	}
-
 	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
@@ -67,42 +63,44 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	defer st.close()
 	passwords := newPasswordHasher(cfg.bcryptCost)
 	defer passwords.close()
+	done, err := makeSuperuser(ctx, st, passwords, email, password, generated)
+	if err == nil {
+		fmt.Fprintln(stdout, done)
+	}
+	return err
+}
+
+// makeSuperuser creates the superuser email, or promotes the user of that
+// email, ending every session: a token stolen before must not become a
+// superuser's. A user who exists keeps their password unless one is given
+// (generated is false). It says what it did.
+func makeSuperuser(ctx context.Context, st *store, passwords *passwordHasher, email, password string, generated bool) (string, error) {
 	u, err := st.userByEmail(ctx, email)
 	exists := err == nil
 	if err != nil && !errors.Is(err, errNotFound) {
-		return err
+		return "", err
 	}
-	// A user who exists keeps the password they have if none is given:
-	// the generated one is thrown away, unhashed, and an empty hash keeps
-	// theirs.
-	hash := ""
+	hash := "" // for promoteToSuperuser: keep the password
 	if !exists || !generated {
 		if hash, err = passwords.hash(ctx, password); err != nil {
-			return err
+			return "", err
 		}
 	}
-	var done string
-	if !exists {
+	switch {
+	case !exists:
 		if _, err := st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash}); err != nil {
-			return err
+			return "", err
 		}
-		done = "Created the superuser " + email
 		if generated {
-			done += "; its password, shown only this once, is " + password
+			return "Created the superuser " + email + "; its password, shown only this once, is " + password, nil
 		}
-	} else {
-		// Every session ends, with a new password or without: a token
-		// stolen before must not become a superuser's token.
-		if err := st.promoteToSuperuser(ctx, u.ID, hash); err != nil {
-			return err
-		}
-		done = u.Email + " is now a superuser and must log in again, with the new password"
-		if generated {
-			done = u.Email + " is now a superuser and must log in again; the password is unchanged"
-		}
+		return "Created the superuser " + email, nil
+	case generated:
+		err = st.promoteToSuperuser(ctx, u.ID, hash)
+		return u.Email + " is now a superuser and must log in again; the password is unchanged", err
 	}
-	fmt.Fprintln(stdout, done)
-	return nil
+	err = st.promoteToSuperuser(ctx, u.ID, hash)
+	return u.Email + " is now a superuser and must log in again, with the new password", err
 }
 
 // readPassword reads the first line of stdin, or "" if stdin is a
@@ -211,76 +209,54 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 
 // backupDatabase writes a consistent copy of the database at path to out
 // with VACUUM INTO, which reads one snapshot while others go on writing.
-// It opens its own read-only connection: a backup changes nothing.
-//
-// VACUUM INTO opens its file by name, resolving any symbolic link, and
-// writes a journal beside it, so a name in a directory that others can
-// write to could lead it elsewhere between our check and its open: to a
-// link, planted meanwhile, to a file of theirs, which would receive the
-// password hashes and perhaps the token secret. So SQLite writes only in
-// a directory of our own (mode 0700, made beside out so that the copy can
-// be linked from there), into a file that we created there (O_EXCL, mode
-// 0600); the finished copy is synced and linked to out with os.Link,
-// which never replaces a name: a file or link at out, there before or
-// raced in, is refused.
 func backupDatabase(ctx context.Context, path, out string) error {
 	// SQLite reads a name that starts with "file:" as a URI, with
-	// parameters that a plain copy would ignore: rather than guess what
-	// was meant, ask for the plain name. "./file:x.db" names that file.
+	// parameters a plain copy would ignore: ask for the plain name.
 	if strings.HasPrefix(out, "file:") {
 		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
 	}
-	// Say at once that out is taken, before the copy is made in vain;
-	// os.Link below is what makes sure.
+	// Said at once, before the copy is made in vain; os.Link makes sure.
 	if _, err := os.Lstat(out); err == nil {
 		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
 	}
-	// An absolute name, so that SQLite never reads the temporary name as
-	// a URI either (filepath.Dir("./file:d/x.db") is "file:d").
+	if err := writeBackup(ctx, path, out); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	return nil
+}
+
+// writeBackup has SQLite write the copy only into a file of our own in a
+// directory of our own (VACUUM INTO opens its file by name and follows
+// links: in a directory others may write to, a link planted there would
+// send the password hashes to their file), then syncs it and links it to
+// out with os.Link, which never replaces a name, raced in or not.
+func writeBackup(ctx context.Context, path, out string) error {
+	// Absolute, so that SQLite never reads the temporary name as a URI
+	// either (filepath.Dir("./file:d/x.db") is "file:d").
 	abs, err := filepath.Abs(out)
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
+		return err
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(abs), ".backup-")
 	if err != nil {
-		return fmt.Errorf("backup: make a private directory beside %s: %w", out, err)
+		return fmt.Errorf("make a private directory beside %s: %w", out, err)
 	}
 	defer os.RemoveAll(dir)
-	temp := filepath.Join(dir, "backup.db")
-	// Empty, as VACUUM INTO allows.
-	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, made, err := vacuumInto(ctx, path, filepath.Join(dir, "backup.db"))
 	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer f.Close()
-	made, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	if backupRaceHook != nil {
-		backupRaceHook(out)
-	}
-
-	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", temp); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	if err := checkFileWeMade(temp, made); err != nil {
 		return err
 	}
-	// The copy reaches the disk before its name appears.
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("backup: %w", err)
+	defer f.Close()
+	if err := f.Sync(); err != nil { // the copy reaches the disk before its name
+		return err
 	}
-	if err := os.Link(temp, out); err != nil {
-		return fmt.Errorf("backup: %w; the backup never replaces a file", err)
+	if err := os.Link(f.Name(), out); err != nil {
+		return fmt.Errorf("%w; the backup never replaces a file", err)
 	}
 	if err := checkFileWeMade(out, made); err != nil {
 		return err
 	}
-	// And the name reaches the disk too. Not every file system syncs a
-	// directory; the copy is whole either way.
+	// Not every file system syncs a directory; the copy is whole either way.
 	if d, err := os.Open(filepath.Dir(abs)); err == nil {
 		d.Sync()
 		d.Close()
@@ -288,10 +264,29 @@ func backupDatabase(ctx context.Context, path, out string) error {
 	return nil
 }
 
-// backupRaceHook, if set, runs where a name could be swapped under a
-// backup: after its file is made, before SQLite writes into it. Tests set
-// it to swap one.
-var backupRaceHook func(out string)
+// vacuumInto creates temp (O_EXCL, mode 0600, empty as VACUUM INTO
+// allows) and has SQLite copy the database at path into it, on a
+// read-only connection of its own: a backup changes nothing.
+func vacuumInto(ctx context.Context, path, temp string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	made, err := f.Stat()
+	if err == nil {
+		db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
+		_, err = db.ExecContext(ctx, "VACUUM INTO ?", temp)
+		db.Close()
+	}
+	if err == nil {
+		err = checkFileWeMade(temp, made)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, made, nil
+}
 
 // checkFileWeMade returns an error unless name is, without following a
 // link, the regular file made (our backup's), of mode 0600 and not empty.
@@ -299,13 +294,13 @@ func checkFileWeMade(name string, made os.FileInfo) error {
 	info, err := os.Lstat(name)
 	switch {
 	case err != nil:
-		return fmt.Errorf("backup: %w", err)
+		return err
 	case !os.SameFile(info, made) || !info.Mode().IsRegular():
-		return fmt.Errorf("backup: %s is no longer the file the backup made; someone replaced it", name)
+		return fmt.Errorf("%s is no longer the file the backup made; someone replaced it", name)
 	case info.Mode().Perm() != 0o600:
-		return fmt.Errorf("backup: %s has mode %o, not 0600", name, info.Mode().Perm())
+		return fmt.Errorf("%s has mode %o, not 0600", name, info.Mode().Perm())
 	case info.Size() == 0:
-		return fmt.Errorf("backup: SQLite wrote nothing into %s", name)
+		return fmt.Errorf("SQLite wrote nothing into %s", name)
 	}
 	return nil
 }
@@ -314,7 +309,7 @@ func checkFileWeMade(name string, made os.FileInfo) error {
 // three recipes. It does nothing, and reports false, if any user exists.
 func (s *store) seed(ctx context.Context, email, hashedPassword string) (bool, error) {
 	seeded := false
-	err := s.writeThenForget(ctx, s.forgetAll, func(tx *sql.Tx) error {
+	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		if exists, err := anyUser(ctx, tx); exists || err != nil {
 			return err
 		}

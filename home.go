@@ -13,11 +13,9 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -76,11 +74,10 @@ func homeCards(recipes []recipe) []homeCard {
 }
 
 // handleHome shows the newest recipes, ten to a page, or the recipes that
-// ?q= finds. html/template escapes every value for where it stands, and
-// only http and https URLs become links. A bad ?q=, ?before= or ?after=
-// gets a friendly page, never an error page; so does a search that is cut
-// off, but with the API's 503 and Retry-After, so that nothing keeps the
-// page as the answer to that search.
+// ?q= finds. html/template escapes every value for where it stands. A bad
+// ?q=, ?before= or ?after= gets a friendly page, never an error page; so
+// does a search cut off, but with the API's 503 and Retry-After, so that
+// nothing keeps the page as the answer to that search.
 func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var page homePage
@@ -99,54 +96,21 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := a.lastHomePage.render(page)
-	if err != nil {
-		return err
+	var body bytes.Buffer
+	if err := homeTemplate.Execute(&body, page); err != nil {
+		return fmt.Errorf("render home page: %w", err)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", homePolicy)
 	w.WriteHeader(status)
-	w.Write(body)
+	w.Write(body.Bytes())
 	return nil
 }
 
-// renderedPage keeps the last home page rendered. Rendering is most of the
-// cost of GET /, and the first page, the one asked for most, changes only
-// when a recipe does: the same homePage renders to the same bytes. It
-// holds one page (at most foundOnHome cards, a few KB), never more.
-type renderedPage struct {
-	mu   sync.Mutex
-	page homePage
-	body []byte // shared: never written to once kept
-}
-
-func (p *renderedPage) render(page homePage) ([]byte, error) {
-	p.mu.Lock()
-	same := p.body != nil && reflect.DeepEqual(page, p.page)
-	body := p.body
-	p.mu.Unlock()
-	if same {
-		return body, nil
-	}
-	var rendered bytes.Buffer
-	if err := homeTemplate.Execute(&rendered, page); err != nil {
-		return nil, fmt.Errorf("render home page: %w", err)
-	}
-	p.mu.Lock()
-	p.page, p.body = page, rendered.Bytes()
-	p.mu.Unlock()
-	return rendered.Bytes(), nil
-}
-
 // homeSearch finds what the API's search finds for keyword, with its
-// rules: no control character, at least minKeywordChars characters, and
-// a keyword longer than any label can be finds nothing. A search that is
-// cut off returns the page with a notice that says so, and
-// errSearchCutOff, for handleHome to answer 503.
+// rules; a search cut off returns a notice and errSearchCutOff.
 func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) {
-	// Shown back as sent, less any bytes that are not UTF-8, which the
-	// page, declared UTF-8, cannot hold.
-	page := homePage{Query: strings.ToValidUTF8(keyword, "\uFFFD"), Searching: true}
+	page := homePage{Query: validUTF8(keyword), Searching: true}
 	if control, ok := hiddenControl(keyword); ok {
 		page.Notice = fmt.Sprintf("A search cannot hold a control character such as a tab or a line break (here U+%04X); "+
 			"type it again without one.", control)
@@ -178,52 +142,31 @@ func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) 
 
 // homeNewest reads a page of the newest recipes: the first, or the one
 // that ?before=ID (older than ID) or ?after=ID (newer than ID) asks for.
-// The links name ids, not page numbers, so a page costs its own rows
-// however deep it is, and a recipe added meanwhile does not shift it. A
-// missing or unreadable value, or both ?before= and ?after=, shows the
-// first page.
-func (a *app) homeNewest(ctx context.Context, query url.Values) (homePage, error) {
+// Pages are named by ids, so a page costs its own rows however deep, and a
+// recipe added meanwhile does not shift it. Anything else (both, neither,
+// an id that is not a whole number above 0) shows the first page.
+func (a *app) homeNewest(ctx context.Context, query url.Values) (page homePage, err error) {
 	before, hasBefore := pageID(query, "before")
 	after, hasAfter := pageID(query, "after")
-	if hasBefore == hasAfter {
-		// The first page, the hot one, comes from the cache; one more
-		// than shown says whether there are older ones.
-		recipes, err := a.store.newestRecipes(ctx, newestOnHome+1)
-		if err != nil {
-			return homePage{}, err
-		}
-		var page homePage
-		if len(recipes) > newestOnHome {
-			recipes = recipes[:newestOnHome]
-			page.Older = recipes[newestOnHome-1].ID
-		}
-		page.Cards = homeCards(recipes)
-		return page, nil
-	}
 	var recipes []recipe
-	var err error
-	if hasBefore {
-		recipes, err = a.store.olderRecipes(ctx, before, newestOnHome)
+	var newer, older bool
+	if hasBefore == hasAfter {
+		recipes, err = a.store.newestRecipes(ctx, newestOnHome+1) // the hot page, cached
+		older = len(recipes) > newestOnHome
+		recipes = recipes[:min(len(recipes), newestOnHome)]
 	} else {
-		recipes, err = a.store.newerRecipes(ctx, after, newestOnHome)
+		page.Paged = true
+		recipes, newer, older, err = a.store.recipePage(ctx, max(before, after), hasBefore, newestOnHome)
 	}
 	if err != nil {
 		return homePage{}, err
 	}
-	page := homePage{Paged: true, Cards: homeCards(recipes)}
-	if len(recipes) == 0 {
-		return page, nil
+	page.Cards = homeCards(recipes)
+	if len(recipes) > 0 && newer {
+		page.Newer = recipes[0].ID
 	}
-	newest, oldest := recipes[0].ID, recipes[len(recipes)-1].ID
-	if newer, err := a.store.newerRecipes(ctx, newest, 1); err != nil {
-		return homePage{}, err
-	} else if len(newer) > 0 {
-		page.Newer = newest
-	}
-	if older, err := a.store.olderRecipes(ctx, oldest, 1); err != nil {
-		return homePage{}, err
-	} else if len(older) > 0 {
-		page.Older = oldest
+	if len(recipes) > 0 && older {
+		page.Older = recipes[len(recipes)-1].ID
 	}
 	return page, nil
 }
@@ -237,28 +180,42 @@ func pageID(query url.Values, name string) (int64, bool) {
 	return id, err == nil && id > 0
 }
 
+// The home page's queries. A page takes one more row than it shows, to
+// know whether there are more past it, and asks whether any recipe lies
+// on the other side of the id it starts from.
+const (
+	newestSQL    = "SELECT " + recipeColumns + " FROM recipe ORDER BY id DESC LIMIT ?"
+	olderPageSQL = "SELECT " + recipeColumns + ", EXISTS (SELECT 1 FROM recipe WHERE id >= ?1) FROM recipe WHERE id < ?1 ORDER BY id DESC LIMIT ?2"
+	newerPageSQL = "SELECT " + recipeColumns + ", EXISTS (SELECT 1 FROM recipe WHERE id <= ?1) FROM recipe WHERE id > ?1 ORDER BY id LIMIT ?2"
+)
+
 // newestRecipes returns up to limit recipes, newest (highest id) first.
 func (s *store) newestRecipes(ctx context.Context, limit int) ([]recipe, error) {
-	return cached(&s.newest, limit, func() ([]recipe, error) {
+	return s.cache.load(cacheKey{read: "newest", n: int64(limit)}, func() ([]recipe, error) {
 		recipes, err := scanRecipes(s.newestQuery.QueryContext(ctx, limit))
 		return recipes, wrapErr(err, "newest recipes")
 	})
 }
 
-// olderRecipes returns up to limit recipes with an id below id, newest
-// first: a page of the home page after the one that ended at id. The
-// primary key orders them, so a page costs its own rows, however deep.
-func (s *store) olderRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe WHERE id < ? ORDER BY id DESC LIMIT ?", id, limit))
-	return recipes, wrapErr(err, "recipes older than %d", id)
-}
-
-// newerRecipes returns the up to limit recipes with an id just above id,
-// newest first: a page of the home page before the one that began at id.
-func (s *store) newerRecipes(ctx context.Context, id int64, limit int) ([]recipe, error) {
-	recipes, err := scanRecipes(s.reader.QueryContext(ctx,
-		"SELECT "+recipeColumns+" FROM recipe WHERE id > ? ORDER BY id LIMIT ?", id, limit))
-	slices.Reverse(recipes)
-	return recipes, wrapErr(err, "recipes newer than %d", id)
+// recipePage returns, newest first, the up to limit recipes just below id
+// (or, unless below, just above it), and whether any recipe is newer, and
+// any older, than them.
+func (s *store) recipePage(ctx context.Context, id int64, below bool, limit int) (page []recipe, newer, older bool, err error) {
+	query := olderPageSQL
+	if !below {
+		query = newerPageSQL
+	}
+	var beyondID bool
+	rows, err := s.reader.QueryContext(ctx, query, id, limit+1)
+	page, err = scanRecipes(rows, err, &beyondID)
+	if err != nil {
+		return nil, false, false, wrapErr(err, "recipes from %d", id)
+	}
+	further := len(page) > limit
+	page = page[:min(len(page), limit)]
+	if below {
+		return page, beyondID, further, nil
+	}
+	slices.Reverse(page)
+	return page, further, beyondID, nil
 }

@@ -210,8 +210,8 @@ func TestHomePagePaging(t *testing.T) {
 }
 
 func TestTheHomePageIsRenderedAgainWhenItsRecipesChange(t *testing.T) {
-	// The last page rendered is kept (renderedPage): a page kept after its
-	// recipes changed would show a recipe that is gone, or miss a new one.
+	// The newest page is cached: a page kept after its recipes changed
+	// would show a recipe that is gone, or miss a new one.
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "cook@example.com")
 	first := getHome(t, e, "/")

@@ -8,6 +8,7 @@ package main
 
 import (
 	"database/sql"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -255,7 +256,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 
 	t.Run("a migration that would break a foreign key changes nothing", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "broken.db")
-		st, err := openStore(t.Context(), path, nil)
+		st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +272,7 @@ func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
 		last := migrations[len(migrations)-1]
 		schemaSQL = strings.TrimSuffix(saved, last.sql) + last.sql[:strings.Index(last.sql, "\n")+1] +
 			"INSERT INTO recipe (label, source, url, submitter_id) VALUES ('x', 'x', 'https://x.com/', 987654);\n"
-		if st, err := openStore(t.Context(), path, nil); err == nil {
+		if st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler)); err == nil {
 			st.close()
 			t.Fatal("openStore ran a migration that leaves a recipe naming no user, want an error")
 		} else if !strings.Contains(err.Error(), "missing parent") {

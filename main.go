@@ -108,7 +108,6 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
-	lastHomePage         renderedPage // GET /'s last page (home.go)
 }
 
 func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {

@@ -143,8 +143,8 @@ func TestABackupIsWrittenOnlyIntoAFileItMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The swaps that another user who may write in the backup's directory
-	// could make, at the moment when the backup's file used to stand
-	// there, made and closed, waiting for SQLite to open it by name.
+	// could make after backupDatabase found the name free: writeBackup,
+	// which makes and links the copy, must still refuse the name.
 	for _, tc := range []struct {
 		name  string
 		swap  func(out, theirs string) error
@@ -173,13 +173,10 @@ func TestABackupIsWrittenOnlyIntoAFileItMade(t *testing.T) {
 			if err := os.WriteFile(theirs, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			defer func() { backupRaceHook = nil }()
-			backupRaceHook = func(out string) {
-				if err := tc.swap(out, theirs); err != nil {
-					t.Errorf("swap: %v", err)
-				}
+			if err := tc.swap(out, theirs); err != nil {
+				t.Fatalf("swap: %v", err)
 			}
-			_, err := runCommand(t, env, "", "backup", "-o", out)
+			err := writeBackup(t.Context(), env["DATABASE_PATH"], out)
 			if err == nil || strings.Contains(err.Error(), "\n") {
 				t.Errorf("backup -o %s with a swapped name = %v, want one line refusing it", out, err)
 			}

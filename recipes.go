@@ -1,16 +1,12 @@
-// recipes.go owns the recipe routes: one recipe by id, search, creation by
-// a signed-in user, the caller's own recipes, changes and deletions by
-// their owner, and the HTML home page: the newest recipes, ten to a page,
-// and a search.
-//
-// Who may change a recipe is decided in one place, mayChange, which the
-// store applies to every change or deletion of a recipe.
+// recipes.go owns the recipe routes (one by id, creation, the caller's
+// own, changes and deletions), the rules of a recipe's fields, and the
+// recipes' SQL. Who may change a recipe is decided in one place,
+// mayChange, which the store applies in the transaction of the change.
 package main
 
 import (
 	"context"
 	"database/sql"
-	_ "embed"
 	"errors"
 	"fmt"
 	"math"
@@ -91,24 +87,15 @@ func intParam(query url.Values, name string, fallback, low, high int, p *problem
 	return fallback
 }
 
-// A search keyword that holds a character no label may hold (hiddenControl:
-// a NUL, a tab, a bidirectional override, ...) is refused, by the API's
-// search and the home page's alike, not searched for: SQLite would end the
-// query at a NUL, so the search would silently be for a shorter keyword.
-
 // recipeCreationInterval is how often one more recipe creation comes back
 // to an account that has used up its RECIPE_CREATION_BURST.
 const recipeCreationInterval = time.Second
 
-// limitRecipeCreations answers 429 to a user who has created
-// RECIPE_CREATION_BURST recipes at once, and then to one who goes on
-// faster than one each recipeCreationInterval: a person typing, or an
-// import script of a few hundred recipes, never meets it, and one account
-// cannot fill the table. Only creations that succeed count, so a 422 or a
-// 403 costs nothing. The attempt is reserved before the creation and given
-// back if it fails, rather than checked first and spent after success, so
-// that concurrent creations of one account cannot all pass the check
-// together and outrun the limit. See rateLimiter.reserve.
+// limitRecipeCreations answers 429 past RECIPE_CREATION_BURST creations,
+// then past one each recipeCreationInterval, so that one account cannot
+// fill the table. Only creations that succeed count; the attempt is
+// reserved first and given back on failure, so that concurrent creations
+// cannot all pass the check together.
 func (a *app) limitRecipeCreations(next func(w http.ResponseWriter, r *http.Request, caller user) error) func(w http.ResponseWriter, r *http.Request, caller user) error {
 	if a.recipeLimiter == nil {
 		return next
@@ -129,8 +116,7 @@ func (a *app) limitRecipeCreations(next func(w http.ResponseWriter, r *http.Requ
 	}
 }
 
-// handleCreateRecipe adds a recipe submitted by the caller. The reference
-// took submitter_id from the body and needed no token; here the token says
+// handleCreateRecipe adds a recipe submitted by the caller: the token says
 // who submits, and a submitter_id naming anyone else is refused.
 func (a *app) handleCreateRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
 	body, err := decodeJSONObject(r)
@@ -153,9 +139,7 @@ func (a *app) handleCreateRecipe(w http.ResponseWriter, r *http.Request, caller 
 	return writeJSON(w, http.StatusCreated, viewRecipe(created))
 }
 
-// handleMyRecipes lists the caller's recipes a page at a time, as the
-// tutorial's CRUDBase.get_multi(skip=0, limit=100) does: ?skip= recipes
-// are passed over, then at most ?limit= (1 to 100) are answered.
+// handleMyRecipes lists the caller's recipes past ?skip=, at most ?limit=.
 func (a *app) handleMyRecipes(w http.ResponseWriter, r *http.Request, caller user) error {
 	query := r.URL.Query()
 	var bad problems
@@ -171,11 +155,8 @@ func (a *app) handleMyRecipes(w http.ResponseWriter, r *http.Request, caller use
 	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
 }
 
-// mayChange is the ownership rule, and the only place it is written: a
-// recipe may be changed or deleted by the user who submitted it, and by a
-// superuser. The store applies it to the recipe as it stands, in the same
-// transaction as the change (store.changeRecipe), and answers errNotOwner
-// when it says no.
+// mayChange is the ownership rule: a recipe may be changed or deleted by
+// the user who submitted it, and by a superuser.
 func mayChange(caller user) func(recipe) bool {
 	return func(rec recipe) bool { return rec.SubmitterID == caller.ID || caller.IsSuperuser }
 }
@@ -213,9 +194,7 @@ func (a *app) handleDeleteRecipe(w http.ResponseWriter, r *http.Request, caller 
 	return nil
 }
 
-// recipeChangeError is what the client learns of a change to recipe id
-// that failed with err: a 404 if there is no such recipe, notOwner if
-// mayChange refused it.
+// recipeChangeError is what the client learns of a change that failed.
 func recipeChangeError(id int64, err, notOwner error) error {
 	switch {
 	case errors.Is(err, errNotFound):
@@ -230,21 +209,22 @@ func recipeChangeError(id int64, err, notOwner error) error {
 // body, recording a problem for each bad one.
 func readRecipeFields(body *jsonFields) recipe {
 	var rec recipe
-	if label := body.text("label", true); label != nil {
-		rec.Label = *label
-		if r, ok := hiddenControl(rec.Label); ok {
-			body.add("body", "label", hiddenControlMessage(r), "value_error.str.control")
-		} else if strings.TrimSpace(rec.Label) == "" {
+	for _, field := range []struct {
+		name string
+		to   *string
+	}{{"label", &rec.Label}, {"source", &rec.Source}} {
+		text := body.text(field.name, true)
+		if text == nil {
+			continue
+		}
+		*field.to = *text
+		if r, ok := hiddenControl(*text); ok {
+			body.add("body", field.name, fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
+				"a label or source is one line of text, without tabs or line breaks", r), "value_error.str.control")
+		} else if field.name == "label" && strings.TrimSpace(*text) == "" {
 			body.tooShort("body", "label", 1)
 		}
-		checkMaxChars(&body.problems, "label", rec.Label)
-	}
-	if source := body.text("source", true); source != nil {
-		rec.Source = *source
-		if r, ok := hiddenControl(rec.Source); ok {
-			body.add("body", "source", hiddenControlMessage(r), "value_error.str.control")
-		}
-		checkMaxChars(&body.problems, "source", rec.Source)
+		checkMaxChars(&body.problems, field.name, *text)
 	}
 	if link := body.text("url", true); link != nil {
 		rec.URL = *link
@@ -255,16 +235,12 @@ func readRecipeFields(body *jsonFields) recipe {
 	return rec
 }
 
-// hiddenControl returns the first character of a label or source that
-// does not belong in one line of text shown to readers: a control
-// character (Unicode category Cc: NUL, BEL, tab, newline, DEL,
-// U+0080–U+009F), or a bidirectional control (Unicode's Bidi_Control:
-// U+061C, U+200E, U+200F, the embeddings and overrides U+202A–U+202E and
-// the isolates U+2066–U+2069), with which a label could show its
-// characters in another order than they are stored and searched.
-// Labels and sources are freer than names (invisibleRune): a zero-width
-// joiner inside an emoji sequence, a no-break space or a variation
-// selector is ordinary text in a recipe's label.
+// hiddenControl returns the first character that no label, source or
+// search keyword may hold: a control character (Cc: NUL, tab, newline,
+// DEL, C1), at which SQLite would end a query, or a bidirectional control,
+// with which a label could show its characters in another order than
+// they are stored and searched. Zero-width joiners, no-break spaces and
+// variation selectors are ordinary text in a label (unlike a name's).
 func hiddenControl(s string) (rune, bool) {
 	for _, r := range s {
 		if unicode.In(r, unicode.Cc, unicode.Bidi_Control) {
@@ -274,17 +250,10 @@ func hiddenControl(s string) (rune, bool) {
 	return 0, false
 }
 
-func hiddenControlMessage(r rune) string {
-	return fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
-		"a label or source is one line of text, without tabs or line breaks", r)
-}
-
 // urlProblem says what keeps link from being a recipe's URL, with its
-// error type, or returns "" if nothing does. A recipe's URL is an absolute
-// http or https URL with a host, the only links the home page will show,
-// of at most 256 characters, with no space, control, format or other
-// invisible character anywhere (invisibleRune): browsers drop some of them
-// silently, so a link could lead elsewhere than it reads.
+// error type, or "": an absolute http or https URL with a host, of at most
+// 256 characters, with no space or invisible character (invisibleRune),
+// which browsers may drop silently, so that a link leads where it reads.
 func urlProblem(link string) (msg, typ string) {
 	if utf8.RuneCountInString(link) > maxTextChars {
 		return tooLongText(maxTextChars), "value_error.any_str.max_length"
@@ -313,8 +282,7 @@ func urlProblem(link string) (msg, typ string) {
 }
 
 // isHostName reports whether host is an IP address, or dot-separated
-// labels of letters (in any script, for internationalized names), digits,
-// marks, '-' and '_', with an optional final dot.
+// labels of letters (any script), digits, marks, '-' and '_'.
 func isHostName(host string) bool {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true
@@ -340,13 +308,16 @@ type recipe struct {
 	SubmitterID int64
 }
 
-// Recipes written by the reference may have NULL source, url or submitter;
-// they read as "" and 0.
-const recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
+// The reference may have left NULL source, url or submitter: "" and 0.
+const (
+	recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
+	recipeByIDSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id = ?"
+)
 
-func scanRecipe(row rowScanner) (recipe, error) {
+// scanRecipe reads a recipe's columns, then the query's more, if any.
+func scanRecipe(row rowScanner, more ...any) (recipe, error) {
 	var r recipe
-	err := row.Scan(&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID)
+	err := row.Scan(append([]any{&r.ID, &r.Label, &r.Source, &r.URL, &r.SubmitterID}, more...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return recipe{}, errNotFound
 	}
@@ -355,14 +326,14 @@ func scanRecipe(row rowScanner) (recipe, error) {
 
 // scanRecipes reads every recipe of a query that returned rows and err:
 // an empty list, not nil, if it found none, so that JSON says [].
-func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
+func scanRecipes(rows *sql.Rows, err error, more ...any) ([]recipe, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	recipes := []recipe{}
 	for rows.Next() {
-		r, err := scanRecipe(rows)
+		r, err := scanRecipe(rows, more...)
 		if err != nil {
 			return nil, err
 		}
@@ -373,10 +344,14 @@ func scanRecipes(rows *sql.Rows, err error) ([]recipe, error) {
 
 // recipeByID finds a recipe by id; errNotFound if none.
 func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
-	r, err := cached(&s.recipes, id, func() (recipe, error) {
-		return scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
+	found, err := s.cache.load(cacheKey{read: "recipe", n: id}, func() ([]recipe, error) {
+		r, err := scanRecipe(s.recipeByIDQuery.QueryRowContext(ctx, id))
+		return []recipe{r}, err
 	})
-	return r, wrapErr(err, "recipe %d", id)
+	if err != nil {
+		return recipe{}, wrapErr(err, "recipe %d", id)
+	}
+	return found[0], nil
 }
 
 // createRecipe inserts r and returns it with its new id.
@@ -402,13 +377,11 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 }
 
 // changeRecipe runs allowed on recipe id as it stands and, if it says
-// yes, change, all in one write transaction: nothing can come between the
-// check and the write (a delete, then a new recipe that reuses the id).
-// It returns errNotFound if there is no such recipe, errNotOwner if
-// allowed says no.
+// yes, change, in one transaction: nothing can come between the check and
+// the write (a delete, then a new recipe that reuses the id).
 func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
 	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
-		current, err := scanRecipe(tx.QueryRowContext(ctx, "SELECT "+recipeColumns+" FROM recipe WHERE id = ?", id))
+		current, err := scanRecipe(tx.QueryRowContext(ctx, recipeByIDSQL, id))
 		if err == nil && !allowed(current) {
 			err = errNotOwner
 		}

@@ -1028,7 +1028,7 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 			if body := readBody(t, resp); body != `{"results":[]}` {
 				t.Errorf("GET search = %.100s, want {\"results\":[]}", body)
 			}
-			if n := len(e.store.searches.entries); n != 0 {
+			if n := cacheEntries(e.store, "search"); n != 0 {
 				t.Errorf("the search cache holds %d entries, want none", n)
 			}
 		})

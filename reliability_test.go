@@ -169,14 +169,35 @@ func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 	expectIntegrityOK(t, dbPath)
 }
 
-// keepsReads reports whether the store's recipe cache keeps what a read
-// puts in it, and forgets it again. No recipe has id 0.
+// keepsReads reports whether the store's cache keeps what a read puts in
+// it, and forgets it again. No recipe has id 0.
 func keepsReads(s *store) bool {
-	_, generation, _ := s.recipes.get(0)
-	s.recipes.put(0, recipe{}, generation)
-	_, _, kept := s.recipes.get(0)
-	s.recipes.forget()
+	key := cacheKey{read: "recipe", n: 0}
+	s.cache.load(key, func() ([]recipe, error) { return []recipe{{}}, nil })
+	kept := cacheHolds(s, key)
+	s.cache.forget()
 	return kept
+}
+
+// cacheHolds reports whether the store's cache holds an entry for key.
+func cacheHolds(s *store, key cacheKey) bool {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	_, ok := s.cache.entries[key]
+	return ok
+}
+
+// cacheEntries counts the entries of the store's cache for reads of kind read.
+func cacheEntries(s *store, read string) int {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	n := 0
+	for k := range s.cache.entries {
+		if k.read == read {
+			n++
+		}
+	}
+	return n
 }
 
 func TestADatabaseWhoseFilesAreRemovedOrReplacedIsUnhealthy(t *testing.T) {

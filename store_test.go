@@ -327,7 +327,7 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st, err := openStore(t.Context(), path, nil)
+	st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 	if err == nil {
 		st.close()
 		t.Fatal("openStore succeeded on a database with A@x.com and a@x.com, want an error naming them")
@@ -375,7 +375,7 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 
 	t.Run("once one of the pair is changed, the migration goes through", func(t *testing.T) {
 		execAll(t, raw, `UPDATE user SET email = 'a2@x.com' WHERE id = 3`, `DELETE FROM user WHERE id = 5`)
-		st, err := openStore(t.Context(), path, nil)
+		st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatalf("openStore after fixing the pair: %v", err)
 		}
@@ -389,14 +389,14 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 func TestMigrations(t *testing.T) {
 	t.Run("migrating twice is a no-op", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "twice.db")
-		st, err := openStore(t.Context(), path, nil)
+		st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatalf("first openStore: %v", err)
 		}
 		st.close()
 		raw := openRawDB(t, path)
 		schema := schemaOf(t, raw)
-		st, err = openStore(t.Context(), path, nil)
+		st, err = openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatalf("second openStore: %v", err)
 		}
@@ -414,7 +414,7 @@ func TestMigrations(t *testing.T) {
 
 	t.Run("a database newer than the program is refused", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "newer.db")
-		st, err := openStore(t.Context(), path, nil)
+		st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +423,7 @@ func TestMigrations(t *testing.T) {
 		raw := openRawDB(t, path)
 		execAll(t, raw, "PRAGMA user_version = "+strconv.Itoa(newer))
 
-		st, err = openStore(t.Context(), path, nil)
+		st, err = openStore(t.Context(), path, slog.New(slog.DiscardHandler))
 		if err == nil {
 			st.close()
 			t.Fatalf("openStore on a database at version %d succeeded, want an error", newer)
@@ -843,7 +843,7 @@ func TestTheDatabaseFileIsPrivate(t *testing.T) {
 func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "secret.db")
-	st, err := openStore(ctx, path, nil)
+	st, err := openStore(ctx, path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -859,7 +859,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 	}
 	st.close()
 
-	st, err = openStore(ctx, path, nil)
+	st, err = openStore(ctx, path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -868,7 +868,7 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 		t.Errorf("tokenSecret after reopening = %x, %v; want %x", reopened, err, first)
 	}
 
-	other, err := openStore(ctx, filepath.Join(t.TempDir(), "other.db"), nil)
+	other, err := openStore(ctx, filepath.Join(t.TempDir(), "other.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -879,37 +879,35 @@ func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
 }
 
 func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
-	c := readCache[string, int]{sizeOf: func(string, int) int { return 1 }}
-	_, generation, ok := c.get("k")
-	if ok {
-		t.Fatal("an empty cache has an entry")
-	}
-	c.forget() // a write commits while the read is under way
-	c.put("k", 1, generation)
-	if _, _, ok := c.get("k"); ok {
+	var c readCache
+	key := cacheKey{read: "recipe", n: 1}
+	holds := func() bool { _, ok := c.entries[key]; return ok }
+	c.load(key, func() ([]recipe, error) {
+		c.forget() // a write commits while the read is under way
+		return []recipe{{Label: "old"}}, nil
+	})
+	if holds() {
 		t.Error("an answer read before a write was kept after it")
 	}
-	_, generation, _ = c.get("k")
-	c.put("k", 2, generation)
-	if v, _, ok := c.get("k"); !ok || v != 2 {
-		t.Errorf("get = %d, %v; want 2, true", v, ok)
+	c.load(key, func() ([]recipe, error) { return []recipe{{Label: "new"}}, nil })
+	if got, err := c.load(key, func() ([]recipe, error) { return nil, errors.New("read again") }); err != nil || got[0].Label != "new" {
+		t.Errorf("load = %v, %v; want the kept answer", got, err)
 	}
-	for i := range readCacheLimit + 1 {
-		c.put(fmt.Sprint(i), i, generation)
+	c.setPaused(true)
+	c.load(key, func() ([]recipe, error) { return []recipe{{}}, nil })
+	if holds() {
+		t.Error("a paused cache kept an answer")
 	}
-	if len(c.entries) > readCacheLimit {
-		t.Errorf("the cache holds %d entries, more than its limit %d", len(c.entries), readCacheLimit)
-	}
-	big := readCache[int, []recipe]{sizeOf: func(_ int, rs []recipe) int { return recipesSize(rs) }}
+	c.setPaused(false)
 	long := make([]recipe, 100)
 	for i := range long {
 		long[i] = recipe{Label: strings.Repeat("é", 256), Source: strings.Repeat("é", 256), URL: strings.Repeat("u", 256)}
 	}
 	for i := range 200 {
-		big.put(i, long, big.generation)
+		c.load(cacheKey{read: "newest", n: int64(i)}, func() ([]recipe, error) { return long, nil })
 	}
-	if big.bytes > readCacheBytes {
-		t.Errorf("the cache holds %d bytes, more than its limit %d", big.bytes, readCacheBytes)
+	if c.bytes > readCacheBytes {
+		t.Errorf("the cache holds %d bytes, more than its limit %d", c.bytes, readCacheBytes)
 	}
 }
 
@@ -947,13 +945,16 @@ func TestTheSearchCacheCountsItsKeysAndStaysWithinItsBound(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 
-	c := &e.store.searches
+	c := &e.store.cache
 	c.mu.Lock()
-	keyBytes := 0
+	keyBytes, entries := 0, 0
 	for k := range c.entries {
 		keyBytes += len(k.keyword)
+		if k.read == "search" {
+			entries++
+		}
 	}
-	entries, counted := len(c.entries), c.bytes
+	counted := c.bytes
 	c.mu.Unlock()
 	if entries == 0 {
 		t.Fatal("the search cache is empty: nothing was measured")
