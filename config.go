@@ -98,31 +98,16 @@ func settingsOf(c *config) []setting {
 			about: "the superuser's `email`; the password is read from standard input, or generated", parse: text(&c.superuserEmail)},
 		{flag: "-o", commands: []string{"backup"}, about: "the backup `file` to write; it must not exist", parse: text(&c.backupPath)},
 		{env: "JWT_SECRET", shown: "random, kept in the database", secret: true,
-			about: fmt.Sprintf("token signing secret, at least %d bytes", minSecretBytes), parse: func(v string) error {
-				if v != "" && len(v) < minSecretBytes {
-					return fmt.Errorf("is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(v), minSecretBytes)
-				}
-				if v != "" {
-					c.tokenSecret = []byte(v)
-				}
-				return nil
-			}},
+			about: fmt.Sprintf("token signing secret, at least %d bytes", minSecretBytes), parse: c.parseSecret},
 		{env: "ACCESS_TOKEN_EXPIRE_MINUTES", fallback: "11520", about: "access token lifetime in minutes (8 days)", parse: minutes(&c.accessTokenLifetime)},
 		{env: "REFRESH_TOKEN_EXPIRE_MINUTES", fallback: "43200", about: "refresh token lifetime in minutes (30 days)", parse: minutes(&c.refreshTokenLifetime)},
 		{env: "BCRYPT_COST", fallback: "12", about: fmt.Sprintf("bcrypt cost of new password hashes, %d to %d", bcrypt.MinCost, bcrypt.MaxCost),
 			parse: number(&c.bcryptCost, bcrypt.MinCost, bcrypt.MaxCost)},
-		{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates", parse: func(v string) error {
-			c.firstSuperuser = cleanEmail(v)
-			return asError(checkEmail(c.firstSuperuser))
-		}},
+		{env: "FIRST_SUPERUSER", fallback: "admin@recipeapi.com", about: "email of the superuser that the first start creates",
+			parse: c.parseFirstSuperuser},
 		{env: "FIRST_SUPERUSER_PW", shown: "random, printed once", secret: true,
 			about: fmt.Sprintf("its password, %d to %d bytes; read only when the database has no users", minPasswordBytes, maxPasswordBytes),
-			parse: func(v string) error {
-				if c.firstSuperuserPassword = v; v == "" {
-					return nil
-				}
-				return asError(passwordProblem(v))
-			}},
+			parse: c.parseFirstSuperuserPassword},
 		{env: "BACKEND_CORS_ORIGINS", shown: "none", about: `origins that may call from a browser: "http://a.example,http://b.example" or a JSON list`,
 			parse: func(v string) (err error) { c.corsOrigins, err = parseCORSOrigins(v); return err }},
 		{env: "LOGIN_ATTEMPTS_PER_MINUTE", fallback: "10", about: limit("failed logins and password changes per client address per minute"),
@@ -135,13 +120,7 @@ func settingsOf(c *config) []setting {
 			about: "caps accepted connections, a whole `number`", parse: number(&c.maxConnections, 1, 1000000)},
 		{env: "TRUSTED_PROXIES", shown: "none", about: "proxies whose X-Forwarded-For names the client, e.g. 127.0.0.1,10.0.0.0/8",
 			parse: func(v string) (err error) { c.trustedProxies, err = parsePrefixes(v); return err }},
-		{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines", parse: func(v string) error {
-			if v != "text" && v != "json" {
-				return errors.New("want text or json")
-			}
-			c.logJSON = v == "json"
-			return nil
-		}},
+		{env: "LOG_FORMAT", fallback: "text", about: "text, or json for JSON lines", parse: c.parseLogFormat},
 		{env: "TLS_CERT_FILE", flag: "-tls-cert", commands: servers, shown: "none: plain HTTP",
 			about: "TLS certificate `file`, PEM; with TLS_KEY_FILE, serve HTTPS and HTTP/2", parse: text(&c.tlsCertFile)},
 		{env: "TLS_KEY_FILE", flag: "-tls-key", commands: servers, shown: "none", about: "TLS private key `file`, PEM", parse: text(&c.tlsKeyFile)},
@@ -214,6 +193,37 @@ func asError(msg string) error {
 		return nil
 	}
 	return errors.New(msg)
+}
+
+func (c *config) parseSecret(v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) < minSecretBytes {
+		return fmt.Errorf("is %d bytes; it must be at least %d (RFC 7518 §3.2); for example: openssl rand -hex 32", len(v), minSecretBytes)
+	}
+	c.tokenSecret = []byte(v)
+	return nil
+}
+
+func (c *config) parseFirstSuperuser(v string) error {
+	c.firstSuperuser = cleanEmail(v)
+	return asError(checkEmail(c.firstSuperuser))
+}
+
+func (c *config) parseFirstSuperuserPassword(v string) error {
+	if c.firstSuperuserPassword = v; v == "" {
+		return nil
+	}
+	return asError(passwordProblem(v))
+}
+
+func (c *config) parseLogFormat(v string) error {
+	if v != "text" && v != "json" {
+		return errors.New("want text or json")
+	}
+	c.logJSON = v == "json"
+	return nil
 }
 
 func text(into *string) func(string) error {
