@@ -322,7 +322,7 @@ func Example_signAccessToken() {
 	// {"alg":"HS256","typ":"JWT"}
 	// {"type":"access_token","exp":1700691200,"iat":1700000000,"sub":"42"}
 	// 42 <nil>
-	// invalid token: claims: expired
+	// invalid token: expired
 }
 
 func BenchmarkSignAccessToken(b *testing.B) {
