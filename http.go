@@ -8,8 +8,10 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"encoding/json/jsontext"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -234,18 +237,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // characters, a few KB at most. See limitBodies.
 const maxBodyBytes = 64 << 10
 
-// jsonFields reads the members of a JSON body one by one, recording a
-// problem for each bad one, so that a 422 lists them all.
+// jsonFields holds the members of a JSON body by exact name, and the
+// problems found in them, so that a 422 lists them all.
 type jsonFields struct {
-	members map[string]json.RawMessage
+	members map[string]jsontext.Value
 	problems
 }
 
-// decodeJSONObject reads a request body that must be one JSON object, by
-// forEachMember's rules (jsonobject.go), and returns its members by exact
-// name; unknown members are left for the caller to ignore, as FastAPI
-// ignores them. A repeated member is refused at ["body", name], any other
-// broken body at ["body"].
+// maxObjectMembers is far more than any body here has.
+const maxObjectMembers = 64
+
+var errTooManyMembers = errors.New("too many members")
+
+// decodeJSONObject reads a body that must be one JSON object and returns its
+// members; the caller ignores unknown ones, as FastAPI does. The body is
+// refused, never altered, if it is not valid UTF-8, holds a lone surrogate
+// escape, has anything after the object, or repeats a top-level name
+// (compared after unescaping, so "\u0065mail" is "email"), which is refused
+// at ["body", name]; a repeat inside a nested value, which is ignored, is not
+// the body's concern.
 func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
@@ -255,19 +265,19 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 		}
 		return jsonFields{}, errUnreadableBody
 	}
-	fields := jsonFields{members: map[string]json.RawMessage{}}
-	var repeated *repeatedMemberError
-	switch err := forEachMember(body, func(name, value []byte) error {
-		fields.members[string(name)] = value
-		return nil
-	}); {
+	fields := jsonFields{members: map[string]jsontext.Value{}}
+	if !utf8.Valid(body) { // before any other check, so that the 422 says so
+		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
+		return jsonFields{}, fields.err()
+	}
+	repeated, err := readMembers(body, fields.members)
+	var syntax *jsontext.SyntacticError
+	switch {
 	case err == nil:
 		return fields, nil
-	case errors.As(err, &repeated):
-		fields.add("body", repeated.name, "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
-	case errors.Is(err, errNotUTF8):
-		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
-	case errors.Is(err, errLoneSurrogate):
+	case repeated != "":
+		fields.add("body", repeated, "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
+	case errors.As(err, &syntax) && isSurrogateEscape(body[syntax.ByteOffset:]):
 		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
 	case errors.Is(err, errTooManyMembers):
 		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
@@ -277,30 +287,73 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	return jsonFields{}, fields.err()
 }
 
+// readMembers puts the members of the JSON object in body into members. It
+// returns the first top-level name that repeats, with an error, if one does.
+func readMembers(body []byte, members map[string]jsontext.Value) (repeated string, err error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return "", cmp.Or(err, errors.New("not an object"))
+	}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return "", err
+		}
+		name := tok.String()
+		if _, ok := members[name]; ok {
+			return name, jsontext.ErrDuplicateName
+		}
+		if len(members) == maxObjectMembers {
+			return "", errTooManyMembers
+		}
+		value, err := dec.ReadValue()
+		if err != nil {
+			return "", err
+		}
+		members[name] = value.Clone()
+	}
+	dec.ReadToken() // the '}' just peeked
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return "", cmp.Or(err, errors.New("data after the object"))
+	}
+	return "", nil
+}
+
+// isSurrogateEscape reports whether text starts with a \u escape of a UTF-16
+// surrogate: where v2 reports an invalid string, that means a lone one.
+func isSurrogateEscape(text []byte) bool {
+	if len(text) < 6 || text[0] != '\\' || text[1] != 'u' {
+		return false
+	}
+	n, err := strconv.ParseUint(string(text[2:6]), 16, 16)
+	return err == nil && utf16.IsSurrogate(rune(n))
+}
+
 // text returns the member name as a string. A missing or null member is
 // a problem if required; otherwise it returns nil.
 func (f *jsonFields) text(name string, required bool) *string {
 	raw, ok := f.members[name]
-	if !ok || string(raw) == "null" {
+	if !ok || raw.Kind() == 'n' {
 		f.require(!required, "body", name) // an optional member may be missing
 		return nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	unquoted, err := jsontext.AppendUnquote(nil, raw)
+	if err != nil { // not a string
 		f.add("body", name, "str type expected", "type_error.str")
 		return nil
 	}
+	s := string(unquoted)
 	return &s
 }
 
 // integer returns the optional member name as an integer, or nil.
 func (f *jsonFields) integer(name string) *int64 {
 	raw, ok := f.members[name]
-	if !ok || string(raw) == "null" {
+	if !ok || raw.Kind() == 'n' {
 		return nil
 	}
-	var n int64
-	if err := json.Unmarshal(raw, &n); err != nil {
+	n, err := strconv.ParseInt(string(raw), 10, 64) // refuses 1.0 and 1e3, as v1 did
+	if err != nil {
 		f.notInteger("body", name)
 		return nil
 	}
