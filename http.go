@@ -8,10 +8,10 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -240,22 +240,33 @@ const maxBodyBytes = 64 << 10
 // jsonFields holds the members of a JSON body by exact name, and the
 // problems found in them, so that a 422 lists them all.
 type jsonFields struct {
-	members map[string]jsontext.Value
+	members map[string]member
 	problems
+}
+
+// member is a member's value as sent. v2 decodes a repeated name into the
+// entry the first one made, which is how a repeat is caught.
+type member []byte
+
+var errRepeatedMember = errors.New("member repeats")
+
+func (m *member) UnmarshalJSON(value []byte) error {
+	if *m != nil {
+		return errRepeatedMember
+	}
+	*m = bytes.Clone(value)
+	return nil
 }
 
 // maxObjectMembers is far more than any body here has.
 const maxObjectMembers = 64
 
-var errTooManyMembers = errors.New("too many members")
-
 // decodeJSONObject reads a body that must be one JSON object and returns its
-// members; the caller ignores unknown ones, as FastAPI does. The body is
-// refused, never altered, if it is not valid UTF-8, holds a lone surrogate
-// escape, has anything after the object, or repeats a top-level name
-// (compared after unescaping, so "\u0065mail" is "email"), which is refused
-// at ["body", name]; a repeat inside a nested value, which is ignored, is not
-// the body's concern.
+// members; the caller ignores unknown ones, as FastAPI does. encoding/json/v2
+// refuses, rather than alters, invalid UTF-8, a lone surrogate escape and
+// anything after the object. A top-level name that repeats, compared after
+// unescaping ("\u0065mail" is "email"), is refused at ["body", name]; names
+// may repeat inside the nested values that every handler ignores.
 func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
@@ -265,62 +276,29 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 		}
 		return jsonFields{}, errUnreadableBody
 	}
-	fields := jsonFields{members: map[string]jsontext.Value{}}
-	if !utf8.Valid(body) { // before any other check, so that the 422 says so
-		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
-		return jsonFields{}, fields.err()
-	}
-	repeated, err := readMembers(body, fields.members)
+	var fields jsonFields
+	err = jsonv2.Unmarshal(body, &fields.members, jsontext.AllowDuplicateNames(true))
 	var syntax *jsontext.SyntacticError
+	var semantic *jsonv2.SemanticError
 	switch {
-	case err == nil:
-		return fields, nil
-	case repeated != "":
-		fields.add("body", repeated, "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
+	case !utf8.Valid(body): // first, whatever else is wrong, as the 422 says
+		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
+	case errors.Is(err, errRepeatedMember) && errors.As(err, &semantic):
+		fields.add("body", semantic.JSONPointer.LastToken(), "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
 	case errors.As(err, &syntax) && isSurrogateEscape(body[syntax.ByteOffset:]):
 		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
-	case errors.Is(err, errTooManyMembers):
+	case err != nil || fields.members == nil: // a JSON null leaves it nil
+		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
+	case len(fields.members) > maxObjectMembers:
 		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
 	default:
-		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
+		return fields, nil
 	}
 	return jsonFields{}, fields.err()
 }
 
-// readMembers puts the members of the JSON object in body into members. It
-// returns the first top-level name that repeats, with an error, if one does.
-func readMembers(body []byte, members map[string]jsontext.Value) (repeated string, err error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true))
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return "", cmp.Or(err, errors.New("not an object"))
-	}
-	for dec.PeekKind() != '}' {
-		tok, err := dec.ReadToken()
-		if err != nil {
-			return "", err
-		}
-		name := tok.String()
-		if _, ok := members[name]; ok {
-			return name, jsontext.ErrDuplicateName
-		}
-		if len(members) == maxObjectMembers {
-			return "", errTooManyMembers
-		}
-		value, err := dec.ReadValue()
-		if err != nil {
-			return "", err
-		}
-		members[name] = value.Clone()
-	}
-	dec.ReadToken() // the '}' just peeked
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return "", cmp.Or(err, errors.New("data after the object"))
-	}
-	return "", nil
-}
-
 // isSurrogateEscape reports whether text starts with a \u escape of a UTF-16
-// surrogate: where v2 reports an invalid string, that means a lone one.
+// surrogate: where v2 finds a bad string, that means a lone one.
 func isSurrogateEscape(text []byte) bool {
 	if len(text) < 6 || text[0] != '\\' || text[1] != 'u' {
 		return false
@@ -333,7 +311,7 @@ func isSurrogateEscape(text []byte) bool {
 // a problem if required; otherwise it returns nil.
 func (f *jsonFields) text(name string, required bool) *string {
 	raw, ok := f.members[name]
-	if !ok || raw.Kind() == 'n' {
+	if !ok || string(raw) == "null" {
 		f.require(!required, "body", name) // an optional member may be missing
 		return nil
 	}
@@ -349,7 +327,7 @@ func (f *jsonFields) text(name string, required bool) *string {
 // integer returns the optional member name as an integer, or nil.
 func (f *jsonFields) integer(name string) *int64 {
 	raw, ok := f.members[name]
-	if !ok || raw.Kind() == 'n' {
+	if !ok || string(raw) == "null" {
 		return nil
 	}
 	n, err := strconv.ParseInt(string(raw), 10, 64) // refuses 1.0 and 1e3, as v1 did
