@@ -8,6 +8,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"encoding/json/jsontext"
@@ -81,7 +82,6 @@ var (
 	errClientGone = &apiError{status: 499, detail: "Client Closed Request"}
 )
 
-// errRecipeNotFound is the 404 for recipe id.
 func errRecipeNotFound(id int64) *apiError {
 	return &apiError{status: http.StatusNotFound, detail: fmt.Sprintf("Recipe with ID %d not found", id)}
 }
@@ -98,13 +98,11 @@ type problem struct {
 type problems []problem
 
 // add records a problem with the value name in where: "body" (a JSON
-// member or a form field), "query" or "path".
+// member or a form field), "query" or "path"; addWhole, with all of where.
 func (p *problems) add(where, name, msg, typ string) {
 	*p = append(*p, problem{Loc: []string{where, name}, Msg: msg, Type: typ})
 }
 
-// addWhole records a problem with the whole of where, such as a body that
-// is not JSON.
 func (p *problems) addWhole(where, msg, typ string) {
 	*p = append(*p, problem{Loc: []string{where}, Msg: msg, Type: typ})
 }
@@ -116,14 +114,13 @@ func (p *problems) check(ok bool, where, name, msg, typ string) {
 	}
 }
 
-// require records that the value name in where is missing unless present.
-func (p *problems) require(present bool, where, name string) {
-	p.check(present, where, name, "field required", "value_error.missing")
-}
-
 // The problems that several checks share, worded as FastAPI words them
 // (which counts a password's length in characters; we count bytes, as
 // bcrypt does).
+
+func (p *problems) require(present bool, where, name string) {
+	p.check(present, where, name, "field required", "value_error.missing")
+}
 
 func (p *problems) notInteger(where, name string) {
 	p.add(where, name, "value is not a valid integer", "type_error.integer")
@@ -270,11 +267,7 @@ const maxObjectMembers = 64
 func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonFields{}, err
-		}
-		return jsonFields{}, errUnreadableBody
+		return jsonFields{}, fmt.Errorf("%w: %w", errUnreadableBody, err) // or a 413, which writeError tests first
 	}
 	var fields jsonFields
 	err = jsonv2.Unmarshal(body, &fields.members, jsontext.AllowDuplicateNames(true))
@@ -396,16 +389,12 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
+	s.status = cmp.Or(s.status, status)
 	s.ResponseWriter.WriteHeader(status)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
+	s.status = cmp.Or(s.status, http.StatusOK)
 	return s.ResponseWriter.Write(b)
 }
 
