@@ -1,38 +1,30 @@
 // jwt.go signs and verifies the service's access tokens: JSON Web Tokens
 // (RFC 7519) in JWS compact form (RFC 7515), MACed with HMAC-SHA256 (HS256,
-// RFC 7518 §3.2). Nothing here touches the database or HTTP.
+// RFC 7518 §3.2). A token is accepted only if every check passes, in order:
 //
-// A token is accepted only if every check passes, in this order:
+//  1. At most maxTokenBytes, before any other work (errTokenTooLong).
+//  2. Three parts, cut with strings.Cut (strings.Split's cost grows with the
+//     dots: CVE-2025-30204); no '\r' or '\n', which the strict base64
+//     decoder skips, so that a token has one spelling; each part unpadded
+//     base64url with no stray bits; a 32-byte signature (errTokenMalformed).
+//  3. The header is one JSON object as encoding/json/v2 reads it (valid
+//     UTF-8, no lone surrogate, names exact and unrepeated, nothing after
+//     it); "alg" is "HS256"; "typ", if present, "JWT"; no "crit", as we know
+//     no extension (errTokenHeader). The algorithm never comes from the
+//     token: no "none", no algorithm confusion.
+//  4. The HMAC of the first two parts as sent equals the signature, compared
+//     in constant time before the payload is decoded, so that nobody without
+//     the secret reaches its parser (errTokenSignature).
+//  5. The payload is one JSON object by the same rules: "type" is
+//     "access_token"; "sub" a user id in canonical decimal; "exp", "iat" and
+//     "nbf" numbers in [0, 2^40); "gen" a whole number in [0, 2^53]. A
+//     number absent or null reads as 0 (errTokenClaims).
+//  6. "exp" is later than now (errTokenExpired); "iat" and "nbf" are no
+//     later than now plus clockLeeway (errTokenNotYetValid).
 //
-//  1. It is at most maxTokenBytes long, checked before any other work
-//     (errTokenTooLong).
-//  2. It has exactly three parts, split with strings.Cut (strings.Split's
-//     cost grows with the number of dots: CVE-2025-30204); no byte is '\r'
-//     or '\n', which Go's strict base64 decoder skips while it refuses every
-//     other byte outside A–Z a–z 0–9 - _, so that one token has one
-//     spelling; each part is unpadded base64url with no stray bits, and the
-//     signature is 32 bytes (errTokenMalformed).
-//  3. The header is one JSON object as encoding/json/v2 reads it by default
-//     (valid UTF-8, no lone surrogate, names matched exactly and never
-//     repeated, nothing after it); "alg" is exactly "HS256"; "typ", if
-//     present, is "JWT"; there is no "crit", since we implement no extension
-//     it could name (errTokenHeader). The algorithm is never chosen from the
-//     token, so there is no "none" and no algorithm confusion.
-//  4. The signature is the HMAC-SHA256 of the first two parts as sent,
-//     compared in constant time, before the payload is decoded: without the
-//     secret, nobody reaches the payload parser (errTokenSignature).
-//  5. The payload is one JSON object by the same rules; "type" is
-//     "access_token"; "sub" is a user id in canonical decimal; "exp", and
-//     "iat" and "nbf" if present, are numbers of seconds in [0, 2^40); "gen",
-//     if present, is a whole number in [0, 2^53] (errTokenClaims).
-//  6. "exp" is later than now (errTokenExpired); "iat" and "nbf" are no later
-//     than now plus clockLeeway (errTokenNotYetValid).
-//
-// Whether "sub" names a user who still exists, and whether "gen" (absent: 0)
-// is that user's token generation (endSessions), is the caller's to check.
-// There is no "aud" or "iss": one issuer and one audience, this service.
-// Every error wraps errInvalidToken, and callers must treat them all alike
-// (never accept a token because of which error it got: CVE-2024-51744).
+// Whether "sub" still exists and "gen" is its token generation is the
+// caller's to check. No "aud" or "iss": one issuer, one audience. Every error
+// wraps errInvalidToken; callers treat them all alike (CVE-2024-51744).
 package main
 
 import (
@@ -57,11 +49,9 @@ const (
 	maxTokenBytes = 8 << 10
 	// minSecretBytes is the HS256 key size of RFC 7518 §3.2: the hash's.
 	minSecretBytes = 32
-	// clockLeeway forgives clocks a little ahead of ours for "iat" and
-	// "nbf". "exp" gets none: a token is dead at its expiry.
+	// clockLeeway forgives clocks a little ahead of ours; "exp" gets none.
 	clockLeeway = 60 * time.Second
-	// maxDate, about the year 36800, keeps every date far from the limits
-	// of a float64 and of a time.Time.
+	// maxDate (the year 36800) keeps dates far from float64's limits.
 	maxDate         = 1 << 40
 	maxGeneration   = 1 << 53
 	accessTokenType = "access_token"
@@ -85,8 +75,7 @@ var strictRawURL = base64.RawURLEncoding.Strict()
 // (sorted keys, no spaces), so that our tokens and the reference's match.
 var tokenHeaderB64 = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// accessClaims is what a verified access token says: whose it is, and of
-// which of that user's token generations.
+// accessClaims is whose a verified token is, and of which generation.
 type accessClaims struct {
 	UserID     int64
 	Generation int64
@@ -131,8 +120,8 @@ func signAccessToken(key *tokenKey, userID, generation int64, now time.Time, lif
 	return string(enc.AppendEncode(append(token, '.'), key.sum(token)))
 }
 
-// verifyAccessToken applies the rules of this file's doc comment, in order,
-// and returns the token's claims only if all of them hold.
+// verifyAccessToken returns the token's claims if it passes every rule of
+// this file's doc comment.
 func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims, error) {
 	if len(token) > maxTokenBytes {
 		return accessClaims{}, errTokenTooLong
@@ -160,13 +149,17 @@ func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims
 	return checkClaims(payloadB64, now)
 }
 
-// decodeJSON reads one base64url part of a token into v by v2's rules.
-func decodeJSON(part string, v any) error {
+// decodeJSON reads one base64url part of a token into v by v2's rules; it
+// wraps a JSON error in refusal, the rule of the part.
+func decodeJSON(part string, v any, refusal error) error {
 	data, err := strictRawURL.DecodeString(part)
 	if err != nil {
 		return errTokenMalformed
 	}
-	return json.Unmarshal(data, v)
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", refusal, err)
+	}
+	return nil
 }
 
 // checkHeader applies rule 3 to a header other than the one we write.
@@ -176,12 +169,10 @@ func checkHeader(headerB64 string) error {
 		Typ  string         `json:"typ"`
 		Crit jsontext.Value `json:"crit"`
 	}{Typ: "JWT"} // a JSON null empties it, and is refused
-	switch err := decodeJSON(headerB64, &header); {
-	case errors.Is(err, errTokenMalformed):
+	if err := decodeJSON(headerB64, &header, errTokenHeader); err != nil {
 		return err
-	case err != nil:
-		return fmt.Errorf("%w: %w", errTokenHeader, err)
-	case header.Alg != "HS256", header.Typ != "JWT", header.Crit != nil:
+	}
+	if header.Alg != "HS256" || header.Typ != "JWT" || header.Crit != nil {
 		return fmt.Errorf(`%w: want "alg" "HS256", "typ" "JWT" or none, and no "crit"`, errTokenHeader)
 	}
 	return nil
@@ -189,8 +180,6 @@ func checkHeader(headerB64 string) error {
 
 // checkClaims applies rules 5 and 6 to a payload whose MAC is good.
 func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
-	// v2 refuses a string where a number goes, and reads a JSON null as 0,
-	// as if the member were absent.
 	var claims struct {
 		Type string  `json:"type"`
 		Sub  string  `json:"sub"`
@@ -199,10 +188,8 @@ func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 		Nbf  float64 `json:"nbf"`
 		Gen  float64 `json:"gen"`
 	}
-	if err := decodeJSON(payloadB64, &claims); errors.Is(err, errTokenMalformed) {
+	if err := decodeJSON(payloadB64, &claims, errTokenClaims); err != nil {
 		return accessClaims{}, err
-	} else if err != nil {
-		return accessClaims{}, fmt.Errorf("%w: %w", errTokenClaims, err)
 	}
 	userID, err := strconv.ParseInt(claims.Sub, 10, 64)
 	nowSeconds := float64(now.UnixNano()) / 1e9
