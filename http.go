@@ -1,15 +1,15 @@
-// http.go is the HTTP plumbing that every handler shares: the errors a
-// client may see, in one list; the one place where an error becomes a
-// response (writeError); writeJSON; the readers of JSON bodies and forms,
-// with the one collector of bad values (problems) that a 422 lists; and
-// the middleware that every request passes through (see newServer for
-// their order).
+// http.go is the plumbing every handler shares: the errors a client may
+// see, the one place an error becomes a response (writeError), the readers
+// of JSON bodies and forms with the 422 they build, and the middleware.
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"encoding/json/jsontext"
+	jsonv2 "encoding/json/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -23,11 +23,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// apiError is an error that the client may see: a status and a detail,
-// written as FastAPI writes them, {"detail": "..."}.
+// apiError is an error the client may see, written as FastAPI does.
 type apiError struct {
 	status     int
 	detail     string
@@ -43,9 +43,7 @@ func (e apiError) retryIn(wait time.Duration) *apiError {
 	return &e
 }
 
-// Every answer other than a 422 (see problems) that a handler gives when
-// it does not do what was asked. The details are the reference's where it
-// has one.
+// The answers, other than a 422, of a handler that cannot do as asked.
 var (
 	errIncorrectLogin      = &apiError{status: http.StatusBadRequest, detail: "Incorrect username or password"}
 	errIncorrectPassword   = &apiError{status: http.StatusBadRequest, detail: "Incorrect password"}
@@ -69,16 +67,13 @@ var (
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	errDatabaseDown        = &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
 	errSearchTooLong       = &apiError{status: http.StatusServiceUnavailable, detail: "Search took too long; try a longer or more specific keyword", retryAfter: searchRetryAfter}
-	// A write the database cannot take until an operator acts: no
-	// Retry-After, since waiting alone will not help.
+	// Until an operator acts, waiting will not help: no Retry-After.
 	errDatabaseFull   = &apiError{status: http.StatusServiceUnavailable, detail: "Database full: nothing could be written"}
 	errNoMoreAccounts = &apiError{status: http.StatusServiceUnavailable, detail: "No more accounts can be created: the user ids are used up"}
-	// errClientGone is what the request log shows for a client that went
-	// away before its answer, as nginx logs it (499). No client reads it.
+	// errClientGone is only logged, as nginx does: nobody reads it.
 	errClientGone = &apiError{status: 499, detail: "Client Closed Request"}
 )
 
-// errRecipeNotFound is the 404 for recipe id.
 func errRecipeNotFound(id int64) *apiError {
 	return &apiError{status: http.StatusNotFound, detail: fmt.Sprintf("Recipe with ID %d not found", id)}
 }
@@ -90,18 +85,14 @@ type problem struct {
 	Type string   `json:"type"`
 }
 
-// problems collects every bad value of a request, whether in its body
-// (JSON or form), query or path, so that one 422 lists them all.
+// problems collects every bad value of a request, for one 422 to list.
 type problems []problem
 
-// add records a problem with the value name in where: "body" (a JSON
-// member or a form field), "query" or "path".
+// add records a problem with name in where: "body", "query" or "path".
 func (p *problems) add(where, name, msg, typ string) {
 	*p = append(*p, problem{Loc: []string{where, name}, Msg: msg, Type: typ})
 }
 
-// addWhole records a problem with the whole of where, such as a body that
-// is not JSON.
 func (p *problems) addWhole(where, msg, typ string) {
 	*p = append(*p, problem{Loc: []string{where}, Msg: msg, Type: typ})
 }
@@ -113,14 +104,12 @@ func (p *problems) check(ok bool, where, name, msg, typ string) {
 	}
 }
 
-// require records that the value name in where is missing unless present.
+// The problems several checks share, worded as FastAPI words them (it
+// counts a password's length in characters; we count bytes, as bcrypt does).
+
 func (p *problems) require(present bool, where, name string) {
 	p.check(present, where, name, "field required", "value_error.missing")
 }
-
-// The problems that several checks share, worded as FastAPI words them
-// (which counts a password's length in characters; we count bytes, as
-// bcrypt does).
 
 func (p *problems) notInteger(where, name string) {
 	p.add(where, name, "value is not a valid integer", "type_error.integer")
@@ -138,8 +127,7 @@ func tooLongText(chars int) string {
 	return fmt.Sprintf("ensure this value has at most %d characters", chars)
 }
 
-// err is nil if no problem was recorded, else the problems themselves: a
-// 422 that lists them all.
+// err is nil if no problem was recorded, else a 422 that lists them all.
 func (p problems) err() error {
 	if len(p) == 0 {
 		return nil
@@ -149,9 +137,8 @@ func (p problems) err() error {
 
 func (p problems) Error() string { return fmt.Sprintf("validation failed: %d problems", len(p)) }
 
-// api adapts a handler that returns an error into an http.Handler, so
-// that each handler reads as decode, check, act, encode, and every error
-// reaches the client through writeError.
+// api adapts a handler that returns an error, so that every error reaches
+// the client through writeError.
 func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
@@ -160,9 +147,8 @@ func (a *app) api(h func(w http.ResponseWriter, r *http.Request) error) http.Han
 	})
 }
 
-// writeError is the one place where errors become HTTP responses. An
-// apiError or problems are shown as they are; anything else is logged,
-// and the client learns no more than its status.
+// writeError is the one place errors become responses: an apiError or
+// problems as they are; anything else is logged, and shown as its status.
 func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
 		apiErr  *apiError
@@ -174,20 +160,15 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]problems{"detail": invalid})
 		return
 	case errors.As(err, &tooBig):
-		// Close the connection rather than read the rest of the body
-		// to keep it alive.
-		w.Header().Set("Connection", "close")
+		w.Header().Set("Connection", "close") // rather than read the rest to keep it alive
 		apiErr = errBodyTooLarge
 	case errors.As(err, &apiErr):
 	case errors.Is(err, errWriterBusy):
-		// Another process holds the write lock (a sqlite3 shell, a
-		// backup tool), or writes queue past the deadline: nothing was
-		// written, and the client may try again.
+		// Another program holds the write lock, or writes queued too long.
 		a.logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		apiErr = errDatabaseBusy
 	case errors.Is(err, errSearchCutOff):
-		// A search that ran past its time limit, or found every search
-		// slot taken: refused, so that searches cannot hold the readers.
+		// Past its time limit, or no search slot free.
 		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
 		apiErr = errSearchTooLong
 	case errors.Is(err, errStorageFull):
@@ -197,8 +178,7 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.logger.Error("no more users can be created", "request_id", requestID(r), "err", err)
 		apiErr = errNoMoreAccounts
 	case r.Context().Err() != nil:
-		// The client went away while its request waited to hash or to
-		// write: nothing is wrong here, and nobody will read the answer.
+		// The client left while its request waited to hash or to write.
 		a.logger.Info("client went away", "request_id", requestID(r), "err", err)
 		apiErr = errClientGone
 	default:
@@ -229,56 +209,74 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
-// maxBodyBytes caps every request body; more is a 413. The largest body
-// any route here reads is a recipe: three fields of at most 256
-// characters, a few KB at most. See limitBodies.
+// maxBodyBytes caps every body; the largest we read, a recipe, is a few KB.
 const maxBodyBytes = 64 << 10
 
-// jsonFields reads the members of a JSON body one by one, recording a
-// problem for each bad one, so that a 422 lists them all.
+// jsonFields holds a JSON body's members by exact name, and their problems.
 type jsonFields struct {
-	members map[string]json.RawMessage
+	members map[string]member
 	problems
 }
 
-// decodeJSONObject reads a request body that must be one JSON object, by
-// forEachMember's rules (jsonobject.go), and returns its members by exact
-// name; unknown members are left for the caller to ignore, as FastAPI
-// ignores them. A repeated member is refused at ["body", name], any other
-// broken body at ["body"].
+// member is a member's value as sent. v2 decodes a repeated name into the
+// entry the first one made, which is how a repeat is caught.
+type member []byte
+
+var errRepeatedMember = errors.New("member repeats")
+
+func (m *member) UnmarshalJSON(value []byte) error {
+	if *m != nil {
+		return errRepeatedMember
+	}
+	*m = bytes.Clone(value)
+	return nil
+}
+
+// maxObjectMembers is far more than any body here has.
+const maxObjectMembers = 64
+
+// decodeJSONObject reads a body that must be one JSON object; callers
+// ignore unknown members, as FastAPI does. encoding/json/v2 refuses rather
+// than alters invalid UTF-8, lone surrogates and trailing data. A repeated
+// top-level name ("\u0065mail" is "email") is refused at ["body", name].
 func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	body, err := io.ReadAll(r.Body) // at most maxBodyBytes: limitBodies caps it
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return jsonFields{}, err
-		}
-		return jsonFields{}, errUnreadableBody
+		return jsonFields{}, fmt.Errorf("%w: %w", errUnreadableBody, err) // or a 413, which writeError tests first
 	}
-	fields := jsonFields{members: map[string]json.RawMessage{}}
-	var repeated *repeatedMemberError
-	switch err := forEachMember(body, func(name, value []byte) error {
-		fields.members[string(name)] = value
-		return nil
-	}); {
-	case err == nil:
-		return fields, nil
-	case errors.As(err, &repeated):
-		fields.add("body", repeated.name, "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
-	case errors.Is(err, errNotUTF8):
+	var fields jsonFields
+	err = jsonv2.Unmarshal(body, &fields.members, jsontext.AllowDuplicateNames(true))
+	var syntax *jsontext.SyntacticError
+	var semantic *jsonv2.SemanticError
+	switch {
+	case !utf8.Valid(body): // first, whatever else is wrong, as the 422 says
 		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
-	case errors.Is(err, errLoneSurrogate):
+	case errors.Is(err, errRepeatedMember) && errors.As(err, &semantic):
+		fields.add("body", semantic.JSONPointer.LastToken(), "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
+	case errors.As(err, &syntax) && isSurrogateEscape(body[syntax.ByteOffset:]):
 		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
-	case errors.Is(err, errTooManyMembers):
+	case err != nil || fields.members == nil: // a JSON null leaves it nil
+		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
+	case len(fields.members) > maxObjectMembers:
 		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
 	default:
-		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
+		return fields, nil
 	}
 	return jsonFields{}, fields.err()
 }
 
-// text returns the member name as a string. A missing or null member is
-// a problem if required; otherwise it returns nil.
+// isSurrogateEscape reports whether text starts with a \u escape of a UTF-16
+// surrogate: where v2 finds a bad string, that means a lone one.
+func isSurrogateEscape(text []byte) bool {
+	if len(text) < 6 || text[0] != '\\' || text[1] != 'u' {
+		return false
+	}
+	n, err := strconv.ParseUint(string(text[2:6]), 16, 16)
+	return err == nil && utf16.IsSurrogate(rune(n))
+}
+
+// text returns the member name, if a string; missing or null is a
+// problem only if required.
 func (f *jsonFields) text(name string, required bool) *string {
 	raw, ok := f.members[name]
 	if !ok || string(raw) == "null" {
@@ -286,7 +284,7 @@ func (f *jsonFields) text(name string, required bool) *string {
 		return nil
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := jsonv2.Unmarshal(raw, &s); err != nil {
 		f.add("body", name, "str type expected", "type_error.str")
 		return nil
 	}
@@ -299,21 +297,18 @@ func (f *jsonFields) integer(name string) *int64 {
 	if !ok || string(raw) == "null" {
 		return nil
 	}
-	var n int64
-	if err := json.Unmarshal(raw, &n); err != nil {
+	n, err := strconv.ParseInt(string(raw), 10, 64) // refuses 1.0 and 1e3, as v1 did
+	if err != nil {
 		f.notInteger("body", name)
 		return nil
 	}
 	return &n
 }
 
-// readForm parses a urlencoded or multipart form body into r.PostForm.
-// The body is at most maxBodyBytes: limitBodies caps it.
-//
-// A form whose names or decoded values are not valid UTF-8 (%FF decodes
-// to a lone byte) is refused, each bad field named in name order: such a
-// password could never be typed again, and Go would compare the bytes
-// where another program might first replace them with U+FFFD.
+// readForm parses a urlencoded or multipart form into r.PostForm, and
+// refuses, in name order, each field whose name or value is not UTF-8
+// (%FF decodes to a lone byte): such a password could never be typed
+// again, and another program might read U+FFFD in place of the bytes.
 func readForm(r *http.Request) error {
 	var err error
 	if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "multipart/form-data" {
@@ -365,16 +360,12 @@ type statusRecorder struct {
 }
 
 func (s *statusRecorder) WriteHeader(status int) {
-	if s.status == 0 {
-		s.status = status
-	}
+	s.status = cmp.Or(s.status, status)
 	s.ResponseWriter.WriteHeader(status)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
+	s.status = cmp.Or(s.status, http.StatusOK)
 	return s.ResponseWriter.Write(b)
 }
 
@@ -388,9 +379,8 @@ func requestID(r *http.Request) string {
 	return id
 }
 
-// logRequests gives each request an id, returned as X-Request-ID, and logs
-// one line per request with it. It logs the path, never the query or
-// headers, so that no password or token can reach the log.
+// logRequests logs one line per request under an id, sent as X-Request-ID,
+// with the path but never the query or headers, where secrets may be.
 func (a *app) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -404,26 +394,20 @@ func (a *app) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// milliseconds is d as the log shows a duration: a number of
-// milliseconds, with fractions, under a name ending in _ms. slog writes
-// a time.Duration as "1.5ms" in text but as 1500000, in nanoseconds, in
-// JSON, under a name that says neither.
+// milliseconds is a duration as the log shows it: slog would write a
+// time.Duration as "1.5ms" in text but in nanoseconds in JSON.
 func milliseconds(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// maxLoggedPathBytes bounds a request path in the log: a client may send
-// a path of many kilobytes, and would otherwise have it written whole, on
-// every request, into a log that an operator reads and pays to keep.
+// maxLoggedPathBytes keeps a client's long path from filling the log.
 const maxLoggedPathBytes = 512
 
-// loggedPath is r's path as the log shows it: cut after
-// maxLoggedPathBytes, at a character boundary, and marked as cut.
+// loggedPath is r's path, cut at a character boundary if too long.
 func loggedPath(r *http.Request) string {
 	path := r.URL.Path
 	if len(path) <= maxLoggedPathBytes {
 		return path
 	}
-	// Back to the start of the character that would be split, if any;
-	// a path of stray bytes is simply cut.
+	// Back to the start of a split character; stray bytes are just cut.
 	cut := maxLoggedPathBytes
 	for cut > maxLoggedPathBytes-(utf8.UTFMax-1) && !utf8.RuneStart(path[cut]) {
 		cut--
@@ -431,12 +415,9 @@ func loggedPath(r *http.Request) string {
 	return path[:cut] + "…(truncated)"
 }
 
-// limitBodies caps every request body at maxBodyBytes, whatever the route
-// and whether or not it reads a body. A body announced as bigger
-// (Content-Length) is refused before a byte of it is read; one that grows
-// past the cap as it is read fails that read, which the handler's error
-// turns into the same 413. Reading stops at the cap, so no more than
-// maxBodyBytes of a body is ever held.
+// limitBodies caps every body at maxBodyBytes: one announced as bigger is
+// refused before it is read, and one that grows past it fails the read,
+// which the handler's error turns into the same 413.
 func (a *app) limitBodies(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBodyBytes {
@@ -448,13 +429,11 @@ func (a *app) limitBodies(next http.Handler) http.Handler {
 	})
 }
 
-// apiPolicy is the Content-Security-Policy of every response that sets
-// none of its own: JSON loads nothing, and no page of ours may be framed.
+// apiPolicy is the CSP of a response that sets none: JSON loads nothing.
 const apiPolicy = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// securityHeaders sets the headers that keep a browser from sniffing,
-// framing or leaking a response; a handler may set a policy of its own
-// (the home page, /docs).
+// securityHeaders keeps a browser from sniffing, framing or leaking a
+// response; the home page and /docs set policies of their own.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -466,18 +445,13 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// cors lets the configured origins call the API from a browser, with
-// credentials, as the reference's CORSMiddleware does. Other origins get
-// no CORS headers at all, so the browser keeps the response from them.
-//
-// A preflight from another origin, configured origins or none, gets a 403
-// that names BACKEND_CORS_ORIGINS, and the log says which origin it was
-// (refusedOrigins): left to the mux, it would be a 405 that looks like a
-// wrong method, and a developer whose browser app cannot call the API
-// would not learn which setting is missing. Other requests from another
-// origin are served as if they had no Origin.
+// cors lets the configured origins call the API from a browser with
+// credentials, as the reference's CORSMiddleware does; other origins get no
+// CORS headers. A preflight from one gets a 403 that names
+// BACKEND_CORS_ORIGINS, and is logged (refusedOrigins), where the mux's 405
+// would look like a wrong method and not say which setting is missing.
 func (a *app) cors(next http.Handler) http.Handler {
-	refused := &refusedOrigins{}
+	refused := &refusedOrigins{logged: map[string]bool{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(a.corsOrigins) > 0 {
 			w.Header().Add("Vary", "Origin")
@@ -510,22 +484,16 @@ func (a *app) cors(next http.Handler) http.Handler {
 }
 
 const (
-	// maxLoggedRefusedOrigins bounds refusedOrigins: the first ones are
-	// each named once, since a developer's browser sends the same origin
-	// again and again; past them, any page on the internet can send a
-	// preflight with an origin of its own, so refusals are logged at most
-	// once every refusedOriginLogInterval.
+	// The first maxLoggedRefusedOrigins origins are each logged once (a
+	// developer's browser repeats one); past them, any web page can make up
+	// more, so refusals are logged once per refusedOriginLogInterval.
 	maxLoggedRefusedOrigins  = 32
 	refusedOriginLogInterval = time.Minute
-	// maxLoggedOriginBytes bounds an origin in the log, as
-	// maxLoggedPathBytes bounds a path: the header is the client's.
+	// maxLoggedOriginBytes bounds the client's Origin header in the log.
 	maxLoggedOriginBytes = 256
 )
 
-// refusedOrigins remembers which origins' refused preflights have been
-// logged, so that the log names each once and cannot be flooded through
-// them: at most maxLoggedRefusedOrigins origins of at most
-// maxLoggedOriginBytes each are kept.
+// refusedOrigins remembers which refused origins were logged.
 type refusedOrigins struct {
 	mu         sync.Mutex
 	logged     map[string]bool
@@ -542,9 +510,6 @@ func (o *refusedOrigins) log(logger *slog.Logger, now time.Time, origin string) 
 	case o.logged[origin]:
 		return
 	case len(o.logged) < maxLoggedRefusedOrigins:
-		if o.logged == nil {
-			o.logged = map[string]bool{}
-		}
 		o.logged[origin] = true
 	case now.Sub(o.lastLogged) < refusedOriginLogInterval:
 		return
@@ -555,14 +520,12 @@ func (o *refusedOrigins) log(logger *slog.Logger, now time.Time, origin string) 
 		"to let a browser app on it call the API, add the origin there (comma-separated)", "origin", origin)
 }
 
-// jsonMuxErrors makes the mux's own 404 and 405 answers JSON like every
-// other error, keeping the 405's Allow header.
+// jsonMuxErrors makes the mux's own 404 and 405 JSON, keeping the Allow.
 func (a *app) jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, pattern := mux.Handler(r); pattern == "" {
-			// No route: h is the mux's plain-text 404 or 405, or a
-			// redirect to the path's clean form. Run it against a scratch
-			// recorder to learn which, and the 405's Allow.
+			// No route: h is the mux's plain-text 404 or 405, or a redirect
+			// to the clean path. A scratch recorder tells which.
 			scratch := &headerRecorder{header: http.Header{}}
 			h.ServeHTTP(scratch, r)
 			switch scratch.status {
@@ -579,8 +542,7 @@ func (a *app) jsonMuxErrors(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// headerRecorder is a ResponseWriter that keeps the status and headers and
-// throws the body away.
+// headerRecorder keeps the status and headers, and drops the body.
 type headerRecorder struct {
 	header http.Header
 	status int

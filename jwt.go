@@ -1,44 +1,30 @@
 // jwt.go signs and verifies the service's access tokens: JSON Web Tokens
 // (RFC 7519) in JWS compact form (RFC 7515), MACed with HMAC-SHA256 (HS256,
-// RFC 7518 §3.2). It is written by hand on crypto/hmac so that every rule is
-// in view. Nothing here touches the database or HTTP.
+// RFC 7518 §3.2). A token is accepted only if every check passes, in order:
 //
-// A token is accepted only if every check passes, in this order:
+//  1. At most maxTokenBytes, before any other work (errTokenTooLong).
+//  2. Three parts, cut with strings.Cut (strings.Split's cost grows with the
+//     dots: CVE-2025-30204); no '\r' or '\n', which the strict base64
+//     decoder skips, so that a token has one spelling; each part unpadded
+//     base64url with no stray bits; a 32-byte signature (errTokenMalformed).
+//  3. The header is one JSON object as encoding/json/v2 reads it (valid
+//     UTF-8, no lone surrogate, names exact and unrepeated, nothing after
+//     it); "alg" is "HS256"; "typ", if present, "JWT"; no "crit", as we know
+//     no extension (errTokenHeader). The algorithm never comes from the
+//     token: no "none", no algorithm confusion.
+//  4. The HMAC of the first two parts as sent equals the signature, compared
+//     in constant time before the payload is decoded, so that nobody without
+//     the secret reaches its parser (errTokenSignature).
+//  5. The payload is one JSON object by the same rules: "type" is
+//     "access_token"; "sub" a user id in canonical decimal; "exp", "iat" and
+//     "nbf" numbers in [0, 2^40); "gen" a whole number in [0, 2^53]. A
+//     number absent or null reads as 0 (errTokenClaims).
+//  6. "exp" is later than now (errTokenExpired); "iat" and "nbf" are no
+//     later than now plus clockLeeway (errTokenNotYetValid).
 //
-//  1. It is at most maxTokenBytes long, checked before any other work, and
-//     has exactly three parts split with strings.Cut (never strings.Split,
-//     whose cost grows with the number of dots: CVE-2025-30204).
-//  2. No byte is '\r' or '\n'. Go's strict base64 decoder refuses every
-//     other byte outside A–Z a–z 0–9 - _, but skips those two, so without
-//     this check one token would have many spellings.
-//  3. Each part is unpadded base64url, decoded strictly (no stray bits):
-//     the signature here, the header and payload when rules 4 and 6 read
-//     them.
-//  4. The header is a JSON object in valid UTF-8, with no escaped lone
-//     surrogate, and with exactly-named, non-repeated members;
-//     "alg" is exactly "HS256"; "typ", if present, is "JWT"; a "crit"
-//     member is refused, because we implement no extension it could name.
-//     The algorithm is never chosen from the token: HS256 is the only one
-//     this code knows, so there is no "none" and no algorithm confusion.
-//  5. The signature is HMAC-SHA256 over the first two parts exactly as
-//     sent, compared in constant time (hmac.Equal), before the payload is
-//     decoded at all: an attacker without the secret never reaches the
-//     payload parser.
-//  6. The payload is a JSON object with exactly-named, non-repeated members
-//     (encoding/json would fold case and keep the last duplicate, so
-//     {"exp":1,"EXP":9e9} could mean different things to us and to another
-//     library); "type" is "access_token"; "exp" is a number later than now;
-//     "iat" and "nbf", if present, are numbers no later than now plus
-//     clockLeeway; "sub" is a user id written in canonical decimal; "gen",
-//     if present, is a whole number (absent means 0).
-//
-// Whether "sub" names a user who still exists, and whether "gen" is that
-// user's current token generation (see endSessions in store.go), is for
-// the caller to check.
-// There is no "aud" or "iss": one issuer and one audience, this service.
-// Every failure is reported as an error wrapping errInvalidToken; callers
-// must treat them all alike (never accept a token because of which error it
-// got: CVE-2024-51744).
+// Whether "sub" still exists and "gen" is its token generation is the
+// caller's to check. No "aud" or "iss": one issuer, one audience. Every error
+// wraps errInvalidToken; callers treat them all alike (CVE-2024-51744).
 package main
 
 import (
@@ -46,6 +32,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json/jsontext"
+	json "encoding/json/v2"
 	"errors"
 	"fmt"
 	"hash"
@@ -59,38 +47,43 @@ import (
 const (
 	// maxTokenBytes bounds the work an unauthenticated client can ask for.
 	maxTokenBytes = 8 << 10
-
-	// minSecretBytes is the HS256 key size RFC 7518 §3.2 asks for: at least
-	// as long as the hash output.
+	// minSecretBytes is the HS256 key size of RFC 7518 §3.2: the hash's.
 	minSecretBytes = 32
-
-	// clockLeeway forgives clocks that run a little ahead of ours for "iat"
-	// and "nbf". "exp" gets none: a token is dead at its expiry.
+	// clockLeeway forgives clocks a little ahead of ours; "exp" gets none.
 	clockLeeway = 60 * time.Second
-
+	// maxDate (the year 36800) keeps dates far from float64's limits.
+	maxDate         = 1 << 40
+	maxGeneration   = 1 << 53
 	accessTokenType = "access_token"
 )
 
-// errInvalidToken is wrapped by every verification failure.
-var errInvalidToken = errors.New("invalid token")
+// The rule that refused a token, each wrapping errInvalidToken.
+var (
+	errInvalidToken     = errors.New("invalid token")
+	errTokenTooLong     = fmt.Errorf("%w: longer than %d bytes", errInvalidToken, maxTokenBytes)
+	errTokenMalformed   = fmt.Errorf("%w: not three unpadded base64url parts", errInvalidToken)
+	errTokenHeader      = fmt.Errorf("%w: header", errInvalidToken)
+	errTokenSignature   = fmt.Errorf("%w: bad signature", errInvalidToken)
+	errTokenClaims      = fmt.Errorf("%w: claims", errInvalidToken)
+	errTokenExpired     = fmt.Errorf("%w: expired", errInvalidToken)
+	errTokenNotYetValid = fmt.Errorf("%w: issued or valid only in the future", errInvalidToken)
+)
 
-// tokenHeaderB64 is the only header this service writes, encoded. Its
-// bytes are the ones python-jose writes (sorted keys, no spaces), so
-// tokens from the Python reference and ours look alike.
+var strictRawURL = base64.RawURLEncoding.Strict()
+
+// tokenHeaderB64 is the only header we write, with python-jose's bytes
+// (sorted keys, no spaces), so that our tokens and the reference's match.
 var tokenHeaderB64 = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 
-// accessClaims is what a verified access token says: whose it is, and of
-// which of that user's token generations.
+// accessClaims is whose a verified token is, and of which generation.
 type accessClaims struct {
 	UserID     int64
 	Generation int64
 }
 
-// tokenKey is an HS256 key. It keeps a pool of HMACs keyed by it, since
-// keying a new HMAC for every token costs more than the MAC itself.
-type tokenKey struct {
-	macs sync.Pool // of hash.Hash, each an HMAC-SHA256 keyed by the secret
-}
+// tokenKey keeps HMAC-SHA256 states keyed by the secret for reuse: keying
+// one costs more than the MAC of a token (BenchmarkTokenMAC).
+type tokenKey struct{ macs sync.Pool }
 
 func newTokenKey(secret []byte) *tokenKey {
 	secret = bytes.Clone(secret)
@@ -107,191 +100,115 @@ func (k *tokenKey) sum(signingInput []byte) []byte {
 }
 
 // signAccessToken returns an access token for userID in the given token
-// generation, issued at now and valid for lifetime. The payload has the
-// reference's members in the reference's order, type, exp, iat, sub, and
-// then "gen" unless it is 0: until a user first logs out or changes
-// password, our tokens are exactly those the reference would make.
+// generation, issued at now and valid for lifetime. The claims are the
+// reference's in its order, then "gen" unless it is 0: until a user first
+// logs out or changes password, our tokens are exactly the reference's.
 func signAccessToken(key *tokenKey, userID, generation int64, now time.Time, lifetime time.Duration) string {
-	payload := fmt.Appendf(nil, `{"type":%q,"exp":%d,"iat":%d,"sub":"%d"`, accessTokenType, now.Add(lifetime).Unix(), now.Unix(), userID)
+	var buf [160]byte
+	claims := append(buf[:0], `{"type":"`+accessTokenType+`","exp":`...)
+	claims = strconv.AppendInt(claims, now.Add(lifetime).Unix(), 10)
+	claims = strconv.AppendInt(append(claims, `,"iat":`...), now.Unix(), 10)
+	claims = strconv.AppendInt(append(claims, `,"sub":"`...), userID, 10)
+	claims = append(claims, '"')
 	if generation != 0 {
-		payload = fmt.Appendf(payload, `,"gen":%d`, generation)
+		claims = strconv.AppendInt(append(claims, `,"gen":`...), generation, 10)
 	}
-	signingInput := tokenHeaderB64 + "." + base64.RawURLEncoding.EncodeToString(append(payload, '}'))
-	return signingInput + "." + base64.RawURLEncoding.EncodeToString(key.sum([]byte(signingInput)))
+	claims = append(claims, '}')
+	enc := base64.RawURLEncoding
+	token := make([]byte, 0, len(tokenHeaderB64)+1+enc.EncodedLen(len(claims))+1+enc.EncodedLen(sha256.Size))
+	token = enc.AppendEncode(append(append(token, tokenHeaderB64...), '.'), claims)
+	return string(enc.AppendEncode(append(token, '.'), key.sum(token)))
 }
 
-// verifyAccessToken applies the rules in this file's doc comment, in order,
-// and returns the token's claims only if all of them hold.
+// verifyAccessToken returns the token's claims if it passes every rule of
+// this file's doc comment.
 func verifyAccessToken(key *tokenKey, token string, now time.Time) (accessClaims, error) {
-	invalid := func(format string, args ...any) (accessClaims, error) {
-		return accessClaims{}, fmt.Errorf("%w: %s", errInvalidToken, fmt.Sprintf(format, args...))
-	}
-	// Rule 1: size, then exactly three parts.
 	if len(token) > maxTokenBytes {
-		return invalid("longer than %d bytes", maxTokenBytes)
+		return accessClaims{}, errTokenTooLong
 	}
 	headerB64, rest, ok1 := strings.Cut(token, ".")
 	payloadB64, signatureB64, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || strings.Contains(signatureB64, ".") {
-		return invalid("not three parts")
-	}
-
-	// Rules 2 and 3: the strict decoder refuses every byte outside the
-	// base64url alphabet except '\r' and '\n', which it skips.
-	if strings.ContainsAny(token, "\r\n") {
-		return invalid("a line break")
-	}
+	lineBreak := strings.IndexByte(token, '\r') >= 0 || strings.IndexByte(token, '\n') >= 0
 	var signature [sha256.Size]byte
-	if strictRawURL.DecodedLen(len(signatureB64)) != len(signature) {
-		return invalid("signature: not %d bytes", len(signature))
+	if !ok1 || !ok2 || lineBreak || strictRawURL.DecodedLen(len(signatureB64)) != len(signature) {
+		return accessClaims{}, errTokenMalformed
 	}
 	if _, err := strictRawURL.Decode(signature[:], []byte(signatureB64)); err != nil {
-		return invalid("signature: %v", err)
+		return accessClaims{}, errTokenMalformed // a fourth part, or stray bits
 	}
-
-	// Rule 4: the header pins the algorithm; it never selects one. The
-	// header that this service and the reference write is good as it
-	// stands; any other is decoded and checked member by member.
+	// The header we write is good as it stands; any other is read.
 	if headerB64 != tokenHeaderB64 {
 		if err := checkHeader(headerB64); err != nil {
-			return invalid("header: %v", err)
+			return accessClaims{}, err
 		}
 	}
-
-	// Rule 5: the MAC, before anything in the payload is looked at.
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
 	if !hmac.Equal(signature[:], key.sum([]byte(signingInput))) {
-		return invalid("bad signature")
+		return accessClaims{}, errTokenSignature
 	}
-
-	// Rule 6: the claims.
-	claims, err := checkClaims(payloadB64, now)
-	if err != nil {
-		return invalid("claims: %v", err)
-	}
-	return claims, nil
+	return checkClaims(payloadB64, now)
 }
 
-// decodeSegment decodes one part of a token: unpadded base64url with no
-// stray bits, and not empty.
-func decodeSegment(s string) ([]byte, error) {
-	if s == "" {
-		return nil, errors.New("empty")
-	}
-	return strictRawURL.DecodeString(s)
-}
-
-var strictRawURL = base64.RawURLEncoding.Strict()
-
-// checkHeader applies rule 4 to a header other than the one we write.
-func checkHeader(headerB64 string) error {
-	header, err := decodeSegment(headerB64)
+// decodeJSON reads one base64url part of a token into v by v2's rules; it
+// wraps a JSON error in refusal, the rule of the part.
+func decodeJSON(part string, v any, refusal error) error {
+	data, err := strictRawURL.DecodeString(part)
 	if err != nil {
-		return err
+		return errTokenMalformed
 	}
-	alg, typ := "", "JWT" // "typ" is optional
-	err = forEachMember(header, func(name, value []byte) error {
-		var err error
-		switch string(name) {
-		case "alg":
-			alg, err = jsonString(value)
-		case "typ":
-			typ, err = jsonString(value)
-		case "crit":
-			err = errors.New(`"crit" is not supported`)
-		}
-		return err
-	})
-	switch {
-	case err != nil:
-		return err
-	case alg != "HS256":
-		return errors.New(`"alg" is not "HS256"`)
-	case typ != "JWT":
-		return errors.New(`"typ" is not "JWT"`)
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %w", refusal, err)
 	}
 	return nil
 }
 
-// checkClaims applies rule 6 to the payload, whose MAC has been checked.
+// checkHeader applies rule 3 to a header other than the one we write.
+func checkHeader(headerB64 string) error {
+	header := struct {
+		Alg  string         `json:"alg"`
+		Typ  string         `json:"typ"`
+		Crit jsontext.Value `json:"crit"`
+	}{Typ: "JWT"} // a JSON null empties it, and is refused
+	if err := decodeJSON(headerB64, &header, errTokenHeader); err != nil {
+		return err
+	}
+	if header.Alg != "HS256" || header.Typ != "JWT" || header.Crit != nil {
+		return fmt.Errorf(`%w: want "alg" "HS256", "typ" "JWT" or none, and no "crit"`, errTokenHeader)
+	}
+	return nil
+}
+
+// checkClaims applies rules 5 and 6 to a payload whose MAC is good.
 func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
-	payload, err := decodeSegment(payloadB64)
-	if err != nil {
+	var claims struct {
+		Type string  `json:"type"`
+		Sub  string  `json:"sub"`
+		Exp  float64 `json:"exp"` // absent: 0, long expired
+		Iat  float64 `json:"iat"`
+		Nbf  float64 `json:"nbf"`
+		Gen  float64 `json:"gen"`
+	}
+	if err := decodeJSON(payloadB64, &claims, errTokenClaims); err != nil {
 		return accessClaims{}, err
 	}
-	var tokenType, sub string
-	var gen float64            // absent: 0
-	var exp, iat, nbf *float64 // absent: nil
-	err = forEachMember(payload, func(name, value []byte) error {
-		var err error
-		switch string(name) {
-		case "type":
-			tokenType, err = jsonString(value)
-		case "sub":
-			sub, err = jsonString(value)
-		case "gen":
-			gen, err = jsonNumber(value)
-		case "exp":
-			exp, err = jsonDate(value)
-		case "iat":
-			iat, err = jsonDate(value)
-		case "nbf":
-			nbf, err = jsonDate(value)
-		}
-		if err != nil {
-			return fmt.Errorf("%q: %v", name, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return accessClaims{}, err
-	}
-
+	userID, err := strconv.ParseInt(claims.Sub, 10, 64)
 	nowSeconds := float64(now.UnixNano()) / 1e9
-	latest := nowSeconds + clockLeeway.Seconds() // for "iat" and "nbf"
-	userID, err := strconv.ParseInt(sub, 10, 64)
-	switch {
-	case tokenType != accessTokenType:
-		return accessClaims{}, errors.New(`"type" is not "access_token"`)
-	case exp == nil:
-		return accessClaims{}, errors.New(`no "exp"`)
-	case !(nowSeconds < *exp):
-		return accessClaims{}, errors.New("expired")
-	case iat != nil && *iat > latest, nbf != nil && *nbf > latest:
-		return accessClaims{}, errors.New(`"iat" or "nbf" is in the future`)
-	case gen < 0 || gen != math.Trunc(gen) || gen > 1<<53:
-		return accessClaims{}, errors.New(`"gen" is not a whole number`)
-	case err != nil || userID <= 0 || strconv.FormatInt(userID, 10) != sub:
-		return accessClaims{}, errors.New(`"sub" is not a user id`)
+	switch latest := nowSeconds + clockLeeway.Seconds(); {
+	case claims.Type != accessTokenType:
+		return accessClaims{}, fmt.Errorf(`%w: "type" is not %q`, errTokenClaims, accessTokenType)
+	case !isDate(claims.Exp) || !isDate(claims.Iat) || !isDate(claims.Nbf):
+		return accessClaims{}, fmt.Errorf(`%w: "exp", "iat" or "nbf" is not a date`, errTokenClaims)
+	case claims.Gen < 0 || claims.Gen > maxGeneration || claims.Gen != math.Trunc(claims.Gen):
+		return accessClaims{}, fmt.Errorf(`%w: "gen" is not a whole number`, errTokenClaims)
+	case err != nil || claims.Sub[0] < '1' || claims.Sub[0] > '9': // canonical: no sign, no leading 0
+		return accessClaims{}, fmt.Errorf(`%w: "sub" is not a user id`, errTokenClaims)
+	case !(nowSeconds < claims.Exp):
+		return accessClaims{}, errTokenExpired
+	case claims.Iat > latest, claims.Nbf > latest:
+		return accessClaims{}, errTokenNotYetValid
 	}
-	return accessClaims{UserID: userID, Generation: int64(gen)}, nil
+	return accessClaims{UserID: userID, Generation: int64(claims.Gen)}, nil
 }
 
-// jsonString decodes a JSON string value; anything else is an error.
-func jsonString(value []byte) (string, error) {
-	s, err := jsonStringBytes(value)
-	return string(s), err
-}
-
-// jsonNumber decodes a JSON number; a string of digits is not a number.
-func jsonNumber(value []byte) (float64, error) {
-	if len(value) == 0 || !(value[0] == '-' || ('0' <= value[0] && value[0] <= '9')) {
-		return 0, errors.New("not a number")
-	}
-	f, err := strconv.ParseFloat(string(value), 64)
-	if err != nil || math.IsInf(f, 0) {
-		return 0, errors.New("not a finite number")
-	}
-	return f, nil
-}
-
-// jsonDate decodes a NumericDate (RFC 7519 §2), seconds since 1970, of
-// at most 2^40 (about the year 36800): a cap far past any real token, so
-// that no date is near the limits of a float64 or of a time.Time.
-func jsonDate(value []byte) (*float64, error) {
-	seconds, err := jsonNumber(value)
-	if err == nil && (seconds < 0 || seconds >= 1<<40) {
-		err = errors.New("a date out of range")
-	}
-	return &seconds, err
-}
+// isDate reports whether seconds is a NumericDate (RFC 7519 §2) we accept.
+func isDate(seconds float64) bool { return 0 <= seconds && seconds < maxDate }
