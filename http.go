@@ -88,13 +88,14 @@ type problem struct {
 // problems collects every bad value of a request, for one 422 to list.
 type problems []problem
 
-// add records a problem with name in where: "body", "query" or "path".
+// add records a problem with name in where ("body", "query" or "path"),
+// or with the whole of where if name is "".
 func (p *problems) add(where, name, msg, typ string) {
-	*p = append(*p, problem{Loc: []string{where, name}, Msg: msg, Type: typ})
-}
-
-func (p *problems) addWhole(where, msg, typ string) {
-	*p = append(*p, problem{Loc: []string{where}, Msg: msg, Type: typ})
+	loc := []string{where, name}
+	if name == "" {
+		loc = loc[:1]
+	}
+	*p = append(*p, problem{Loc: loc, Msg: msg, Type: typ})
 }
 
 // check records a problem with the value name in where unless ok.
@@ -163,12 +164,10 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Connection", "close") // rather than read the rest to keep it alive
 		apiErr = errBodyTooLarge
 	case errors.As(err, &apiErr):
-	case errors.Is(err, errWriterBusy):
-		// Another program holds the write lock, or writes queued too long.
+	case errors.Is(err, errWriterBusy): // another program holds the write lock, or writes queued too long
 		a.logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		apiErr = errDatabaseBusy
-	case errors.Is(err, errSearchCutOff):
-		// Past its time limit, or no search slot free.
+	case errors.Is(err, errSearchCutOff): // past its time limit, or no search slot free
 		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
 		apiErr = errSearchTooLong
 	case errors.Is(err, errStorageFull):
@@ -250,15 +249,15 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	var semantic *jsonv2.SemanticError
 	switch {
 	case !utf8.Valid(body): // first, whatever else is wrong, as the 422 says
-		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
+		fields.add("body", "", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
 	case errors.Is(err, errRepeatedMember) && errors.As(err, &semantic):
 		fields.add("body", semantic.JSONPointer.LastToken(), "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
 	case errors.As(err, &syntax) && isSurrogateEscape(body[syntax.ByteOffset:]):
-		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
+		fields.add("body", "", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
 	case err != nil || fields.members == nil: // a JSON null leaves it nil
-		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
+		fields.add("body", "", "the body must be a JSON object", "value_error.jsondecode")
 	case len(fields.members) > maxObjectMembers:
-		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
+		fields.add("body", "", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
 	default:
 		return fields, nil
 	}
@@ -322,12 +321,12 @@ func readForm(r *http.Request) error {
 	case errors.As(err, &tooBig):
 		return err
 	case err != nil:
-		bad.addWhole("body", "the body is not a valid form", "value_error.form")
+		bad.add("body", "", "the body is not a valid form", "value_error.form")
 		return bad.err()
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.PostForm)) {
 		if !utf8.ValidString(name) {
-			bad.addWhole("body", "the value is not valid UTF-8", "value_error.str.utf8")
+			bad.add("body", "", "the value is not valid UTF-8", "value_error.str.utf8")
 		} else if slices.ContainsFunc(r.PostForm[name], func(v string) bool { return !utf8.ValidString(v) }) {
 			bad.add("body", name, "the value is not valid UTF-8", "value_error.str.utf8")
 		}
