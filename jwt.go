@@ -182,8 +182,8 @@ func checkHeader(headerB64 string) error {
 func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 	var claims struct {
 		Type string  `json:"type"`
-		Sub  string  `json:"sub"`
-		Exp  float64 `json:"exp"` // absent: 0, long expired
+		Sub  int64   `json:"sub,string"` // canonical decimal: no sign, no leading 0
+		Exp  float64 `json:"exp"`        // absent: 0, long expired
 		Iat  float64 `json:"iat"`
 		Nbf  float64 `json:"nbf"`
 		Gen  float64 `json:"gen"`
@@ -191,7 +191,6 @@ func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 	if err := decodeJSON(payloadB64, &claims, errTokenClaims); err != nil {
 		return accessClaims{}, err
 	}
-	userID, err := strconv.ParseInt(claims.Sub, 10, 64)
 	nowSeconds := float64(now.UnixNano()) / 1e9
 	switch latest := nowSeconds + clockLeeway.Seconds(); {
 	case claims.Type != accessTokenType:
@@ -200,14 +199,14 @@ func checkClaims(payloadB64 string, now time.Time) (accessClaims, error) {
 		return accessClaims{}, fmt.Errorf(`%w: "exp", "iat" or "nbf" is not a date`, errTokenClaims)
 	case claims.Gen < 0 || claims.Gen > maxGeneration || claims.Gen != math.Trunc(claims.Gen):
 		return accessClaims{}, fmt.Errorf(`%w: "gen" is not a whole number`, errTokenClaims)
-	case err != nil || claims.Sub[0] < '1' || claims.Sub[0] > '9': // canonical: no sign, no leading 0
+	case claims.Sub < 1:
 		return accessClaims{}, fmt.Errorf(`%w: "sub" is not a user id`, errTokenClaims)
 	case !(nowSeconds < claims.Exp):
 		return accessClaims{}, errTokenExpired
 	case claims.Iat > latest, claims.Nbf > latest:
 		return accessClaims{}, errTokenNotYetValid
 	}
-	return accessClaims{UserID: userID, Generation: int64(claims.Gen)}, nil
+	return accessClaims{UserID: claims.Sub, Generation: int64(claims.Gen)}, nil
 }
 
 // isDate reports whether seconds is a NumericDate (RFC 7519 §2) we accept.
