@@ -37,13 +37,13 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if chars > maxKeywordChars {
-		return writeJSON(w, http.StatusOK, viewRecipes(nil))
+		return writeJSON(w, http.StatusOK, results([]recipe{}))
 	}
 	recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
+	return writeJSON(w, http.StatusOK, results(recipes))
 }
 
 // searchSQL takes LIMIT ids from the index, then their recipes: joined the
