@@ -196,24 +196,21 @@ func recipeError(id int64, err, notOwner error) error {
 // readRecipeFields reads and checks the label, source and url of a recipe
 // body, recording a problem for each bad one.
 func readRecipeFields(body *jsonFields) recipe {
-	var rec recipe
-	for _, field := range []struct {
-		name string
-		to   *string
-	}{{"label", &rec.Label}, {"source", &rec.Source}} {
-		text := body.text(field.name, true)
+	line := func(name string) string {
+		text := body.text(name, true)
 		if text == nil {
-			continue
+			return ""
 		}
-		*field.to = *text
 		if r, ok := hiddenControl(*text); ok {
-			body.add("body", field.name, fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
+			body.add("body", name, fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
 				"a label or source is one line of text, without tabs or line breaks", r), "value_error.str.control")
-		} else if field.name == "label" && strings.TrimSpace(*text) == "" {
+		} else if name == "label" && strings.TrimSpace(*text) == "" {
 			body.tooShort("body", "label", 1)
 		}
-		checkMaxChars(&body.problems, field.name, *text)
+		checkMaxChars(&body.problems, name, *text)
+		return *text
 	}
+	rec := recipe{Label: line("label"), Source: line("source")}
 	if link := body.text("url", true); link != nil {
 		rec.URL = *link
 		if msg, typ := urlProblem(rec.URL); msg != "" {
@@ -335,17 +332,13 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 }
 
 // createRecipe inserts r and returns it with its new id.
-func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
-	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
-			r.Label, r.Source, r.URL, r.SubmitterID)
-		if err == nil {
-			r.ID, err = res.LastInsertId()
-		}
+func (s *store) createRecipe(ctx context.Context, r recipe) (created recipe, err error) {
+	err = s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) (err error) {
+		created, err = scanRecipe(tx.QueryRowContext(ctx, "INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?) RETURNING "+recipeColumns,
+			r.Label, r.Source, r.URL, r.SubmitterID))
 		return err
 	})
-	return r, wrapErr(err, "create recipe")
+	return created, wrapErr(err, "create recipe")
 }
 
 // recipesBySubmitter returns, in id order, the recipes userID submitted,
