@@ -30,7 +30,8 @@ func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr
 		return err
 	}
 	defer st.close()
-	version, err := st.schemaVersion(ctx)
+	var version int
+	err = st.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
 	if err == nil {
 		fmt.Fprintf(stdout, "%s is at schema version %d\n", cfg.dbPath, version)
 	}

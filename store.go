@@ -59,16 +59,11 @@ var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTo
 // _txlock=immediate takes the write lock at BEGIN, where waiting works,
 // not at the first write, where SQLite may fail at once to avoid a
 // deadlock. WAL is set once the migrations succeed (openStore).
-var (
-	commonPragmas = fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
-		writerWait.Milliseconds())
-	writerParams = commonPragmas + "&_txlock=immediate"
-	readerParams = commonPragmas + "&_pragma=query_only(1)"
-)
+var commonPragmas = fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&", writerWait.Milliseconds())
 
 type store struct {
 	writer, reader *sql.DB
-	logger         *slog.Logger // for what the migrations do that takes long
+	logger         *slog.Logger // for the news of watchExternalWrites
 	cache          readCache
 	users          noCache
 	stopPoll       context.CancelFunc
@@ -96,19 +91,24 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	f.Close()
-	// sql.Open fails only for a driver not registered.
-	writer, _ := sql.Open("sqlite", sqliteName(path)+"?"+writerParams)
+	open := func(params string) *sql.DB {
+		db, _ := sql.Open("sqlite", sqliteName(path)+commonPragmas+params) // fails only for a driver not registered
+		return db
+	}
+	writer := open("_pragma=foreign_keys(1)&_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	reader, _ := sql.Open("sqlite", sqliteName(path)+"?"+readerParams)
+	reader := open("_pragma=foreign_keys(1)&_pragma=query_only(1)")
 	// Searches may take half the CPUs, and so at most half the readers
 	// (one more for the poller): a read by id, a login or /healthz always
 	// finds a connection however costly the searches.
-	readers := max(4, hashingWorkers())
-	reader.SetMaxOpenConns(readers + 1)
+	reader.SetMaxOpenConns(max(4, hashingWorkers()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger,
 		searchSlots: make(chan struct{}, max(1, hashingWorkers()/2))}
 	for _, step := range []func(context.Context) error{
-		s.migrate,
+		// Foreign keys off, as SQLite's procedure for remaking a table asks.
+		func(ctx context.Context) error {
+			return migrate(ctx, open("_pragma=foreign_keys(0)&_txlock=immediate"), logger)
+		},
 		// Only now, so that a failed migration leaves the file as it was.
 		func(ctx context.Context) error {
 			_, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL")
@@ -208,14 +208,12 @@ func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *
 // writeFailure tells, of a failed step of write, whether the writer was
 // busy, the database is full, or the request went away.
 func writeFailure(ctx context.Context, err error) error {
-	var sqliteErr *sqlite.Error
-	switch {
+	switch code := sqliteCode(err) & 0xff; {
 	case err == nil:
 		return nil
-	case errors.Is(context.Cause(ctx), errWriterBusy),
-		errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
+	case errors.Is(context.Cause(ctx), errWriterBusy), code == sqlite3.SQLITE_BUSY, code == sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
-	case isFull(err):
+	case code == sqlite3.SQLITE_FULL:
 		return fmt.Errorf("%w: %v", errStorageFull, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("write abandoned, nothing committed: %w", context.Cause(ctx))
@@ -398,22 +396,18 @@ func (s *store) noteFiles(ctx context.Context, path string) error {
 func (s *store) checkFiles() error {
 	for _, f := range s.opened {
 		info, err := os.Stat(f.name)
+		change := "removed"
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("%s was removed while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
-		case err != nil:
+		case err == nil && os.SameFile(info, f.info):
+			continue
+		case err == nil:
+			change = "replaced"
+		case !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("check the database's files: %w", err)
-		case !os.SameFile(info, f.info):
-			return fmt.Errorf("%s was replaced while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
 		}
+		return fmt.Errorf("%s was %s while the database was open: other processes no longer see the database this server serves; restart the server", f.name, change)
 	}
 	return nil
-}
-
-func (s *store) schemaVersion(ctx context.Context) (int, error) {
-	var version int
-	err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
-	return version, wrapErr(err, "read schema version")
 }
 
 // ping checks that the database's files are the ones the store opened,
@@ -452,47 +446,24 @@ func parseMigrations(text string) ([]migration, error) {
 	return migrations, nil
 }
 
-// migrate applies, in one transaction, the migrations the database has not
-// had yet; if any step fails, nothing changes. Foreign keys are off on its
-// connection meanwhile, as SQLite's procedure for remaking a table asks
-// (migration 8), and PRAGMA foreign_keys cannot change inside a
-// transaction; applyMigrations checks them itself.
-func (s *store) migrate(ctx context.Context) (err error) {
+// migrate applies, in one transaction on db, the migrations the database
+// has not had yet; if any step fails, nothing changes. Foreign keys are
+// off on db (migration 8 remakes a table), so migrate checks them itself:
+// it refuses migrations that would leave a row naming a missing parent
+// that was not there before (rows that the reference left so, such as the
+// recipes of a deleted user, stay as they were).
+func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) (err error) {
+	defer db.Close()
 	defer func() { err = wrapErr(err, "migrate") }()
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
-	conn, err := s.writer.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
-		return fmt.Errorf("turn foreign keys off: %w", err)
-	}
-	defer func() {
-		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
-			err = errors.Join(err, fmt.Errorf("turn foreign keys back on: %w", onErr))
-			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
-		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := s.applyMigrations(ctx, tx, migrations); err != nil {
-		return err
-	}
-	return wrapErr(tx.Commit(), "commit")
-}
-
-// applyMigrations applies in tx the migrations after the database's
-// schema version, and refuses them if they would leave a row naming a
-// missing parent that was not there before (rows that the reference left
-// so, such as the recipes of a deleted user, stay as they were).
-func (s *store) applyMigrations(ctx context.Context, tx *sql.Tx, migrations []migration) error {
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -503,34 +474,36 @@ func (s *store) applyMigrations(ctx context.Context, tx *sql.Tx, migrations []mi
 	if version == len(migrations) {
 		return nil
 	}
-	var brokenBefore string // a JSON array
-	if err := tx.QueryRowContext(ctx, "SELECT json_group_array(row) FROM ("+brokenRowsSQL+")").Scan(&brokenBefore); err != nil {
+	var brokenBefore, newlyBroken string // JSON arrays
+	if err := tx.QueryRowContext(ctx, brokenRowsSQL, "[]", -1).Scan(&brokenBefore); err != nil {
 		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	for _, m := range migrations[version:] {
-		if err := s.applyMigration(ctx, tx, m); err != nil {
+		if err := applyMigration(ctx, tx, m, logger); err != nil {
 			return err
 		}
 	}
-	var newlyBroken string
-	err := tx.QueryRowContext(ctx, "SELECT row FROM ("+brokenRowsSQL+") WHERE row NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
-		brokenBefore).Scan(&newlyBroken)
-	if err == nil {
-		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	if err := tx.QueryRowContext(ctx, brokenRowsSQL, brokenBefore, 1).Scan(&newlyBroken); err != nil {
 		return fmt.Errorf("check foreign keys: %w", err)
 	}
+	if newlyBroken != "[]" {
+		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
+	}
 	// PRAGMA takes no parameters; the value is our own integer.
-	_, err = tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations)))
-	return wrapErr(err, "set schema version")
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
-// brokenRowsSQL lists the rows that name a parent row that does not exist,
-// each as "table rowid N → parent", as PRAGMA foreign_key_check finds them.
-const brokenRowsSQL = `SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check`
+// brokenRowsSQL lists, as a JSON array of at most ?2 (-1: all), the rows
+// that PRAGMA foreign_key_check finds naming a parent that does not exist,
+// each as "table rowid N → parent", but for those in the JSON array ?1.
+const brokenRowsSQL = `SELECT json_group_array(row) FROM (SELECT row FROM (
+	SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check)
+	WHERE row NOT IN (SELECT value FROM json_each(?1)) LIMIT ?2)`
 
-func (s *store) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {
+func applyMigration(ctx context.Context, tx *sql.Tx, m migration, logger *slog.Logger) error {
 	if m.version == 2 {
 		if err := checkNoCaseDuplicateEmails(ctx, tx); err != nil {
 			return err
@@ -538,22 +511,15 @@ func (s *store) applyMigration(ctx context.Context, tx *sql.Tx, m migration) err
 	}
 	// Building the search index reads every label, about 2 s per 100,000
 	// recipes: say so, rather than start in silence.
-	buildsSearchIndex := strings.Contains(m.sql, "recipe_fts (recipe_fts) VALUES ('rebuild')")
-	var recipes int
-	if buildsSearchIndex {
+	if strings.Contains(m.sql, "recipe_fts (recipe_fts) VALUES ('rebuild')") {
+		var recipes int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipe").Scan(&recipes); err != nil {
 			return fmt.Errorf("count recipes: %w", err)
 		}
-		s.logger.Info("building the search index", "recipes", recipes)
+		logger.Info("building the search index", "recipes", recipes)
 	}
-	started := time.Now()
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %d: %w", m.version, err)
-	}
-	if buildsSearchIndex {
-		s.logger.Info("built the search index", "recipes", recipes, "duration_ms", milliseconds(time.Since(started)))
-	}
-	return nil
+	_, err := tx.ExecContext(ctx, m.sql)
+	return wrapErr(err, "migration %d", m.version)
 }
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
@@ -607,14 +573,17 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 // rowScanner is a *sql.Row or *sql.Rows, at a row.
 type rowScanner = interface{ Scan(...any) error }
 
-func isUniqueViolation(err error) bool {
+// sqliteCode is the extended result code of a SQLite error, else 0.
+func sqliteCode(err error) int {
 	var sqliteErr *sqlite.Error
-	return errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	if errors.As(err, &sqliteErr) {
+		return sqliteErr.Code()
+	}
+	return 0
 }
+
+func isUniqueViolation(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE }
 
 // isFull reports whether err is SQLITE_FULL: a full disk, or an
 // AUTOINCREMENT table whose ids are used up.
-func isFull(err error) bool {
-	var sqliteErr *sqlite.Error
-	return errors.As(err, &sqliteErr) && sqliteErr.Code()&0xff == sqlite3.SQLITE_FULL
-}
+func isFull(err error) bool { return sqliteCode(err)&0xff == sqlite3.SQLITE_FULL }
