@@ -256,21 +256,17 @@ func (c *readCache) load(key cacheKey, read func() ([]recipe, error)) ([]recipe,
 		return recipes, nil
 	}
 	recipes, err := read()
-	if err != nil {
-		return nil, err
-	}
-	size := entrySize(key, recipes)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if generation != c.generation || c.paused {
-		return recipes, nil // perhaps older than a write since
+	// Not kept if a write came since: the answer may be older than it.
+	if err == nil && generation == c.generation && !c.paused {
+		size := entrySize(key, recipes)
+		if c.entries == nil || c.bytes+size > readCacheBytes {
+			c.entries, c.bytes = map[cacheKey][]recipe{}, 0
+		}
+		c.entries[key], c.bytes = recipes, c.bytes+size
 	}
-	if c.entries == nil || c.bytes+size > readCacheBytes {
-		c.entries, c.bytes = map[cacheKey][]recipe{}, 0
-	}
-	c.entries[key] = recipes
-	c.bytes += size
-	return recipes, nil
+	return recipes, err
 }
 
 // entrySize is roughly the bytes an entry holds: its strings, and a guess
@@ -320,9 +316,6 @@ const externalWritePoll = 250 * time.Millisecond
 // watch, the cache keeps nothing, and it logs when it stops and resumes.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("watch for writes: %w", err)
-	}
 	version := func(ctx context.Context) (v int64, err error) {
 		if err := s.checkFiles(); err != nil {
 			return 0, err
@@ -330,9 +323,13 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
 		return v, err
 	}
-	last, err := version(ctx)
+	var last int64
+	if err == nil {
+		if last, err = version(ctx); err != nil {
+			conn.Close()
+		}
+	}
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
 	// The poll lives until close, not as long as the context of the opening.
@@ -341,7 +338,7 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
 		defer ticker.Stop()
-		watching := true
+		paused := false
 		for {
 			select {
 			case <-ctx.Done():
@@ -352,21 +349,20 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 			switch {
 			case ctx.Err() != nil:
 				return // closing: the look was cut short
-			case err != nil:
-				if watching {
-					s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
-					s.cache.setPaused(true)
-					watching = false
-				}
-				continue
-			case !watching:
+			case err != nil && !paused:
+				s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
+			case err == nil && paused:
 				s.logger.Info("watching the database for writes by other processes again; reads are cached again")
-				s.cache.setPaused(false)
-				watching = true
-			case v != last:
+			case err == nil && v != last:
 				s.cache.forget() // our own writer counts as another connection too
 			}
-			last = v
+			if paused != (err != nil) {
+				paused = err != nil
+				s.cache.setPaused(paused)
+			}
+			if err == nil {
+				last = v
+			}
 		}
 	})
 	return nil
@@ -550,15 +546,11 @@ func init() {
 // tokenSecret returns the token secret kept in the database, creating a
 // random one the first time, so that tokens survive a restart.
 func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
-	fresh := randomBytes(minSecretBytes)
 	var stored string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) ON CONFLICT (name) DO NOTHING",
-			hex.EncodeToString(fresh)); err != nil {
-			return err
-		}
-		return tx.QueryRowContext(ctx, "SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored)
+		// DO UPDATE, not DO NOTHING, so that RETURNING gives the secret kept.
+		return tx.QueryRowContext(ctx, "INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) "+
+			"ON CONFLICT (name) DO UPDATE SET value = value RETURNING value", hex.EncodeToString(randomBytes(minSecretBytes))).Scan(&stored)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store token secret: %w", err)
