@@ -311,24 +311,12 @@ func (s *store) forgetUsers() {}
 const externalWritePoll = 250 * time.Millisecond
 
 // watchExternalWrites forgets the cache whenever PRAGMA data_version,
-// asked on a connection of its own, says another connection committed.
-// At each look it also checks the files (checkFiles); while it cannot
-// watch, the cache keeps nothing, and it logs when it stops and resumes.
+// asked on a connection of its own, says another connection committed
+// (our own writer counts too). At each look it also checks the files
+// (checkFiles); while it cannot watch, the cache keeps nothing, and it
+// logs when it stops and resumes.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
-	version := func(ctx context.Context) (v int64, err error) {
-		if err := s.checkFiles(); err != nil {
-			return 0, err
-		}
-		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
-		return v, err
-	}
-	var last int64
-	if err == nil {
-		if last, err = version(ctx); err != nil {
-			conn.Close()
-		}
-	}
 	if err != nil {
 		return fmt.Errorf("watch for writes: %w", err)
 	}
@@ -338,14 +326,18 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
 		defer ticker.Stop()
-		paused := false
+		last, paused := int64(-1), false // -1: the first look forgets what was read before it
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
 			}
-			v, err := version(ctx)
+			var version int64
+			err := s.checkFiles()
+			if err == nil {
+				err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version)
+			}
 			switch {
 			case ctx.Err() != nil:
 				return // closing: the look was cut short
@@ -353,15 +345,15 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 				s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
 			case err == nil && paused:
 				s.logger.Info("watching the database for writes by other processes again; reads are cached again")
-			case err == nil && v != last:
-				s.cache.forget() // our own writer counts as another connection too
+			case err == nil && version != last:
+				s.cache.forget()
 			}
 			if paused != (err != nil) {
 				paused = err != nil
 				s.cache.setPaused(paused)
 			}
 			if err == nil {
-				last = v
+				last = version
 			}
 		}
 	})
