@@ -116,11 +116,8 @@ func (a *app) homeSearch(ctx context.Context, keyword string) (homePage, error) 
 			"type it again without one.", control)
 		return page, nil
 	}
-	switch n := utf8.RuneCountInString(keyword); {
-	case n < minKeywordChars:
+	if utf8.RuneCountInString(keyword) < minKeywordChars {
 		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
-		return page, nil
-	case n > maxKeywordChars:
 		return page, nil
 	}
 	// One more than shown, to know whether there are more.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,19 +26,15 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var bad problems
 	keyword := query.Get("keyword")
-	chars := utf8.RuneCountInString(keyword)
 	if control, ok := hiddenControl(keyword); ok {
 		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control or bidirectional control character (U+%04X), which no label may hold", control),
 			"value_error.str.control")
-	} else if query.Has("keyword") && chars < minKeywordChars {
+	} else if query.Has("keyword") && utf8.RuneCountInString(keyword) < minKeywordChars {
 		bad.tooShort("query", "keyword", minKeywordChars)
 	}
 	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxListLength, &bad)
 	if err := bad.err(); err != nil {
 		return err
-	}
-	if chars > maxKeywordChars {
-		return writeJSON(w, http.StatusOK, results([]recipe{}))
 	}
 	recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
 	if err != nil {
@@ -56,22 +53,22 @@ const (
 
 // searchRecipes returns, in id order, up to limit recipes whose label
 // contains keyword, in any case (Unicode's simple folding). An empty
-// keyword matches every recipe; one with a character no label may hold
-// (hiddenControl) none: SQLite would end the query at a NUL.
+// keyword matches every recipe; one longer than any label, or with a
+// character no label may hold (hiddenControl), none: SQLite would end the
+// query at a NUL.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	if _, ok := hiddenControl(keyword); ok {
+	if _, ok := hiddenControl(keyword); ok || utf8.RuneCountInString(keyword) > maxKeywordChars {
 		return []recipe{}, nil
 	}
 	// Every ASCII case of a keyword is one search, and one cache entry.
-	key := cacheKey{read: "search", keyword: foldASCII(validUTF8(keyword)), n: int64(limit)}
-	return s.cache.load(key, func() ([]recipe, error) {
+	key := cacheKey{read: "search", keyword: foldASCII(keyword), n: int64(limit)}
+	recipes, err := s.cache.load(key, func() ([]recipe, error) {
 		if key.keyword == "" {
-			recipes, err := scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
-			return recipes, wrapErr(err, "first recipes")
+			return scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
 		}
-		recipes, err := s.searchIndex(ctx, key.keyword, limit)
-		return recipes, wrapErr(err, "search recipes")
+		return s.searchIndex(ctx, key.keyword, limit)
 	})
+	return recipes, wrapErr(err, "search recipes")
 }
 
 // searchTimeLimit bounds one search statement: an honest one takes a few
@@ -93,10 +90,7 @@ func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]r
 	case s.searchSlots <- struct{}{}:
 		defer func() { <-s.searchSlots }()
 	case <-wait.Done():
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return nil, errSearchBusy
+		return nil, cmp.Or(ctx.Err(), errSearchBusy)
 	}
 	run, stop := context.WithTimeoutCause(ctx, searchTimeLimit, errSearchTooSlow)
 	defer stop()
@@ -113,7 +107,9 @@ func ftsPhrase(keyword string) string {
 	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
 }
 
-// foldASCII folds A–Z as the index does; other letters it leaves to the index.
+// foldASCII folds A–Z as the index does, and leaves other letters to the
+// index. Like every strings.Map, it makes each byte that is not UTF-8 a
+// U+FFFD, so that SQLite sees no stray byte.
 func foldASCII(s string) string {
 	return strings.Map(func(r rune) rune {
 		if 'A' <= r && r <= 'Z' {
@@ -124,10 +120,5 @@ func foldASCII(s string) string {
 }
 
 // validUTF8 replaces each byte that is not UTF-8 with U+FFFD, one for one,
-// so a keyword keeps its count of characters and SQLite sees no stray byte.
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.Map(func(r rune) rune { return r }, s)
-}
+// so that a keyword keeps its count of characters.
+func validUTF8(s string) string { return strings.Map(func(r rune) rune { return r }, s) }
