@@ -73,7 +73,7 @@ type store struct {
 	searchSlots chan struct{}
 
 	// The hot routes' queries, prepared once rather than parsed per request.
-	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
+	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery *sql.Stmt
 }
 
 type openedFile struct {
@@ -152,7 +152,6 @@ func (s *store) prepareQueries(ctx context.Context) (err error) {
 	s.recipeByIDQuery = prepare(recipeByIDSQL)
 	s.searchQuery = prepare(searchSQL)
 	s.firstRecipesQuery = prepare(firstRecipesSQL)
-	s.newestQuery = prepare(newestSQL)
 	return err
 }
 
