@@ -43,8 +43,7 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, results(recipes))
 }
 
-// searchSQL takes LIMIT ids from the index, then their recipes: joined the
-// other way, SQLite would read every match to sort them.
+// searchSQL takes LIMIT ids from the index, then their recipes: joined the other way, SQLite would sort every match.
 const (
 	searchSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
 		"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"
@@ -52,10 +51,8 @@ const (
 )
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, in any case (Unicode's simple folding). An empty
-// keyword matches every recipe; one longer than any label, or with a
-// character no label may hold (hiddenControl), none: SQLite would end the
-// query at a NUL.
+// contains keyword in any case; "" matches all. A keyword no label can
+// hold (too long, or hiddenControl: SQLite would stop at a NUL) matches none.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	if _, ok := hiddenControl(keyword); ok || utf8.RuneCountInString(keyword) > maxKeywordChars {
 		return []recipe{}, nil
@@ -71,10 +68,9 @@ func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([
 	return recipes, wrapErr(err, "search recipes")
 }
 
-// searchTimeLimit bounds one search statement: an honest one takes a few
-// ms at 100,000 recipes, one built against the index seconds. With
-// searchSlotWait it keeps any answer near 200 ms, within the contract's
-// 250 ms (raceSlowdown: the race detector slows SQLite as much).
+// searchTimeLimit bounds one search statement (an honest one takes a few
+// ms at 100,000 recipes, one built against the index seconds): with
+// searchSlotWait, any answer comes within the contract's 250 ms.
 const (
 	searchTimeLimit  = 150 * time.Millisecond * raceSlowdown
 	searchSlotWait   = 50 * time.Millisecond * raceSlowdown
@@ -82,7 +78,7 @@ const (
 )
 
 // searchIndex runs searchSQL in a search slot for at most searchTimeLimit;
-// a cut-off (errSearchCutOff) is never cached as an answer.
+// a cut-off is an error, and so never cached.
 func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	wait, stopWaiting := context.WithTimeout(ctx, searchSlotWait)
 	defer stopWaiting()
@@ -101,15 +97,13 @@ func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]r
 	return recipes, err
 }
 
-// ftsPhrase quotes keyword as an FTS5 phrase: inside double quotes (each
-// one doubled) nothing is an operator.
+// ftsPhrase quotes keyword as an FTS5 phrase, inside which nothing is an operator.
 func ftsPhrase(keyword string) string {
 	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
 }
 
-// foldASCII folds A–Z as the index does, and leaves other letters to the
-// index. Like every strings.Map, it makes each byte that is not UTF-8 a
-// U+FFFD, so that SQLite sees no stray byte.
+// foldASCII folds A–Z as the index does; strings.Map also makes each
+// byte that is not UTF-8 a U+FFFD, so SQLite sees no stray byte.
 func foldASCII(s string) string {
 	return strings.Map(func(r rune) rune {
 		if 'A' <= r && r <= 'Z' {
@@ -119,6 +113,5 @@ func foldASCII(s string) string {
 	}, s)
 }
 
-// validUTF8 replaces each byte that is not UTF-8 with U+FFFD, one for one,
-// so that a keyword keeps its count of characters.
+// validUTF8 makes each byte that is not UTF-8 a U+FFFD, one for one.
 func validUTF8(s string) string { return strings.Map(func(r rune) rune { return r }, s) }

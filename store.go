@@ -166,18 +166,16 @@ func (s *store) close() error {
 }
 
 // writerWait is the write deadline: well under the server's 60 s
-// WriteTimeout, and long enough for a burst of honest writes (about a
-// millisecond each) to get their turn.
+// WriteTimeout, and long enough for a burst of honest writes.
 const writerWait = 5 * time.Second
 
 const writerRetryAfter = 5 * time.Second // of a 503 for errWriterBusy
 
 // write runs fn in one transaction on the writer and commits it unless fn
-// fails. It is bound to ctx, so that a client gone before the commit is
-// not committed for late, and to writerWait, past which (or at SQLite's
-// SQLITE_BUSY) the answer is errWriterBusy and nothing is written: another
-// process may hold the write lock as long as it likes. A domain error of
-// fn comes back as it is.
+// fails (a domain error comes back as it is). It is bound to ctx, so that
+// a client gone is not committed for late, and to writerWait, past which
+// (or at SQLITE_BUSY) nothing is written and the answer is errWriterBusy:
+// another process may hold the write lock as long as it likes.
 func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, writerWait, errWriterBusy)
 	defer cancel()
@@ -220,11 +218,10 @@ func writeFailure(ctx context.Context, err error) error {
 	return err
 }
 
-// readCache keeps the recipe reads that nearly every request makes (a
-// recipe by id, a search, the newest page) until a write could change
-// them: the store forgets them after its own writes, watchExternalWrites
-// after another process's. A read that began before a forget is not kept
-// (generation). Cached lists are shared: callers must not change them.
+// readCache keeps the hot recipe reads (by id, a search, the newest page)
+// until a write, ours or another process's, could change them; a read
+// that began before a forget is not kept (generation). Cached lists are
+// shared: callers must not change them.
 type readCache struct {
 	mu         sync.Mutex
 	generation uint64
@@ -295,10 +292,8 @@ func (c *readCache) setPaused(paused bool) {
 
 func (s *store) forgetRecipes() { s.cache.forget() }
 
-// Users are not cached: userByID reads the database at every request, so
-// that no copy outlives a logout, a password change or a revoked token.
-// noCache, cached and forgetUsers keep and forget nothing; they keep the
-// calls of auth.go and sessions.go as they are.
+// Users are not cached, so that no copy outlives a logout or a password
+// change; noCache, cached and forgetUsers keep the callers as they are.
 type noCache struct{}
 
 func cached[K, V any](_ *noCache, _ K, read func() (V, error)) (V, error) { return read() }
@@ -309,11 +304,9 @@ func (s *store) forgetUsers() {}
 // (the createsuperuser command, say) has written to the file.
 const externalWritePoll = 250 * time.Millisecond
 
-// watchExternalWrites forgets the cache whenever PRAGMA data_version,
-// asked on a connection of its own, says another connection committed
-// (our own writer counts too). At each look it also checks the files
-// (checkFiles); while it cannot watch, the cache keeps nothing, and it
-// logs when it stops and resumes.
+// watchExternalWrites forgets the cache whenever PRAGMA data_version, on
+// a connection of its own, says another connection (our writer too)
+// committed. While the files fail checkFiles, the cache keeps nothing.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
@@ -434,11 +427,9 @@ func parseMigrations(text string) ([]migration, error) {
 }
 
 // migrate applies, in one transaction on db, the migrations the database
-// has not had yet; if any step fails, nothing changes. Foreign keys are
-// off on db (migration 8 remakes a table), so migrate checks them itself:
-// it refuses migrations that would leave a row naming a missing parent
-// that was not there before (rows that the reference left so, such as the
-// recipes of a deleted user, stay as they were).
+// lacks; if any step fails, nothing changes. Foreign keys are off on db,
+// so migrate refuses migrations that leave a row naming a missing parent
+// that was not so before (such as the reference's deleted users' recipes).
 func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) (err error) {
 	defer db.Close()
 	defer func() { err = wrapErr(err, "migrate") }()
