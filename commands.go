@@ -22,19 +22,29 @@ import (
 	"time"
 )
 
-// migrateCommand applies any migrations the database lacks, and reports
-// its schema version.
-func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
+// onStore opens the database as serve does, runs do on it, and prints
+// what do says it did.
+func onStore(ctx context.Context, cfg config, stdout, stderr io.Writer, do func(*store) (string, error)) error {
 	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
 	defer st.close()
-	version, err := st.schemaVersion(ctx)
+	done, err := do(st)
 	if err == nil {
-		fmt.Fprintf(stdout, "%s is at schema version %d\n", cfg.dbPath, version)
+		fmt.Fprintln(stdout, done)
 	}
 	return err
+}
+
+// migrateCommand applies any migrations the database lacks, and reports
+// its schema version.
+func migrateCommand(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Writer) error {
+	return onStore(ctx, cfg, stdout, stderr, func(st *store) (string, error) {
+		var version int
+		err := st.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+		return fmt.Sprintf("%s is at schema version %d", cfg.dbPath, version), err
+	})
 }
 
 // createSuperuserCommand makes the user with -email a superuser, creating
@@ -56,18 +66,11 @@ func createSuperuserCommand(ctx context.Context, cfg config, stdin io.Reader, st
 	if msg := passwordProblem(password); msg != "" {
 		return fmt.Errorf("the password on standard input %s; nothing was changed", msg) // never the password itself
 	}
-	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
-	if err != nil {
-		return err
-	}
-	defer st.close()
-	passwords := newPasswordHasher(cfg.bcryptCost)
-	defer passwords.close()
-	done, err := makeSuperuser(ctx, st, passwords, email, password, generated)
-	if err == nil {
-		fmt.Fprintln(stdout, done)
-	}
-	return err
+	return onStore(ctx, cfg, stdout, stderr, func(st *store) (string, error) {
+		passwords := newPasswordHasher(cfg.bcryptCost)
+		defer passwords.close()
+		return makeSuperuser(ctx, st, passwords, email, password, generated)
+	})
 }
 
 // makeSuperuser creates the superuser email, or promotes the user of that
@@ -86,21 +89,18 @@ func makeSuperuser(ctx context.Context, st *store, passwords *passwordHasher, em
 			return "", err
 		}
 	}
-	switch {
-	case !exists:
-		if _, err := st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash}); err != nil {
-			return "", err
-		}
+	if exists {
+		how := ", with the new password"
 		if generated {
-			return "Created the superuser " + email + "; its password, shown only this once, is " + password, nil
+			how = "; the password is unchanged"
 		}
-		return "Created the superuser " + email, nil
-	case generated:
-		err = st.promoteToSuperuser(ctx, u.ID, hash)
-		return u.Email + " is now a superuser and must log in again; the password is unchanged", err
+		return u.Email + " is now a superuser and must log in again" + how, st.promoteToSuperuser(ctx, u.ID, hash)
 	}
-	err = st.promoteToSuperuser(ctx, u.ID, hash)
-	return u.Email + " is now a superuser and must log in again, with the new password", err
+	_, err = st.createUser(ctx, user{Email: email, IsSuperuser: true, HashedPassword: hash})
+	if generated {
+		return "Created the superuser " + email + "; its password, shown only this once, is " + password, err
+	}
+	return "Created the superuser " + email, err
 }
 
 // readPassword reads the first line of stdin, or "" if stdin is a
@@ -122,15 +122,25 @@ func readPassword(stdin io.Reader) (string, error) {
 // backupCommand writes a consistent copy of the database, taken while the
 // service may be running and writing, with SQLite's VACUUM INTO. It never
 // overwrites a file, and the copy goes only into a file it made itself,
-// mode 0600 (see backupDatabase).
+// mode 0600 (see writeBackup).
 func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Writer) error {
+	out := cfg.backupPath
 	if _, err := os.Stat(cfg.dbPath); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if err := backupDatabase(ctx, cfg.dbPath, cfg.backupPath); err != nil {
-		return err
+	// SQLite reads a name that starts with "file:" as a URI, with
+	// parameters a plain copy would ignore: ask for the plain name.
+	if strings.HasPrefix(out, "file:") {
+		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
 	}
-	fmt.Fprintf(stdout, "backed up %s to %s\n", cfg.dbPath, cfg.backupPath)
+	// Said at once, before the copy is made in vain; os.Link makes sure.
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
+	}
+	if err := writeBackup(ctx, cfg.dbPath, out); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(stdout, "backed up %s to %s\n", cfg.dbPath, out)
 	return nil
 }
 
@@ -177,11 +187,9 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1" // listening everywhere: ask on loopback
 	}
+	client := &http.Client{Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	scheme := "http"
-	client := &http.Client{
-		Timeout:       5 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 	if cfg.tlsCertFile != "" {
 		// Our own certificate may not name the loopback address; this
 		// asks only whether the service answers.
@@ -197,32 +205,13 @@ func healthcheckCommand(ctx context.Context, cfg config, _ io.Reader, _, _ io.Wr
 		return fmt.Errorf("healthcheck: %w", err)
 	}
 	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
+	if resp.StatusCode == http.StatusOK {
 		return nil
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("healthcheck: /healthz answered %d, a redirect to %q, which is not followed",
-			resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("healthcheck: /healthz answered %d, a redirect to %q, which is not followed", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
-}
-
-// backupDatabase writes a consistent copy of the database at path to out
-// with VACUUM INTO, which reads one snapshot while others go on writing.
-func backupDatabase(ctx context.Context, path, out string) error {
-	// SQLite reads a name that starts with "file:" as a URI, with
-	// parameters a plain copy would ignore: ask for the plain name.
-	if strings.HasPrefix(out, "file:") {
-		return fmt.Errorf("backup: -o %q would be read by SQLite as a URI, not as a file name; to write a file of that name, give ./%s", out, out)
-	}
-	// Said at once, before the copy is made in vain; os.Link makes sure.
-	if _, err := os.Lstat(out); err == nil {
-		return fmt.Errorf("backup: %s already exists; the backup never replaces a file", out)
-	}
-	if err := writeBackup(ctx, path, out); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	return nil
 }
 
 // writeBackup has SQLite write the copy only into a file of our own in a
@@ -242,15 +231,30 @@ func writeBackup(ctx context.Context, path, out string) error {
 		return fmt.Errorf("make a private directory beside %s: %w", out, err)
 	}
 	defer os.RemoveAll(dir)
-	f, made, err := vacuumInto(ctx, path, filepath.Join(dir, "backup.db"))
+	temp := filepath.Join(dir, "backup.db")
+	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // empty, as VACUUM INTO allows
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	made, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// On a read-only connection of its own: a backup changes nothing.
+	db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
+	_, err = db.ExecContext(ctx, "VACUUM INTO ?", temp)
+	db.Close()
+	if err != nil {
+		return err
+	}
+	if err := checkFileWeMade(temp, made); err != nil {
+		return err
+	}
 	if err := f.Sync(); err != nil { // the copy reaches the disk before its name
 		return err
 	}
-	if err := os.Link(f.Name(), out); err != nil {
+	if err := os.Link(temp, out); err != nil {
 		return fmt.Errorf("%w; the backup never replaces a file", err)
 	}
 	if err := checkFileWeMade(out, made); err != nil {
@@ -262,30 +266,6 @@ func writeBackup(ctx context.Context, path, out string) error {
 		d.Close()
 	}
 	return nil
-}
-
-// vacuumInto creates temp (O_EXCL, mode 0600, empty as VACUUM INTO
-// allows) and has SQLite copy the database at path into it, on a
-// read-only connection of its own: a backup changes nothing.
-func vacuumInto(ctx context.Context, path, temp string) (*os.File, os.FileInfo, error) {
-	f, err := os.OpenFile(temp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	made, err := f.Stat()
-	if err == nil {
-		db, _ := sql.Open("sqlite", sqliteName(path)+"?mode=ro&_pragma=busy_timeout(10000)") // cannot fail, as in openStore
-		_, err = db.ExecContext(ctx, "VACUUM INTO ?", temp)
-		db.Close()
-	}
-	if err == nil {
-		err = checkFileWeMade(temp, made)
-	}
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return f, made, nil
 }
 
 // checkFileWeMade returns an error unless name is, without following a

@@ -57,7 +57,7 @@ func TestHomePageSearch(t *testing.T) {
 			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(keyword))
 			expectStatus(t, resp, http.StatusOK)
 			var want []string
-			for _, r := range decodeBody[struct{ Results []recipeView }](t, resp).Results {
+			for _, r := range decodeBody[struct{ Results []recipe }](t, resp).Results {
 				want = append(want, r.Label)
 			}
 			page := getHome(t, e, "/?q="+url.QueryEscape(keyword))

@@ -80,7 +80,7 @@ func TestUserIDsAreNeverReused(t *testing.T) {
 	t.Run("the newcomer sees none of the deleted user's recipes", func(t *testing.T) {
 		resp := e.get("/api/v1/recipes/my-recipes/", bearer(newcomerToken)...)
 		expectStatus(t, resp, http.StatusOK)
-		if got := decodeBody[map[string][]recipeView](t, resp)["results"]; len(got) != 0 {
+		if got := decodeBody[map[string][]recipe](t, resp)["results"]; len(got) != 0 {
 			t.Errorf("GET /api/v1/recipes/my-recipes/ = %+v, want none", got)
 		}
 	})

@@ -359,7 +359,7 @@ func TestRecipeCreationsAreLimitedPerAccount(t *testing.T) {
 		}
 		expectDetail(t, resp, http.StatusTooManyRequests, "Too many recipes created, try again later")
 		resp = e.get("/api/v1/recipes/search/?keyword=Soup+200")
-		if got := decodeBody[struct{ Results []recipeView }](t, resp).Results; len(got) != 0 {
+		if got := decodeBody[struct{ Results []recipe }](t, resp).Results; len(got) != 0 {
 			t.Errorf("the refused recipe was stored: %v", got)
 		}
 	})

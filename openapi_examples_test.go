@@ -230,7 +230,7 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 				// Authorize would.
 				tokens = decodeBody[tokenPair](t, resp)
 			case "create_recipe":
-				if got := decodeBody[recipeView](t, resp); got.ID != 4 {
+				if got := decodeBody[recipe](t, resp); got.ID != 4 {
 					t.Errorf("the create example made recipe %d; the update and delete examples name 4", got.ID)
 				}
 			}

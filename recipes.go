@@ -20,8 +20,8 @@ import (
 	"unicode/utf8"
 )
 
-// recipeView is a recipe as the API shows it.
-type recipeView struct {
+// recipe is a recipe as the store keeps it and the API shows it.
+type recipe struct {
 	Label       string `json:"label"`
 	Source      string `json:"source"`
 	URL         string `json:"url"`
@@ -29,17 +29,8 @@ type recipeView struct {
 	SubmitterID int64  `json:"submitter_id"`
 }
 
-func viewRecipe(r recipe) recipeView {
-	return recipeView{Label: r.Label, Source: r.Source, URL: r.URL, ID: r.ID, SubmitterID: r.SubmitterID}
-}
-
-func viewRecipes(recipes []recipe) map[string][]recipeView {
-	views := make([]recipeView, len(recipes))
-	for i, r := range recipes {
-		views[i] = viewRecipe(r)
-	}
-	return map[string][]recipeView{"results": views}
-}
+// results is a list as the API shows it (scanRecipes makes none nil).
+func results(recipes []recipe) map[string][]recipe { return map[string][]recipe{"results": recipes} }
 
 func (a *app) handleRecipe(w http.ResponseWriter, r *http.Request) error {
 	id, err := recipeIDFromPath(r)
@@ -47,13 +38,10 @@ func (a *app) handleRecipe(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rec, err := a.store.recipeByID(r.Context(), id)
-	if errors.Is(err, errNotFound) {
-		return errRecipeNotFound(id)
-	}
 	if err != nil {
-		return err
+		return recipeError(id, err, nil)
 	}
-	return writeJSON(w, http.StatusOK, viewRecipe(rec))
+	return writeJSON(w, http.StatusOK, rec)
 }
 
 // recipeIDFromPath reads the {recipe_id} of the path; anything but an
@@ -136,7 +124,7 @@ func (a *app) handleCreateRecipe(w http.ResponseWriter, r *http.Request, caller 
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, viewRecipe(created))
+	return writeJSON(w, http.StatusCreated, created)
 }
 
 // handleMyRecipes lists the caller's recipes past ?skip=, at most ?limit=.
@@ -152,13 +140,13 @@ func (a *app) handleMyRecipes(w http.ResponseWriter, r *http.Request, caller use
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
+	return writeJSON(w, http.StatusOK, results(recipes))
 }
 
 // mayChange is the ownership rule: a recipe may be changed or deleted by
 // the user who submitted it, and by a superuser.
-func mayChange(caller user) func(recipe) bool {
-	return func(rec recipe) bool { return rec.SubmitterID == caller.ID || caller.IsSuperuser }
+func mayChange(caller user, rec recipe) bool {
+	return rec.SubmitterID == caller.ID || caller.IsSuperuser
 }
 
 func (a *app) handleUpdateRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
@@ -170,16 +158,16 @@ func (a *app) handleUpdateRecipe(w http.ResponseWriter, r *http.Request, caller 
 	if err != nil {
 		return err
 	}
-	fields := readRecipeFields(&body)
+	f := readRecipeFields(&body)
 	if err := body.err(); err != nil {
 		return err
 	}
-	fields.ID = id
-	updated, err := a.store.updateRecipe(r.Context(), fields, mayChange(caller))
+	updated, err := a.store.changeRecipe(r.Context(), id, caller,
+		"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ?", f.Label, f.Source, f.URL, id)
 	if err != nil {
-		return recipeChangeError(id, err, errUpdateNotOwner)
+		return recipeError(id, err, errUpdateNotOwner)
 	}
-	return writeJSON(w, http.StatusOK, viewRecipe(updated))
+	return writeJSON(w, http.StatusOK, updated)
 }
 
 func (a *app) handleDeleteRecipe(w http.ResponseWriter, r *http.Request, caller user) error {
@@ -187,15 +175,15 @@ func (a *app) handleDeleteRecipe(w http.ResponseWriter, r *http.Request, caller 
 	if err != nil {
 		return err
 	}
-	if err := a.store.deleteRecipe(r.Context(), id, mayChange(caller)); err != nil {
-		return recipeChangeError(id, err, errDeleteNotOwner)
+	if _, err := a.store.changeRecipe(r.Context(), id, caller, "DELETE FROM recipe WHERE id = ?", id); err != nil {
+		return recipeError(id, err, errDeleteNotOwner)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// recipeChangeError is what the client learns of a change that failed.
-func recipeChangeError(id int64, err, notOwner error) error {
+// recipeError is what the client learns of a read or change that failed.
+func recipeError(id int64, err, notOwner error) error {
 	switch {
 	case errors.Is(err, errNotFound):
 		return errRecipeNotFound(id)
@@ -208,24 +196,21 @@ func recipeChangeError(id int64, err, notOwner error) error {
 // readRecipeFields reads and checks the label, source and url of a recipe
 // body, recording a problem for each bad one.
 func readRecipeFields(body *jsonFields) recipe {
-	var rec recipe
-	for _, field := range []struct {
-		name string
-		to   *string
-	}{{"label", &rec.Label}, {"source", &rec.Source}} {
-		text := body.text(field.name, true)
+	line := func(name string) string {
+		text := body.text(name, true)
 		if text == nil {
-			continue
+			return ""
 		}
-		*field.to = *text
 		if r, ok := hiddenControl(*text); ok {
-			body.add("body", field.name, fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
+			body.add("body", name, fmt.Sprintf("value holds a control or bidirectional control character (U+%04X); "+
 				"a label or source is one line of text, without tabs or line breaks", r), "value_error.str.control")
-		} else if field.name == "label" && strings.TrimSpace(*text) == "" {
+		} else if name == "label" && strings.TrimSpace(*text) == "" {
 			body.tooShort("body", "label", 1)
 		}
-		checkMaxChars(&body.problems, field.name, *text)
+		checkMaxChars(&body.problems, name, *text)
+		return *text
 	}
+	rec := recipe{Label: line("label"), Source: line("source")}
 	if link := body.text("url", true); link != nil {
 		rec.URL = *link
 		if msg, typ := urlProblem(rec.URL); msg != "" {
@@ -300,14 +285,6 @@ func isHostName(host string) bool {
 	return true
 }
 
-type recipe struct {
-	ID          int64
-	Label       string
-	Source      string
-	URL         string
-	SubmitterID int64
-}
-
 // The reference may have left NULL source, url or submitter: "" and 0.
 const (
 	recipeColumns = "id, label, COALESCE(source, ''), COALESCE(url, ''), COALESCE(submitter_id, 0)"
@@ -355,17 +332,13 @@ func (s *store) recipeByID(ctx context.Context, id int64) (recipe, error) {
 }
 
 // createRecipe inserts r and returns it with its new id.
-func (s *store) createRecipe(ctx context.Context, r recipe) (recipe, error) {
-	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			"INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?)",
-			r.Label, r.Source, r.URL, r.SubmitterID)
-		if err == nil {
-			r.ID, err = res.LastInsertId()
-		}
+func (s *store) createRecipe(ctx context.Context, r recipe) (created recipe, err error) {
+	err = s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) (err error) {
+		created, err = scanRecipe(tx.QueryRowContext(ctx, "INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, ?, ?, ?) RETURNING "+recipeColumns,
+			r.Label, r.Source, r.URL, r.SubmitterID))
 		return err
 	})
-	return r, wrapErr(err, "create recipe")
+	return created, wrapErr(err, "create recipe")
 }
 
 // recipesBySubmitter returns, in id order, the recipes userID submitted,
@@ -376,39 +349,21 @@ func (s *store) recipesBySubmitter(ctx context.Context, userID int64, skip, limi
 	return recipes, wrapErr(err, "recipes of user %d", userID)
 }
 
-// changeRecipe runs allowed on recipe id as it stands and, if it says
-// yes, change, in one transaction: nothing can come between the check and
-// the write (a delete, then a new recipe that reuses the id).
-func (s *store) changeRecipe(ctx context.Context, id int64, allowed func(recipe) bool, change func(*sql.Tx) error) error {
-	err := s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
+// changeRecipe runs change (an UPDATE or DELETE of recipe id) if
+// mayChange lets caller change the recipe as it stands, in one
+// transaction: nothing can come between the check and the write (a
+// delete, then a new recipe that reuses the id). It returns the recipe as
+// change left it.
+func (s *store) changeRecipe(ctx context.Context, id int64, caller user, change string, args ...any) (changed recipe, err error) {
+	err = s.writeThenForget(ctx, s.forgetRecipes, func(tx *sql.Tx) error {
 		current, err := scanRecipe(tx.QueryRowContext(ctx, recipeByIDSQL, id))
-		if err == nil && !allowed(current) {
+		if err == nil && !mayChange(caller, current) {
 			err = errNotOwner
 		}
-		if err != nil {
-			return err
+		if err == nil {
+			changed, err = scanRecipe(tx.QueryRowContext(ctx, change+" RETURNING "+recipeColumns, args...))
 		}
-		return change(tx)
-	})
-	return wrapErr(err, "change recipe %d", id)
-}
-
-// updateRecipe replaces the label, source and url of recipe r.ID if
-// allowed says so, and returns the recipe as it now is.
-func (s *store) updateRecipe(ctx context.Context, r recipe, allowed func(recipe) bool) (recipe, error) {
-	err := s.changeRecipe(ctx, r.ID, allowed, func(tx *sql.Tx) (err error) {
-		r, err = scanRecipe(tx.QueryRowContext(ctx,
-			"UPDATE recipe SET label = ?, source = ?, url = ? WHERE id = ? RETURNING "+recipeColumns,
-			r.Label, r.Source, r.URL, r.ID))
 		return err
 	})
-	return r, err
-}
-
-// deleteRecipe deletes recipe id if allowed says so.
-func (s *store) deleteRecipe(ctx context.Context, id int64, allowed func(recipe) bool) error {
-	return s.changeRecipe(ctx, id, allowed, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "DELETE FROM recipe WHERE id = ?", id)
-		return err
-	})
+	return changed, wrapErr(err, "change recipe %d", id)
 }

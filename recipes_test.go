@@ -48,11 +48,11 @@ func recipeBody(label, source, link string) string {
 
 // postRecipe creates a recipe as the holder of token and fails the test
 // unless that answers 201.
-func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) recipeView {
+func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) recipe {
 	t.Helper()
 	resp := e.postJSON("/api/v1/recipes/", recipeBody(label, source, link), bearer(token)...)
 	expectStatus(t, resp, http.StatusCreated)
-	return decodeBody[recipeView](t, resp)
+	return decodeBody[recipe](t, resp)
 }
 
 // readBody returns the whole body of resp.
@@ -72,7 +72,7 @@ func searchIDs(t *testing.T, e *testEnv, target string) []int64 {
 	resp := e.get(target)
 	expectStatus(t, resp, http.StatusOK)
 	got := decodeBody[struct {
-		Results []recipeView `json:"results"`
+		Results []recipe `json:"results"`
 	}](t, resp)
 	ids := []int64{}
 	for _, r := range got.Results {
@@ -267,7 +267,7 @@ func TestCreateRecipe(t *testing.T) {
 		body := fmt.Sprintf(`{"label":"Mine","source":"Me","url":"http://example.com/mine","submitter_id":%d}`, cook.ID)
 		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
 		expectStatus(t, resp, http.StatusCreated)
-		if got := decodeBody[recipeView](t, resp); got.SubmitterID != cook.ID || got.Label != "Mine" {
+		if got := decodeBody[recipe](t, resp); got.SubmitterID != cook.ID || got.Label != "Mine" {
 			t.Errorf("POST /api/v1/recipes/ = %+v, want label Mine by %d", got, cook.ID)
 		}
 	})
@@ -276,7 +276,7 @@ func TestCreateRecipe(t *testing.T) {
 		body := `{"label":"Null submitter","source":"Me","url":"http://example.com/n","submitter_id":null}`
 		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
 		expectStatus(t, resp, http.StatusCreated)
-		if got := decodeBody[recipeView](t, resp); got.SubmitterID != cook.ID {
+		if got := decodeBody[recipe](t, resp); got.SubmitterID != cook.ID {
 			t.Errorf("POST /api/v1/recipes/ submitter_id = %d, want %d", got.SubmitterID, cook.ID)
 		}
 	})
@@ -399,7 +399,7 @@ func TestCreateRecipe(t *testing.T) {
 			`"rating":5,"is_superuser":true,"tags":["a"],"owner":{"id":1}}`
 		resp := e.postJSON("/api/v1/recipes/", body, bearer(token)...)
 		expectStatus(t, resp, http.StatusCreated)
-		got := decodeBody[recipeView](t, resp)
+		got := decodeBody[recipe](t, resp)
 		if got.ID == 999 || got.Label != "Extra" || got.SubmitterID != cook.ID {
 			t.Errorf("POST /api/v1/recipes/ = %+v, want a new id, label Extra, submitter %d", got, cook.ID)
 		}
@@ -440,7 +440,7 @@ func TestLabelsAndSourcesRefuseControlAndBidirectionalCharacters(t *testing.T) {
 			})
 			t.Run(fmt.Sprintf("a %s holding %s (U+%04X) is refused on update and changes nothing", field, bad.name, bad.char), func(t *testing.T) {
 				expectProblems(t, e.sendJSON("PUT", target, string(body), bearer(token)...), "body."+field)
-				if got := decodeBody[recipeView](t, e.get(target)); got != mine {
+				if got := decodeBody[recipe](t, e.get(target)); got != mine {
 					t.Errorf("GET %s = %+v after a refused update, want %+v", target, got, mine)
 				}
 			})
@@ -540,7 +540,7 @@ func TestHomePage(t *testing.T) {
 	})
 
 	// Twelve more: ids 4–15.
-	var created []recipeView
+	var created []recipe
 	for i := 1; i <= 12; i++ {
 		created = append(created, postRecipe(t, e, token,
 			fmt.Sprintf("Home dish %02d", i), fmt.Sprintf("Kitchen %02d", i), fmt.Sprintf("https://example.com/dish/%02d", i)))
@@ -917,7 +917,7 @@ func myRecipeIDs(t *testing.T, e *testEnv, target, token string) []int64 {
 	expectStatus(t, resp, http.StatusOK)
 	ids := []int64{}
 	for _, r := range decodeBody[struct {
-		Results []recipeView `json:"results"`
+		Results []recipe `json:"results"`
 	}](t, resp).Results {
 		ids = append(ids, r.ID)
 	}
@@ -1061,27 +1061,27 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 	del := func(id int64, token string) *http.Response {
 		return e.send("DELETE", recipePath(id), nil, bearer(token)...)
 	}
-	current := func(t *testing.T, id int64) recipeView {
+	current := func(t *testing.T, id int64) recipe {
 		t.Helper()
 		resp := e.get(recipePath(id))
 		expectStatus(t, resp, http.StatusOK)
-		return decodeBody[recipeView](t, resp)
+		return decodeBody[recipe](t, resp)
 	}
-	myRecipes := func(t *testing.T, token string) []recipeView {
+	myRecipes := func(t *testing.T, token string) []recipe {
 		t.Helper()
 		resp := e.get("/api/v1/recipes/my-recipes/", bearer(token)...)
 		expectStatus(t, resp, http.StatusOK)
 		return decodeBody[struct {
-			Results []recipeView `json:"results"`
+			Results []recipe `json:"results"`
 		}](t, resp).Results
 	}
 	newBody := recipeBody("Changed", "Changer", "https://example.com/changed")
 
 	t.Run("my-recipes lists only the caller's recipes, in id order", func(t *testing.T) {
-		if got, want := myRecipes(t, aliceToken), []recipeView{aliceFirst, aliceSecond}; !slices.Equal(got, want) {
+		if got, want := myRecipes(t, aliceToken), []recipe{aliceFirst, aliceSecond}; !slices.Equal(got, want) {
 			t.Errorf("GET /api/v1/recipes/my-recipes/ as alice = %+v, want %+v", got, want)
 		}
-		if got, want := myRecipes(t, bobToken), []recipeView{bobs}; !slices.Equal(got, want) {
+		if got, want := myRecipes(t, bobToken), []recipe{bobs}; !slices.Equal(got, want) {
 			t.Errorf("GET /api/v1/recipes/my-recipes/ as bob = %+v, want %+v", got, want)
 		}
 	})
@@ -1111,8 +1111,8 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 	t.Run("the submitter updates a recipe: new fields, same id and submitter", func(t *testing.T) {
 		resp := put(aliceFirst.ID, newBody, aliceToken)
 		expectStatus(t, resp, http.StatusOK)
-		want := recipeView{Label: "Changed", Source: "Changer", URL: "https://example.com/changed", ID: aliceFirst.ID, SubmitterID: alice.ID}
-		if got := decodeBody[recipeView](t, resp); got != want {
+		want := recipe{Label: "Changed", Source: "Changer", URL: "https://example.com/changed", ID: aliceFirst.ID, SubmitterID: alice.ID}
+		if got := decodeBody[recipe](t, resp); got != want {
 			t.Errorf("PUT %s = %+v, want %+v", recipePath(aliceFirst.ID), got, want)
 		}
 		if got := current(t, aliceFirst.ID); got != want {
@@ -1123,7 +1123,7 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 		body := fmt.Sprintf(`{"label":"Still Alice's","source":"Alice","url":"https://example.com/a","submitter_id":%d}`, bob.ID)
 		resp := put(aliceSecond.ID, body, aliceToken)
 		expectStatus(t, resp, http.StatusOK)
-		if got := decodeBody[recipeView](t, resp); got.SubmitterID != alice.ID {
+		if got := decodeBody[recipe](t, resp); got.SubmitterID != alice.ID {
 			t.Errorf("PUT with submitter_id %d: submitter_id = %d, want %d", bob.ID, got.SubmitterID, alice.ID)
 		}
 		aliceSecond = current(t, aliceSecond.ID)
@@ -1148,8 +1148,8 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 	t.Run("the superuser updates anyone's recipe, which keeps its submitter", func(t *testing.T) {
 		resp := put(bobs.ID, recipeBody("Admin's edit", "Admin", "http://example.com/edit"), adminToken)
 		expectStatus(t, resp, http.StatusOK)
-		want := recipeView{Label: "Admin's edit", Source: "Admin", URL: "http://example.com/edit", ID: bobs.ID, SubmitterID: bob.ID}
-		if got := decodeBody[recipeView](t, resp); got != want {
+		want := recipe{Label: "Admin's edit", Source: "Admin", URL: "http://example.com/edit", ID: bobs.ID, SubmitterID: bob.ID}
+		if got := decodeBody[recipe](t, resp); got != want {
 			t.Errorf("PUT %s as the superuser = %+v, want %+v", recipePath(bobs.ID), got, want)
 		}
 	})
@@ -1161,7 +1161,7 @@ func TestOnlyTheSubmitterOrASuperuserChangesARecipe(t *testing.T) {
 		}
 		expectDetail(t, e.get(recipePath(aliceFirst.ID)), http.StatusNotFound,
 			fmt.Sprintf("Recipe with ID %d not found", aliceFirst.ID))
-		if got, want := myRecipes(t, aliceToken), []recipeView{aliceSecond}; !slices.Equal(got, want) {
+		if got, want := myRecipes(t, aliceToken), []recipe{aliceSecond}; !slices.Equal(got, want) {
 			t.Errorf("GET /api/v1/recipes/my-recipes/ after the delete = %+v, want %+v", got, want)
 		}
 	})

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,29 +26,24 @@ func (a *app) handleSearch(w http.ResponseWriter, r *http.Request) error {
 	query := r.URL.Query()
 	var bad problems
 	keyword := query.Get("keyword")
-	chars := utf8.RuneCountInString(keyword)
 	if control, ok := hiddenControl(keyword); ok {
 		bad.add("query", "keyword", fmt.Sprintf("the keyword holds a control or bidirectional control character (U+%04X), which no label may hold", control),
 			"value_error.str.control")
-	} else if query.Has("keyword") && chars < minKeywordChars {
+	} else if query.Has("keyword") && utf8.RuneCountInString(keyword) < minKeywordChars {
 		bad.tooShort("query", "keyword", minKeywordChars)
 	}
 	maxResults := intParam(query, "max_results", defaultMaxResults, 1, maxListLength, &bad)
 	if err := bad.err(); err != nil {
 		return err
 	}
-	if chars > maxKeywordChars {
-		return writeJSON(w, http.StatusOK, viewRecipes(nil))
-	}
 	recipes, err := a.store.searchRecipes(r.Context(), keyword, maxResults)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, viewRecipes(recipes))
+	return writeJSON(w, http.StatusOK, results(recipes))
 }
 
-// searchSQL takes LIMIT ids from the index, then their recipes: joined the
-// other way, SQLite would read every match to sort them.
+// searchSQL takes LIMIT ids from the index, then their recipes: joined the other way, SQLite would sort every match.
 const (
 	searchSQL = "SELECT " + recipeColumns + " FROM recipe WHERE id IN " +
 		"(SELECT rowid FROM recipe_fts WHERE recipe_fts MATCH ? ORDER BY rowid LIMIT ?) ORDER BY id"
@@ -55,29 +51,26 @@ const (
 )
 
 // searchRecipes returns, in id order, up to limit recipes whose label
-// contains keyword, in any case (Unicode's simple folding). An empty
-// keyword matches every recipe; one with a character no label may hold
-// (hiddenControl) none: SQLite would end the query at a NUL.
+// contains keyword in any case; "" matches all. A keyword no label can
+// hold (too long, or hiddenControl: SQLite would stop at a NUL) matches none.
 func (s *store) searchRecipes(ctx context.Context, keyword string, limit int) ([]recipe, error) {
-	if _, ok := hiddenControl(keyword); ok {
+	if _, ok := hiddenControl(keyword); ok || utf8.RuneCountInString(keyword) > maxKeywordChars {
 		return []recipe{}, nil
 	}
 	// Every ASCII case of a keyword is one search, and one cache entry.
-	key := cacheKey{read: "search", keyword: foldASCII(validUTF8(keyword)), n: int64(limit)}
-	return s.cache.load(key, func() ([]recipe, error) {
+	key := cacheKey{read: "search", keyword: foldASCII(keyword), n: int64(limit)}
+	recipes, err := s.cache.load(key, func() ([]recipe, error) {
 		if key.keyword == "" {
-			recipes, err := scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
-			return recipes, wrapErr(err, "first recipes")
+			return scanRecipes(s.firstRecipesQuery.QueryContext(ctx, limit))
 		}
-		recipes, err := s.searchIndex(ctx, key.keyword, limit)
-		return recipes, wrapErr(err, "search recipes")
+		return s.searchIndex(ctx, key.keyword, limit)
 	})
+	return recipes, wrapErr(err, "search recipes")
 }
 
-// searchTimeLimit bounds one search statement: an honest one takes a few
-// ms at 100,000 recipes, one built against the index seconds. With
-// searchSlotWait it keeps any answer near 200 ms, within the contract's
-// 250 ms (raceSlowdown: the race detector slows SQLite as much).
+// searchTimeLimit bounds one search statement (an honest one takes a few
+// ms at 100,000 recipes, one built against the index seconds): with
+// searchSlotWait, any answer comes within the contract's 250 ms.
 const (
 	searchTimeLimit  = 150 * time.Millisecond * raceSlowdown
 	searchSlotWait   = 50 * time.Millisecond * raceSlowdown
@@ -85,7 +78,7 @@ const (
 )
 
 // searchIndex runs searchSQL in a search slot for at most searchTimeLimit;
-// a cut-off (errSearchCutOff) is never cached as an answer.
+// a cut-off is an error, and so never cached.
 func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]recipe, error) {
 	wait, stopWaiting := context.WithTimeout(ctx, searchSlotWait)
 	defer stopWaiting()
@@ -93,10 +86,7 @@ func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]r
 	case s.searchSlots <- struct{}{}:
 		defer func() { <-s.searchSlots }()
 	case <-wait.Done():
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return nil, errSearchBusy
+		return nil, cmp.Or(ctx.Err(), errSearchBusy)
 	}
 	run, stop := context.WithTimeoutCause(ctx, searchTimeLimit, errSearchTooSlow)
 	defer stop()
@@ -107,13 +97,13 @@ func (s *store) searchIndex(ctx context.Context, keyword string, limit int) ([]r
 	return recipes, err
 }
 
-// ftsPhrase quotes keyword as an FTS5 phrase: inside double quotes (each
-// one doubled) nothing is an operator.
+// ftsPhrase quotes keyword as an FTS5 phrase, inside which nothing is an operator.
 func ftsPhrase(keyword string) string {
 	return `"` + strings.ReplaceAll(keyword, `"`, `""`) + `"`
 }
 
-// foldASCII folds A–Z as the index does; other letters it leaves to the index.
+// foldASCII folds A–Z as the index does; strings.Map also makes each
+// byte that is not UTF-8 a U+FFFD, so SQLite sees no stray byte.
 func foldASCII(s string) string {
 	return strings.Map(func(r rune) rune {
 		if 'A' <= r && r <= 'Z' {
@@ -123,11 +113,5 @@ func foldASCII(s string) string {
 	}, s)
 }
 
-// validUTF8 replaces each byte that is not UTF-8 with U+FFFD, one for one,
-// so a keyword keeps its count of characters and SQLite sees no stray byte.
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.Map(func(r rune) rune { return r }, s)
-}
+// validUTF8 makes each byte that is not UTF-8 a U+FFFD, one for one.
+func validUTF8(s string) string { return strings.Map(func(r rune) rune { return r }, s) }

@@ -59,16 +59,11 @@ var domainErrors = []error{errNotFound, errNotOwner, errEmailTaken, errRefreshTo
 // _txlock=immediate takes the write lock at BEGIN, where waiting works,
 // not at the first write, where SQLite may fail at once to avoid a
 // deadlock. WAL is set once the migrations succeed (openStore).
-var (
-	commonPragmas = fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)",
-		writerWait.Milliseconds())
-	writerParams = commonPragmas + "&_txlock=immediate"
-	readerParams = commonPragmas + "&_pragma=query_only(1)"
-)
+var commonPragmas = fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(NORMAL)&", writerWait.Milliseconds())
 
 type store struct {
 	writer, reader *sql.DB
-	logger         *slog.Logger // for what the migrations do that takes long
+	logger         *slog.Logger // for the news of watchExternalWrites
 	cache          readCache
 	users          noCache
 	stopPoll       context.CancelFunc
@@ -78,7 +73,7 @@ type store struct {
 	searchSlots chan struct{}
 
 	// The hot routes' queries, prepared once rather than parsed per request.
-	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery, newestQuery *sql.Stmt
+	userByIDQuery, userByEmailQuery, recipeByIDQuery, searchQuery, firstRecipesQuery *sql.Stmt
 }
 
 type openedFile struct {
@@ -96,19 +91,24 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	f.Close()
-	// sql.Open fails only for a driver not registered.
-	writer, _ := sql.Open("sqlite", sqliteName(path)+"?"+writerParams)
+	open := func(params string) *sql.DB {
+		db, _ := sql.Open("sqlite", sqliteName(path)+commonPragmas+params) // fails only for a driver not registered
+		return db
+	}
+	writer := open("_pragma=foreign_keys(1)&_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	reader, _ := sql.Open("sqlite", sqliteName(path)+"?"+readerParams)
+	reader := open("_pragma=foreign_keys(1)&_pragma=query_only(1)")
 	// Searches may take half the CPUs, and so at most half the readers
 	// (one more for the poller): a read by id, a login or /healthz always
 	// finds a connection however costly the searches.
-	readers := max(4, hashingWorkers())
-	reader.SetMaxOpenConns(readers + 1)
+	reader.SetMaxOpenConns(max(4, hashingWorkers()) + 1)
 	s := &store{writer: writer, reader: reader, logger: logger,
 		searchSlots: make(chan struct{}, max(1, hashingWorkers()/2))}
 	for _, step := range []func(context.Context) error{
-		s.migrate,
+		// Foreign keys off, as SQLite's procedure for remaking a table asks.
+		func(ctx context.Context) error {
+			return migrate(ctx, open("_pragma=foreign_keys(0)&_txlock=immediate"), logger)
+		},
 		// Only now, so that a failed migration leaves the file as it was.
 		func(ctx context.Context) error {
 			_, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL")
@@ -152,7 +152,6 @@ func (s *store) prepareQueries(ctx context.Context) (err error) {
 	s.recipeByIDQuery = prepare(recipeByIDSQL)
 	s.searchQuery = prepare(searchSQL)
 	s.firstRecipesQuery = prepare(firstRecipesSQL)
-	s.newestQuery = prepare(newestSQL)
 	return err
 }
 
@@ -167,18 +166,16 @@ func (s *store) close() error {
 }
 
 // writerWait is the write deadline: well under the server's 60 s
-// WriteTimeout, and long enough for a burst of honest writes (about a
-// millisecond each) to get their turn.
+// WriteTimeout, and long enough for a burst of honest writes.
 const writerWait = 5 * time.Second
 
 const writerRetryAfter = 5 * time.Second // of a 503 for errWriterBusy
 
 // write runs fn in one transaction on the writer and commits it unless fn
-// fails. It is bound to ctx, so that a client gone before the commit is
-// not committed for late, and to writerWait, past which (or at SQLite's
-// SQLITE_BUSY) the answer is errWriterBusy and nothing is written: another
-// process may hold the write lock as long as it likes. A domain error of
-// fn comes back as it is.
+// fails (a domain error comes back as it is). It is bound to ctx, so that
+// a client gone is not committed for late, and to writerWait, past which
+// (or at SQLITE_BUSY) nothing is written and the answer is errWriterBusy:
+// another process may hold the write lock as long as it likes.
 func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, writerWait, errWriterBusy)
 	defer cancel()
@@ -208,14 +205,12 @@ func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *
 // writeFailure tells, of a failed step of write, whether the writer was
 // busy, the database is full, or the request went away.
 func writeFailure(ctx context.Context, err error) error {
-	var sqliteErr *sqlite.Error
-	switch {
+	switch code := sqliteCode(err) & 0xff; {
 	case err == nil:
 		return nil
-	case errors.Is(context.Cause(ctx), errWriterBusy),
-		errors.As(err, &sqliteErr) && (sqliteErr.Code()&0xff == sqlite3.SQLITE_BUSY || sqliteErr.Code()&0xff == sqlite3.SQLITE_LOCKED):
+	case errors.Is(context.Cause(ctx), errWriterBusy), code == sqlite3.SQLITE_BUSY, code == sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
-	case isFull(err):
+	case code == sqlite3.SQLITE_FULL:
 		return fmt.Errorf("%w: %v", errStorageFull, err)
 	case ctx.Err() != nil:
 		return fmt.Errorf("write abandoned, nothing committed: %w", context.Cause(ctx))
@@ -223,11 +218,10 @@ func writeFailure(ctx context.Context, err error) error {
 	return err
 }
 
-// readCache keeps the recipe reads that nearly every request makes (a
-// recipe by id, a search, the newest page) until a write could change
-// them: the store forgets them after its own writes, watchExternalWrites
-// after another process's. A read that began before a forget is not kept
-// (generation). Cached lists are shared: callers must not change them.
+// readCache keeps the hot recipe reads (by id, a search, the newest page)
+// until a write, ours or another process's, could change them; a read
+// that began before a forget is not kept (generation). Cached lists are
+// shared: callers must not change them.
 type readCache struct {
 	mu         sync.Mutex
 	generation uint64
@@ -258,21 +252,17 @@ func (c *readCache) load(key cacheKey, read func() ([]recipe, error)) ([]recipe,
 		return recipes, nil
 	}
 	recipes, err := read()
-	if err != nil {
-		return nil, err
-	}
-	size := entrySize(key, recipes)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if generation != c.generation || c.paused {
-		return recipes, nil // perhaps older than a write since
+	// Not kept if a write came since: the answer may be older than it.
+	if err == nil && generation == c.generation && !c.paused {
+		size := entrySize(key, recipes)
+		if c.entries == nil || c.bytes+size > readCacheBytes {
+			c.entries, c.bytes = map[cacheKey][]recipe{}, 0
+		}
+		c.entries[key], c.bytes = recipes, c.bytes+size
 	}
-	if c.entries == nil || c.bytes+size > readCacheBytes {
-		c.entries, c.bytes = map[cacheKey][]recipe{}, 0
-	}
-	c.entries[key] = recipes
-	c.bytes += size
-	return recipes, nil
+	return recipes, err
 }
 
 // entrySize is roughly the bytes an entry holds: its strings, and a guess
@@ -302,10 +292,8 @@ func (c *readCache) setPaused(paused bool) {
 
 func (s *store) forgetRecipes() { s.cache.forget() }
 
-// Users are not cached: userByID reads the database at every request, so
-// that no copy outlives a logout, a password change or a revoked token.
-// noCache, cached and forgetUsers keep and forget nothing; they keep the
-// calls of auth.go and sessions.go as they are.
+// Users are not cached, so that no copy outlives a logout or a password
+// change; noCache, cached and forgetUsers keep the callers as they are.
 type noCache struct{}
 
 func cached[K, V any](_ *noCache, _ K, read func() (V, error)) (V, error) { return read() }
@@ -316,25 +304,12 @@ func (s *store) forgetUsers() {}
 // (the createsuperuser command, say) has written to the file.
 const externalWritePoll = 250 * time.Millisecond
 
-// watchExternalWrites forgets the cache whenever PRAGMA data_version,
-// asked on a connection of its own, says another connection committed.
-// At each look it also checks the files (checkFiles); while it cannot
-// watch, the cache keeps nothing, and it logs when it stops and resumes.
+// watchExternalWrites forgets the cache whenever PRAGMA data_version, on
+// a connection of its own, says another connection (our writer too)
+// committed. While the files fail checkFiles, the cache keeps nothing.
 func (s *store) watchExternalWrites(ctx context.Context) error {
 	conn, err := s.reader.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("watch for writes: %w", err)
-	}
-	version := func(ctx context.Context) (v int64, err error) {
-		if err := s.checkFiles(); err != nil {
-			return 0, err
-		}
-		err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v)
-		return v, err
-	}
-	last, err := version(ctx)
-	if err != nil {
-		conn.Close()
 		return fmt.Errorf("watch for writes: %w", err)
 	}
 	// The poll lives until close, not as long as the context of the opening.
@@ -343,32 +318,35 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 		defer conn.Close()
 		ticker := time.NewTicker(externalWritePoll)
 		defer ticker.Stop()
-		watching := true
+		last, paused := int64(-1), false // -1: the first look forgets what was read before it
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ticker.C:
 			}
-			v, err := version(ctx)
+			var version int64
+			err := s.checkFiles()
+			if err == nil {
+				err = conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version)
+			}
 			switch {
 			case ctx.Err() != nil:
 				return // closing: the look was cut short
-			case err != nil:
-				if watching {
-					s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
-					s.cache.setPaused(true)
-					watching = false
-				}
-				continue
-			case !watching:
+			case err != nil && !paused:
+				s.logger.Error("cannot watch the database for writes by other processes; until it can, every read goes to the database", "err", err)
+			case err == nil && paused:
 				s.logger.Info("watching the database for writes by other processes again; reads are cached again")
-				s.cache.setPaused(false)
-				watching = true
-			case v != last:
-				s.cache.forget() // our own writer counts as another connection too
+			case err == nil && version != last:
+				s.cache.forget()
 			}
-			last = v
+			if paused != (err != nil) {
+				paused = err != nil
+				s.cache.setPaused(paused)
+			}
+			if err == nil {
+				last = version
+			}
 		}
 	})
 	return nil
@@ -398,22 +376,18 @@ func (s *store) noteFiles(ctx context.Context, path string) error {
 func (s *store) checkFiles() error {
 	for _, f := range s.opened {
 		info, err := os.Stat(f.name)
+		change := "removed"
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return fmt.Errorf("%s was removed while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
-		case err != nil:
+		case err == nil && os.SameFile(info, f.info):
+			continue
+		case err == nil:
+			change = "replaced"
+		case !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("check the database's files: %w", err)
-		case !os.SameFile(info, f.info):
-			return fmt.Errorf("%s was replaced while the database was open: other processes no longer see the database this server serves; restart the server", f.name)
 		}
+		return fmt.Errorf("%s was %s while the database was open: other processes no longer see the database this server serves; restart the server", f.name, change)
 	}
 	return nil
-}
-
-func (s *store) schemaVersion(ctx context.Context) (int, error) {
-	var version int
-	err := s.reader.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
-	return version, wrapErr(err, "read schema version")
 }
 
 // ping checks that the database's files are the ones the store opened,
@@ -452,47 +426,22 @@ func parseMigrations(text string) ([]migration, error) {
 	return migrations, nil
 }
 
-// migrate applies, in one transaction, the migrations the database has not
-// had yet; if any step fails, nothing changes. Foreign keys are off on its
-// connection meanwhile, as SQLite's procedure for remaking a table asks
-// (migration 8), and PRAGMA foreign_keys cannot change inside a
-// transaction; applyMigrations checks them itself.
-func (s *store) migrate(ctx context.Context) (err error) {
+// migrate applies, in one transaction on db, the migrations the database
+// lacks; if any step fails, nothing changes. Foreign keys are off on db,
+// so migrate refuses migrations that leave a row naming a missing parent
+// that was not so before (such as the reference's deleted users' recipes).
+func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) (err error) {
+	defer db.Close()
 	defer func() { err = wrapErr(err, "migrate") }()
 	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		return err
 	}
-	conn, err := s.writer.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
-		return fmt.Errorf("turn foreign keys off: %w", err)
-	}
-	defer func() {
-		if _, onErr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON"); onErr != nil {
-			err = errors.Join(err, fmt.Errorf("turn foreign keys back on: %w", onErr))
-			conn.Raw(func(any) error { return driver.ErrBadConn }) // never reuse it
-		}
-	}()
-	tx, err := conn.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := s.applyMigrations(ctx, tx, migrations); err != nil {
-		return err
-	}
-	return wrapErr(tx.Commit(), "commit")
-}
-
-// applyMigrations applies in tx the migrations after the database's
-// schema version, and refuses them if they would leave a row naming a
-// missing parent that was not there before (rows that the reference left
-// so, such as the recipes of a deleted user, stay as they were).
-func (s *store) applyMigrations(ctx context.Context, tx *sql.Tx, migrations []migration) error {
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -503,34 +452,36 @@ func (s *store) applyMigrations(ctx context.Context, tx *sql.Tx, migrations []mi
 	if version == len(migrations) {
 		return nil
 	}
-	var brokenBefore string // a JSON array
-	if err := tx.QueryRowContext(ctx, "SELECT json_group_array(row) FROM ("+brokenRowsSQL+")").Scan(&brokenBefore); err != nil {
+	var brokenBefore, newlyBroken string // JSON arrays
+	if err := tx.QueryRowContext(ctx, brokenRowsSQL, "[]", -1).Scan(&brokenBefore); err != nil {
 		return fmt.Errorf("check foreign keys: %w", err)
 	}
 	for _, m := range migrations[version:] {
-		if err := s.applyMigration(ctx, tx, m); err != nil {
+		if err := applyMigration(ctx, tx, m, logger); err != nil {
 			return err
 		}
 	}
-	var newlyBroken string
-	err := tx.QueryRowContext(ctx, "SELECT row FROM ("+brokenRowsSQL+") WHERE row NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
-		brokenBefore).Scan(&newlyBroken)
-	if err == nil {
-		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	if err := tx.QueryRowContext(ctx, brokenRowsSQL, brokenBefore, 1).Scan(&newlyBroken); err != nil {
 		return fmt.Errorf("check foreign keys: %w", err)
 	}
+	if newlyBroken != "[]" {
+		return fmt.Errorf("the migrations would leave a row that names a missing parent (%s); nothing was changed", newlyBroken)
+	}
 	// PRAGMA takes no parameters; the value is our own integer.
-	_, err = tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations)))
-	return wrapErr(err, "set schema version")
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
-// brokenRowsSQL lists the rows that name a parent row that does not exist,
-// each as "table rowid N → parent", as PRAGMA foreign_key_check finds them.
-const brokenRowsSQL = `SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check`
+// brokenRowsSQL lists, as a JSON array of at most ?2 (-1: all), the rows
+// that PRAGMA foreign_key_check finds naming a parent that does not exist,
+// each as "table rowid N → parent", but for those in the JSON array ?1.
+const brokenRowsSQL = `SELECT json_group_array(row) FROM (SELECT row FROM (
+	SELECT "table" || ' rowid ' || coalesce(rowid, 0) || ' → ' || parent AS row FROM pragma_foreign_key_check)
+	WHERE row NOT IN (SELECT value FROM json_each(?1)) LIMIT ?2)`
 
-func (s *store) applyMigration(ctx context.Context, tx *sql.Tx, m migration) error {
+func applyMigration(ctx context.Context, tx *sql.Tx, m migration, logger *slog.Logger) error {
 	if m.version == 2 {
 		if err := checkNoCaseDuplicateEmails(ctx, tx); err != nil {
 			return err
@@ -538,22 +489,15 @@ func (s *store) applyMigration(ctx context.Context, tx *sql.Tx, m migration) err
 	}
 	// Building the search index reads every label, about 2 s per 100,000
 	// recipes: say so, rather than start in silence.
-	buildsSearchIndex := strings.Contains(m.sql, "recipe_fts (recipe_fts) VALUES ('rebuild')")
-	var recipes int
-	if buildsSearchIndex {
+	if strings.Contains(m.sql, "recipe_fts (recipe_fts) VALUES ('rebuild')") {
+		var recipes int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM recipe").Scan(&recipes); err != nil {
 			return fmt.Errorf("count recipes: %w", err)
 		}
-		s.logger.Info("building the search index", "recipes", recipes)
+		logger.Info("building the search index", "recipes", recipes)
 	}
-	started := time.Now()
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %d: %w", m.version, err)
-	}
-	if buildsSearchIndex {
-		s.logger.Info("built the search index", "recipes", recipes, "duration_ms", milliseconds(time.Since(started)))
-	}
-	return nil
+	_, err := tx.ExecContext(ctx, m.sql)
+	return wrapErr(err, "migration %d", m.version)
 }
 
 // checkNoCaseDuplicateEmails refuses, naming them, the emails that would
@@ -584,15 +528,11 @@ func init() {
 // tokenSecret returns the token secret kept in the database, creating a
 // random one the first time, so that tokens survive a restart.
 func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
-	fresh := randomBytes(minSecretBytes)
 	var stored string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
-			"INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) ON CONFLICT (name) DO NOTHING",
-			hex.EncodeToString(fresh)); err != nil {
-			return err
-		}
-		return tx.QueryRowContext(ctx, "SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored)
+		// DO UPDATE, not DO NOTHING, so that RETURNING gives the secret kept.
+		return tx.QueryRowContext(ctx, "INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) "+
+			"ON CONFLICT (name) DO UPDATE SET value = value RETURNING value", hex.EncodeToString(randomBytes(minSecretBytes))).Scan(&stored)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store token secret: %w", err)
@@ -607,14 +547,17 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 // rowScanner is a *sql.Row or *sql.Rows, at a row.
 type rowScanner = interface{ Scan(...any) error }
 
-func isUniqueViolation(err error) bool {
+// sqliteCode is the extended result code of a SQLite error, else 0.
+func sqliteCode(err error) int {
 	var sqliteErr *sqlite.Error
-	return errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	if errors.As(err, &sqliteErr) {
+		return sqliteErr.Code()
+	}
+	return 0
 }
+
+func isUniqueViolation(err error) bool { return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE }
 
 // isFull reports whether err is SQLITE_FULL: a full disk, or an
 // AUTOINCREMENT table whose ids are used up.
-func isFull(err error) bool {
-	var sqliteErr *sqlite.Error
-	return errors.As(err, &sqliteErr) && sqliteErr.Code()&0xff == sqlite3.SQLITE_FULL
-}
+func isFull(err error) bool { return sqliteCode(err)&0xff == sqlite3.SQLITE_FULL }

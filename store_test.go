@@ -691,7 +691,7 @@ func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
 					fail("POST /api/v1/recipes/ %q = %d %s, want 201", label, resp.StatusCode, body)
 					continue
 				}
-				var got recipeView
+				var got recipe
 				if err := json.Unmarshal(body, &got); err != nil {
 					fail("POST /api/v1/recipes/ %q: decode %s: %v", label, body, err)
 					continue
@@ -748,7 +748,7 @@ func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
 			t.Errorf("GET /api/v1/recipes/%d = %d, want 200", id, resp.StatusCode)
 			continue
 		}
-		if got := decodeBody[recipeView](t, resp); got.Label != label {
+		if got := decodeBody[recipe](t, resp); got.Label != label {
 			t.Errorf("GET /api/v1/recipes/%d = label %q, want %q", id, got.Label, label)
 		}
 	}
