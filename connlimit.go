@@ -2,9 +2,7 @@
 // or busy: each costs memory before a handler runs. Past the cap, Accept
 // waits for a close and the kernel's backlog holds the callers. One client
 // may hold only perClientShare of it, so that idle connections cannot shut
-// everyone else out; trusted proxies are exempt. (x/net's LimitListener
-// does the first part; this module depends on nothing beyond bcrypt and
-// SQLite.)
+// everyone else out; trusted proxies are exempt.
 package main
 
 import (
@@ -22,10 +20,9 @@ type limitedListener struct {
 	slots     chan struct{} // one element per open connection
 	closed    chan struct{} // closed by Close, to free an Accept that waits
 	closeOnce sync.Once
-
-	exempt func(netip.Addr) bool // trusted proxies: no share
-	mu     sync.Mutex
-	open   map[string]int // open connections by client; no zero entries
+	exempt    func(netip.Addr) bool // trusted proxies: no share
+	mu        sync.Mutex
+	open      map[string]int // open connections by client; no zero entries
 }
 
 // limitConnections caps l at n open connections, perClientShare(n) from
@@ -49,38 +46,38 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			<-l.slots
 			return nil, err
 		}
-		give := l.take(c.RemoteAddr())
-		if give == nil {
-			c.Close()
-			<-l.slots
-			continue
+		if client, ok := l.take(c.RemoteAddr()); ok {
+			return &limitedConn{Conn: c, release: sync.OnceFunc(func() { l.give(client) })}, nil
 		}
-		return &limitedConn{Conn: c, release: sync.OnceFunc(func() { give(); <-l.slots })}, nil
+		c.Close()
+		<-l.slots
 	}
 }
 
-// take counts a connection from remote against its client's share, and
-// returns what gives it back, or nil if the share is used up. An address
-// that is not IP, or a trusted proxy's, has no share.
-func (l *limitedListener) take(remote net.Addr) (give func()) {
+// take counts a connection from remote against its client's share, or
+// reports false if that is used up; a trusted proxy, or no IP, has none.
+func (l *limitedListener) take(remote net.Addr) (client string, ok bool) {
 	addrPort, err := netip.ParseAddrPort(remote.String())
 	if err != nil || l.exempt != nil && l.exempt(addrPort.Addr().Unmap()) {
-		return func() {}
+		return "", true
 	}
-	client := addressGroup(addrPort.Addr().Unmap())
+	client = addressGroup(addrPort.Addr().Unmap())
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.open[client] >= perClientShare(cap(l.slots)) {
-		return nil
+	if ok = l.open[client] < perClientShare(cap(l.slots)); ok {
+		l.open[client]++
 	}
-	l.open[client]++
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.open[client]--; l.open[client] == 0 {
-			delete(l.open, client) // so the map holds only clients with open connections
-		}
+	return client, ok
+}
+
+// give gives back the slot and the share of a connection of client's.
+func (l *limitedListener) give(client string) {
+	l.mu.Lock()
+	if l.open[client]--; l.open[client] <= 0 { // so also for client "", which take never counted
+		delete(l.open, client)
 	}
+	l.mu.Unlock()
+	<-l.slots
 }
 
 func (l *limitedListener) Close() error {
@@ -94,9 +91,8 @@ type limitedConn struct {
 }
 
 func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.release()
-	return err
+	defer c.release()
+	return c.Conn.Close()
 }
 
 // CloseWrite passes through to a TCP connection: net/http half-closes a
