@@ -25,7 +25,6 @@ import (
 	"net/mail"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -220,14 +219,10 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	u, err := a.store.userByEmail(r.Context(), cleanEmail(email))
-	var found *user
-	switch {
-	case err == nil:
-		found = &u
-	case !errors.Is(err, errNotFound):
+	if err != nil && !errors.Is(err, errNotFound) {
 		return err
 	}
-	ok, err := a.passwordMatches(r.Context(), found, password)
+	ok, err := a.passwordMatches(r.Context(), u, password)
 	if err != nil {
 		return err
 	}
@@ -242,21 +237,18 @@ func (a *app) handleLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // passwordMatches is the one check of a password, at login and password
-// change; u is nil for an unknown email. Every outcome costs one bcrypt
-// run, so the time tells no account apart. An unknown email, an unusable
-// hash and a password over 72 bytes are run against the dummy hash and
-// never match: an unusable hash's own run could fail at once, or hold a
-// worker for years.
-func (a *app) passwordMatches(ctx context.Context, u *user, password string) (bool, error) {
-	unusable := ""
-	if u != nil {
-		unusable = unusablePasswordHash(u.HashedPassword, a.passwords.cost)
-	}
-	if u == nil || unusable != "" || len(password) > maxPasswordBytes {
+// change; u is the zero user, whose empty hash is unusable, for an unknown
+// email. Every outcome costs one bcrypt run, so the time tells no account
+// apart. An unusable hash and a password over 72 bytes are run against the
+// dummy hash and never match: an unusable hash's own run could fail at
+// once, or hold a worker for years.
+func (a *app) passwordMatches(ctx context.Context, u user, password string) (bool, error) {
+	unusable := unusablePasswordHash(u.HashedPassword, a.passwords.cost)
+	if unusable != "" || len(password) > maxPasswordBytes {
 		if err := compareDummy(ctx, a.passwords, a.store, password); err != nil {
 			return false, err
 		}
-		if unusable != "" {
+		if unusable != "" && u.ID != 0 {
 			a.logUnusableHash(u.ID, unusable)
 		}
 		return false, nil
@@ -276,11 +268,6 @@ func (a *app) logUnusableHash(userID int64, reason string) {
 		"for instance with createsuperuser", "user_id", userID, "reason", reason)
 }
 
-type dummyHash struct {
-	hash string
-	cost int
-}
-
 const dummyPassword = "no user has this password"
 
 // compareDummy runs bcrypt once at dummyCost against the dummy hash; if
@@ -291,35 +278,29 @@ func compareDummy(ctx context.Context, p *passwordHasher, st *store, password st
 	if err != nil {
 		return err
 	}
-	if d := p.dummy.Load(); d != nil && d.cost == cost {
-		_, err := p.compare(ctx, d.hash, password)
-		return err
+	if d := p.dummy.Load(); d != nil {
+		if dummyCost, _ := hashCost(*d); dummyCost == cost {
+			_, err := p.compare(ctx, *d, password)
+			return err
+		}
 	}
 	hash, err := p.hashAt(ctx, dummyPassword, cost)
 	if err == nil {
-		p.dummy.Store(&dummyHash{hash: hash, cost: cost})
+		p.dummy.Store(&hash)
 	}
 	return err
 }
 
-const highestCostQuery = `SELECT substr(hashed_password, 5, 2) FROM user
-	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ? AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
-	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1`
+const highestCostQuery = `SELECT coalesce((SELECT substr(hashed_password, 5, 2) FROM user
+	WHERE substr(hashed_password, 5, 2) BETWEEN '04' AND ?1 AND hashed_password GLOB '$2[abxy]$[0-9][0-9]$*'
+	ORDER BY substr(hashed_password, 5, 2) DESC LIMIT 1), ?2)`
 
 // dummyCost is the one rule for what a login without a usable hash pays:
 // the dearest usable stored cost, from the index user_password_cost at
 // each such login, so no account answers slower; cost if none is stored.
 func dummyCost(ctx context.Context, st *store, cost int) (int, error) {
-	var stored string
-	err := st.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxUsableCost(cost))).Scan(&stored)
-	if errors.Is(err, sql.ErrNoRows) {
-		return cost, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read password costs: %w", err)
-	}
-	n, _ := strconv.Atoi(stored)
-	return n, nil
+	err := st.reader.QueryRowContext(ctx, highestCostQuery, fmt.Sprintf("%02d", maxUsableCost(cost)), cost).Scan(&cost)
+	return cost, wrapErr(err, "read password costs")
 }
 
 // newPasswordHasherFor returns the pool for the users in st, its dummy
@@ -401,14 +382,11 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 			return errBadToken // every reason alike; the reason is not logged either
 		}
 		u, err := a.store.userByID(r.Context(), claims.UserID)
-		if errors.Is(err, errNotFound) {
+		if errors.Is(err, errNotFound) || err == nil && claims.Generation != u.TokenGeneration {
 			return errBadToken
 		}
 		if err != nil {
 			return err
-		}
-		if claims.Generation != u.TokenGeneration {
-			return errBadToken
 		}
 		return next(w, r, u)
 	})
@@ -417,28 +395,25 @@ func (a *app) requireUser(next func(w http.ResponseWriter, r *http.Request, call
 // limitSignups answers 429 to a client address that has used up its
 // signups; each counts, since each may tell whether an email is taken.
 func (a *app) limitSignups(next http.Handler) http.Handler {
-	if a.signupLimiter == nil {
-		return next
-	}
-	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		if wait := a.signupLimiter.take(a.clientAddress(r)); wait > 0 {
-			return errTooManyAttempts.retryIn(wait)
-		}
-		next.ServeHTTP(w, r)
-		return nil
-	})
+	return a.limitAttempts(a.signupLimiter, func(int) bool { return true }, next)
 }
 
-// limitFailedLogins answers 429, before any hashing, to a client address
-// that has used up its attempts at login and password change. Only a 400,
-// a wrong password, counts: any other answer gives the attempt back, so
-// many people behind one address can all log in.
+// limitFailedLogins answers 429 to a client address that has used up its
+// attempts at login and password change. Only a 400, a wrong password,
+// counts: any other answer gives the attempt back, so many people behind
+// one address can all log in.
 func (a *app) limitFailedLogins(next http.Handler) http.Handler {
-	if a.loginLimiter == nil {
+	return a.limitAttempts(a.loginLimiter, func(status int) bool { return status == http.StatusBadRequest }, next)
+}
+
+// limitAttempts answers 429, before any hashing, to a client address that
+// has used up l; spent says of an answer whether its attempt stays spent.
+func (a *app) limitAttempts(l *rateLimiter, spent func(status int) bool, next http.Handler) http.Handler {
+	if l == nil {
 		return next
 	}
 	return a.api(func(w http.ResponseWriter, r *http.Request) error {
-		settle, wait, err := a.loginLimiter.reserve(r.Context(), a.clientAddress(r))
+		settle, wait, err := l.reserve(r.Context(), a.clientAddress(r))
 		if err != nil {
 			return err
 		}
@@ -446,7 +421,7 @@ func (a *app) limitFailedLogins(next http.Handler) http.Handler {
 			return errTooManyAttempts.retryIn(wait)
 		}
 		rec := &statusRecorder{ResponseWriter: w}
-		defer func() { settle(rec.status == http.StatusBadRequest) }() // a failure stays spent
+		defer func() { settle(spent(rec.status)) }()
 		next.ServeHTTP(rec, r)
 		return nil
 	})
@@ -462,9 +437,9 @@ func (a *app) clientAddress(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	client := addrPort.Addr().Unmap()
-	if a.trusts(client) {
+	if inPrefixes(a.trustedProxies, client) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		for i := len(hops) - 1; i >= 0 && a.trusts(client); i-- {
+		for i := len(hops) - 1; i >= 0 && inPrefixes(a.trustedProxies, client); i-- {
 			hop, ok := forwardedNode(hops[i])
 			if !ok {
 				break // garbage: keep the last address a trusted proxy gave
@@ -486,11 +461,9 @@ func forwardedNode(entry string) (netip.Addr, bool) {
 	if addrPort, err := netip.ParseAddrPort(entry); err == nil {
 		return addrPort.Addr(), true
 	}
-	if inner, ok := strings.CutPrefix(entry, "["); ok {
-		if inner, ok := strings.CutSuffix(inner, "]"); ok {
-			addr, err := netip.ParseAddr(inner)
-			return addr, err == nil && addr.Is6()
-		}
+	if inner, ok := strings.CutPrefix(entry, "["); ok && strings.HasSuffix(inner, "]") {
+		addr, err := netip.ParseAddr(strings.TrimSuffix(inner, "]"))
+		return addr, err == nil && addr.Is6()
 	}
 	return netip.Addr{}, false
 }
@@ -504,8 +477,6 @@ func addressGroup(addr netip.Addr) string {
 	prefix, _ := addr.Prefix(64)
 	return prefix.String()
 }
-
-func (a *app) trusts(addr netip.Addr) bool { return inPrefixes(a.trustedProxies, addr) }
 
 func inPrefixes(prefixes []netip.Prefix, addr netip.Addr) bool {
 	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return p.Contains(addr) })
@@ -592,23 +563,18 @@ func (s *store) createUser(ctx context.Context, u user) (user, error) {
 // keep a token left by an earlier database or user from fitting the new one.
 func insertUser(ctx context.Context, tx *sql.Tx, u user) (user, error) {
 	u.TokenGeneration = randomGeneration()
-	res, err := tx.ExecContext(ctx, `INSERT INTO user
+	err := tx.QueryRowContext(ctx, `INSERT INTO user
 		(first_name, surname, email, email_key, is_superuser, hashed_password, token_generation)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration)
-	if isUniqueViolation(err) {
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		u.FirstName, u.Surname, u.Email, emailKey(u.Email), u.IsSuperuser, u.HashedPassword, u.TokenGeneration).Scan(&u.ID)
+	switch {
+	case isUniqueViolation(err):
 		return user{}, errEmailTaken
-	}
-	if isFull(err) && userIDsUsedUp(ctx, tx) {
+	case isFull(err) && userIDsUsedUp(ctx, tx):
 		return user{}, errUserIDsUsedUp
+	case err == nil:
+		_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
 	}
-	if err != nil {
-		return user{}, err
-	}
-	if u.ID, err = res.LastInsertId(); err != nil {
-		return user{}, err
-	}
-	_, err = tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ?", u.ID)
 	return u, err
 }
 

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -40,15 +41,14 @@ type passwordHasher struct {
 
 	priorityErr error // why the workers could not lower their priority
 
-	dummy atomic.Pointer[dummyHash] // auth.go's, for unknown emails
+	dummy atomic.Pointer[string] // auth.go's hash for unknown emails
 }
 
 type hashJob struct {
 	run     func()
 	waiting *list.Element // its place in the queue; nil once taken, or gone
 	started time.Time     // when a worker took it
-	err     error         // errHashersBusy if the pool closed before a worker took it
-	done    chan struct{} // closed when run has returned, or err is set
+	done    chan error    // nil once run has returned; errHashersBusy if the pool closed first
 }
 
 const (
@@ -69,9 +69,7 @@ var hashingWorkers = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
 // reserveProcsForHashing doubles GOMAXPROCS, once: a hashing worker holds
 // a P, so without spare Ps a busy pool would leave none for requests, and
 // the kernel's priorities could not help.
-var reserveProcsForHashing = sync.OnceFunc(func() {
-	runtime.GOMAXPROCS(2 * hashingWorkers())
-})
+var reserveProcsForHashing = sync.OnceFunc(func() { runtime.GOMAXPROCS(2 * hashingWorkers()) })
 
 // newPasswordHasher starts a pool that hashes new passwords at cost.
 func newPasswordHasher(cost int) *passwordHasher {
@@ -79,21 +77,17 @@ func newPasswordHasher(cost int) *passwordHasher {
 	p.wake.L = &p.mu
 	p.laterCtx, p.endLater = context.WithCancel(context.Background())
 	started := make(chan error, p.workers)
-	p.workersDone.Add(p.workers)
 	for range p.workers {
-		go p.work(started)
+		p.workersDone.Go(func() { p.work(started) })
 	}
 	for range p.workers {
-		if err := <-started; err != nil {
-			p.priorityErr = err
-		}
+		p.priorityErr = cmp.Or(p.priorityErr, <-started)
 	}
 	return p
 }
 
 // work is one worker, taking jobs oldest first until the pool is closed.
 func (p *passwordHasher) work(started chan<- error) {
-	defer p.workersDone.Done()
 	// Never unlocked: the lowered priority must not pass to other
 	// goroutines; the runtime ends the thread when work returns.
 	runtime.LockOSThread()
@@ -101,8 +95,7 @@ func (p *passwordHasher) work(started chan<- error) {
 	if errors.Is(err, errMainThread) {
 		// Ending locked to the main thread parks it for good, at its own
 		// priority; another thread takes this worker's place.
-		p.workersDone.Add(1)
-		go p.work(started)
+		p.workersDone.Go(func() { p.work(started) })
 		return
 	}
 	started <- err
@@ -117,8 +110,7 @@ func (p *passwordHasher) work(started chan<- error) {
 			return
 		}
 		job := p.queue.Remove(p.queue.Front()).(*hashJob)
-		job.waiting = nil
-		job.started = time.Now()
+		job.waiting, job.started = nil, time.Now()
 		p.running[job] = true
 		p.mu.Unlock()
 
@@ -127,12 +119,10 @@ func (p *passwordHasher) work(started chan<- error) {
 		p.mu.Lock()
 		delete(p.running, job)
 		// Over about eight jobs, to follow a change of cost or load.
-		if took := time.Since(job.started); p.hashTime == 0 {
-			p.hashTime = took
-		} else {
-			p.hashTime += (took - p.hashTime) / 8
-		}
-		close(job.done)
+		took := time.Since(job.started)
+		p.hashTime = cmp.Or(p.hashTime, took)
+		p.hashTime += (took - p.hashTime) / 8
+		job.done <- nil
 	}
 }
 
@@ -143,13 +133,12 @@ func (p *passwordHasher) work(started chan<- error) {
 // bisection. p.mu is held.
 func (p *passwordHasher) expectedWait(now time.Time) time.Duration {
 	hash := max(p.hashTime, minHashTime)
-	free := make([]time.Duration, p.workers) // idle workers are free now
-	i := 0
+	free := make([]time.Duration, 0, p.workers)
 	for job := range p.running {
-		free[i] = expectedRemaining(now.Sub(job.started), hash)
-		i++
+		free = append(free, expectedRemaining(now.Sub(job.started), hash))
 	}
-	startsBy := func(t time.Duration) int { // jobs that can have started by t
+	free = append(free, make([]time.Duration, p.workers-len(free))...) // idle workers are free now
+	startsBy := func(t time.Duration) int {                            // jobs that can have started by t
 		n := 0
 		for _, f := range free {
 			if f <= t {
@@ -188,7 +177,7 @@ func expectedRemaining(ran, hash time.Duration) time.Duration {
 // bcrypt run or for ctx; if ctx ends first, fn still runs, and the caller
 // must not read what it writes.
 func (p *passwordHasher) do(ctx context.Context, fn func()) error {
-	job := &hashJob{run: fn, done: make(chan struct{})}
+	job := &hashJob{run: fn, done: make(chan error, 1)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -199,21 +188,18 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 		return errHashersBusy.retryIn(wait)
 	}
 	job.waiting = p.queue.PushBack(job)
-	queueBound := time.NewTimer(maxHashingWait)
-	defer queueBound.Stop()
 	p.wake.Signal()
 	p.mu.Unlock()
 
 	select {
-	case <-job.done:
-		return job.err
+	case err := <-job.done:
+		return err
 	case <-ctx.Done():
-	case <-queueBound.C:
+	case <-time.After(maxHashingWait):
 	}
 	p.mu.Lock()
 	if job.waiting != nil { // still queued: leave
 		p.queue.Remove(job.waiting)
-		job.waiting = nil
 		retry := max(p.expectedWait(time.Now()), time.Second)
 		p.mu.Unlock()
 		if ctx.Err() != nil {
@@ -223,8 +209,8 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 	}
 	p.mu.Unlock()
 	select { // a worker has it: one hash, and its result is ours
-	case <-job.done:
-		return job.err
+	case err := <-job.done:
+		return err
 	case <-ctx.Done():
 		return fmt.Errorf("wait for a hash: %w", ctx.Err())
 	}
@@ -235,11 +221,10 @@ func (p *passwordHasher) do(ctx context.Context, fn func()) error {
 func (p *passwordHasher) later(fn func(ctx context.Context)) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return false
+	if !p.closed {
+		p.laterDone.Go(func() { fn(p.laterCtx) })
 	}
-	p.laterDone.Go(func() { fn(p.laterCtx) })
-	return true
+	return !p.closed
 }
 
 // close stops the pool: queued jobs leave with 503, later's context ends,
@@ -250,8 +235,8 @@ func (p *passwordHasher) close() {
 	p.closed = true
 	for e := p.queue.Front(); e != nil; e = e.Next() {
 		job := e.Value.(*hashJob)
-		job.waiting, job.err = nil, errHashersBusy
-		close(job.done)
+		job.waiting = nil
+		job.done <- errHashersBusy
 	}
 	p.queue.Init()
 	p.wake.Broadcast()
@@ -264,11 +249,9 @@ func (p *passwordHasher) close() {
 		p.workersDone.Wait()
 		close(stopped)
 	}()
-	bound := time.NewTimer(maxCloseWait)
-	defer bound.Stop()
 	select {
 	case <-stopped:
-	case <-bound.C:
+	case <-time.After(maxCloseWait):
 	}
 }
 
@@ -283,10 +266,7 @@ func (p *passwordHasher) hashAt(ctx context.Context, password string, cost int) 
 	if doErr := p.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword([]byte(password), cost) }); doErr != nil {
 		return "", doErr
 	}
-	if err != nil {
-		return "", fmt.Errorf("hash password: %w", err)
-	}
-	return string(hash), nil
+	return string(hash), wrapErr(err, "hash password")
 }
 
 // compare reports whether password matches hash, of any cost and any of
@@ -297,13 +277,10 @@ func (p *passwordHasher) compare(ctx context.Context, hash, password string) (bo
 	if doErr := p.do(ctx, func() { err = bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) }); doErr != nil {
 		return false, doErr
 	}
-	if errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
-		return false, nil
+	if err == nil || errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+		return err == nil, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("compare password: %w: %w", errUnreadableHash, err)
-	}
-	return true, nil
+	return false, fmt.Errorf("compare password: %w: %w", errUnreadableHash, err)
 }
 
 const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -318,19 +295,14 @@ func hashCost(hash string) (cost int, problem string) {
 	if len(hash) != bcryptHashBytes {
 		return 0, fmt.Sprintf("not a bcrypt hash: %d bytes, where bcrypt writes %d", len(hash), bcryptHashBytes)
 	}
-	if prefix := hash[:4]; prefix != "$2a$" && prefix != "$2b$" && prefix != "$2y$" {
-		return 0, "not a bcrypt hash: it does not start with $2a$, $2b$ or $2y$"
+	twoDigits := strings.Trim(hash[4:6], "0123456789") == "" && hash[6] == '$'
+	if !slices.Contains([]string{"$2a$", "$2b$", "$2y$"}, hash[:4]) || !twoDigits {
+		return 0, "not a bcrypt hash: it does not start with $2a$, $2b$ or $2y$ and a cost of two digits"
 	}
-	tens, units := hash[4], hash[5]
-	if tens < '0' || tens > '9' || units < '0' || units > '9' || hash[6] != '$' {
-		return 0, "not a bcrypt hash: no cost of two digits"
+	if strings.Trim(hash[7:], bcryptAlphabet) != "" {
+		return 0, "not a bcrypt hash: its salt or digest holds a character outside bcrypt's alphabet"
 	}
-	for _, c := range []byte(hash[7:]) {
-		if strings.IndexByte(bcryptAlphabet, c) < 0 {
-			return 0, "not a bcrypt hash: its salt or digest holds a character outside bcrypt's alphabet"
-		}
-	}
-	return int(tens-'0')*10 + int(units-'0'), ""
+	return int(hash[4]-'0')*10 + int(hash[5]-'0'), ""
 }
 
 var (

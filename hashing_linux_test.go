@@ -64,8 +64,8 @@ func init() {
 	p := &passwordHasher{workers: 1, running: map[*hashJob]bool{}, closed: true}
 	p.wake.L = &p.mu
 	started := make(chan error, 1)
-	p.workersDone.Add(1)
-	p.work(started)
+	p.work(started) // its replacement counts in workersDone
+
 	runtime.UnlockOSThread() // work's lock; init's own stays
 	m.workerErr = <-started
 	p.workersDone.Wait()

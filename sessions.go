@@ -198,7 +198,7 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 		return err
 	}
 
-	ok, err := a.passwordMatches(r.Context(), &caller, *current)
+	ok, err := a.passwordMatches(r.Context(), caller, *current)
 	if err != nil {
 		return err
 	}
