@@ -496,7 +496,7 @@ type user struct {
 // oldHash, and reports whether it was; it ends no session.
 func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newHash string) (bool, error) {
 	var replaced int64
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			"UPDATE user SET hashed_password = ? WHERE id = ? AND hashed_password = ?", newHash, id, oldHash)
 		if err == nil {
@@ -511,7 +511,7 @@ func (s *store) replacePasswordHash(ctx context.Context, id int64, oldHash, newH
 // endSessionsTx does, in one transaction: a token of the user before,
 // perhaps a thief's, must not be a superuser's after.
 func (s *store) promoteToSuperuser(ctx context.Context, id int64, newHashedPassword string) error {
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE user SET is_superuser = 1 WHERE id = ?", id); err != nil {
 			return err
 		}
@@ -550,7 +550,7 @@ func scanUser(row rowScanner) (user, error) {
 // createUser inserts u and returns it with its id, or errEmailTaken: the
 // unique index decides, so two racing signups cannot both win.
 func (s *store) createUser(ctx context.Context, u user) (user, error) {
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
 		u, err = insertUser(ctx, tx, u)
 		return err
 	})
@@ -598,9 +598,10 @@ func (s *store) userByEmail(ctx context.Context, email string) (user, error) {
 	return u, wrapErr(err, "user by email")
 }
 
+// userByID reads the user at every request, never from a cache, so that a
+// logout or a password change, by this process or another, ends every
+// older token at once.
 func (s *store) userByID(ctx context.Context, id int64) (user, error) {
-	u, err := cached(&s.users, id, func() (user, error) {
-		return scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
-	})
+	u, err := scanUser(s.userByIDQuery.QueryRowContext(ctx, id))
 	return u, wrapErr(err, "user %d", id)
 }

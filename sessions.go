@@ -257,7 +257,7 @@ func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
 // errSessionEnded, changing nothing, if u's generation moved on.
 func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	var generation int64
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) (err error) {
+	err := s.write(ctx, func(tx *sql.Tx) (err error) {
 		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
 			return err
 		}
@@ -355,7 +355,7 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 // endSessions retires every token of the user: it moves the generation
 // on and deletes the sessions.
 func (s *store) endSessions(ctx context.Context, userID int64) error {
-	err := s.writeThenForget(ctx, s.forgetUsers, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		_, err := endSessionsTx(ctx, tx, userID, "")
 		return err
 	})

@@ -624,7 +624,6 @@ func TestAReferenceTokenWorksUntilItsUsersFirstLogoutOrPasswordChange(t *testing
 		if _, err := e.store.writer.Exec("UPDATE user SET token_generation = 0 WHERE id = ?", u.ID); err != nil {
 			t.Fatal(err)
 		}
-		e.store.forgetUsers()
 		return u
 	}
 	bystander := referenceUser("bystander@example.com")

@@ -65,7 +65,6 @@ type store struct {
 	writer, reader *sql.DB
 	logger         *slog.Logger // for the news of watchExternalWrites
 	cache          readCache
-	users          noCache
 	stopPoll       context.CancelFunc
 	polled         sync.WaitGroup
 	opened         []openedFile // the database's files as opened: see checkFiles
@@ -291,14 +290,6 @@ func (c *readCache) setPaused(paused bool) {
 }
 
 func (s *store) forgetRecipes() { s.cache.forget() }
-
-// Users are not cached, so that no copy outlives a logout or a password
-// change; noCache, cached and forgetUsers keep the callers as they are.
-type noCache struct{}
-
-func cached[K, V any](_ *noCache, _ K, read func() (V, error)) (V, error) { return read() }
-
-func (s *store) forgetUsers() {}
 
 // externalWritePoll is how often the store asks whether another process
 // (the createsuperuser command, say) has written to the file.
