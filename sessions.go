@@ -22,7 +22,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -313,13 +312,10 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 			next.handle, next.digest, next.expiresAt.Unix(), id)
 		return err
 	})
-	if err != nil {
-		return user{}, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	if invalid {
+	if invalid && err == nil {
 		return user{}, errRefreshTokenRefused
 	}
-	return u, nil
+	return u, wrapErr(err, "rotate refresh token")
 }
 
 // endSessions retires every token of the user: it moves the generation
