@@ -97,11 +97,18 @@ func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool
 // If u's generation moved on since login read it, the checked password may
 // be an old one: the login fails as a wrong password does.
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
+	return a.newSession(w, r, u, "", errIncorrectLogin)
+}
+
+// newSession starts a session for u, first setting newHashedPassword unless
+// it is "", and answers with its tokens; or returns ended if u's generation
+// moved on since u was read.
+func (a *app) newSession(w http.ResponseWriter, r *http.Request, u user, newHashedPassword string, ended error) (err error) {
 	now := a.now()
 	refreshToken, grant := a.refreshToken(nil, now)
-	_, err := a.store.addSession(r.Context(), u, "", grant, now)
+	u.TokenGeneration, err = a.store.addSession(r.Context(), u, newHashedPassword, grant, now)
 	if errors.Is(err, errSessionEnded) {
-		return errIncorrectLogin
+		return ended
 	}
 	if err != nil {
 		return err
@@ -208,16 +215,7 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 	if err != nil {
 		return err
 	}
-	now := a.now()
-	refreshToken, grant := a.refreshToken(nil, now)
-	caller.TokenGeneration, err = a.store.addSession(r.Context(), caller, hash, grant, now)
-	if errors.Is(err, errSessionEnded) {
-		return errBadToken // the token it came with was ended meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	return a.writeTokens(w, caller, refreshToken, now)
+	return a.newSession(w, r, caller, hash, errBadToken) // errBadToken: its token was ended meanwhile
 }
 
 // refreshGrant is a refresh token as the store keeps it: only digests.
@@ -227,13 +225,9 @@ type refreshGrant struct {
 	expiresAt time.Time
 }
 
-// addSession starts a session for u holding grant, first setting a
-// newHashedPassword, unless it is "", and ending u's other sessions; it
-// returns u's generation, or errSessionEnded, changing nothing, if u is gone
-// or its generation moved on since u was read. The hash is not compared: a
-// rehash stores the same password, and must fail no login that read u. The
-// login sweeps u's expired sessions, sessionSweepRows of anyone's, and u's
-// oldest past the newest maxSessionsPerUser.
+// addSession starts a session for u holding grant (newSession tells the
+// rest) and returns u's generation. The hash is not compared: a rehash
+// stores the same password, and must fail no login that read u.
 func (s *store) addSession(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
 	generation := u.TokenGeneration
 	err := s.write(ctx, func(tx *sql.Tx) error {
