@@ -9,7 +9,7 @@
 //     already: two parties hold the session, which is ended (RFC 9700
 //     §4.14.2). Refreshes are limited per session; only successes count.
 //   - A user has at most maxSessionsPerUser sessions; each login sweeps
-//     expired ones (insertSession), so no cleaning job is needed.
+//     expired ones (addSession), so no cleaning job is needed.
 //   - Logout, password change and createsuperuser delete the user's
 //     sessions and move its token generation on (endSessionsTx); an access
 //     token of an older generation is refused (requireUser).
@@ -22,7 +22,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -98,11 +97,18 @@ func parseRefreshToken(token string) (grant refreshGrant, handle []byte, ok bool
 // If u's generation moved on since login read it, the checked password may
 // be an old one: the login fails as a wrong password does.
 func (a *app) startSession(w http.ResponseWriter, r *http.Request, u user) error {
+	return a.newSession(w, r, u, "", errIncorrectLogin)
+}
+
+// newSession starts a session for u, first setting newHashedPassword unless
+// it is "", and answers with its tokens; or returns ended if u's generation
+// moved on since u was read.
+func (a *app) newSession(w http.ResponseWriter, r *http.Request, u user, newHashedPassword string, ended error) (err error) {
 	now := a.now()
 	refreshToken, grant := a.refreshToken(nil, now)
-	err := a.store.addSession(r.Context(), u, grant, now)
+	u.TokenGeneration, err = a.store.addSession(r.Context(), u, newHashedPassword, grant, now)
 	if errors.Is(err, errSessionEnded) {
-		return errIncorrectLogin
+		return ended
 	}
 	if err != nil {
 		return err
@@ -209,16 +215,7 @@ func (a *app) handleChangePassword(w http.ResponseWriter, r *http.Request, calle
 	if err != nil {
 		return err
 	}
-	now := a.now()
-	refreshToken, grant := a.refreshToken(nil, now)
-	caller.TokenGeneration, err = a.store.changePassword(r.Context(), caller, hash, grant, now)
-	if errors.Is(err, errSessionEnded) {
-		return errBadToken // the token it came with was ended meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	return a.writeTokens(w, caller, refreshToken, now)
+	return a.newSession(w, r, caller, hash, errBadToken) // errBadToken: its token was ended meanwhile
 }
 
 // refreshGrant is a refresh token as the store keeps it: only digests.
@@ -228,71 +225,37 @@ type refreshGrant struct {
 	expiresAt time.Time
 }
 
-// addSession starts a session for u holding grant, or returns
-// errSessionEnded if u's generation moved on since u was read.
-func (s *store) addSession(ctx context.Context, u user, grant refreshGrant, now time.Time) error {
+// addSession starts a session for u holding grant (newSession tells the
+// rest) and returns u's generation. The hash is not compared: a rehash
+// stores the same password, and must fail no login that read u.
+func (s *store) addSession(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
+	generation := u.TokenGeneration
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
-			return err
+		var stored int64
+		err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && stored != u.TokenGeneration) {
+			return errSessionEnded
 		}
-		return insertSession(ctx, tx, u.ID, grant, now)
+		if err == nil && newHashedPassword != "" {
+			generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword)
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM session WHERE user_id = ?2 AND expires_at <= ?1
+				OR id IN (SELECT id FROM session WHERE expires_at <= ?1 AND user_id <> ?2 LIMIT ?3)`,
+				now.Unix(), u.ID, sessionSweepRows)
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, "INSERT INTO session (user_id, handle, digest, expires_at) VALUES (?, ?, ?, ?)",
+				u.ID, grant.handle, grant.digest, grant.expiresAt.Unix())
+		}
+		if err == nil { // ids only grow (AUTOINCREMENT), so the highest are the newest
+			_, err = tx.ExecContext(ctx, `DELETE FROM session WHERE user_id = ?1 AND id <=
+				(SELECT id FROM session WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`,
+				u.ID, maxSessionsPerUser)
+		}
+		return err
 	})
-	return wrapErr(err, "add session")
-}
-
-// checkGenerationUnchanged returns errSessionEnded unless u still exists
-// at the token generation it was read at. The hash is not compared: a
-// rehash stores the same password, and must fail no login that read u.
-func checkGenerationUnchanged(ctx context.Context, tx *sql.Tx, u user) error {
-	var generation int64
-	err := tx.QueryRowContext(ctx, "SELECT token_generation FROM user WHERE id = ?", u.ID).Scan(&generation)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && generation != u.TokenGeneration) {
-		return errSessionEnded
-	}
-	return wrapErr(err, "check session")
-}
-
-// changePassword gives u a new hash, ends its sessions and starts the
-// one of grant, in one transaction, and returns u's new generation; or
-// errSessionEnded, changing nothing, if u's generation moved on.
-func (s *store) changePassword(ctx context.Context, u user, newHashedPassword string, grant refreshGrant, now time.Time) (int64, error) {
-	var generation int64
-	err := s.write(ctx, func(tx *sql.Tx) (err error) {
-		if err := checkGenerationUnchanged(ctx, tx, u); err != nil {
-			return err
-		}
-		if generation, err = endSessionsTx(ctx, tx, u.ID, newHashedPassword); err != nil {
-			return err
-		}
-		return insertSession(ctx, tx, u.ID, grant, now)
-	})
-	return generation, wrapErr(err, "change password")
-}
-
-// insertSession adds a session of userID holding grant. It deletes first
-// userID's expired sessions and up to sessionSweepRows of anyone's, and
-// then userID's oldest past the newest maxSessionsPerUser.
-func insertSession(ctx context.Context, tx *sql.Tx, userID int64, grant refreshGrant, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, "DELETE FROM session WHERE user_id = ? AND expires_at <= ?", userID, now.Unix()); err != nil {
-		return fmt.Errorf("delete expired sessions: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx,
-		"DELETE FROM session WHERE id IN (SELECT id FROM session WHERE expires_at <= ? LIMIT ?)",
-		now.Unix(), sessionSweepRows); err != nil {
-		return fmt.Errorf("delete expired sessions: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx,
-		"INSERT INTO session (user_id, handle, digest, expires_at) VALUES (?, ?, ?, ?)",
-		userID, grant.handle, grant.digest, grant.expiresAt.Unix()); err != nil {
-		return fmt.Errorf("add session: %w", err)
-	}
-	// Ids only grow (AUTOINCREMENT), so the highest are the newest.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM session WHERE user_id = ?1 AND id <=
-		(SELECT id FROM session WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`,
-		userID, maxSessionsPerUser); err != nil {
-		return fmt.Errorf("end the oldest sessions: %w", err)
-	}
-	return nil
+	return generation, wrapErr(err, "add session")
 }
 
 // sessionOf returns the id of the session that presented names, as its
@@ -343,13 +306,10 @@ func (s *store) rotateSession(ctx context.Context, presented, next refreshGrant,
 			next.handle, next.digest, next.expiresAt.Unix(), id)
 		return err
 	})
-	if err != nil {
-		return user{}, fmt.Errorf("rotate refresh token: %w", err)
-	}
-	if invalid {
+	if invalid && err == nil {
 		return user{}, errRefreshTokenRefused
 	}
-	return u, nil
+	return u, wrapErr(err, "rotate refresh token")
 }
 
 // endSessions retires every token of the user: it moves the generation
