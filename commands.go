@@ -144,15 +144,12 @@ func backupCommand(ctx context.Context, cfg config, _ io.Reader, stdout, _ io.Wr
 	return nil
 }
 
-// version, if set, is what the version command names the binary. A build
-// sets it with -ldflags "-X main.version=v1.2.3": deploy/Dockerfile does,
-// because its build context has no .git from which the Go toolchain could
-// read the revision.
+// version, if set, names the binary: deploy/Dockerfile sets it with
+// -ldflags "-X main.version=v1.2.3", as its build context has no .git.
 var version string
 
-// versionCommand prints the version and the revision the binary was built
-// from: the version set at build time if any, else the module version, and
-// the revision as the Go toolchain recorded it.
+// versionCommand prints the version (set at build time, else the module's)
+// and the revision the Go toolchain recorded.
 func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Writer) error {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -167,9 +164,7 @@ func versionCommand(_ context.Context, _ config, _ io.Reader, stdout, _ io.Write
 	if settings["vcs.modified"] == "true" {
 		revision += " (modified)"
 	}
-	if t := settings["vcs.time"]; t != "" {
-		revision += " " + t
-	}
+	revision = strings.TrimSpace(revision + " " + settings["vcs.time"])
 	fmt.Fprintf(stdout, "recipeapi %s, %s, %s\n", cmp.Or(version, info.Main.Version), revision, info.GoVersion)
 	return nil
 }
@@ -348,21 +343,20 @@ func seedFirstSuperuser(ctx context.Context, st *store, passwords *passwordHashe
 		return fmt.Errorf("seed: %w", err)
 	}
 	created, err := st.seed(ctx, cfg.firstSuperuser, hash)
-	if err != nil {
+	if err != nil || !created {
 		return err
 	}
+	how, shown := " with the password from FIRST_SUPERUSER_PW", slog.Attr{} // a zero Attr is left out
+	if generated {
+		how, shown = "; its password is shown only this once", slog.String("password", password)
+	}
 	switch {
-	case !created:
-	case cfg.logJSON && generated:
-		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser; its password is shown only this once",
-			"email", cfg.firstSuperuser, "password", password)
 	case cfg.logJSON:
-		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser with the password from FIRST_SUPERUSER_PW",
-			"email", cfg.firstSuperuser)
+		slog.New(slog.NewJSONHandler(stdout, nil)).Info("Created the first superuser"+how, "email", cfg.firstSuperuser, shown)
 	case generated:
 		fmt.Fprintf(stdout, "Created the first superuser %s; its password, shown only this once, is %s\n", cfg.firstSuperuser, password)
 	default:
-		fmt.Fprintf(stdout, "Created the first superuser %s with the password from FIRST_SUPERUSER_PW\n", cfg.firstSuperuser)
+		fmt.Fprintf(stdout, "Created the first superuser %s%s\n", cfg.firstSuperuser, how)
 	}
 	return nil
 }

@@ -80,6 +80,7 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	status := http.StatusOK
 	if errors.Is(err, errSearchCutOff) {
 		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
+		page.Notice = "That search took too long. Try a longer or more specific word, or try again in a moment."
 		status, err = errSearchTooLong.status, nil
 		w.Header().Set("Retry-After", strconv.Itoa(int(errSearchTooLong.retryAfter/time.Second)))
 	}
@@ -97,8 +98,7 @@ func (a *app) handleHome(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// homeSearch finds what the API's search finds for ?q=, with its rules;
-// a search cut off returns a notice and errSearchCutOff.
+// homeSearch finds what the API's search finds for ?q=, with its rules.
 func (a *app) homeSearch(ctx context.Context, query url.Values) (homePage, error) {
 	keyword := query.Get("q")
 	page := homePage{Query: validUTF8(keyword), Searching: true}
@@ -111,11 +111,9 @@ func (a *app) homeSearch(ctx context.Context, query url.Values) (homePage, error
 		page.Notice = fmt.Sprintf("Type at least %d characters to search.", minKeywordChars)
 		return page, nil
 	}
-	// One more than shown, to know whether there are more.
-	found, err := a.store.searchRecipes(ctx, keyword, foundOnHome+1)
-	if err != nil { // handleHome shows the notice for errSearchCutOff only
-		page.Notice = "That search took too long. Try a longer or more specific word, or try again in a moment."
-		return page, err
+	found, err := a.store.searchRecipes(ctx, keyword, foundOnHome+1) // one more, to know if there are more
+	if err != nil {
+		return page, err // with Query and Searching, for a search cut off
 	}
 	if len(found) > foundOnHome {
 		found = found[:foundOnHome]
