@@ -1,34 +1,27 @@
-// auth_test.go tests signup, login and the bearer-token check through the
-// real handler, one contract row or fix at a time; the limits on
-// attempts, which count failed logins only, and signups in a budget of
-// their own; the one check of a password, which treats an unusable stored
-// hash as an unknown email on every path; and password hashing: a pool
-// that serves bursts, refuses only past its wait bound and keeps no
-// request waiting longer whatever runs in front of it, a dummy hash that
-// follows the dearest stored hash, and the rehash of a cheaper hash. The
-// helpers that hold the hashing workers, and count a request's bcrypt
-// runs, stand together after the limiter's tests (holdWorkers,
-// queueHolders, hashingJobs).
+// auth_test.go tests auth.go: signup, login and /auth/me, the password
+// check and its dummy hash, unusable and cheaper stored hashes, the limits
+// on signups and failed logins, the client address they count by, and the
+// users table.
 package main
 
 import (
 	"context"
-	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"runtime"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -335,101 +328,6 @@ func TestLoginAttemptsAreLimitedPerClient(t *testing.T) {
 	})
 }
 
-func TestRateLimiterForgetsIdleClients(t *testing.T) {
-	clock := newTestClock()
-	l := newRateLimiter(2, time.Minute, clock.Now)
-	for i := range 100 {
-		l.take(fmt.Sprintf("client-%d", i))
-	}
-	clock.advance(2 * time.Minute)
-	l.take("late")
-	if len(l.buckets) != 1 {
-		t.Errorf("%d buckets kept after every client went idle, want 1", len(l.buckets))
-	}
-	t.Run("but not one with an attempt still pending", func(t *testing.T) {
-		settle, _, err := l.reserve(t.Context(), "pending")
-		if err != nil || settle == nil {
-			t.Fatalf("reserve = %v, want an attempt", err)
-		}
-		clock.advance(2 * time.Minute)
-		l.take("later")
-		if _, ok := l.buckets["pending"]; !ok {
-			t.Error("the bucket of a pending attempt was forgotten")
-		}
-		settle(false)
-		clock.advance(2 * time.Minute)
-		l.take("later")
-		if _, ok := l.buckets["pending"]; ok {
-			t.Error("the bucket was kept after its attempt settled and it refilled")
-		}
-	})
-	if newRateLimiter(0, time.Minute, time.Now) != nil {
-		t.Error("a limit of 0 should turn the limiter off")
-	}
-}
-
-// queued is the number of jobs waiting for a worker.
-func (p *passwordHasher) queued() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.queue.Len()
-}
-
-// busy is the number of jobs the workers are running.
-func (p *passwordHasher) busy() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.running)
-}
-
-// setHashTime makes p judge its queue as if recent hashes had taken d.
-func (p *passwordHasher) setHashTime(d time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hashTime = d
-}
-
-// holdWorkers keeps every worker of p busy until release is called (or
-// the test ends), so that a test can act while others wait to hash.
-func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
-	t.Helper()
-	held, release := queueHolders(t, p)
-	held()
-	return release
-}
-
-// queueHolders queues one job for each worker of p, each of which holds
-// its worker until release is called (or the test ends); held waits until
-// every one of them has a worker.
-func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
-	t.Helper()
-	unblock := make(chan struct{})
-	var running, holders sync.WaitGroup
-	running.Add(p.workers)
-	for range p.workers {
-		holders.Go(func() {
-			if err := p.do(context.Background(), func() { running.Done(); <-unblock }); err != nil {
-				t.Errorf("holding a worker: %v", err)
-				running.Done()
-			}
-		})
-	}
-	held = func() {
-		t.Helper()
-		allRunning := make(chan struct{})
-		go func() { running.Wait(); close(allRunning) }()
-		select {
-		case <-allRunning:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("the %d workers did not all take the holding jobs within 5 s", p.workers)
-		}
-	}
-	var once sync.Once
-	release = func() { once.Do(func() { close(unblock); holders.Wait() }) }
-	t.Cleanup(release)
-	return held, release
-}
-
 // hashingJobs sends the request that send makes and counts the jobs that
 // it, and the work it leaves behind (p.later), run on e's hashing pool:
 // every bcrypt run, compare or hash. The workers are held and let go one
@@ -480,17 +378,6 @@ func releaseOnceQueued(t *testing.T, p *passwordHasher, n int, release func()) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}()
-}
-
-// waitFor polls cond until it holds, failing the test after a few polls
-// of the store's external-write watch.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited in vain for %s", what)
-		}
-	}
 }
 
 func TestLoginLimiterCountsOnlyFailures(t *testing.T) {
@@ -706,30 +593,6 @@ func TestTheHighestStoredCostIsReadFromAnIndex(t *testing.T) {
 	}
 }
 
-// queryPlan is how SQLite will run query, one step a line (EXPLAIN QUERY
-// PLAN), so that a test can tell an index from a scan of every row.
-func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
-	t.Helper()
-	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan strings.Builder
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(detail + "\n")
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return plan.String()
-}
-
 func TestLoginRehashesACheaperHash(t *testing.T) {
 	cheap := newTestEnv(t)
 	cheap.signup("cook@example.com", "password123")
@@ -795,304 +658,6 @@ func TestLoginRehashesACheaperHash(t *testing.T) {
 	})
 }
 
-func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
-	t.Run("four times as many hashes as workers all run, at most one per worker at a time", func(t *testing.T) {
-		p := newPasswordHasher(testBcryptCost)
-		defer p.close()
-		var mu sync.Mutex
-		running, most, ran := 0, 0, 0
-		var wg sync.WaitGroup
-		for range 4 * p.workers {
-			wg.Go(func() {
-				err := p.do(t.Context(), func() {
-					mu.Lock()
-					running++
-					most = max(most, running)
-					mu.Unlock()
-					if _, err := bcrypt.GenerateFromPassword([]byte("password123"), testBcryptCost); err != nil {
-						t.Error(err)
-					}
-					time.Sleep(2 * time.Millisecond) // long enough for the burst to pile up
-					mu.Lock()
-					running--
-					ran++
-					mu.Unlock()
-				})
-				if err != nil {
-					t.Errorf("p.do in a burst of %d = %v, want it served", 4*p.workers, err)
-				}
-			})
-		}
-		wg.Wait()
-		if ran != 4*p.workers {
-			t.Errorf("%d hashes ran, want %d", ran, 4*p.workers)
-		}
-		if most > p.workers {
-			t.Errorf("%d hashes ran at once, want at most %d, one per worker", most, p.workers)
-		}
-	})
-
-	e := newTestEnv(t)
-	signupBurst := func(n int, email func(i int) string) map[int]int {
-		return burstStatuses(n, func(i int) *http.Response {
-			return e.postJSON("/api/v1/auth/signup", fmt.Sprintf(`{"email":%q,"password":"password123"}`, email(i)))
-		})
-	}
-	t.Run("40 concurrent signups of distinct emails are all created", func(t *testing.T) {
-		got := signupBurst(40, func(i int) string { return fmt.Sprintf("cook%d@example.com", i) })
-		if got[http.StatusCreated] != 40 {
-			t.Errorf("40 concurrent signups answered %v, want 40 × 201", got)
-		}
-	})
-	t.Run("20 concurrent signups of one email give one 201 and nineteen 400", func(t *testing.T) {
-		got := signupBurst(20, func(int) string { return "same@example.com" })
-		if got[http.StatusCreated] != 1 || got[http.StatusBadRequest] != 19 {
-			t.Errorf("20 concurrent signups of one email answered %v, want 1 × 201 and 19 × 400", got)
-		}
-	})
-}
-
-func TestHashingRefusesOnlyPastTheWaitBound(t *testing.T) {
-	e := newTestEnv(t)
-	e.signup("cook@example.com", "password123")
-	good := url.Values{"username": {"cook@example.com"}, "password": {"password123"}}
-
-	// One hash is taken to last 16 s, past the 15 s of waiting admitted:
-	// with every worker busy, a new request would wait 16 s.
-	e.passwords.setHashTime(16 * time.Second)
-	release := holdWorkers(t, e.passwords)
-	t.Run("past the bound, login and signup get 503 with the expected wait as Retry-After", func(t *testing.T) {
-		// Within a second: the answer must come at once, not after a wait.
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		defer cancel()
-		for _, r := range []*http.Request{
-			newRequest("POST", "/api/v1/auth/login", strings.NewReader(good.Encode()), "Content-Type", "application/x-www-form-urlencoded"),
-			newRequest("POST", "/api/v1/auth/signup", strings.NewReader(`{"email":"new@example.com","password":"password123"}`), "Content-Type", "application/json"),
-		} {
-			resp := e.serve(r.WithContext(ctx))
-			if ra := resp.Header.Get("Retry-After"); ra != "16" {
-				t.Errorf("%s: Retry-After = %q, want 16", resp.Request.URL.Path, ra)
-			}
-			expectDetail(t, resp, http.StatusServiceUnavailable, "Server busy, try again shortly")
-		}
-		if n := e.passwords.queued(); n != 0 {
-			t.Errorf("%d refused jobs are queued, want 0", n)
-		}
-	})
-	t.Run("reads do not wait for hashing", func(t *testing.T) {
-		expectStatus(t, e.get("/api/v1/recipes/1"), http.StatusOK)
-	})
-	t.Run("within the bound, a login waits its turn and is served", func(t *testing.T) {
-		e.passwords.setHashTime(3 * time.Second)
-		answer := make(chan *http.Response, 1)
-		go func() { answer <- e.postForm("/api/v1/auth/login", good) }()
-		waitFor(t, "the login to queue", func() bool { return e.passwords.queued() == 1 })
-		release()
-		expectStatus(t, <-answer, http.StatusOK)
-	})
-	t.Run("the wait grows by one hash for each round of jobs ahead", func(t *testing.T) {
-		p := newPasswordHasher(testBcryptCost)
-		defer p.close()
-		p.setHashTime(6 * time.Second)
-		release := holdWorkers(t, p) // just started: each ends in about one hash
-		defer release()
-		for range 2 * p.workers { // two more rounds ahead, admitted within 12 s
-			go p.do(context.Background(), func() {})
-		}
-		waitFor(t, "the jobs to queue", func() bool { return p.queued() == 2*p.workers })
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // a refusal is at once
-		defer cancel()
-		err := p.do(ctx, func() { t.Error("a refused job ran") })
-		var busy *apiError
-		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable ||
-			busy.retryAfter <= 17*time.Second || busy.retryAfter > 18*time.Second {
-			t.Errorf("p.do behind three rounds of 6 s hashes = %v (%+v), want 503 with Retry-After just under 18s", err, busy)
-		}
-	})
-}
-
-func TestTheWaitBoundAdmitsABurstOf40SignupsAtCost12OnTwoCPUs(t *testing.T) {
-	// The arithmetic alone, on a pool that runs nothing: 40 jobs arrive
-	// at once, before any ends, with one hash taking 0.56 s, twice what it
-	// takes on an idle machine.
-	p := &passwordHasher{workers: 2, hashTime: 560 * time.Millisecond}
-	for k := range 40 {
-		if wait := p.expectedWait(time.Now()); wait > maxHashingWait {
-			t.Fatalf("job %d of a burst of 40 would wait %s, past the bound %s", k+1, wait, maxHashingWait)
-		}
-		p.queue.PushBack(&hashJob{})
-	}
-}
-
-// stoppedPool is a pool of workers that runs nothing, each worker running
-// a job started the given time before now: for the arithmetic of
-// expectedWait alone.
-func stoppedPool(workers int, hashTime time.Duration, now time.Time, started ...time.Duration) *passwordHasher {
-	p := &passwordHasher{workers: workers, hashTime: hashTime, running: map[*hashJob]bool{}}
-	for _, ago := range started {
-		p.running[&hashJob{started: now.Add(-ago)}] = true
-	}
-	return p
-}
-
-// admitted is how many jobs p queues at now before a job would wait
-// longer than bound.
-func admitted(t *testing.T, p *passwordHasher, now time.Time, bound time.Duration) int {
-	t.Helper()
-	for queued := 0; ; queued++ {
-		if p.expectedWait(now) > bound {
-			return queued
-		}
-		if queued > 100000 {
-			t.Fatal("over 100000 jobs queued, and none refused")
-		}
-		p.queue.PushBack(&hashJob{})
-	}
-}
-
-func TestHashingQueueHoldsAtMostTheWaitBoundOfTheCheapestHashes(t *testing.T) {
-	// However cheap hashes are measured to be, each counts as minHashTime:
-	// with 2 ms of wait admitted, four rounds may wait behind the jobs
-	// that the two workers have just started.
-	now := time.Now()
-	p := stoppedPool(2, time.Nanosecond, now, 0, 0)
-	if n, want := admitted(t, p, now, 4*minHashTime), 4*p.workers; n != want {
-		t.Errorf("%d jobs were queued before one was refused, want %d", n, want)
-	}
-}
-
-func TestTheWaitCountsTheRunningJobsAsTheyAre(t *testing.T) {
-	const hash = time.Second
-	for _, tc := range []struct {
-		name     string
-		workers  int
-		started  []time.Duration // how long ago each running job started
-		wantWait time.Duration   // of the first job queued
-		wantJobs int             // queued before one is refused, with 5 s admitted
-	}{
-		{"idle workers take a job at once", 2, nil, 0, 12},
-		{"jobs that have just started end in one hash", 2, []time.Duration{0, 0}, hash, 10},
-		{"jobs half done end in half a hash", 2, []time.Duration{hash / 2, hash / 2}, hash / 2, 10},
-		{"jobs past the average are expected to run as long again as they have", 2, []time.Duration{10 * hash, 10 * hash}, 10 * hash, 0},
-		{"one worker held long leaves the other to serve the queue alone", 2, []time.Duration{time.Hour, 0}, hash, 5},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			now := time.Now()
-			p := stoppedPool(tc.workers, hash, now, tc.started...)
-			if got := p.expectedWait(now); got != tc.wantWait {
-				t.Errorf("the first job queued would wait %s, want %s", got, tc.wantWait)
-			}
-			if n := admitted(t, p, now, 5*time.Second); n != tc.wantJobs {
-				t.Errorf("%d jobs were queued before one was refused, want %d", n, tc.wantJobs)
-			}
-		})
-	}
-}
-
-func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
-	// A worker held for as long as a test likes stands for any job that
-	// runs far longer than its measure: a dear hash, a starved CPU.
-	watchdog := func(t *testing.T, what string, done <-chan error) error {
-		t.Helper()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s still waits after 10 s", what)
-			return nil
-		}
-	}
-	expectBusy := func(t *testing.T, err error) {
-		t.Helper()
-		var busy *apiError
-		if !errors.As(err, &busy) || busy.status != http.StatusServiceUnavailable || busy.retryAfter < time.Second {
-			t.Fatalf("p.do = %v, want 503 with a Retry-After of a second or more", err)
-		}
-	}
-	t.Run("a job queued past the bound leaves with 503; behind workers run far past the average, the next is refused at once", func(t *testing.T) {
-		// In real time: the bound is maxHashingWait.
-		p := newPasswordHasher(testBcryptCost)
-		defer p.close()
-		p.setHashTime(time.Millisecond) // the held jobs soon run far past it
-		release := holdWorkers(t, p)
-		defer release()
-		start := time.Now()
-		done := make(chan error, 1)
-		go func() { done <- p.do(t.Context(), func() { t.Error("a job that left the queue ran") }) }()
-		select {
-		case err := <-done:
-			expectBusy(t, err)
-		case <-time.After(maxHashingWait + 10*time.Second):
-			t.Fatalf("a job queued behind held workers still waits after %s", time.Since(start))
-		}
-		if waited := time.Since(start); waited < maxHashingWait {
-			t.Errorf("the job left the queue after %s, want %s", waited, maxHashingWait)
-		}
-		if n := p.queued(); n != 0 {
-			t.Errorf("%d jobs queued after the only one left, want 0", n)
-		}
-		// Each held worker has run for 15 s, and so counts as busy for 15 s more.
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second) // a refusal is at once
-		defer cancel()
-		err := p.do(ctx, func() { t.Error("a refused job ran") })
-		var busy *apiError
-		if !errors.As(err, &busy) || busy.retryAfter <= maxHashingWait {
-			t.Errorf("p.do behind workers held for %s = %v, want 503 with a Retry-After past it", maxHashingWait, err)
-		}
-	})
-	t.Run("a request that ends stops waiting for a job a worker has taken", func(t *testing.T) {
-		p := newPasswordHasher(testBcryptCost)
-		defer p.close()
-		release := make(chan struct{})
-		defer close(release)
-		ctx, cancel := context.WithCancel(t.Context())
-		taken := make(chan struct{})
-		done := make(chan error, 1)
-		go func() { done <- p.do(ctx, func() { close(taken); <-release }) }()
-		<-taken
-		cancel()
-		if err := watchdog(t, "a request that ended", done); !errors.Is(err, context.Canceled) {
-			t.Errorf("p.do after its context ended = %v, want context.Canceled", err)
-		}
-	})
-	t.Run("closing the pool drops the queue and waits only a moment for a busy worker", func(t *testing.T) {
-		p := newPasswordHasher(testBcryptCost)
-		release := holdWorkers(t, p) // released when the test ends, after close
-		defer release()
-		queued := make(chan error, 1)
-		go func() { queued <- p.do(t.Context(), func() { t.Error("a dropped job ran") }) }()
-		waitFor(t, "the job to queue", func() bool { return p.queued() == 1 })
-		closed := make(chan error, 1)
-		go func() { p.close(); closed <- nil }()
-		watchdog(t, "close, with every worker busy,", closed)
-		expectBusy(t, watchdog(t, "a job queued when the pool closed", queued))
-		expectBusy(t, p.do(t.Context(), func() { t.Error("a job ran after close") }))
-	})
-}
-
-func TestHashingLeavesTheQueueWhenTheRequestEnds(t *testing.T) {
-	p := newPasswordHasher(testBcryptCost)
-	defer p.close()
-	release := holdWorkers(t, p)
-	ctx, cancel := context.WithCancel(t.Context())
-	var ran atomic.Bool
-	done := make(chan error, 1)
-	go func() { done <- p.do(ctx, func() { ran.Store(true) }) }()
-	waitFor(t, "the job to queue", func() bool { return p.queued() == 1 })
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("p.do after its context ended = %v, want context.Canceled", err)
-	}
-	if n := p.queued(); n != 0 {
-		t.Errorf("%d jobs queued after the only one's request ended, want 0", n)
-	}
-	release()
-	p.close()
-	if ran.Load() {
-		t.Error("the job of an ended request ran")
-	}
-}
-
 // FuzzSignupBody sends arbitrary bodies to signup: whatever arrives, the
 // answer is a JSON 201, 400 or 422, never a 500.
 func FuzzSignupBody(f *testing.F) {
@@ -1140,17 +705,6 @@ func FuzzLoginForm(f *testing.F) {
 			t.Fatalf("logged in with %q", body)
 		}
 	})
-}
-
-func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
-	t.Helper()
-	if !slices.Contains(allowed, resp.StatusCode) {
-		body, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d %s, want one of %v", resp.StatusCode, body, allowed)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("Content-Type %q, want application/json", ct)
-	}
 }
 
 func TestEmailsIgnoreCaseBeyondASCII(t *testing.T) {
@@ -1398,14 +952,6 @@ func TestClientsBehindATrustedProxyWhoseEntriesHavePortsAreLimitedApart(t *testi
 	}
 }
 
-func TestServingGivesTheHashingWorkersProcsOfTheirOwn(t *testing.T) {
-	reserveProcsForHashing()
-	reserveProcsForHashing() // a second server in the process adds none
-	if got, want := runtime.GOMAXPROCS(0), 2*hashingWorkers(); got != want {
-		t.Errorf("GOMAXPROCS = %d, want %d: the CPUs and one more per hashing worker", got, want)
-	}
-}
-
 func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 	// A rehash stores the same password at a new cost and moves no token
 	// generation on, so a login or password change that read the user
@@ -1444,22 +990,6 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 		}, rehashMeanwhile)
 		expectStatus(t, answer, http.StatusOK)
 	})
-}
-
-// burstStatuses makes n attempts at once and counts the statuses they get.
-func burstStatuses(n int, attempt func(i int) *http.Response) map[int]int {
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { statuses <- attempt(i).StatusCode })
-	}
-	wg.Wait()
-	close(statuses)
-	counts := map[int]int{}
-	for s := range statuses {
-		counts[s]++
-	}
-	return counts
 }
 
 // dummyCost is the cost of the dummy hash, 0 before there is one.
@@ -1517,6 +1047,410 @@ func FuzzForwardedNode(f *testing.F) {
 		}
 		if back, err := netip.ParseAddr(addr.String()); err != nil || back != addr {
 			t.Fatalf("forwardedNode(%q) = %v, which reads back as %v, %v", entry, addr, back, err)
+		}
+	})
+}
+
+// BenchmarkLogin is a whole login with the right password at bcrypt cost
+// 12, the default, beside one bcrypt comparison at that cost: the login
+// should cost that comparison and little more (no second hash).
+func BenchmarkLogin(b *testing.B) {
+	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
+	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
+	b.Run("login", func(b *testing.B) {
+		for b.Loop() {
+			resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("login = %d", resp.StatusCode)
+			}
+		}
+	})
+	b.Run("bcrypt-compare", func(b *testing.B) {
+		u, _ := e.store.userByEmail(b.Context(), "admin@recipeapi.com")
+		for b.Loop() {
+			bcrypt.CompareHashAndPassword([]byte(u.HashedPassword), []byte(adminPassword))
+		}
+	})
+}
+
+func TestUserIDsAreNeverReused(t *testing.T) {
+	e := newTestEnv(t)
+	leaver, leaverToken := newRecipeUser(e, "leaver@example.com")
+	soup := postRecipe(t, e, leaverToken, "Leaver's soup", "Leaver", "https://example.com/soup")
+	deleteUserByHand(t, e.cfg.dbPath, leaver.ID)
+
+	newcomer, newcomerToken := newRecipeUser(e, "newcomer@example.com")
+	t.Run("the next signup gets a new id", func(t *testing.T) {
+		if newcomer.ID <= leaver.ID {
+			t.Errorf("newcomer id = %d, want above the deleted user's %d", newcomer.ID, leaver.ID)
+		}
+	})
+	t.Run("the newcomer sees none of the deleted user's recipes", func(t *testing.T) {
+		resp := e.get("/api/v1/recipes/my-recipes/", bearer(newcomerToken)...)
+		expectStatus(t, resp, http.StatusOK)
+		if got := decodeBody[map[string][]recipe](t, resp)["results"]; len(got) != 0 {
+			t.Errorf("GET /api/v1/recipes/my-recipes/ = %+v, want none", got)
+		}
+	})
+	t.Run("the newcomer may not change them", func(t *testing.T) {
+		expectDetail(t, e.sendJSON("PUT", "/api/v1/recipes/"+itoa(soup.ID), recipeBody("Mine now", "Me", "https://example.com/x"), bearer(newcomerToken)...),
+			http.StatusForbidden, "You can only update your recipes")
+		expectDetail(t, e.send("DELETE", "/api/v1/recipes/"+itoa(soup.ID), nil, bearer(newcomerToken)...),
+			http.StatusForbidden, "You can only delete your recipes")
+	})
+	t.Run("the deleted user's access token is refused", func(t *testing.T) {
+		expectAccessTokenRefused(t, e, leaverToken)
+	})
+}
+
+func TestEveryAuthenticatedResponseIsMarkedNoStore(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "cook@example.com")
+	soup := postRecipe(t, e, token, "Soup", "Me", "https://example.com/soup")
+	for _, tc := range []struct {
+		name string
+		send func() *http.Response
+	}{
+		{"GET /auth/me", func() *http.Response { return e.get("/api/v1/auth/me", bearer(token)...) }},
+		{"GET /recipes/my-recipes/", func() *http.Response { return e.get("/api/v1/recipes/my-recipes/", bearer(token)...) }},
+		{"GET /recipes/my-recipes", func() *http.Response { return e.get("/api/v1/recipes/my-recipes", bearer(token)...) }},
+		{"POST /recipes/", func() *http.Response {
+			return e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Me", "https://example.com/stew"), bearer(token)...)
+		}},
+		{"PUT /recipes/{id}", func() *http.Response {
+			return e.sendJSON("PUT", "/api/v1/recipes/"+itoa(soup.ID), recipeBody("Soup", "Me", "https://example.com/soup"), bearer(token)...)
+		}},
+		{"a refused PUT on another's recipe", func() *http.Response {
+			return e.sendJSON("PUT", "/api/v1/recipes/1", recipeBody("Soup", "Me", "https://example.com/soup"), bearer(token)...)
+		}},
+		{"a 401 for a bad token", func() *http.Response { return e.get("/api/v1/auth/me", bearer("nope")...) }},
+		{"DELETE /recipes/{id}", func() *http.Response {
+			return e.send("DELETE", "/api/v1/recipes/"+itoa(soup.ID), nil, bearer(token)...)
+		}},
+		{"POST /auth/logout", func() *http.Response { return e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...) }},
+	} {
+		t.Run(tc.name+" carries Cache-Control: no-store", func(t *testing.T) {
+			resp := tc.send()
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("%s %s = %d with Cache-Control %q, want no-store", resp.Request.Method, resp.Request.URL, resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+func TestInvisibleCharactersInEmailsAndNamesAreRefused(t *testing.T) {
+	e := newTestEnv(t)
+	invisible := map[string]string{
+		"a NUL":                               "\u0000",
+		"a tab":                               "\t",
+		"a DEL":                               "\u007f",
+		"a C1 control (NEL)":                  "\u0085",
+		"a zero-width space":                  "\u200b",
+		"a zero-width non-joiner":             "\u200c",
+		"a zero-width joiner":                 "\u200d",
+		"a left-to-right mark":                "\u200e",
+		"a right-to-left mark":                "\u200f",
+		"a right-to-left override":            "\u202e",
+		"a left-to-right embedding":           "\u202a",
+		"a first-strong isolate":              "\u2068",
+		"a word joiner":                       "\u2060",
+		"an invisible plus":                   "\u2064",
+		"a byte order mark":                   "\ufeff",
+		"a soft hyphen":                       "\u00ad",
+		"a Mongolian vowel separator":         "\u180e",
+		"a line separator":                    "\u2028",
+		"a paragraph separator":               "\u2029",
+		"a no-break space":                    "\u00a0",
+		"an ideographic space":                "\u3000",
+		"a Hangul choseong filler":            "\u115f",
+		"a Hangul filler":                     "\u3164",
+		"a halfwidth Hangul filler":           "\uffa0",
+		"a braille blank":                     "\u2800",
+		"a variation selector":                "\ufe0f",
+		"a variation selector beyond the BMP": "\U000E0100",
+		"a tag character":                     "\U000E0041",
+		"a combining grapheme joiner":         "\u034f",
+		"a Khmer inherent vowel":              "\u17b4",
+		"an Arabic letter mark":               "\u061c",
+		"an interlinear annotation anchor":    "\ufff9",
+		"a function application (U+2061)":     "\u2061",
+	}
+	for name, char := range invisible {
+		t.Run("an email with "+name+" is a 422 at body.email", func(t *testing.T) {
+			if strings.TrimSpace(char) != "" {
+				// Spaces at either end are trimmed, as the contract says;
+				// that leaves the address that is already taken.
+				body, _ := json.Marshal(map[string]string{"email": "admin@recipeapi.com" + char, "password": "password123"})
+				expectProblems(t, e.postJSON("/api/v1/auth/signup", string(body)), "body.email")
+			}
+			body, _ := json.Marshal(map[string]string{"email": "ad" + char + "min@example.com", "password": "password123"})
+			expectProblems(t, e.postJSON("/api/v1/auth/signup", string(body)), "body.email")
+		})
+		t.Run("names with "+name+" are 422s at body.first_name and body.surname", func(t *testing.T) {
+			body, _ := json.Marshal(map[string]string{"email": "named@example.com", "password": "password123",
+				"first_name": "Ada" + char, "surname": char + "Lovelace"})
+			problems := problemsOf(t, e.postJSON("/api/v1/auth/signup", string(body)))
+			if len(problems) != 2 || strings.Join(problems[0].Loc, ".") != "body.first_name" || strings.Join(problems[1].Loc, ".") != "body.surname" {
+				t.Fatalf("problems = %+v, want body.first_name and body.surname", problems)
+			}
+			want := fmt.Sprintf("U+%04X", []rune(char)[0])
+			if !strings.Contains(problems[0].Msg, "invisible") || !strings.Contains(problems[0].Msg, want) {
+				t.Errorf("msg = %q, want it to say invisible and name %s", problems[0].Msg, want)
+			}
+		})
+	}
+	t.Run("the first superuser's email is checked at start too", func(t *testing.T) {
+		_, err := loadConfig("serve", nil, func(k string) string {
+			return map[string]string{"FIRST_SUPERUSER": "admin@recipeapi.com\u200b"}[k]
+		}, nil)
+		if err == nil || !strings.Contains(err.Error(), "U+200B") {
+			t.Errorf("loadConfig with a zero-width space in FIRST_SUPERUSER = %v, want an error naming U+200B", err)
+		}
+	})
+	t.Run("an emoji joined by a zero-width joiner is refused, as every format character is", func(t *testing.T) {
+		body, _ := json.Marshal(map[string]string{"email": "emoji@example.com", "password": "password123", "first_name": "Chef \U0001F469\u200d\U0001F373"})
+		problems := problemsOf(t, e.postJSON("/api/v1/auth/signup", string(body)))
+		if len(problems) != 1 || !strings.Contains(problems[0].Msg, "U+200D") {
+			t.Errorf("problems = %+v, want one naming U+200D", problems)
+		}
+	})
+	for _, tc := range []struct{ name, first, surname string }{
+		{"ordinary spaces", "Mary Ann", "van der Berg"},
+		{"letters beyond ASCII, and marks", "José", "Nguyễn"},
+		{"an e with a combining accent", "Rene\u0301e", "Zoë"},
+		{"scripts other than Latin", "Дми́трий", "李"},
+		{"an emoji", "Chef 🍳", "O'Brien-Smith"},
+	} {
+		t.Run("names with "+tc.name+" are fine", func(t *testing.T) {
+			body, _ := json.Marshal(map[string]string{"email": fmt.Sprintf("n%d@example.com", len(tc.name)), "password": "password123",
+				"first_name": tc.first, "surname": tc.surname})
+			resp := e.postJSON("/api/v1/auth/signup", string(body))
+			expectStatus(t, resp, http.StatusCreated)
+			if got := decodeBody[userView](t, resp); *got.FirstName != tc.first || *got.Surname != tc.surname {
+				t.Errorf("signup names = %q %q, want %q %q", *got.FirstName, *got.Surname, tc.first, tc.surname)
+			}
+		})
+	}
+}
+
+func TestAStoredHashOfAnUnusableCostNeverStopsTheStart(t *testing.T) {
+	seeded := newTestEnv(t)
+	path := seeded.cfg.dbPath
+	seeded.signup("fine@example.com", "password123")
+	seeded.store.close()
+	raw := openRawDB(t, path)
+	good := passlibHash(t, "password123")
+	for _, row := range []struct{ email, hash string }{
+		{"cost99@example.com", "$2b$99$" + good[7:]},
+		{"cost03@example.com", "$2b$03$" + good[7:]},
+		{"cost31@example.com", "$2b$31$" + good[7:]},
+		{"cost19@example.com", "$2b$19$" + good[7:]},
+		{"garbage@example.com", "not a hash"},
+	} {
+		if _, err := raw.Exec("INSERT INTO user (email, email_key, is_superuser, hashed_password) VALUES (?, ?, 0, ?)",
+			row.email, row.email, row.hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	started := make(chan *testEnv, 1)
+	go func() { started <- newTestEnv(t, onDatabase(path)) }()
+	var e *testEnv
+	select {
+	case e = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the start did not finish within 30 s")
+	}
+	t.Run("the dummy hash ignores the unusable costs", func(t *testing.T) {
+		cost, err := dummyCost(t.Context(), e.store, bcrypt.DefaultCost)
+		if err != nil || cost != testBcryptCost {
+			t.Errorf("dummyCost = %d, %v; want %d, the only usable cost", cost, err, testBcryptCost)
+		}
+	})
+	for _, email := range []string{"cost99@example.com", "cost03@example.com", "cost31@example.com", "cost19@example.com", "garbage@example.com"} {
+		t.Run(email+" cannot log in, as with a wrong password", func(t *testing.T) {
+			for range 3 {
+				done := make(chan *http.Response, 1)
+				go func() {
+					done <- e.postForm("/api/v1/auth/login", map[string][]string{"username": {email}, "password": {"password123"}})
+				}()
+				select {
+				case resp := <-done:
+					expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+				case <-time.After(30 * time.Second):
+					t.Fatal("the login did not answer within 30 s")
+				}
+			}
+		})
+	}
+	t.Run("the log says so at each attempt, without the hash", func(t *testing.T) {
+		logs := e.logs.String()
+		if n := strings.Count(logs, "stored password hash is unusable"); n != 15 {
+			t.Errorf("log has %d lines about unusable hashes, want 15 (one per attempt):\n%s", n, logs)
+		}
+		if strings.Contains(logs, good[7:]) || strings.Contains(logs, "not a hash") {
+			t.Errorf("the log shows a stored hash:\n%s", logs)
+		}
+	})
+	t.Run("the other accounts log in", func(t *testing.T) {
+		e.login("fine@example.com", "password123")
+		e.login("admin@recipeapi.com", adminPassword)
+	})
+}
+
+func TestForwardedForIsTrustedOnlyFromConfiguredProxies(t *testing.T) {
+	attempts := func(t *testing.T, trusted string, forwarded ...string) []int {
+		env := map[string]string{"BCRYPT_COST": "4", "LOGIN_ATTEMPTS_PER_MINUTE": "1", "TRUSTED_PROXIES": trusted,
+			"DATABASE_PATH": filepath.Join(t.TempDir(), "xff.db"), "LOG_FORMAT": "json"}
+		base, _ := serveInBackground(t, env)
+		var statuses []int
+		for _, xff := range forwarded {
+			req, _ := http.NewRequest("POST", base+"/api/v1/auth/login", strings.NewReader("username=a@b.co&password=wrong-password"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("X-Forwarded-For", xff)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			statuses = append(statuses, resp.StatusCode)
+		}
+		return statuses
+	}
+	t.Run("without TRUSTED_PROXIES a spoofed X-Forwarded-For does not make a new client", func(t *testing.T) {
+		got := attempts(t, "", "198.51.100.1", "198.51.100.2")
+		if fmt.Sprint(got) != "[400 429]" {
+			t.Errorf("two logins with different X-Forwarded-For = %v, want [400 429]", got)
+		}
+	})
+	t.Run("from a trusted proxy X-Forwarded-For names the client", func(t *testing.T) {
+		got := attempts(t, "127.0.0.0/8", "198.51.100.1", "198.51.100.2", "203.0.113.5, 198.51.100.1")
+		if fmt.Sprint(got) != "[400 400 429]" {
+			t.Errorf("logins from two forwarded clients, then the first again = %v, want [400 400 429]", got)
+		}
+	})
+}
+
+// caseVariant returns email with the letters chosen by the bits of n in
+// upper case: each n below 2^(letters) gives a different spelling.
+func caseVariant(email string, n int) string {
+	out := []rune(email)
+	bit := 0
+	for i, r := range out {
+		if unicode.IsLetter(r) {
+			if n&(1<<bit) != 0 {
+				out[i] = unicode.ToUpper(r)
+			}
+			bit++
+		}
+	}
+	return string(out)
+}
+
+func TestEmailsAreUniqueIgnoringCase(t *testing.T) {
+	t.Run("the store refuses an email that differs only in case", func(t *testing.T) {
+		e := newTestEnv(t)
+		first, err := e.store.createUser(t.Context(), user{Email: "A@x.com", HashedPassword: "x"})
+		if err != nil {
+			t.Fatalf("createUser(A@x.com) = %v", err)
+		}
+		for _, email := range []string{"a@X.COM", "A@x.com", "a@x.com", "A@X.COM"} {
+			if _, err := e.store.createUser(t.Context(), user{Email: email, HashedPassword: "x"}); !errors.Is(err, errEmailTaken) {
+				t.Errorf("createUser(%s) after A@x.com = %v, want errEmailTaken", email, err)
+			}
+		}
+		if _, err := e.store.createUser(t.Context(), user{Email: "b@x.com", HashedPassword: "x"}); err != nil {
+			t.Errorf("createUser(b@x.com) = %v, want no error", err)
+		}
+		found, err := e.store.userByEmail(t.Context(), "a@X.COM")
+		if err != nil || found.ID != first.ID || found.Email != "A@x.com" {
+			t.Errorf("userByEmail(a@X.COM) = %+v, %v; want user %d as A@x.com", found, err, first.ID)
+		}
+	})
+
+	t.Run("of 20 racing signups of one email in different cases, exactly one wins", func(t *testing.T) {
+		e := newTestEnv(t)
+		const racers = 20
+		type outcome struct {
+			email  string
+			status int
+			body   string
+		}
+		outcomes := make(chan outcome, racers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range racers {
+			email := caseVariant("racer@example.com", i)
+			wg.Go(func() {
+				<-start
+				body := fmt.Sprintf(`{"email":%q,"password":"racer-password"}`, email)
+				// A 503 means the hashers were all busy: the contract's
+				// answer to a flood, which a client retries.
+				for attempt := 0; ; attempt++ {
+					resp := e.postJSON("/api/v1/auth/signup", body)
+					text, _ := io.ReadAll(resp.Body)
+					if resp.StatusCode != http.StatusServiceUnavailable || attempt == 200 {
+						outcomes <- outcome{email, resp.StatusCode, string(text)}
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(outcomes)
+
+		var winners []string
+		for o := range outcomes {
+			switch o.status {
+			case http.StatusCreated:
+				winners = append(winners, o.email)
+			case http.StatusBadRequest:
+				if want := `{"detail":"The user with this email already exists in the system"}`; o.body != want {
+					t.Errorf("POST /api/v1/auth/signup %s = 400 %s, want %s", o.email, o.body, want)
+				}
+			default:
+				t.Errorf("POST /api/v1/auth/signup %s = %d %s, want 201 or 400", o.email, o.status, o.body)
+			}
+		}
+		if len(winners) != 1 {
+			t.Errorf("signups that won = %q, want exactly one", winners)
+		}
+		raw := openRawDB(t, e.cfg.dbPath)
+		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE email = 'racer@example.com' COLLATE NOCASE"); n != 1 {
+			t.Errorf("users with the racers' email = %d, want 1", n)
+		}
+	})
+}
+
+func TestOnceTheUserIDsAreUsedUpASignupSaysSo(t *testing.T) {
+	// A reference database whose last user has the largest id SQLite
+	// allows: the migration's AUTOINCREMENT can give no id after it.
+	path := filepath.Join(t.TempDir(), "reference.db")
+	makeReferenceDB(t, path, fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+		VALUES (%d, 'Last', 'One', 'last@example.com', 0, '%s')`, int64(math.MaxInt64), passlibHash(t, "last-password")))
+	e := newTestEnv(t, onDatabase(path))
+
+	t.Run("a signup answers 503, saying why, with no Retry-After, and the log tells the operator", func(t *testing.T) {
+		resp := e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
+		if retry := resp.Header.Get("Retry-After"); retry != "" {
+			t.Errorf("Retry-After = %q; want none: waiting will not help", retry)
+		}
+		expectDetail(t, resp, http.StatusServiceUnavailable, "No more accounts can be created: the user ids are used up")
+		if logs := e.logs.String(); !strings.Contains(logs, "user ids are used up") {
+			t.Errorf("the log does not say that the user ids are used up:\n%s", logs)
+		}
+	})
+	t.Run("the users there log in and submit recipes as before", func(t *testing.T) {
+		token := e.login("last@example.com", "last-password")
+		resp := e.postJSON("/api/v1/recipes/", `{"label":"Last Soup","source":"s","url":"https://example.com/soup"}`, bearer(token)...)
+		expectStatus(t, resp, http.StatusCreated)
+	})
+	t.Run("createsuperuser of a new email says why in one line", func(t *testing.T) {
+		_, err := runCommand(t, map[string]string{"BCRYPT_COST": "4"}, "a-strong-password\n", "createsuperuser", "-db", path, "-email", "boss@example.com")
+		if err == nil || !strings.Contains(err.Error(), "user ids are used up") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("createsuperuser = %v, want one line saying the user ids are used up", err)
 		}
 	})
 }

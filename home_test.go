@@ -1,13 +1,14 @@
-// home_test.go tests the home page beyond what TestHomePage checks
-// (escaping, the policy, nothing from other sites): its search, which
-// follows the API's rules, its newer/older paging, and what it shows when
-// there is nothing to show.
+// home_test.go tests home.go: the HTML home page, its search and its
+// paging.
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -225,4 +226,123 @@ func TestTheHomePageIsRenderedAgainWhenItsRecipesChange(t *testing.T) {
 	if getHome(t, e, "/?q=stew"); !slices.Contains(homeLabels(getHome(t, e, "/")), "Brand New Stew") {
 		t.Errorf("GET / after another page was rendered lost the new recipe")
 	}
+}
+
+func TestHomePage(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "home@example.com")
+
+	t.Run("the seeded recipes are listed, newest first", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		var labels []string
+		for _, it := range homeItems(readBody(t, resp)) {
+			labels = append(labels, it.label)
+		}
+		want := []string{"Cauliflower and Tofu Curry Recipe", "Chicken Paprikash", "Chicken Vesuvio"}
+		if !slices.Equal(labels, want) {
+			t.Errorf("GET / lists %q, want %q", labels, want)
+		}
+	})
+
+	// Twelve more: ids 4–15.
+	var created []recipe
+	for i := 1; i <= 12; i++ {
+		created = append(created, postRecipe(t, e, token,
+			fmt.Sprintf("Home dish %02d", i), fmt.Sprintf("Kitchen %02d", i), fmt.Sprintf("https://example.com/dish/%02d", i)))
+	}
+
+	t.Run("it is HTML listing the ten newest recipes, newest first", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("GET /: Content-Type = %q, want text/html", ct)
+		}
+		page := readBody(t, resp)
+		var want []homeItem
+		for i := 11; i >= 2; i-- {
+			r := created[i]
+			want = append(want, homeItem{r.URL, r.Label, r.Source})
+		}
+		if got := homeItems(page); !slices.Equal(got, want) {
+			t.Errorf("GET / lists\n%q\nwant\n%q", got, want)
+		}
+		for _, older := range []string{"Home dish 01", "Home dish 02", "Chicken Vesuvio", "Chicken Paprikash", "Cauliflower"} {
+			if strings.Contains(page, older) {
+				t.Errorf("GET / shows %q, which is older than the ten newest", older)
+			}
+		}
+	})
+
+	t.Run("everything user-written is escaped", func(t *testing.T) {
+		label := `<script>alert(1)</script>`
+		source := `Tom "&" Jerry's <b>kitchen</b>`
+		link := `https://example.com/?q="><script>alert(2)</script>`
+		postRecipe(t, e, token, label, source, link)
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		page := readBody(t, resp)
+		for _, raw := range []string{"<script", "</script>", "<b>", `"&"`, `q="`} {
+			if strings.Contains(page, raw) {
+				t.Errorf("GET / contains the raw text %q", raw)
+			}
+		}
+		items := homeItems(page)
+		if len(items) == 0 || items[0].label != label || items[0].source != source {
+			t.Fatalf("GET / first item = %+v, want label %q and source %q, escaped", items, label, source)
+		}
+		if u, err := url.Parse(items[0].link); err != nil || u.Host != "example.com" || u.Query().Get("q") != `"><script>alert(2)</script>` {
+			t.Errorf("GET / first link = %q, want %q, escaped", items[0].link, link)
+		}
+	})
+
+	t.Run("its policy allows only its own inline style and no other site", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		csp := resp.Header.Get("Content-Security-Policy")
+		expectNoOtherSiteInPolicy(t, "/", csp)
+		if strings.Contains(csp, "script-src") || strings.Contains(csp, "unsafe") {
+			t.Errorf("GET /: Content-Security-Policy = %q, want no script and nothing unsafe allowed", csp)
+		}
+		page := readBody(t, resp)
+		_, rest, _ := strings.Cut(page, "<style>")
+		css, _, found := strings.Cut(rest, "</style>")
+		if !found {
+			t.Fatalf("GET / has no <style> element")
+		}
+		sum := sha256.Sum256([]byte(css))
+		hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		if !strings.Contains(csp, "style-src "+hash) {
+			t.Errorf("GET /: Content-Security-Policy = %q, want style-src %s, the hash of the served <style>", csp, hash)
+		}
+	})
+
+	t.Run("the page references no other site", func(t *testing.T) {
+		resp := e.get("/")
+		expectStatus(t, resp, http.StatusOK)
+		page := readBody(t, resp)
+		recipeLinks := map[string]bool{}
+		for _, it := range homeItems(page) {
+			recipeLinks[it.link] = true
+		}
+		attrs := attributeURLs(page)
+		for name, values := range attrs {
+			if name != "href" && !(name == "action" && slices.Equal(values, []string{"/"})) {
+				t.Errorf("GET / has %s=%q; want no attribute that loads anything but the search form's action=\"/\"", name, values)
+			}
+		}
+		ownPage := regexp.MustCompile(`^/(docs|api/v1/openapi\.json|favicon\.ico)?(\?(before|after)=[0-9]+)?$`)
+		for _, href := range attrs["href"] {
+			if !ownPage.MatchString(href) && !recipeLinks[href] {
+				t.Errorf("GET / links to %q, which is neither a page of this site nor a recipe", href)
+			}
+		}
+		// The one <link> allowed is the site's own icon.
+		lower := strings.ToLower(strings.Replace(page, `<link rel="icon" href="/favicon.ico" type="image/svg+xml">`, "", 1))
+		for _, tag := range []string{"<link", "<script", "<img", "<iframe", "<object", "<embed", "@import", "url(", "<base", "<meta http-equiv"} {
+			if strings.Contains(lower, tag) {
+				t.Errorf("GET / contains %q", tag)
+			}
+		}
+	})
 }

@@ -1,10 +1,5 @@
-// search_test.go checks the indexed search against the scan it replaced:
-// the old search read every label and kept those whose strings.ToLower
-// contained the keyword's. That scan is kept here as the oracle. Over
-// labels and keywords made of awkward characters (quotes, '%', '_', '*',
-// the words of FTS5's query language, accents, combining marks, emoji,
-// spaces), both must find the same recipes in the same order; where the
-// two fold case differently, the test says which letters and why.
+// search_test.go tests search.go: the recipe search, its index, its case
+// folding and its bounds under hostile keywords.
 package main
 
 import (
@@ -15,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -24,6 +20,279 @@ import (
 	"time"
 	"unicode/utf8"
 )
+
+// bulkLabel is the label of the i-th of many recipes: a few common words
+// and the number i written out, so that searching for a number finds one
+// recipe and a common word finds many.
+func bulkLabel(i int) string {
+	words := []string{"chicken", "soup", "curry", "tofu", "bread", "stew", "salad", "pie", "noodles", "rice"}
+	return fmt.Sprintf("%s %s with %s, no. %06d", words[i%len(words)], words[i/len(words)%len(words)], words[i/100%len(words)], i)
+}
+
+// addRecipes inserts n recipes (see bulkLabel) into db in one transaction
+// with one prepared statement, the quick way to a big table.
+func addRecipes(tb testing.TB, db *sql.DB, n int) { addLabelledRecipes(tb, db, n, bulkLabel) }
+
+// addLabelledRecipes is addRecipes with the i-th label label(i).
+func addLabelledRecipes(tb testing.TB, db *sql.DB, n int, label func(i int) string) {
+	tb.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	insert, err := tx.Prepare("INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, 'Bench', 'https://example.com/r', 1)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		if _, err := insert.Exec(label(i)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkSearchAt100kRecipes searches 100,000 recipes for keywords the
+// cache has not seen: "rare" finds one recipe, "common" the first ten of
+// 10,000. Its cost should not depend on the size of the table.
+func BenchmarkSearchAt100kRecipes(b *testing.B) {
+	e, _ := benchEnv(b)
+	addRecipes(b, e.store.writer, 100_000)
+	for _, bench := range []struct {
+		name    string
+		keyword func(i int) string
+	}{
+		{"rare", func(i int) string { return fmt.Sprintf("%06d", i*7919%100_000) }},
+		{"common", func(int) string { return "curry" }},
+		// Every trigram of it is in most labels, the whole in none: the
+		// index must read each trigram's list to the end.
+		{"common-parts-no-match", func(int) string { return "with rice with" }},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				e.store.forgetRecipes() // never from the cache
+				target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(bench.keyword(i))
+				i++
+				rec := httptest.NewRecorder()
+				e.handler.ServeHTTP(rec, newRequest("GET", target, nil))
+				if rec.Code != http.StatusOK {
+					b.Fatalf("GET %s = %d %.100s", target, rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHostileSearch searches 20,000 labels built to be the trigram
+// index's worst case (see hostileLabel), written straight into the file,
+// each time with the caches forgotten. Unbounded, one search took seconds;
+// cut off, it should answer 503 in about searchTimeLimit, which shows that
+// the driver really interrupts the statement. It reports the median and
+// the longest search (ms-p50, ms-max).
+//
+//	go test -run '^$' -bench HostileSearch -benchtime 20x
+func BenchmarkHostileSearch(b *testing.B) {
+	for _, bench := range []struct{ name, label, keyword string }{
+		{"run-break-aab", hostileLabel, hostileKeyword},
+		// The same pieces the other way round: a little dearer.
+		{"aab-then-run", "aab" + strings.Repeat("a", 253), hostileKeyword},
+		// Longer than the API allows, as another program may write it:
+		// the check walks four times the positions.
+		{"1000-char-labels", strings.Repeat("a", 1000) + "xaab", hostileKeyword},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			e, _ := benchEnv(b)
+			addRecipesAsAnotherProgram(b, e, 20_000, func(int) string { return bench.label })
+			target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(bench.keyword)
+			var took []time.Duration
+			statuses := map[int]int{}
+			for b.Loop() {
+				e.store.forgetRecipes() // never from a cache, nor refused from memory
+				began := time.Now()
+				rec := httptest.NewRecorder()
+				e.handler.ServeHTTP(rec, newRequest("GET", target, nil))
+				took = append(took, time.Since(began))
+				statuses[rec.Code]++
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "ms-p50")
+			b.ReportMetric(float64(took[len(took)-1])/float64(time.Millisecond), "ms-max")
+			b.Logf("statuses %v", statuses)
+		})
+	}
+}
+
+// idRange returns from, from+1, …, to.
+func idRange(from, to int64) []int64 {
+	var ids []int64
+	for id := from; id <= to; id++ {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// searchFixture is the search tests' database: the three seeded recipes
+// (ids 1–3), then these, which get ids 4 onwards in this order.
+var searchFixture = []string{
+	"Filler 01", "Filler 02", "Filler 03", "Filler 04", "Filler 05", "Filler 06", // 4–9
+	"Filler 07", "Filler 08", "Filler 09", "Filler 10", "Filler 11", // 10–14
+	"Late Gazpacho",   // 15
+	"100% rye",        // 16
+	"1000 rye",        // 17: "0% r" would match it if % were a wildcard
+	"x_y",             // 18
+	"xzy",             // 19: "x_y" would match it if _ were a wildcard
+	`back\slash`,      // 20
+	"Crème brûlée",    // 21
+	"Paprika chicken", // 22: a third chicken, after the fillers
+}
+
+func TestSearchRecipes(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "searcher@example.com")
+	for i, label := range searchFixture {
+		if got := postRecipe(t, e, token, label, "Test", "https://example.com/r").ID; got != int64(4+i) {
+			t.Fatalf("recipe %q got id %d, want %d", label, got, 4+i)
+		}
+	}
+	const lastID = 22
+
+	for _, tc := range []struct {
+		name, query string
+		want        []int64
+	}{
+		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", []int64{1, 2, 22}},
+		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", []int64{1, 2, 22}},
+		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", []int64{2}},
+		{"a keyword in the middle of a label finds it", "keyword=tofu", []int64{3}},
+		{"a keyword that matches nothing finds nothing", "keyword=zzzzz", []int64{}},
+		{"no keyword returns the first ten recipes", "", idRange(1, 10)},
+		{"no keyword returns the first max_results recipes", "max_results=3", []int64{1, 2, 3}},
+		{"max_results=100 returns every recipe", "max_results=100", idRange(1, lastID)},
+		{"max_results=1 returns one recipe", "max_results=1", []int64{1}},
+		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", []int64{4, 5}},
+		{"the default max_results is ten", "keyword=filler", idRange(4, 13)},
+		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", []int64{15}},
+		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", []int64{1, 2, 22}},
+		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), []int64{16}},
+		{"a keyword of percent signs matches no label", "keyword=" + url.QueryEscape("%%%"), []int64{}},
+		{"an underscore in a keyword matches only itself", "keyword=x_y", []int64{18}},
+		{"a keyword of underscores matches no label", "keyword=___", []int64{}},
+		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", []int64{19}},
+		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), []int64{20}},
+		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), []int64{21}},
+		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), []int64{21}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := "/api/v1/recipes/search/?" + tc.query
+			if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
+				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
+			}
+		})
+	}
+
+	t.Run("the search without the trailing slash answers the same", func(t *testing.T) {
+		for _, query := range []string{"", "keyword=chicken&max_results=10", "max_results=3", "keyword=ab"} {
+			with := e.get("/api/v1/recipes/search/?" + query)
+			without := e.get("/api/v1/recipes/search?" + query)
+			a, b := readBody(t, with), readBody(t, without)
+			if with.StatusCode != without.StatusCode || a != b {
+				t.Errorf("GET /api/v1/recipes/search?%s = %d %s, want %d %s as with the slash",
+					query, without.StatusCode, b, with.StatusCode, a)
+			}
+		}
+		if got := searchIDs(t, e, "/api/v1/recipes/search?keyword=chicken"); !slices.Equal(got, []int64{1, 2, 22}) {
+			t.Errorf("GET /api/v1/recipes/search?keyword=chicken = ids %v, want [1 2 22]", got)
+		}
+	})
+
+	t.Run("each result is a whole recipe", func(t *testing.T) {
+		resp := e.get("/api/v1/recipes/search/?keyword=vesuvio")
+		expectStatus(t, resp, http.StatusOK)
+		want := `{"results":[` + vesuvioJSON + `]}`
+		if body := readBody(t, resp); body != want {
+			t.Errorf("GET /api/v1/recipes/search/?keyword=vesuvio = %s, want %s", body, want)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, query string
+		wantLocs    []string
+	}{
+		{"a keyword under three characters is a 422", "keyword=ab", []string{"query.keyword"}},
+		{"an empty keyword is a 422", "keyword=", []string{"query.keyword"}},
+		{"two non-ASCII characters are too short a keyword", "keyword=" + url.QueryEscape("éé"), []string{"query.keyword"}},
+		{"max_results=0 is a 422", "max_results=0", []string{"query.max_results"}},
+		{"max_results=101 is a 422", "max_results=101", []string{"query.max_results"}},
+		{"max_results=-1 is a 422", "max_results=-1", []string{"query.max_results"}},
+		{"a max_results that is not a number is a 422", "max_results=abc", []string{"query.max_results"}},
+		{"a fractional max_results is a 422", "max_results=1.5", []string{"query.max_results"}},
+		{"an empty max_results is a 422", "max_results=", []string{"query.max_results"}},
+		{"a bad keyword and a bad max_results are both listed", "keyword=ab&max_results=0", []string{"query.keyword", "query.max_results"}},
+		{"a bad keyword and an unparsable max_results are both listed", "keyword=x&max_results=abc", []string{"query.keyword", "query.max_results"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectProblems(t, e.get("/api/v1/recipes/search/?"+tc.query), tc.wantLocs...)
+		})
+	}
+}
+
+func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "long@example.com")
+	longest := strings.Repeat("é", maxKeywordChars-1) + "x"
+	postRecipe(t, e, token, longest, "Me", "https://example.com/l")
+
+	t.Run("a keyword as long as the longest label finds it", func(t *testing.T) {
+		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(strings.ToUpper(longest))
+		if got := searchIDs(t, e, target); len(got) != 1 {
+			t.Errorf("GET search with a %d-character keyword = ids %v, want the one label", maxKeywordChars, got)
+		}
+	})
+	for _, tc := range []struct{ name, keyword string }{
+		{"a keyword one character longer than any label", longest + "x"},
+		{"a 300-character keyword", strings.Repeat("a", 300)},
+		{"a 60 KB keyword", strings.Repeat("chicken ", 7500)},
+	} {
+		t.Run(tc.name+" answers 200 with no results and is not cached", func(t *testing.T) {
+			e.store.forgetRecipes()
+			resp := e.get("/api/v1/recipes/search/?keyword=" + url.QueryEscape(tc.keyword))
+			expectStatus(t, resp, http.StatusOK)
+			if body := readBody(t, resp); body != `{"results":[]}` {
+				t.Errorf("GET search = %.100s, want {\"results\":[]}", body)
+			}
+			if n := cacheEntries(e.store, "search"); n != 0 {
+				t.Errorf("the search cache holds %d entries, want none", n)
+			}
+		})
+	}
+	t.Run("a long keyword does not touch the database", func(t *testing.T) {
+		e.store.close()
+		resp := e.get("/api/v1/recipes/search/?keyword=" + strings.Repeat("a", 300))
+		expectStatus(t, resp, http.StatusOK)
+		expectStatus(t, e.get("/api/v1/recipes/search/?keyword=soup"), http.StatusInternalServerError)
+	})
+	t.Run("a long keyword is still checked for a bad max_results", func(t *testing.T) {
+		expectProblems(t, e.get("/api/v1/recipes/search/?max_results=0&keyword="+strings.Repeat("a", 300)), "query.max_results")
+	})
+}
+
+// cacheEntries counts the entries of the store's cache for reads of kind read.
+func cacheEntries(s *store, read string) int {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	n := 0
+	for k := range s.cache.entries {
+		if k.read == read {
+			n++
+		}
+	}
+	return n
+}
 
 // oldScanFinds is the search as it was before the index: the label
 // contains the keyword once both are lower-cased by Go.

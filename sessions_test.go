@@ -1,125 +1,276 @@
-// sessions_test.go tests the contract's section "Sessions and ownership
-// (beyond the reference)" and rule 5 of "The token", through the real
-// handler over a real SQLite file: login's refresh token and expires_in;
-// the refresh grant (each refresh token works once, its form in every shape
-// a client sends, every bad input answered 400 or 422); reuse detection,
-// which ends the one session whose token was reused and nothing else;
-// expiry of refresh tokens and the cleanup of expired rows without a job;
-// that the database keeps only SHA-256 digests of them; concurrent
-// refreshes of one token (one winner, never a 500); logout and password
-// change, which end every earlier token of the user, even a token the
-// Python reference issued, while a token issued after them works within the
-// same second; a login or password change racing a change elsewhere; and a
-// fuzz target for the refresh form. Who may change a recipe is tested in
-// recipes_test.go, migration 3 in store_test.go.
+// sessions_test.go tests sessions.go: refresh tokens, logout, password
+// changes and the bounds on sessions.
 package main
 
 import (
 	"bytes"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
-// returns it: 200, not to be cached, a bearer access token that verifies,
-// a refresh token of 48 random bytes (a session's handle, then 32 bytes
-// new at each refresh) in unpadded base64url, and expires_in equal to the
-// access token lifetime.
-func expectTokenResponse(t testing.TB, e *testEnv, resp *http.Response) tokenResponse {
-	t.Helper()
-	expectStatus(t, resp, http.StatusOK)
-	what := resp.Request.Method + " " + resp.Request.URL.String()
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("%s: Cache-Control = %q, want no-store", what, cc)
+func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	cook := e.signup("cook@example.com", "password123")
+	tokens := e.loginTokens("cook@example.com", "password123")
+
+	// Each refresh waits out the rate limit, as a patient client would.
+	const refreshes = 100
+	spent := []string{}
+	for i := range refreshes {
+		clock.advance(refreshInterval)
+		spent = append(spent, tokens.RefreshToken)
+		tokens = mustRefresh(t, e, tokens.RefreshToken)
+		if n := sessionRows(t, e, cook.ID); n != 1 {
+			t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
+		}
 	}
-	got := decodeBody[tokenResponse](t, resp)
-	if got.TokenType != "bearer" {
-		t.Errorf("%s: token_type = %q, want bearer", what, got.TokenType)
-	}
-	if want := int64(e.cfg.accessTokenLifetime / time.Second); got.ExpiresIn != want {
-		t.Errorf("%s: expires_in = %d, want %d", what, got.ExpiresIn, want)
-	}
-	if raw, err := base64.RawURLEncoding.Strict().DecodeString(got.RefreshToken); len(got.RefreshToken) != 64 || err != nil || len(raw) != 48 {
-		t.Errorf("%s: refresh_token = %q, want 64 characters of base64url (48 bytes)", what, got.RefreshToken)
-	}
-	if got.AccessToken == "" {
-		t.Fatalf("%s: no access_token in %+v", what, got)
-	}
-	return got
+	t.Run("the newest refresh token still works, and its access token", func(t *testing.T) {
+		clock.advance(refreshInterval)
+		tokens = mustRefresh(t, e, tokens.RefreshToken)
+		expectAccessTokenWorks(t, e, tokens.AccessToken, cook.ID)
+	})
+	t.Run("a token spent long ago is still known as reuse, and ends the session", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, spent[0])
+		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
+		if n := sessionRows(t, e, cook.ID); n != 0 {
+			t.Errorf("after reuse the user has %d session rows, want 0", n)
+		}
+	})
 }
 
-// refresh presents refreshToken as RFC 6749 §6 asks.
-func refresh(e *testEnv, refreshToken string) *http.Response {
-	return e.postForm("/api/v1/auth/refresh",
-		url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}})
-}
+func TestRefreshesAreLimitedPerSession(t *testing.T) {
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	e.signup("cook@example.com", "password123")
+	busy := e.loginTokens("cook@example.com", "password123")
+	other := e.loginTokens("cook@example.com", "password123")
 
-// mustRefresh trades refreshToken for a new pair, failing the test if
-// that does not work.
-func mustRefresh(t *testing.T, e *testEnv, refreshToken string) tokenResponse {
-	t.Helper()
-	return expectTokenResponse(t, e, refresh(e, refreshToken))
-}
-
-// expectAccessTokenWorks checks that accessToken gets userID through /me.
-func expectAccessTokenWorks(t *testing.T, e *testEnv, accessToken string, userID int64) {
-	t.Helper()
-	resp := e.get("/api/v1/auth/me", bearer(accessToken)...)
-	expectStatus(t, resp, http.StatusOK)
-	if got := decodeBody[userView](t, resp); got.ID != userID {
-		t.Errorf("GET /api/v1/auth/me = user %d, want %d", got.ID, userID)
+	token := busy.RefreshToken
+	for i := range refreshBurst {
+		resp := refresh(e, token)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("refresh %d of a burst of %d = %d, want 200", i+1, refreshBurst, resp.StatusCode)
+		}
+		token = decodeBody[tokenResponse](t, resp).RefreshToken
 	}
+	t.Run("one refresh past the burst is a 429 with Retry-After", func(t *testing.T) {
+		resp := refresh(e, token)
+		if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(int(refreshInterval/time.Second)); got != want {
+			t.Errorf("POST /api/v1/auth/refresh: Retry-After = %q, want %q", got, want)
+		}
+		expectDetail(t, resp, http.StatusTooManyRequests, "Too many refreshes, try again later")
+	})
+	t.Run("another session of the same user is not limited", func(t *testing.T) {
+		mustRefresh(t, e, other.RefreshToken)
+	})
+	t.Run("the refused token was not used up: after the wait it works", func(t *testing.T) {
+		clock.advance(refreshInterval - time.Second)
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
+		clock.advance(time.Second)
+		token = mustRefresh(t, e, token).RefreshToken
+	})
+	t.Run("one more at once is refused again: the bucket refills one per interval", func(t *testing.T) {
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
+	})
+	t.Run("after a whole burst's time the whole burst is back", func(t *testing.T) {
+		clock.advance(refreshBurst * refreshInterval)
+		for range refreshBurst {
+			token = mustRefresh(t, e, token).RefreshToken
+		}
+		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
+	})
 }
 
-// expectAccessTokenRefused checks that /me refuses accessToken as a bad token.
-func expectAccessTokenRefused(t *testing.T, e *testEnv, accessToken string) {
-	t.Helper()
-	resp := e.get("/api/v1/auth/me", bearer(accessToken)...)
-	if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
-		t.Errorf("GET /api/v1/auth/me: WWW-Authenticate = %q, want Bearer", got)
+func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
+	clock := newTestClock()
+	l := newRateLimiter(refreshBurst, refreshBurst*refreshInterval, clock.Now)
+	// refresh asks for one refresh of session id as handleRefresh does,
+	// and returns the wait if it was refused; a refresh let through counts
+	// only if it succeeds.
+	refresh := func(id int64, succeeds bool) time.Duration {
+		key := strconv.FormatInt(id, 10)
+		if wait := l.wait(key); wait > 0 {
+			return wait
+		}
+		if succeeds {
+			l.take(key)
+		}
+		return 0
 	}
-	expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
+	for id := range int64(100) {
+		if wait := refresh(id, true); wait != 0 {
+			t.Fatalf("the first refresh of session %d waits %v, want 0", id, wait)
+		}
+	}
+	t.Run("a session that has not refreshed for a burst's time is forgotten", func(t *testing.T) {
+		clock.advance(refreshBurst * refreshInterval)
+		refresh(1000, true)
+		if n := len(l.buckets); n != 1 {
+			t.Errorf("the limiter remembers %d sessions after they were idle, want 1 (the one just seen)", n)
+		}
+	})
+	t.Run("past maxLimiterKeys at once, new sessions evict old ones", func(t *testing.T) {
+		for id := range int64(maxLimiterKeys + 500) {
+			refresh(2000+id, true)
+			if n := len(l.buckets); n > maxLimiterKeys {
+				t.Fatalf("the limiter remembers %d sessions, more than the bound %d", n, maxLimiterKeys)
+			}
+		}
+		if n := len(l.buckets); n != maxLimiterKeys {
+			t.Errorf("the limiter remembers %d sessions, want the bound %d", n, maxLimiterKeys)
+		}
+	})
+	t.Run("past maxLimiterKeys, a bucket with an attempt pending is never evicted", func(t *testing.T) {
+		settle, _, err := l.reserve(t.Context(), "pending")
+		if err != nil || settle == nil {
+			t.Fatalf("reserve = %v, want an attempt", err)
+		}
+		defer settle(true)
+		for id := range int64(maxLimiterKeys + 500) {
+			refresh(1<<32+id, true)
+		}
+		if _, ok := l.buckets["pending"]; !ok {
+			t.Error("the bucket of a pending attempt was evicted")
+		}
+	})
+	t.Run("a session still in the map keeps its count", func(t *testing.T) {
+		const id = 1 << 40
+		for range refreshBurst {
+			refresh(id, true)
+		}
+		if wait := refresh(id, true); wait != refreshInterval {
+			t.Errorf("wait past the burst = %v, want %v", wait, refreshInterval)
+		}
+	})
+	t.Run("only refreshes that succeed count", func(t *testing.T) {
+		const id = 1 << 41
+		for range 3 * refreshBurst {
+			if wait := refresh(id, false); wait != 0 {
+				t.Fatalf("wait of a session whose refreshes all failed = %v, want 0", wait)
+			}
+		}
+	})
 }
 
-// expectRefreshTokenRefused checks that refreshToken is refused.
-func expectRefreshTokenRefused(t *testing.T, e *testEnv, refreshToken string) {
-	t.Helper()
-	expectDetail(t, refresh(e, refreshToken), http.StatusBadRequest, "Invalid refresh token")
+func TestAUserKeepsAtMostMaxSessionsPerUser(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	diner := e.signup("diner@example.com", "password123")
+	dinersOwn := e.loginTokens("diner@example.com", "password123")
+
+	const logins = 120
+	var all []tokenResponse
+	for range logins {
+		all = append(all, e.loginTokens("cook@example.com", "password123"))
+	}
+	t.Run("the user keeps maxSessionsPerUser session rows", func(t *testing.T) {
+		if n := sessionRows(t, e, cook.ID); n != maxSessionsPerUser {
+			t.Errorf("after %d logins the user has %d sessions, want %d", logins, n, maxSessionsPerUser)
+		}
+	})
+	t.Run("the newest login's refresh token works", func(t *testing.T) {
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, all[logins-1].RefreshToken).AccessToken, cook.ID)
+	})
+	t.Run("the oldest kept login's refresh token works", func(t *testing.T) {
+		mustRefresh(t, e, all[logins-maxSessionsPerUser].RefreshToken)
+	})
+	t.Run("the logins past the bound were ended, oldest first", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, all[logins-maxSessionsPerUser-1].RefreshToken)
+		expectRefreshTokenRefused(t, e, all[0].RefreshToken)
+	})
+	t.Run("another user's session is untouched", func(t *testing.T) {
+		mustRefresh(t, e, dinersOwn.RefreshToken)
+		if n := sessionRows(t, e, diner.ID); n != 1 {
+			t.Errorf("the other user has %d sessions, want 1", n)
+		}
+	})
 }
 
-// refreshRows is how many session rows hold refreshToken's digest, that
-// is, keep it as their current token.
-func refreshRows(t *testing.T, e *testEnv, refreshToken string) int {
-	t.Helper()
-	digest := sha256.Sum256([]byte(refreshToken))
-	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE digest = ?", digest[:])
+func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	e.signup("diner@example.com", "password123")
+	// Expired sessions of cook, more than one login sweeps, as a server
+	// that was down for a month would find them.
+	const expired = sessionSweepRows + 30
+	err := e.store.write(t.Context(), func(tx *sql.Tx) error {
+		for i := range expired {
+			if _, err := tx.Exec("INSERT INTO session (user_id, digest, expires_at) VALUES (?, ?, ?)",
+				cook.ID, fmt.Sprintf("digest %d", i), time.Now().Add(-time.Hour).Unix()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("another user's login deletes sessionSweepRows of them", func(t *testing.T) {
+		e.loginTokens("diner@example.com", "password123")
+		if n := sessionRows(t, e, cook.ID); n != expired-sessionSweepRows {
+			t.Errorf("after one login of another user, %d expired sessions are left, want %d", n, expired-sessionSweepRows)
+		}
+	})
+	t.Run("the user's own login deletes all of the user's", func(t *testing.T) {
+		e.loginTokens("cook@example.com", "password123")
+		if n := sessionRows(t, e, cook.ID); n != 1 {
+			t.Errorf("after the user's login, the user has %d sessions, want 1 (the new one)", n)
+		}
+	})
+}
+
+func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
+	e := newTestEnv(t)
+	leaver := e.signup("leaver@example.com", "password123")
+	tokens := e.loginTokens("leaver@example.com", "password123")
+	deleteUserByHand(t, e.cfg.dbPath, leaver.ID)
+	if n := sessionRows(t, e, leaver.ID); n != 1 {
+		t.Fatalf("the deleted user has %d session rows, want the 1 left behind", n)
+	}
+
+	t.Run("its refresh is a 400 Invalid refresh token, not a 500", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
+	})
+	t.Run("and the session left behind is deleted", func(t *testing.T) {
+		if n := sessionRows(t, e, leaver.ID); n != 0 {
+			t.Errorf("the deleted user has %d session rows after its refresh, want 0", n)
+		}
+	})
+}
+
+func TestANewUserStartsWithNoSessions(t *testing.T) {
+	e := newTestEnv(t)
+	// A session row left behind for the id that the next user would get,
+	// as a user deleted by hand leaves its sessions.
+	next := int64(queryInt(t, e.store.reader, "SELECT max(id) FROM user")) + 1
+	raw := openRawDB(t, e.cfg.dbPath)
+	execAll(t, raw, "PRAGMA foreign_keys = OFF",
+		fmt.Sprintf("INSERT INTO session (user_id, digest, expires_at) VALUES (%d, x'00', %d)", next, time.Now().Add(time.Hour).Unix()))
+	raw.Close()
+
+	u := e.signup("newcomer@example.com", "password123")
+	if n := sessionRows(t, e, u.ID); n != 0 {
+		t.Errorf("a new user (id %d) has %d sessions, want 0", u.ID, n)
+	}
 }
 
 // sessionRows is how many session rows userID has.
 func sessionRows(t *testing.T, e *testEnv, userID int64) int {
 	t.Helper()
 	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE user_id = ?", userID)
-}
-
-// referenceAccessToken is a token as the Python reference signs it for
-// userID: no "gen" claim.
-func referenceAccessToken(e *testEnv, userID int64) string {
-	now := time.Now().Unix()
-	return makeToken(e.cfg.tokenSecret, goodHeader,
-		fmt.Sprintf(`{"type":"access_token","exp":%d,"iat":%d,"sub":"%d"}`, now+3600, now, userID))
-}
-
-func passwordBody(current, next string) string {
-	return fmt.Sprintf(`{"current_password":%q,"new_password":%q}`, current, next)
 }
 
 func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
@@ -733,27 +884,6 @@ func FuzzRefreshForm(f *testing.F) {
 		}
 		issued[decodeBody[tokenResponse](t, resp).RefreshToken] = true
 	})
-}
-
-// holdHashing keeps every hashing worker busy until the returned release
-// is called, so that a test can act while a request waits to hash.
-func holdHashing(e *testEnv) (waiting func() int, release func()) {
-	release = holdWorkers(e.t, e.passwords)
-	return func() int { return e.passwords.queued() }, release
-}
-
-// answerWithHashingHeld sends a request with the hashing workers held,
-// runs meanwhile, which waits for the request to queue, then lets the
-// workers go and returns the answer: it shows what a request does when
-// something changes while it waits to hash.
-func answerWithHashingHeld(t *testing.T, e *testEnv, send func() *http.Response, meanwhile func(t *testing.T, waiting func() int)) *http.Response {
-	t.Helper()
-	waiting, release := holdHashing(e)
-	answer := make(chan *http.Response, 1)
-	go func() { answer <- send() }()
-	meanwhile(t, waiting)
-	release()
-	return <-answer
 }
 
 func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {

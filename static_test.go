@@ -1,6 +1,5 @@
-// static_test.go tests the files the service serves from the binary as
-// they are: Swagger UI's bundle and stylesheet, kept gzip-compressed and
-// sent compressed or not as the client accepts, and the favicon.
+// static_test.go tests static.go: the documentation pages, Swagger UI and
+// the favicon.
 package main
 
 import (
@@ -8,10 +7,83 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+func TestDocs(t *testing.T) {
+	e := newTestEnv(t)
+	resp := e.get("/docs")
+	expectStatus(t, resp, http.StatusOK)
+	page := readBody(t, resp)
+	csp := resp.Header.Get("Content-Security-Policy")
+
+	t.Run("it is HTML that loads Swagger UI from this site", func(t *testing.T) {
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("GET /docs: Content-Type = %q, want text/html", ct)
+		}
+		srcs := attributeURLs(page)["src"]
+		for _, want := range []string{"/docs/swagger-ui-bundle.js", "/docs/swagger-initializer.js"} {
+			if !slices.Contains(srcs, want) {
+				t.Errorf("GET /docs loads scripts %q, want %s among them", srcs, want)
+			}
+		}
+		for name, values := range attributeURLs(page) {
+			for _, v := range values {
+				if !strings.HasPrefix(v, "/docs/") {
+					t.Errorf("GET /docs has %s=%q, want only this site's /docs/ files", name, v)
+				}
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		path      string
+		wantTypes []string // the Content-Type starts with one of these
+	}{
+		{"/docs/swagger-ui-bundle.js", []string{"text/javascript", "application/javascript"}},
+		{"/docs/swagger-initializer.js", []string{"text/javascript", "application/javascript"}},
+		{"/docs/swagger-ui.css", []string{"text/css"}},
+	} {
+		t.Run(tc.path+" is served with its content type", func(t *testing.T) {
+			resp := e.get(tc.path)
+			expectStatus(t, resp, http.StatusOK)
+			ct := resp.Header.Get("Content-Type")
+			if !slices.ContainsFunc(tc.wantTypes, func(want string) bool { return strings.HasPrefix(ct, want) }) {
+				t.Errorf("GET %s: Content-Type = %q, want one of %q", tc.path, ct, tc.wantTypes)
+			}
+			if body := readBody(t, resp); len(body) == 0 {
+				t.Errorf("GET %s has an empty body", tc.path)
+			}
+		})
+	}
+
+	t.Run("the initializer reads this site's document and calls no other site", func(t *testing.T) {
+		resp := e.get("/docs/swagger-initializer.js")
+		expectStatus(t, resp, http.StatusOK)
+		js := readBody(t, resp)
+		if !strings.Contains(js, `"/api/v1/openapi.json"`) {
+			t.Errorf("GET /docs/swagger-initializer.js does not load /api/v1/openapi.json")
+		}
+		if strings.Contains(js, "://") {
+			t.Errorf("GET /docs/swagger-initializer.js names another site")
+		}
+	})
+
+	t.Run("an unknown file is a JSON 404", func(t *testing.T) {
+		expectDetail(t, e.get("/docs/nope.js"), http.StatusNotFound, "Not Found")
+		expectDetail(t, e.get("/docs/README.md"), http.StatusNotFound, "Not Found")
+	})
+
+	t.Run("its policy runs only this site's scripts and allows no other site", func(t *testing.T) {
+		expectNoOtherSiteInPolicy(t, "/docs", csp)
+		if !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("GET /docs: Content-Security-Policy = %q, want script-src 'self'", csp)
+		}
+	})
+}
 
 func TestSwaggerUIIsServedCompressedToClientsThatAcceptIt(t *testing.T) {
 	e := newTestEnv(t)

@@ -1,31 +1,24 @@
-// store_test.go tests the database layer and the contract rows that rest on
-// it: a database that the Python reference made is migrated in place and
-// keeps its users, passwords, recipes and ids, and nothing is seeded into
-// it; two emails that differ only in case stop the migration with a message
-// naming them and change nothing; migrating is idempotent, and a database
-// newer than the program is refused; schema.sql's migrations must be
-// numbered in order; a fresh database is seeded once, with the contract's
-// three recipes; emails are unique ignoring case even under racing signups;
-// many concurrent writers never see "database is locked"; once the user
-// ids are used up, or the database cannot grow, a write answers 503 saying
-// which; the file is private to its owner; and the token secret kept in the
-// database is stable.
-// Every test runs on a real SQLite file in t.TempDir().
+// store_test.go tests store.go: opening and migrating the database, the
+// writer and what happens when another process holds the lock, the read
+// cache, crashes, and the database's files.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -34,166 +27,431 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode"
-
-	"golang.org/x/crypto/bcrypt"
 )
 
-// referenceDDL is the schema the reference's Alembic revision ec46ad7fc181
-// creates in SQLite, written out by hand so that the test does not depend
-// on our schema.sql.
-var referenceDDL = []string{
-	`CREATE TABLE user (
-		id INTEGER NOT NULL,
-		first_name VARCHAR(256),
-		surname VARCHAR(256),
-		email VARCHAR NOT NULL,
-		is_superuser BOOLEAN,
-		hashed_password VARCHAR NOT NULL,
-		PRIMARY KEY (id)
-	)`,
-	`CREATE INDEX ix_user_email ON user (email)`,
-	`CREATE INDEX ix_user_id ON user (id)`,
-	`CREATE TABLE recipe (
-		id INTEGER NOT NULL,
-		label VARCHAR(256) NOT NULL,
-		url VARCHAR(256),
-		source VARCHAR(256),
-		submitter_id INTEGER,
-		PRIMARY KEY (id),
-		FOREIGN KEY(submitter_id) REFERENCES user (id)
-	)`,
-	`CREATE INDEX ix_recipe_id ON recipe (id)`,
-	`CREATE INDEX ix_recipe_url ON recipe (url)`,
-	`CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)`,
-	`INSERT INTO alembic_version (version_num) VALUES ('ec46ad7fc181')`,
-}
-
-// passlibHash hashes password as passlib writes it: bcrypt with the $2b$
-// prefix (the same algorithm as Go's $2a$).
-func passlibHash(t *testing.T, password string) string {
+// theUserTableMigration is the index, in schema.sql's migrations, of the
+// one that remakes the user table with AUTOINCREMENT.
+func theUserTableMigration(t *testing.T) int {
 	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), testBcryptCost)
+	migrations, err := parseMigrations(schemaSQL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(hash), "$2a$") {
-		t.Fatalf("bcrypt hash %q does not start with $2a$", hash)
-	}
-	return "$2b$" + strings.TrimPrefix(string(hash), "$2a$")
-}
-
-// openRawDB opens the database file directly, as another program would.
-func openRawDB(t *testing.T, path string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// execAll runs statements on db, failing the test at the first error.
-func execAll(t *testing.T, db *sql.DB, statements ...string) {
-	t.Helper()
-	for _, s := range statements {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
+	for i, m := range migrations {
+		if strings.Contains(m.sql, "CREATE TABLE user_new") {
+			return i
 		}
 	}
+	t.Fatal("no migration in schema.sql remakes the user table (user_new)")
+	return 0
 }
 
-// makeReferenceDB creates, at path, a database as the reference makes it,
-// then runs rows (its INSERTs), and closes it.
-func makeReferenceDB(t *testing.T, path string, rows ...string) {
+// expectForeignKeysBoundToTheUserTable checks that recipe and session
+// still name the user table in their foreign keys, and that SQLite
+// enforces them on a connection with foreign keys on.
+func expectForeignKeysBoundToTheUserTable(t *testing.T, path string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	execAll(t, db, referenceDDL...)
-	execAll(t, db, rows...)
-}
-
-// queryRows returns the columns and every row that query yields, each
-// value as the driver gives it.
-func queryRows(t *testing.T, db *sql.DB, query string) (cols []string, rows [][]any) {
-	t.Helper()
-	result, err := db.Query(query)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer result.Close()
-	if cols, err = result.Columns(); err != nil {
-		t.Fatal(err)
-	}
-	for result.Next() {
-		values := make([]any, len(cols))
-		pointers := make([]any, len(cols))
-		for i := range values {
-			pointers[i] = &values[i]
+	raw := openRawDB(t, path)
+	for _, tc := range []struct{ table, column, onDelete string }{
+		{"recipe", "submitter_id", "NO ACTION"},
+		{"session", "user_id", "CASCADE"},
+	} {
+		var parent, from, to, onDelete string
+		if err := raw.QueryRow("SELECT \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?)", tc.table).
+			Scan(&parent, &from, &to, &onDelete); err != nil {
+			t.Fatalf("foreign keys of %s: %v", tc.table, err)
 		}
-		if err := result.Scan(pointers...); err != nil {
+		if parent != "user" || from != tc.column || to != "id" || onDelete != tc.onDelete {
+			t.Errorf("%s's foreign key = %s → %s(%s) on delete %s, want %s → user(id) on delete %s",
+				tc.table, from, parent, to, onDelete, tc.column, tc.onDelete)
+		}
+	}
+	if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE name = 'user_new'"); n != 0 {
+		t.Errorf("the table user_new is left over")
+	}
+	var schema string
+	if err := raw.QueryRow("SELECT sql FROM sqlite_master WHERE name = 'user'").Scan(&schema); err != nil || !strings.Contains(schema, "AUTOINCREMENT") {
+		t.Errorf("user table = %q, %v; want AUTOINCREMENT", schema, err)
+	}
+	for _, index := range []string{"ix_user_email", "ix_user_id", "user_email_key"} {
+		if n := queryInt(t, raw, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ? AND tbl_name = 'user'", index); n != 1 {
+			t.Errorf("index %s on user: %d, want 1", index, n)
+		}
+	}
+	if n := queryInt(t, raw, "SELECT count(*) FROM pragma_index_list('user') WHERE name = 'user_email_key' AND \"unique\""); n != 1 {
+		t.Errorf("user_email_key is not unique")
+	}
+
+	enforcing, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enforcing.Close()
+	if _, err := enforcing.Exec("INSERT INTO recipe (label, source, url, submitter_id) VALUES ('x', 'x', 'https://x.com/', 987654)"); err == nil {
+		t.Errorf("a recipe naming no user was inserted, want a foreign key error")
+	}
+}
+
+func TestTheUserTableRebuildKeepsEveryRowAndForeignKey(t *testing.T) {
+	t.Run("over a database the reference made", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "reference.db")
+		makeReferenceDB(t, path,
+			`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
+				VALUES (7, 'Old', 'Timer', 'old@example.com', 0, '`+passlibHash(t, "old-password")+`')`,
+			`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (5, 'Soup', 'http://example.com/s', 'G', 7)`,
+			// The recipe of a user the reference deleted: foreign keys
+			// are off in the reference, so it stayed.
+			`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (6, 'Orphan', 'http://example.com/o', 'G', 40)`,
+		)
+		raw := openRawDB(t, path)
+		before := dumpAll(t, raw)
+		e := newTestEnv(t, onDatabase(path))
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after the migration:\n%s\nwant, as before:\n%s", after, before)
+		}
+		if seq := queryInt(t, raw, "SELECT seq FROM sqlite_sequence WHERE name = 'user'"); seq != 40 {
+			t.Errorf("sqlite_sequence for user = %d, want 40, the highest id a recipe names", seq)
+		}
+		if got := e.signup("new@example.com", "password123"); got.ID != 41 {
+			t.Errorf("a new user's id = %d, want 41, above the orphan recipe's submitter 40", got.ID)
+		}
+		resp := e.get("/api/v1/auth/me", bearer(e.login("old@example.com", "old-password"))...)
+		if got := decodeBody[userView](t, resp); got.ID != 7 {
+			t.Errorf("the old user = %+v, want id 7", got)
+		}
+		e.store.close()
+		expectForeignKeysBoundToTheUserTable(t, path)
+	})
+
+	t.Run("over a database of ours from before the migration", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "ours.db")
+		e := newTestEnv(t, onDatabase(path))
+		cook, token := newRecipeUser(e, "cook@example.com")
+		postRecipe(t, e, token, "Cook's soup", "Cook", "https://example.com/soup")
+		sessions := e.loginTokens("cook@example.com", "recipe-password")
+		last, _ := newRecipeUser(e, "last@example.com")
+		e.store.close()
+
+		// Undo the migration by hand, as a database of ours made before it
+		// would be: the user table without AUTOINCREMENT, user_version
+		// just below the migration.
+		raw := openRawDB(t, path)
+		execAll(t, raw, "PRAGMA foreign_keys = OFF",
+			`CREATE TABLE user_old (id INTEGER NOT NULL, first_name VARCHAR(256), surname VARCHAR(256),
+				email VARCHAR NOT NULL, is_superuser BOOLEAN, hashed_password VARCHAR NOT NULL,
+				email_key TEXT, token_generation INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (id))`,
+			"INSERT INTO user_old SELECT * FROM user", "DROP TABLE user", "ALTER TABLE user_old RENAME TO user",
+			"CREATE INDEX ix_user_email ON user (email)", "CREATE INDEX ix_user_id ON user (id)",
+			"CREATE UNIQUE INDEX user_email_key ON user (email_key)",
+			"DELETE FROM sqlite_sequence WHERE name = 'user'",
+			"PRAGMA user_version = "+itoa(int64(theUserTableMigration(t))))
+		// The newest user deleted by hand, leaving a session row that
+		// names its id: the new high-water mark must be above it.
+		deleteUserByHand(t, path, last.ID)
+		usersBefore := dump(t, raw, "SELECT * FROM user ORDER BY id")
+		recipesBefore := dump(t, raw, "SELECT * FROM recipe ORDER BY id")
+		refreshBefore := queryInt(t, raw, "SELECT count(*) FROM session")
+
+		e = newTestEnv(t, onDatabase(path))
+		if after := dump(t, raw, "SELECT * FROM user ORDER BY id"); after != usersBefore {
+			t.Errorf("users after the migration:\n%s\nwant, as before:\n%s", after, usersBefore)
+		}
+		if after := dump(t, raw, "SELECT * FROM recipe ORDER BY id"); after != recipesBefore {
+			t.Errorf("recipes after the migration:\n%s\nwant, as before:\n%s", after, recipesBefore)
+		}
+		if after := queryInt(t, raw, "SELECT count(*) FROM session"); after != refreshBefore {
+			t.Errorf("sessions after the migration = %d, want %d: none may be lost", after, refreshBefore)
+		}
+		if got := e.signup("next@example.com", "password123"); got.ID <= last.ID {
+			t.Errorf("a new user's id = %d, want above the deleted user's %d", got.ID, last.ID)
+		}
+		// The cook's session lives on through the migration.
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, sessions.RefreshToken).AccessToken, cook.ID)
+		e.store.close()
+		expectForeignKeysBoundToTheUserTable(t, path)
+
+		t.Run("deleting a user deletes its sessions, through the new table", func(t *testing.T) {
+			enforcing, err := sql.Open("sqlite", path+"?_pragma=foreign_keys(1)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer enforcing.Close()
+			execAll(t, enforcing, "DELETE FROM recipe WHERE submitter_id = "+itoa(cook.ID))
+			if _, err := enforcing.Exec("DELETE FROM user WHERE id = ?", cook.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n := queryInt(t, enforcing, "SELECT count(*) FROM session WHERE user_id = ?", cook.ID); n != 0 {
+				t.Errorf("sessions of the deleted user = %d, want 0 (ON DELETE CASCADE)", n)
+			}
+		})
+	})
+
+	t.Run("a migration that would break a foreign key changes nothing", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "broken.db")
+		st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler))
+		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, values)
-	}
-	if err := result.Err(); err != nil {
+		st.close()
+		raw := openRawDB(t, path)
+		// Pretend the last migration has not run, and make it one that
+		// would leave a recipe naming no user.
+		execAll(t, raw, "PRAGMA user_version = "+itoa(int64(knownMigrations(t)-1)))
+		before := dumpAll(t, raw)
+		saved := schemaSQL
+		t.Cleanup(func() { schemaSQL = saved })
+		migrations, _ := parseMigrations(saved)
+		last := migrations[len(migrations)-1]
+		schemaSQL = strings.TrimSuffix(saved, last.sql) + last.sql[:strings.Index(last.sql, "\n")+1] +
+			"INSERT INTO recipe (label, source, url, submitter_id) VALUES ('x', 'x', 'https://x.com/', 987654);\n"
+		if st, err := openStore(t.Context(), path, slog.New(slog.DiscardHandler)); err == nil {
+			st.close()
+			t.Fatal("openStore ran a migration that leaves a recipe naming no user, want an error")
+		} else if !strings.Contains(err.Error(), "missing parent") {
+			t.Errorf("openStore error = %v, want it to say a row names a missing parent", err)
+		}
+		if after := dumpAll(t, raw); after != before {
+			t.Errorf("rows after the refused migration:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+}
+
+// startChild runs the service as a child process with env, and waits
+// until it answers.
+func startChild(t *testing.T, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freeLoopbackAddress(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"RECIPEAPI_RUN_AS_SERVICE=1", "ADDR=" + addr}, env...)...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cols, rows
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitForHealthy(t, "http://"+addr)
+	return cmd, "http://" + addr
 }
 
-// dump returns every row query yields, one line per row, for comparing a
-// table before and after.
-func dump(t *testing.T, db *sql.DB, query string) string {
-	t.Helper()
-	_, rows := queryRows(t, db, query)
-	var out strings.Builder
-	for _, values := range rows {
-		for i, v := range values {
-			if b, ok := v.([]byte); ok {
-				values[i] = string(b)
+func TestAcknowledgedWritesSurviveAKilledProcess(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "crash.db")
+	env := []string{"DATABASE_PATH=" + dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW=" + adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0",
+		"RECIPE_CREATION_BURST=0"} // one account writes as fast as it can
+	child, base := startChild(t, env...)
+	token := loginOver(t, base, "admin@recipeapi.com", adminPassword)
+
+	// Many clients create recipes until the process dies under them.
+	var (
+		mu           sync.Mutex
+		acknowledged = map[string]string{} // id → label
+		wg           sync.WaitGroup
+	)
+	for client := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				label := fmt.Sprintf("crash test %d-%d", client, i)
+				body := fmt.Sprintf(`{"label":%q,"source":"test","url":"https://example.com/%d/%d"}`, label, client, i)
+				req, _ := http.NewRequest("POST", base+"/api/v1/recipes/", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the process is gone
+				}
+				created := struct {
+					ID int64 `json:"id"`
+				}{}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusCreated && json.Unmarshal(data, &created) == nil {
+					mu.Lock()
+					acknowledged[fmt.Sprint(created.ID)] = label
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := child.Process.Kill(); err != nil { // SIGKILL: no chance to clean up
+		t.Fatal(err)
+	}
+	child.Wait()
+	wg.Wait()
+	if len(acknowledged) == 0 {
+		t.Fatal("no recipe was created before the kill; the test proves nothing")
+	}
+
+	_, base = startChild(t, env...)
+	for id, label := range acknowledged {
+		resp, err := http.Get(base + "/api/v1/recipes/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(data), label) {
+			t.Errorf("GET /api/v1/recipes/%s after the crash = %d %s, want %q", id, resp.StatusCode, data, label)
+		}
+	}
+	t.Logf("%d acknowledged recipes, all there after the kill", len(acknowledged))
+	expectIntegrityOK(t, dbPath)
+}
+
+// keepsReads reports whether the store's cache keeps what a read puts in
+// it, and forgets it again. No recipe has id 0.
+func keepsReads(s *store) bool {
+	key := cacheKey{read: "recipe", n: 0}
+	s.cache.load(key, func() ([]recipe, error) { return []recipe{{}}, nil })
+	kept := cacheHolds(s, key)
+	s.cache.forget()
+	return kept
+}
+
+func TestADatabaseWhoseFilesAreRemovedOrReplacedIsUnhealthy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path string)
+		want   string // in the log
+	}{
+		{"removing the -wal and the -shm", func(t *testing.T, path string) {
+			for _, name := range []string{path + "-wal", path + "-shm"} {
+				if err := os.Remove(name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, "test.db-wal was removed"},
+		{"replacing the database file", func(t *testing.T, path string) {
+			other := openRawDB(t, path+".new")
+			execAll(t, other, "CREATE TABLE t (x)")
+			other.Close()
+			if err := os.Rename(path+".new", path); err != nil {
+				t.Fatal(err)
+			}
+		}, "test.db was replaced"},
+	} {
+		t.Run(tc.name+" under a running server makes /healthz 503, stops the caches, and the log says why", func(t *testing.T) {
+			e := newTestEnv(t)
+			expectStatus(t, e.get("/healthz"), http.StatusOK)
+			tc.change(t, e.cfg.dbPath)
+			expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
+			waitFor(t, "the caches to keep nothing", func() bool { return !keepsReads(e.store) })
+			e.store.close() // the poller is done: its log can be read
+			logs := e.logs.String()
+			if !strings.Contains(logs, tc.want) || !strings.Contains(logs, "restart the server") {
+				t.Errorf("the log does not say %q and that the server needs a restart:\n%s", tc.want, logs)
+			}
+			if n := strings.Count(logs, "cannot watch the database"); n != 1 {
+				t.Errorf("the log says %d times that the database cannot be watched, want once:\n%s", n, logs)
+			}
+		})
+	}
+}
+
+func TestTheWriteWatchSaysOnceThatItStoppedAndOnceThatItGoesOnAgain(t *testing.T) {
+	e := newTestEnv(t)
+	path := e.cfg.dbPath
+	move := func(from, to string) {
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Rename(path+suffix+from, path+suffix+to); err != nil {
+				t.Fatal(err)
 			}
 		}
-		fmt.Fprintf(&out, "%q\n", values)
 	}
-	return out.String()
+	move("", ".away")
+	waitFor(t, "the caches to keep nothing", func() bool { return !keepsReads(e.store) })
+	time.Sleep(4 * externalWritePoll) // a few more looks, in vain
+	move(".away", "")
+	waitFor(t, "the caches to keep reads again", func() bool { return keepsReads(e.store) })
+	expectStatus(t, e.get("/healthz"), http.StatusOK)
+	e.store.close() // the poller is done: its log can be read
+	logs := e.logs.String()
+	for _, said := range []string{"cannot watch the database", "watching the database for writes by other processes again"} {
+		if n := strings.Count(logs, said); n != 1 {
+			t.Errorf("the log says %q %d times, want once:\n%s", said, n, logs)
+		}
+	}
 }
 
-// dumpAll is every row of the reference's tables.
-func dumpAll(t *testing.T, db *sql.DB) string {
+// migrationIndexOf is the index in schema.sql's migrations of the first
+// one whose SQL contains text: tests find a migration by what it does.
+func migrationIndexOf(t *testing.T, text string) int {
 	t.Helper()
-	return dump(t, db, "SELECT id, first_name, surname, email, is_superuser, hashed_password FROM user ORDER BY id") +
-		dump(t, db, "SELECT * FROM recipe ORDER BY id") +
-		dump(t, db, "SELECT * FROM alembic_version ORDER BY version_num")
+	migrations, err := parseMigrations(schemaSQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range migrations {
+		if strings.Contains(m.sql, text) {
+			return i
+		}
+	}
+	t.Fatalf("no migration contains %q", text)
+	return 0
+}
+
+func TestRefreshTokensOfTheOldTableCarryOverIntoSessions(t *testing.T) {
+	// A database as it was just before the migration that made sessions,
+	// with refresh tokens in every state.
+	path := filepath.Join(t.TempDir(), "before-sessions.db")
+	makeReferenceDB(t, path)
+	migrations, _ := parseMigrations(schemaSQL)
+	before := migrationIndexOf(t, "CREATE TABLE session")
+	raw := openRawDB(t, path)
+	for _, m := range migrations[:before] {
+		execAll(t, raw, m.sql)
+	}
+	hash := passlibHash(t, "password123")
+	live, spent, expired, orphan := randomToken(32), randomToken(32), randomToken(32), randomToken(32)
+	digest := func(token string) string { // as a blob literal
+		d := sha256.Sum256([]byte(token))
+		return "x'" + hex.EncodeToString(d[:]) + "'"
+	}
+	future, past := time.Now().Add(time.Hour).Unix(), time.Now().Add(-time.Hour).Unix()
+	execAll(t, raw,
+		fmt.Sprintf(`INSERT INTO user (id, email, email_key, is_superuser, hashed_password) VALUES (4, 'cook@example.com', 'cook@example.com', 0, '%s')`, hash),
+		fmt.Sprintf(`INSERT INTO refresh_token (digest, user_id, family, expires_at, used) VALUES (%s, 4, 'a', %d, 0)`, digest(live), future),
+		fmt.Sprintf(`INSERT INTO refresh_token (digest, user_id, family, expires_at, used) VALUES (%s, 4, 'b', %d, 1)`, digest(spent), future),
+		fmt.Sprintf(`INSERT INTO refresh_token (digest, user_id, family, expires_at, used) VALUES (%s, 4, 'c', %d, 0)`, digest(expired), past),
+		"PRAGMA foreign_keys = OFF",
+		fmt.Sprintf(`INSERT INTO refresh_token (digest, user_id, family, expires_at, used) VALUES (%s, 99, 'd', %d, 0)`, digest(orphan), future),
+		"PRAGMA user_version = "+strconv.Itoa(before),
+	)
+	raw.Close()
+	e := newTestEnv(t, onDatabase(path))
+
+	t.Run("only the live token of an existing user becomes a session", func(t *testing.T) {
+		if n := queryInt(t, e.store.reader, "SELECT count(*) FROM session"); n != 1 {
+			t.Errorf("sessions after the migration = %d, want 1", n)
+		}
+		if n := refreshRows(t, e, live); n != 1 {
+			t.Errorf("the live token has %d session rows, want 1", n)
+		}
+	})
+	for _, tc := range []struct{ name, token string }{
+		{"a spent token stays refused", spent},
+		{"an expired token stays refused", expired},
+		{"a token of a user deleted by hand is refused", orphan},
+	} {
+		t.Run(tc.name, func(t *testing.T) { expectRefreshTokenRefused(t, e, tc.token) })
+	}
+	var next tokenResponse
+	t.Run("the live token works once, and gives a token of the new shape", func(t *testing.T) {
+		next = mustRefresh(t, e, live)
+		expectAccessTokenWorks(t, e, next.AccessToken, 4)
+		raw, _ := base64.RawURLEncoding.DecodeString(live)
+		if !strings.HasPrefix(next.RefreshToken, base64.RawURLEncoding.EncodeToString(raw[:15])) {
+			t.Errorf("the next token %q does not keep the first bytes of %q as its session's handle", next.RefreshToken, live)
+		}
+	})
+	t.Run("presenting the old token again is reuse: the session ends", func(t *testing.T) {
+		expectRefreshTokenRefused(t, e, live)
+		expectRefreshTokenRefused(t, e, next.RefreshToken)
+	})
 }
 
 // schemaOf is the database's whole schema.
 func schemaOf(t *testing.T, db *sql.DB) string {
 	t.Helper()
 	return dump(t, db, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
-}
-
-func queryInt(t *testing.T, db *sql.DB, query string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
-
-// knownMigrations is how many migrations schema.sql holds.
-func knownMigrations(t *testing.T) int {
-	t.Helper()
-	migrations, err := parseMigrations(schemaSQL)
-	if err != nil {
-		t.Fatalf("parseMigrations(schema.sql): %v", err)
-	}
-	return len(migrations)
 }
 
 // startOverAReferenceDatabase makes a database as the reference would
@@ -483,183 +741,6 @@ func TestParseMigrations(t *testing.T) {
 	})
 }
 
-// contractRecipes are the contract's three seeded recipes, by the seeded
-// superuser (id 1), as "id|label|source|url|submitter_id".
-var contractRecipes = []string{
-	"1|Chicken Vesuvio|Serious Eats|http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html|1",
-	"2|Chicken Paprikash|No Recipes|http://norecipes.com/recipe/chicken-paprikash/|1",
-	"3|Cauliflower and Tofu Curry Recipe|Serious Eats|http://www.seriouseats.com/recipes/2011/02/cauliflower-and-tofu-curry-recipe.html|1",
-}
-
-func TestAFreshDatabaseIsSeededOnce(t *testing.T) {
-	e := newTestEnv(t)
-	raw := openRawDB(t, e.cfg.dbPath)
-	recipeRows := func(t *testing.T) []string {
-		t.Helper()
-		rows, err := raw.Query("SELECT id || '|' || label || '|' || source || '|' || url || '|' || submitter_id FROM recipe ORDER BY id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var got []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, s)
-		}
-		return got
-	}
-
-	t.Run("the first superuser is the only user", func(t *testing.T) {
-		got := dump(t, raw, "SELECT id, email, is_superuser, first_name, surname FROM user")
-		want := fmt.Sprintf("%q\n", []any{int64(1), "admin@recipeapi.com", int64(1), nil, nil})
-		if got != want {
-			t.Errorf("users = %s, want %s", got, want)
-		}
-		e.login("admin@recipeapi.com", adminPassword)
-	})
-
-	t.Run("exactly the contract's three recipes, by the superuser", func(t *testing.T) {
-		if got := recipeRows(t); !slices.Equal(got, contractRecipes) {
-			t.Errorf("recipes =\n%q\nwant\n%q", got, contractRecipes)
-		}
-	})
-
-	t.Run("the schema is at the last migration", func(t *testing.T) {
-		if got, want := queryInt(t, raw, "PRAGMA user_version"), knownMigrations(t); got != want {
-			t.Errorf("PRAGMA user_version = %d, want %d", got, want)
-		}
-		if got := dump(t, raw, "SELECT version_num FROM alembic_version"); got != fmt.Sprintf("%q\n", []any{"ec46ad7fc181"}) {
-			t.Errorf("alembic_version = %s, want ec46ad7fc181", got)
-		}
-	})
-
-	t.Run("starting again seeds nothing and changes no password", func(t *testing.T) {
-		before := dumpAll(t, raw)
-		e.store.close()
-		cfg := e.cfg
-		cfg.firstSuperuserPassword = "a-different-password"
-		again := startTestEnv(t, cfg, time.Now)
-		if after := dumpAll(t, raw); after != before {
-			t.Errorf("rows after a restart:\n%s\nwant, as before:\n%s", after, before)
-		}
-		again.login("admin@recipeapi.com", adminPassword)
-		resp := again.tryLogin("admin@recipeapi.com", "a-different-password")
-		expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
-
-		created, err := again.store.seed(t.Context(), "other@recipeapi.com", passlibHash(t, "other-password"))
-		if err != nil || created {
-			t.Errorf("seed on a database with users = %v, %v; want false, nil", created, err)
-		}
-		var printed strings.Builder
-		cfg.firstSuperuserPassword = "" // a generated password would be printed
-		if err := seedFirstSuperuser(t.Context(), again.store, again.passwords, cfg, &printed, slog.New(slog.DiscardHandler)); err != nil {
-			t.Errorf("seedFirstSuperuser on a seeded database = %v", err)
-		}
-		if printed.Len() != 0 {
-			t.Errorf("seedFirstSuperuser on a seeded database printed %q, want nothing", printed.String())
-		}
-		if after := dumpAll(t, raw); after != before {
-			t.Errorf("rows after seeding again:\n%s\nwant, as before:\n%s", after, before)
-		}
-	})
-}
-
-// caseVariant returns email with the letters chosen by the bits of n in
-// upper case: each n below 2^(letters) gives a different spelling.
-func caseVariant(email string, n int) string {
-	out := []rune(email)
-	bit := 0
-	for i, r := range out {
-		if unicode.IsLetter(r) {
-			if n&(1<<bit) != 0 {
-				out[i] = unicode.ToUpper(r)
-			}
-			bit++
-		}
-	}
-	return string(out)
-}
-
-func TestEmailsAreUniqueIgnoringCase(t *testing.T) {
-	t.Run("the store refuses an email that differs only in case", func(t *testing.T) {
-		e := newTestEnv(t)
-		first, err := e.store.createUser(t.Context(), user{Email: "A@x.com", HashedPassword: "x"})
-		if err != nil {
-			t.Fatalf("createUser(A@x.com) = %v", err)
-		}
-		for _, email := range []string{"a@X.COM", "A@x.com", "a@x.com", "A@X.COM"} {
-			if _, err := e.store.createUser(t.Context(), user{Email: email, HashedPassword: "x"}); !errors.Is(err, errEmailTaken) {
-				t.Errorf("createUser(%s) after A@x.com = %v, want errEmailTaken", email, err)
-			}
-		}
-		if _, err := e.store.createUser(t.Context(), user{Email: "b@x.com", HashedPassword: "x"}); err != nil {
-			t.Errorf("createUser(b@x.com) = %v, want no error", err)
-		}
-		found, err := e.store.userByEmail(t.Context(), "a@X.COM")
-		if err != nil || found.ID != first.ID || found.Email != "A@x.com" {
-			t.Errorf("userByEmail(a@X.COM) = %+v, %v; want user %d as A@x.com", found, err, first.ID)
-		}
-	})
-
-	t.Run("of 20 racing signups of one email in different cases, exactly one wins", func(t *testing.T) {
-		e := newTestEnv(t)
-		const racers = 20
-		type outcome struct {
-			email  string
-			status int
-			body   string
-		}
-		outcomes := make(chan outcome, racers)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range racers {
-			email := caseVariant("racer@example.com", i)
-			wg.Go(func() {
-				<-start
-				body := fmt.Sprintf(`{"email":%q,"password":"racer-password"}`, email)
-				// A 503 means the hashers were all busy: the contract's
-				// answer to a flood, which a client retries.
-				for attempt := 0; ; attempt++ {
-					resp := e.postJSON("/api/v1/auth/signup", body)
-					text, _ := io.ReadAll(resp.Body)
-					if resp.StatusCode != http.StatusServiceUnavailable || attempt == 200 {
-						outcomes <- outcome{email, resp.StatusCode, string(text)}
-						return
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		close(outcomes)
-
-		var winners []string
-		for o := range outcomes {
-			switch o.status {
-			case http.StatusCreated:
-				winners = append(winners, o.email)
-			case http.StatusBadRequest:
-				if want := `{"detail":"The user with this email already exists in the system"}`; o.body != want {
-					t.Errorf("POST /api/v1/auth/signup %s = 400 %s, want %s", o.email, o.body, want)
-				}
-			default:
-				t.Errorf("POST /api/v1/auth/signup %s = %d %s, want 201 or 400", o.email, o.status, o.body)
-			}
-		}
-		if len(winners) != 1 {
-			t.Errorf("signups that won = %q, want exactly one", winners)
-		}
-		raw := openRawDB(t, e.cfg.dbPath)
-		if n := queryInt(t, raw, "SELECT count(*) FROM user WHERE email = 'racer@example.com' COLLATE NOCASE"); n != 1 {
-			t.Errorf("users with the racers' email = %d, want 1", n)
-		}
-	})
-}
-
 func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "writer@example.com")
@@ -755,37 +836,6 @@ func TestManyWritersAtOnceNeverSeeALockedDatabase(t *testing.T) {
 	if logs := e.logs.String(); strings.Contains(logs, "locked") || strings.Contains(logs, "SQLITE_BUSY") {
 		t.Errorf("the log mentions a locked database:\n%s", logs)
 	}
-}
-
-func TestOnceTheUserIDsAreUsedUpASignupSaysSo(t *testing.T) {
-	// A reference database whose last user has the largest id SQLite
-	// allows: the migration's AUTOINCREMENT can give no id after it.
-	path := filepath.Join(t.TempDir(), "reference.db")
-	makeReferenceDB(t, path, fmt.Sprintf(`INSERT INTO user (id, first_name, surname, email, is_superuser, hashed_password)
-		VALUES (%d, 'Last', 'One', 'last@example.com', 0, '%s')`, int64(math.MaxInt64), passlibHash(t, "last-password")))
-	e := newTestEnv(t, onDatabase(path))
-
-	t.Run("a signup answers 503, saying why, with no Retry-After, and the log tells the operator", func(t *testing.T) {
-		resp := e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
-		if retry := resp.Header.Get("Retry-After"); retry != "" {
-			t.Errorf("Retry-After = %q; want none: waiting will not help", retry)
-		}
-		expectDetail(t, resp, http.StatusServiceUnavailable, "No more accounts can be created: the user ids are used up")
-		if logs := e.logs.String(); !strings.Contains(logs, "user ids are used up") {
-			t.Errorf("the log does not say that the user ids are used up:\n%s", logs)
-		}
-	})
-	t.Run("the users there log in and submit recipes as before", func(t *testing.T) {
-		token := e.login("last@example.com", "last-password")
-		resp := e.postJSON("/api/v1/recipes/", `{"label":"Last Soup","source":"s","url":"https://example.com/soup"}`, bearer(token)...)
-		expectStatus(t, resp, http.StatusCreated)
-	})
-	t.Run("createsuperuser of a new email says why in one line", func(t *testing.T) {
-		_, err := runCommand(t, map[string]string{"BCRYPT_COST": "4"}, "a-strong-password\n", "createsuperuser", "-db", path, "-email", "boss@example.com")
-		if err == nil || !strings.Contains(err.Error(), "user ids are used up") || strings.Contains(err.Error(), "\n") {
-			t.Errorf("createsuperuser = %v, want one line saying the user ids are used up", err)
-		}
-	})
 }
 
 func TestAFullDatabaseAnswers503(t *testing.T) {
@@ -1029,4 +1079,229 @@ func TestMigration3OverAReferenceDatabase(t *testing.T) {
 		token := e.login("chef@example.com", "chef-password")
 		expectStatus(t, e.send("DELETE", "/api/v1/recipes/13", nil, bearer(token)...), http.StatusNoContent)
 	})
+}
+
+// holdWriteLock takes the write lock of the database at path on a
+// connection of its own, as another program would with BEGIN IMMEDIATE,
+// and keeps it until release is called (or the test ends).
+func holdWriteLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("BEGIN IMMEDIATE: %v", err)
+	}
+	released := false
+	release = func() {
+		if released {
+			return
+		}
+		released = true
+		conn.ExecContext(context.Background(), "ROLLBACK")
+		conn.Close()
+		db.Close()
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// everyRow is every row of the tables that a write could change.
+func everyRow(t *testing.T, e *testEnv) string {
+	t.Helper()
+	return dump(t, e.store.reader, "SELECT id, email, hashed_password, token_generation FROM user ORDER BY id") +
+		dump(t, e.store.reader, "SELECT * FROM recipe ORDER BY id") +
+		dump(t, e.store.reader, "SELECT id, user_id, hex(digest), expires_at FROM session ORDER BY id")
+}
+
+func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
+	t.Parallel() // it waits out the write deadline
+	e := newTestEnv(t)
+	cook, token := newRecipeUser(e, "cook@example.com")
+	mine := postRecipe(t, e, token, "Soup", "Cook", "https://example.com/soup")
+	session := e.loginTokens("cook@example.com", "recipe-password")
+	before := everyRow(t, e)
+
+	release := holdWriteLock(t, e.cfg.dbPath)
+	// All at once, so that the test waits out the deadline once; they queue
+	// for the writer as concurrent requests do, under one deadline each.
+	t.Run("every write", func(t *testing.T) { expectWritesRefused(t, e, token, mine.ID, session.RefreshToken) })
+	for _, target := range []string{
+		fmt.Sprintf("/api/v1/recipes/%d", mine.ID),
+		"/api/v1/recipes/search/?keyword=soup",
+		"/api/v1/recipes/my-recipes/",
+		"/api/v1/auth/me",
+		"/",
+		"/healthz",
+	} {
+		t.Run("GET "+target+" answers 200 meanwhile, at once", func(t *testing.T) {
+			start := time.Now()
+			expectStatus(t, e.get(target, bearer(token)...), http.StatusOK)
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("GET %s took %v, want under 1s", target, took)
+			}
+		})
+	}
+
+	release()
+	t.Run("nothing refused was written, then or once the lock is gone", func(t *testing.T) {
+		time.Sleep(time.Second) // room for a late commit, which would be a bug
+		if after := everyRow(t, e); after != before {
+			t.Errorf("rows after the refused writes:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+	t.Run("the same writes work once the lock is gone", func(t *testing.T) {
+		expectStatus(t, e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...), http.StatusCreated)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, session.RefreshToken).AccessToken, cook.ID)
+	})
+	if logs := e.logs.String(); strings.Contains(logs, "internal error") {
+		t.Errorf("the log has an internal error, want only warnings:\n%s", logs)
+	}
+}
+
+// expectWritesRefused sends every kind of write, at once, while another
+// connection holds the write lock: each must answer 503 with Retry-After
+// within the write deadline.
+func expectWritesRefused(t *testing.T, e *testEnv, token string, recipeID int64, refreshToken string) {
+	for _, tc := range []struct {
+		name string
+		send func() *http.Response
+	}{
+		{"a create", func() *http.Response {
+			return e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...)
+		}},
+		{"an update", func() *http.Response {
+			return e.sendJSON("PUT", fmt.Sprintf("/api/v1/recipes/%d", recipeID), recipeBody("Broth", "Cook", "https://example.com/broth"), bearer(token)...)
+		}},
+		{"a delete", func() *http.Response {
+			return e.send("DELETE", fmt.Sprintf("/api/v1/recipes/%d", recipeID), nil, bearer(token)...)
+		}},
+		{"a signup", func() *http.Response {
+			return e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
+		}},
+		{"a login", func() *http.Response {
+			return e.tryLogin("cook@example.com", "recipe-password")
+		}},
+		{"a refresh", func() *http.Response { return refresh(e, refreshToken) }},
+		{"a logout", func() *http.Response {
+			return e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...)
+		}},
+		{"a password change", func() *http.Response {
+			return e.postJSON("/api/v1/auth/password", passwordBody("recipe-password", "another-password"), bearer(token)...)
+		}},
+	} {
+		t.Run(tc.name+" answers 503 with Retry-After within the deadline", func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			resp := tc.send()
+			// The deadline, and room for a busy machine.
+			if took := time.Since(start); took > writerWait+2*time.Second {
+				t.Errorf("%s %s took %v, want about the deadline %v", resp.Request.Method, resp.Request.URL, took, writerWait)
+			}
+			if got := resp.Header.Get("Retry-After"); got != strconv.Itoa(int(writerRetryAfter/time.Second)) {
+				t.Errorf("%s %s: Retry-After = %q, want %d", resp.Request.Method, resp.Request.URL, got, writerRetryAfter/time.Second)
+			}
+			expectDetail(t, resp, http.StatusServiceUnavailable, "Database busy, try again later")
+		})
+	}
+}
+
+func TestAWriteWhoseRequestEndsIsRolledBack(t *testing.T) {
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "cook@example.com")
+	before := everyRow(t, e)
+
+	t.Run("a create whose client goes away while it waits for the lock is never committed", func(t *testing.T) {
+		release := holdWriteLock(t, e.cfg.dbPath)
+		ctx, cancel := context.WithCancel(t.Context())
+		r := newRequest("POST", "/api/v1/recipes/", strings.NewReader(recipeBody("Stew", "Cook", "https://example.com/stew")),
+			append([]string{"Content-Type", "application/json"}, bearer(token)...)...).WithContext(ctx)
+		answered := make(chan *http.Response, 1)
+		go func() { answered <- e.serve(r) }()
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		select {
+		case resp := <-answered:
+			if resp.StatusCode == http.StatusCreated {
+				t.Errorf("POST /api/v1/recipes/ = 201 after its client went away")
+			}
+		case <-time.After(writerWait / 2): // the request's end, not the deadline, must stop the wait
+			t.Fatalf("POST /api/v1/recipes/ still waits for the lock %v after its client went away", writerWait/2)
+		}
+		release()
+		time.Sleep(100 * time.Millisecond)
+		if after := everyRow(t, e); after != before {
+			t.Errorf("rows after the abandoned create:\n%s\nwant, as before:\n%s", after, before)
+		}
+	})
+	t.Run("a write whose request ends between its statements and its commit is rolled back", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		err := e.store.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO recipe (label) VALUES ('late')"); err != nil {
+				return err
+			}
+			cancel() // the client goes away before the commit
+			return nil
+		})
+		if err == nil {
+			t.Error("store.write = nil after its request ended before the commit, want an error")
+		}
+		if n := queryInt(t, e.store.reader, "SELECT count(*) FROM recipe WHERE label = 'late'"); n != 0 {
+			t.Errorf("%d rows of the abandoned write were committed, want 0", n)
+		}
+	})
+}
+
+func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the service's whole write deadline, which -short asks to leave out")
+	}
+	t.Parallel() // it waits out the write deadline
+	dbPath := filepath.Join(t.TempDir(), "locked.db")
+	_, base := startChild(t, "DATABASE_PATH="+dbPath, "BCRYPT_COST=4", "FIRST_SUPERUSER_PW="+adminPassword, "LOGIN_ATTEMPTS_PER_MINUTE=0")
+	token := loginOver(t, base, "admin@recipeapi.com", adminPassword)
+	create := func() (*http.Response, error) {
+		req, _ := http.NewRequest("POST", base+"/api/v1/recipes/", strings.NewReader(recipeBody("Stew", "Cook", "https://example.com/stew")))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		return http.DefaultClient.Do(req)
+	}
+
+	release := holdWriteLock(t, dbPath) // this test's process, not the service's
+	start := time.Now()
+	resp, err := create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("POST /api/v1/recipes/ under another process's lock = %d, Retry-After %q; want 503 with Retry-After",
+			resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if took < writerWait-time.Second || took > writerWait+5*time.Second {
+		t.Errorf("POST /api/v1/recipes/ answered after %v, want about the write deadline %v", took, writerWait)
+	}
+	readStart := time.Now()
+	if resp, err := http.Get(base + "/api/v1/recipes/1"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /api/v1/recipes/1 under the lock = %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if took := time.Since(readStart); took > time.Second {
+		t.Errorf("GET /api/v1/recipes/1 under the lock took %v, want under 1s", took)
+	}
+	release()
+
+	time.Sleep(500 * time.Millisecond)
+	raw := openRawDB(t, dbPath)
+	if n := queryInt(t, raw, "SELECT count(*) FROM recipe WHERE label = 'Stew'"); n != 0 {
+		t.Errorf("%d refused creates were committed after the lock was released, want 0", n)
+	}
 }

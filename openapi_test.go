@@ -1,11 +1,6 @@
-// openapi_examples_test.go checks that the examples in openapi.json work:
-// a reader of /docs who presses "Try it out" and then "Execute" without
-// changing anything must get the documented success, not a 422 for a
-// made-up URL or a 403 for a made-up submitter_id. The test walks the
-// document's operations in the order a reader would try them and sends
-// each one's examples, unchanged, through the real handler. A 422's
-// example, which no reader executes, must at least name a place that its
-// operation has.
+// openapi_test.go checks openapi.json, the document static.go serves:
+// that it lists exactly the routes, and that its examples succeed when run
+// unchanged against the service.
 package main
 
 import (
@@ -365,4 +360,183 @@ func withRefreshToken(t *testing.T, doc map[string]any, o documentedOperation, r
 	}
 	form.Set("refresh_token", refreshToken)
 	return newRequest(o.method, o.path, strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+}
+
+// registeredRoutes lists the patterns of app.routes, after checking each
+// on a real ServeMux, which must send a request for it to that very
+// pattern.
+func registeredRoutes(t *testing.T) []string {
+	t.Helper()
+	mux := http.NewServeMux()
+	var patterns []string
+	for _, rt := range (&app{}).routes() { // routes only builds closures, so a zero app will do
+		mux.Handle(rt.pattern, rt.handler)
+		patterns = append(patterns, rt.pattern)
+	}
+	sample := strings.NewReplacer("{recipe_id}", "1", "{file}", "index.html", "{$}", "")
+	for _, pattern := range patterns {
+		method, path, _ := strings.Cut(pattern, " ")
+		r := newRequest(method, sample.Replace(path), nil)
+		if _, got := mux.Handler(r); got != pattern {
+			t.Errorf("%s %s reaches the route %q, want %q", r.Method, r.URL, got, pattern)
+		}
+	}
+	return patterns
+}
+
+func TestOpenAPIDocument(t *testing.T) {
+	e := newTestEnv(t)
+	resp := e.get("/api/v1/openapi.json")
+	expectStatus(t, resp, http.StatusOK)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("GET /api/v1/openapi.json: Content-Type = %q, want application/json", ct)
+	}
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			SecuritySchemes map[string]struct {
+				Type  string `json:"type"`
+				Flows struct {
+					Password *struct {
+						TokenURL string `json:"tokenUrl"`
+					} `json:"password"`
+				} `json:"flows"`
+			} `json:"securitySchemes"`
+		} `json:"components"`
+	}
+	body := readBody(t, resp)
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("GET /api/v1/openapi.json is not JSON: %v", err)
+	}
+
+	t.Run("it is an OpenAPI 3 document", func(t *testing.T) {
+		if !strings.HasPrefix(doc.OpenAPI, "3") {
+			t.Errorf("GET /api/v1/openapi.json: openapi = %q, want 3.x", doc.OpenAPI)
+		}
+	})
+
+	t.Run("it has an OAuth2 password flow whose tokenUrl is the login route", func(t *testing.T) {
+		found := false
+		for name, s := range doc.Components.SecuritySchemes {
+			if s.Type == "oauth2" && s.Flows.Password != nil {
+				found = true
+				if s.Flows.Password.TokenURL != "/api/v1/auth/login" {
+					t.Errorf("security scheme %s: tokenUrl = %q, want /api/v1/auth/login", name, s.Flows.Password.TokenURL)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("GET /api/v1/openapi.json has no OAuth2 password flow")
+		}
+	})
+
+	t.Run("the document and the registered routes are in step", func(t *testing.T) {
+		patterns := registeredRoutes(t)
+		if len(patterns) == 0 {
+			t.Fatal("routes registered nothing")
+		}
+		undocumented := map[string]bool{
+			"GET /api/v1/openapi.json": true,
+			"GET /docs":                true,
+			"GET /docs/{file}":         true,
+			"GET /favicon.ico":         true,
+		}
+		// The paths without their trailing slash answer as the documented
+		// ones do; /docs lists each operation once.
+		aliases := map[string]string{
+			"GET /api/v1/recipes/search":     "/api/v1/recipes/search/",
+			"GET /api/v1/recipes/my-recipes": "/api/v1/recipes/my-recipes/",
+		}
+		methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true,
+			"options": true, "head": true, "patch": true, "trace": true}
+
+		registered := map[string]bool{}
+		for _, pattern := range patterns {
+			method, path, ok := strings.Cut(pattern, " ")
+			if !ok {
+				t.Errorf("route %q has no method", pattern)
+				continue
+			}
+			path = strings.TrimSuffix(path, "{$}")
+			route := method + " " + path
+			registered[route] = true
+			if undocumented[route] {
+				continue
+			}
+			if documented, ok := aliases[route]; ok {
+				if _, twice := doc.Paths[path]; twice {
+					t.Errorf("openapi.json documents the alias %s beside %s", path, documented)
+				}
+				path = documented
+			}
+			if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+				t.Errorf("route %s is not documented in openapi.json", route)
+			}
+		}
+		for route := range undocumented {
+			if !registered[route] {
+				t.Errorf("allow-listed undocumented route %s is not registered; drop it from the list", route)
+			}
+		}
+		for route := range aliases {
+			if !registered[route] {
+				t.Errorf("alias %s is not registered; drop it from the list", route)
+			}
+		}
+		var documented []string
+		for path, item := range doc.Paths {
+			for method := range item {
+				if methods[method] {
+					documented = append(documented, strings.ToUpper(method)+" "+path)
+				}
+			}
+		}
+		sort.Strings(documented)
+		for _, route := range documented {
+			if !registered[route] {
+				t.Errorf("openapi.json documents %s, which is not a registered route", route)
+			}
+		}
+	})
+}
+
+// TestEveryRouteTheDocumentGuardsNeedsAToken sends each documented
+// operation with no Authorization header to the real handler: those the
+// document marks with a bearer token must answer 401 Not authenticated,
+// the others must not. So a route that lost requireUser, or gained it,
+// fails here, as registeredRoutes checks only the patterns.
+func TestEveryRouteTheDocumentGuardsNeedsAToken(t *testing.T) {
+	e := newTestEnv(t)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security []map[string][]string `json:"security"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for path, operations := range doc.Paths {
+		for method, op := range operations {
+			guarded := len(op.Security) > 0
+			target := strings.ReplaceAll(path, "{recipe_id}", "1")
+			name := strings.ToUpper(method) + " " + path + " without a token is a 401"
+			if !guarded {
+				name = strings.ToUpper(method) + " " + path + " without a token is not a 401"
+			}
+			t.Run(name, func(t *testing.T) {
+				resp := e.send(strings.ToUpper(method), target, strings.NewReader("{}"), "Content-Type", "application/json")
+				if guarded {
+					expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+				} else if resp.StatusCode == http.StatusUnauthorized {
+					t.Errorf("%s %s without a token = 401, but the document says it needs none", method, path)
+				}
+			})
+			checked++
+		}
+	}
+	if checked < 10 {
+		t.Fatalf("checked only %d operations of openapi.json", checked)
+	}
 }
