@@ -64,7 +64,7 @@ func inChild(t *testing.T) bool {
 }
 
 func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
-	t.Run("four times as many hashes as workers all run, one per worker at a time", func(t *testing.T) {
+	t.Run("four times as many hashes as workers all run, at most one per worker at a time", func(t *testing.T) {
 		p := newPasswordHasher(testBcryptCost)
 		defer p.close()
 		var mu sync.Mutex
@@ -91,8 +91,8 @@ func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if ran.Load() != int32(4*p.workers) || most != p.workers {
-			t.Errorf("%d hashes ran, at most %d at once; want %d, and %d at once: one per worker", ran.Load(), most, 4*p.workers, p.workers)
+		if ran.Load() != int32(4*p.workers) || most > p.workers {
+			t.Errorf("%d hashes ran, at most %d at once; want %d, and at most %d at once: one per worker", ran.Load(), most, 4*p.workers, p.workers)
 		}
 	})
 
@@ -273,7 +273,12 @@ func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
 			var ran atomic.Bool
 			unblock := make(chan struct{})
 			done := make(chan error, 1)
-			go func() { done <- p.do(ctx, func() { ran.Store(true); <-unblock }) }()
+			go func() {
+				done <- p.do(ctx, func() {
+					ran.Store(true)
+					<-unblock
+				})
+			}()
 			waitFor(t, "the job to be queued or taken", func() bool { return ran.Load() || !tc.taken && p.queued() == 1 })
 			cancel()
 			if err := watchdog(t, "a request that ended", done, 10*time.Second); !errors.Is(err, context.Canceled) {
