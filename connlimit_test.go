@@ -4,150 +4,166 @@ package main
 
 import (
 	"bufio"
-	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
-	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-// acceptIn runs l.Accept in a goroutine and returns where its result goes.
+// limiterOn caps a new loopback listener at n connections, with exempt
+// as limitConnections takes it; the test's end closes it.
+func limiterOn(t *testing.T, n int, exempt func(netip.Addr) bool) *limitedListener {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limitConnections(inner, n, exempt)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// dialFrom connects to l from the loopback address local.
+func dialFrom(t *testing.T, l net.Listener, local string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// acceptIn runs l.Accept in a goroutine and returns where its connection
+// goes, or nil if Accept failed.
 func acceptIn(l net.Listener) chan net.Conn {
 	accepted := make(chan net.Conn, 1)
 	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
+		c, _ := l.Accept()
 		accepted <- c
 	}()
 	return accepted
 }
 
-func TestTheConnectionLimiter(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := limitConnections(inner, 2, nil)
-	defer l.Close()
-	dial := func() net.Conn {
-		c, err := net.Dial("tcp", inner.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+// accepted is the connection acceptIn returns, failing the test if there
+// is none within 5 s.
+func accepted(t *testing.T, from chan net.Conn) net.Conn {
+	t.Helper()
+	select {
+	case c := <-from:
+		if c == nil {
+			t.Fatal("Accept failed")
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept returned no connection within 5 s")
+		return nil
 	}
-	var served []net.Conn
+}
+
+func TestTheConnectionLimiter(t *testing.T) {
+	l := limiterOn(t, 2, nil)
+	var clients, served []net.Conn
 	for range 2 {
-		dial()
-		select {
-		case c := <-acceptIn(l):
-			served = append(served, c)
-		case <-time.After(5 * time.Second):
-			t.Fatal("Accept did not return a connection while under the cap")
-		}
+		clients = append(clients, dialFrom(t, l, "127.0.0.1"))
+		served = append(served, accepted(t, acceptIn(l)))
 	}
-	dial()
+	dialFrom(t, l, "127.0.0.1")
 	third := acceptIn(l)
 	select {
 	case <-third:
 		t.Fatal("a third connection was accepted while two were open, with a cap of 2")
 	case <-time.After(200 * time.Millisecond):
 	}
-	if n := len(l.slots); n != 2 {
-		t.Errorf("%d slots taken, want 2", n)
-	}
-
 	served[0].Close()
 	served[0].Close() // a second Close must not give back a second slot
-	select {
-	case c := <-third:
-		if c == nil {
-			t.Fatal("Accept failed")
-		}
-		defer c.Close()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the third connection was not accepted once one closed")
-	}
+	accepted(t, third)
 	if n := len(l.slots); n != 2 {
-		t.Errorf("%d slots taken after one of three connections closed twice, want 2", n)
+		t.Fatalf("%d slots taken after one of three connections closed twice, want 2", n)
 	}
 
-	t.Run("closing the listener ends an Accept that waits for a slot", func(t *testing.T) {
-		waiting := acceptIn(l)
-		time.Sleep(50 * time.Millisecond)
-		l.Close()
-		select {
-		case c := <-waiting:
-			if c != nil {
-				t.Error("Accept returned a connection after Close")
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Accept still waits after the listener was closed")
+	// net/http half-closes before it closes after an error: the client
+	// must read the end of the answer.
+	if err := served[1].(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Errorf("CloseWrite: %v", err)
+	}
+	clients[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := clients[1].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("the client of a half-closed connection read %v, want EOF", err)
+	}
+
+	// Every slot is taken: closing the listener ends an Accept that waits.
+	waiting := acceptIn(l)
+	time.Sleep(50 * time.Millisecond)
+	l.Close()
+	select {
+	case c := <-waiting:
+		if c != nil {
+			t.Error("Accept returned a connection after Close")
 		}
-	})
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waits for a slot after the listener was closed")
+	}
 }
 
-// TestMaxConnectionsCapsTheServer starts the program with
-// -max-connections 1: while one client holds a connection open, another
-// is not served; once it closes, the other is.
+// TestMaxConnectionsCapsTheServer runs the service with MAX_CONNECTIONS=1,
+// in a child process so that serving changes nothing in this one: while
+// one client holds a connection open, another is not served; once it
+// closes, the other is.
 func TestMaxConnectionsCapsTheServer(t *testing.T) {
 	addr := freeLoopbackAddress(t)
-	env := map[string]string{"BCRYPT_COST": "4"}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-db", filepath.Join(t.TempDir(), "app.db"), "-max-connections", "1"},
-			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	waitForHealthy(t, "http://"+addr)
-	http.DefaultClient.CloseIdleConnections() // waitForHealthy's, which would hold the one slot
-
-	holder, err := net.Dial("tcp", addr)
-	if err != nil {
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "RECIPEAPI_RUN_AS_SERVICE=1", "ADDR="+addr, "MAX_CONNECTIONS=1", "BCRYPT_COST=4",
+		"DATABASE_PATH="+filepath.Join(t.TempDir(), "app.db"))
+	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Close()
-	fmt.Fprintf(holder, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") // served, then kept alive
-	resp, err := http.ReadResponse(bufio.NewReader(holder), nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	defer child.Wait()
+	defer child.Process.Signal(syscall.SIGTERM)
+	// Each asks for /healthz, and is served (once the service is ready)
+	// or waits for a slot, with the kernel's backlog holding it.
+	dial := func() net.Conn {
+		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				t.Cleanup(func() { c.Close() })
+				fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+				return c
+			} else if time.Since(start) > 10*time.Second {
+				t.Fatalf("the service did not listen on %s within 10 s: %v", addr, err)
+			}
+		}
+	}
+	answer := func(c net.Conn, within time.Duration) error {
+		c.SetReadDeadline(time.Now().Add(within))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return err
+	}
+	holder := dial()
+	if err := answer(holder, 10*time.Second); err != nil {
 		t.Fatalf("the first connection was not served: %v", err)
 	}
-
-	answered := make(chan error, 1)
-	go func() {
-		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-		resp, err := client.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		answered <- err
-	}()
-	select {
-	case err := <-answered:
-		t.Fatalf("a second connection was served (%v) while the first was open, with -max-connections 1", err)
-	case <-time.After(300 * time.Millisecond):
+	// It is kept alive, and holds the one slot.
+	second := dial()
+	if err := answer(second, 300*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a second connection was answered (%v) while the first was open, with MAX_CONNECTIONS=1", err)
 	}
 	holder.Close()
-	select {
-	case err := <-answered:
-		if err != nil {
-			t.Errorf("the second connection, once the first closed: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the second connection was not served after the first closed")
+	if err := answer(second, 10*time.Second); err != nil {
+		t.Errorf("the second connection, once the first closed: %v", err)
 	}
 }
 
@@ -159,69 +175,43 @@ func TestOneClientHoldsOnlyItsShareOfTheConnections(t *testing.T) {
 		t.Fatalf("perClientShare(32) = %d, want 8", share)
 	}
 	for _, tc := range []struct {
-		name   string
-		exempt func(netip.Addr) bool
-		want   bool // whether the connection past the share is served
+		name     string
+		exempt   func(netip.Addr) bool
+		want     bool           // whether the connection past the share is served
+		wantOpen map[string]int // the connections counted against each client's share
 	}{
-		{"a connection past a client's share is closed, and others are served", nil, false},
-		{"a trusted proxy has no share", func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.1") }, true},
+		{"a connection past a client's share is closed, and others are served", nil, false,
+			map[string]int{"127.0.0.1": 8, "127.0.0.2": 1}},
+		{"a trusted proxy has no share", func(a netip.Addr) bool { return a == netip.MustParseAddr("127.0.0.1") }, true,
+			map[string]int{"127.0.0.2": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inner, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l := limitConnections(inner, 32, tc.exempt)
-			defer l.Close()
-			dialFrom := func(local string) net.Conn {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
-				c, err := d.Dial("tcp", inner.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				return c
-			}
-			accept := func() net.Conn {
-				t.Helper()
-				select {
-				case c := <-acceptIn(l):
-					if c == nil {
-						t.Fatal("Accept failed")
-					}
-					t.Cleanup(func() { c.Close() })
-					return c
-				case <-time.After(5 * time.Second):
-					t.Fatal("Accept returned nothing")
-				}
-				return nil
-			}
+			l := limiterOn(t, 32, tc.exempt)
 			for range share {
-				dialFrom("127.0.0.1")
-				accept()
+				dialFrom(t, l, "127.0.0.1")
+				accepted(t, acceptIn(l))
 			}
 			// Accept takes the extra connection first; if it closes it,
 			// the next one it returns is the other client's.
-			extra := dialFrom("127.0.0.1")
-			dialFrom("127.0.0.2")
-			next := accept()
-			servedExtra := next.RemoteAddr().(*net.TCPAddr).IP.Equal(net.ParseIP("127.0.0.1"))
-			if !servedExtra {
-				// The extra one was closed by Accept: its client reads EOF.
-				extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-				if _, err := extra.Read(make([]byte, 1)); err == nil {
-					t.Error("the connection past the share was neither served nor closed")
-				}
+			extra := dialFrom(t, l, "127.0.0.1")
+			dialFrom(t, l, "127.0.0.2")
+			servedExtra := accepted(t, acceptIn(l)).RemoteAddr().(*net.TCPAddr).IP.Equal(net.ParseIP("127.0.0.1"))
+			if servedExtra {
+				accepted(t, acceptIn(l)) // the other client's
 			} else {
-				accept() // the other client's
+				// Closed by Accept: its client reads EOF.
+				extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+					t.Errorf("the connection past the share was neither served nor closed: read %v, want EOF", err)
+				}
 			}
 			if servedExtra != tc.want {
 				t.Errorf("connection %d from one client served = %v, want %v", share+1, servedExtra, tc.want)
 			}
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if n := len(l.open); n > 2 {
-				t.Errorf("the share map holds %d clients, want at most the 2 with open connections", n)
+			if !maps.Equal(l.open, tc.wantOpen) {
+				t.Errorf("open connections by client = %v, want %v", l.open, tc.wantOpen)
 			}
 		})
 	}

@@ -1,92 +1,91 @@
 //go:build linux
 
-// hashing_linux_test.go checks, through /proc, that hashing runs on
-// threads of the lowest priority and that no other thread is lowered,
+// hashing_linux_test.go checks that hashing runs on threads of the
+// lowest priority and that no other thread is lowered,
 // the main thread least of all.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 )
 
-// niceOf reads the nice value of thread tid of this process: field 19 of
-// /proc/self/task/<tid>/stat, counted after the parenthesised name, which
-// may itself hold spaces.
+// niceOf is the nice value of thread tid, from the raw getpriority(2),
+// which answers 20 - nice so as never to look like an error.
 func niceOf(tid int) (int, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", tid))
-	if err != nil {
-		return 0, err
-	}
-	_, rest, ok := strings.Cut(string(stat), ") ")
-	fields := strings.Fields(rest)
-	if !ok || len(fields) < 17 {
-		return 0, fmt.Errorf("unexpected stat line %q", stat)
-	}
-	return strconv.Atoi(fields[19-3]) // rest starts at field 3, the state
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+	return 20 - prio, err
 }
 
-func threadNice(t *testing.T, tid int) int {
-	t.Helper()
-	nice, err := niceOf(tid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nice
-}
-
-// onMainThread is what a hashing worker did when started on the main
-// thread, seen from init: only there does a goroutine surely run on it
-// (the runtime locks it there), and a later test could not count on it,
-// since a worker that ends on it parks it for good.
-var onMainThread struct {
-	isMain      bool  // init did run on the main thread
-	lowerErr    error // lowerThreadPriority's answer there
-	workerErr   error // what the worker reported as its start
-	before, now int   // the main thread's nice value before and after
-	readErr     error
-}
+// mainThreadProblems is what went wrong when a hashing worker started on
+// the main thread, in the child process that
+// TestHashingLeavesTheMainThreadsPriorityAlone runs: only in init does a
+// goroutine surely run there (the runtime locks it there), and a worker
+// that ends on it parks it for good. mainThreadChecked is set once init
+// has checked it all.
+var (
+	mainThreadProblems []error
+	mainThreadChecked  bool
+)
 
 func init() {
-	m := &onMainThread
-	m.isMain = syscall.Gettid() == syscall.Getpid()
-	m.before, m.readErr = niceOf(syscall.Getpid())
-	m.lowerErr = lowerThreadPriority()
-	// A worker of a closed pool, on this thread: it must hand its place
-	// to one on another thread, whose start is what started reports.
-	p := &passwordHasher{workers: 1, running: map[*hashJob]bool{}, closed: true}
-	p.wake.L = &p.mu
-	started := make(chan error, 1)
-	p.work(started) // its replacement counts in workersDone
-
-	runtime.UnlockOSThread() // work's lock; init's own stays
-	m.workerErr = <-started
-	p.workersDone.Wait()
-	if m.readErr == nil {
-		m.now, m.readErr = niceOf(syscall.Getpid())
+	if os.Getenv(childTestEnv) != "TestHashingLeavesTheMainThreadsPriorityAlone" {
+		return
 	}
+	tid := syscall.Gettid()
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			mainThreadProblems = append(mainThreadProblems, fmt.Errorf(format, args...))
+		}
+	}
+	check(tid == syscall.Getpid(), "init runs on thread %d, not on the main thread %d", tid, syscall.Getpid())
+	before, beforeErr := niceOf(tid)
+	// A pool of one worker, as newPasswordHasher makes it, but whose
+	// worker starts here. lowerThreadPriority refuses this thread, so the
+	// worker must give its place to one on another thread, which then runs
+	// the job queued meanwhile; then the pool closes, so that even a
+	// worker that kept this thread would end.
+	p := &passwordHasher{cost: testBcryptCost, workers: 1, running: map[*hashJob]bool{}}
+	p.wake.L = &p.mu
+	p.laterCtx, p.endLater = context.WithCancel(context.Background())
+	started, jobDone := make(chan error, 2), make(chan error, 1) // room for a worker that kept this thread, too
+	var jobTid, jobNice int
+	go func() {
+		var niceErr error
+		err := p.do(context.Background(), func() {
+			jobTid = syscall.Gettid()
+			jobNice, niceErr = niceOf(jobTid)
+		})
+		p.close()
+		jobDone <- errors.Join(err, niceErr)
+	}()
+	p.work(started)
+	runtime.UnlockOSThread() // work's lock; init's own stays
+	err := <-started
+	check(err == nil, "a worker started on the main thread reported %v, want its replacement's nil", err)
+	err = <-jobDone
+	check(err == nil && jobTid != tid && jobNice == 19, "the job ran on thread %d at nice %d (%v), want a thread other than the main one (%d), at 19", jobTid, jobNice, err, tid)
+	after, afterErr := niceOf(tid)
+	check(beforeErr == nil && afterErr == nil && after == before,
+		"the main thread has nice %d (%v) after a worker started on it, want %d (%v) as before", after, afterErr, before, beforeErr)
+	mainThreadChecked = true
 }
 
 func TestHashingLeavesTheMainThreadsPriorityAlone(t *testing.T) {
-	m := onMainThread
-	if !m.isMain || m.readErr != nil {
-		t.Fatalf("init ran on the main thread: %v; read its nice value: %v", m.isMain, m.readErr)
+	if !inChild(t) {
+		return
 	}
-	if !errors.Is(m.lowerErr, errMainThread) {
-		t.Errorf("lowerThreadPriority on the main thread = %v, want errMainThread", m.lowerErr)
+	if !mainThreadChecked {
+		t.Fatal("init did not start a worker on the main thread")
 	}
-	if m.workerErr != nil {
-		t.Errorf("a worker started on the main thread reported %v, want its replacement's nil", m.workerErr)
-	}
-	if m.now != m.before {
-		t.Errorf("the main thread has nice %d after a worker started on it, want %d as before", m.now, m.before)
+	for _, err := range mainThreadProblems {
+		t.Error(err)
 	}
 }
 
@@ -98,12 +97,11 @@ func TestHashingWorkersRunAtTheLowestPriority(t *testing.T) {
 	// At nice 19 already (as under "nice go test"), a worker at 19 proves
 	// nothing by itself; p.priorityErr still shows that each worker's
 	// setpriority succeeded, and every other check holds as it is.
-	own := threadNice(t, syscall.Gettid())
-
+	own, err := niceOf(syscall.Gettid())
 	p := newPasswordHasher(testBcryptCost)
 	defer p.close()
-	if p.priorityErr != nil {
-		t.Fatalf("the workers could not lower their priority: %v", p.priorityErr)
+	if err != nil || p.priorityErr != nil {
+		t.Fatalf("read the test's nice value: %v; the workers could not lower their priority: %v", err, p.priorityErr)
 	}
 
 	// One job per worker, each held until all have started, so that every
@@ -131,12 +129,11 @@ func TestHashingWorkersRunAtTheLowestPriority(t *testing.T) {
 		t.Errorf("the jobs ran on %d threads, want %d, one per worker", len(tids), p.workers)
 	}
 	for tid := range tids {
-		if nice := threadNice(t, tid); nice != 19 {
-			t.Errorf("worker thread %d has nice %d, want 19", tid, nice)
+		if nice, err := niceOf(tid); err != nil || nice != 19 {
+			t.Errorf("worker thread %d has nice %d (%v), want 19", tid, nice, err)
 		}
 	}
-
-	if nice := threadNice(t, syscall.Gettid()); nice != own {
-		t.Errorf("the test's own thread has nice %d after the pool started, want %d as before", nice, own)
+	if nice, err := niceOf(syscall.Gettid()); err != nil || nice != own {
+		t.Errorf("the test's own thread has nice %d (%v) after the pool started, want %d as before", nice, err, own)
 	}
 }
