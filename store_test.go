@@ -335,8 +335,8 @@ func TestRefreshTokensOfTheOldTableCarryOverIntoSessions(t *testing.T) {
 	if n := refreshRows(t, e, live); n != 1 {
 		t.Errorf("the live token has %d session rows, want 1", n)
 	}
-	for _, refused := range []string{spent, expired, orphan} { // spent, expired, of a user deleted by hand
-		expectRefreshTokenRefused(t, e, refused)
+	for name, refused := range map[string]string{"a spent token": spent, "an expired token": expired, "a token of a user deleted by hand": orphan} {
+		t.Run(name+" stays refused", func(t *testing.T) { expectRefreshTokenRefused(t, e, refused) })
 	}
 	next := mustRefresh(t, e, live)
 	expectAccessTokenWorks(t, e, next.AccessToken, 4)
@@ -557,11 +557,17 @@ func TestAcknowledgedWritesSurviveAKilledProcess(t *testing.T) {
 	}
 	// Killed once it has acknowledged some writes, while the clients go on
 	// sending more: SIGKILL, no chance to clean up.
-	waitFor(t, "20 acknowledged writes", func() bool {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		mu.Lock()
-		defer mu.Unlock()
-		return len(acknowledged) >= 20
-	})
+		n := len(acknowledged)
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes acknowledged within a minute, want 20 before the kill", n)
+		}
+	}
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -793,23 +799,21 @@ func TestAFullDatabaseAnswers503(t *testing.T) {
 	}
 }
 
-func TestTheDatabaseFileIsPrivate(t *testing.T) {
-	e := newTestEnv(t)
+// The file holds the secret (and password hashes): only its owner may
+// read it.
+func TestTheTokenSecretIsKeptInTheDatabaseThatOnlyItsOwnerReads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.db")
+	st := openTestStore(t, path)
 	// The store notes all three when it opens (noteFiles): each exists.
-	for _, path := range []string{e.cfg.dbPath, e.cfg.dbPath + "-wal", e.cfg.dbPath + "-shm"} {
-		info, err := os.Stat(path)
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if mode := info.Mode().Perm(); mode != 0o600 {
-			t.Errorf("%s has mode %o, want 600", filepath.Base(path), mode)
+			t.Errorf("%s has mode %o, want 600", filepath.Base(name), mode)
 		}
 	}
-}
-
-func TestTheTokenSecretIsKeptInTheDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "secret.db")
-	st := openTestStore(t, path)
 	first, err := st.tokenSecret(t.Context())
 	if err != nil || len(first) < 32 {
 		t.Fatalf("tokenSecret = %x, %v; want at least 32 bytes", first, err)
@@ -890,7 +894,7 @@ func TestWritesAreSeenAtOnceByReads(t *testing.T) {
 	// file forgets the cache after the login's write: read until it keeps.
 	waitFor(t, "the three reads to be cached", func() bool {
 		for _, target := range targets {
-			expectStatus(t, e.get(target), http.StatusOK)
+			e.get(target) // only an answer of 200 is cached
 		}
 		return cachedEntries(e.store) == len(targets)
 	})
@@ -913,8 +917,14 @@ func TestTheSearchCacheCountsItsKeysAndStaysWithinItsBound(t *testing.T) {
 	// that each key is as big as a key can be (1 KiB).
 	const searches = 6000
 	for i := range searches {
-		keyword := fmt.Sprintf("%06d", i) + strings.Repeat("𝄞", maxKeywordChars-6)
-		expectStatus(t, e.get("/api/v1/recipes/search/?keyword="+url.QueryEscape(keyword)), http.StatusOK)
+		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(fmt.Sprintf("%06d", i)+strings.Repeat("𝄞", maxKeywordChars-6))
+		// A search that a loaded machine makes run past its time limit
+		// answers 503 and is not cached: it is sent again.
+		resp := e.get(target)
+		for attempt := 1; resp.StatusCode == http.StatusServiceUnavailable && attempt < 20; attempt++ {
+			resp = e.get(target)
+		}
+		expectStatus(t, resp, http.StatusOK)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -1084,7 +1094,7 @@ func TestAWriteThatDoesNotFinishIsRolledBack(t *testing.T) {
 			t.Fatalf("POST /api/v1/recipes/ still waits for the lock %v after its client went away", 2*writerWait)
 		}
 		release()
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // room for a late commit, which would be a bug
 		if after := everyRow(t, e); after != before {
 			t.Errorf("rows after the abandoned create:\n%s\nwant, as before:\n%s", after, before)
 		}
@@ -1145,7 +1155,7 @@ func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
 	}
 	start = time.Now()
 	if resp, body, err = sendOver(client, "GET", base+"/api/v1/recipes/1", "", ""); err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /api/v1/recipes/1 under the lock = %v %v %s, want 200", resp, err, body)
+		t.Errorf("GET /api/v1/recipes/1 under the lock: %v %s, want 200", err, body)
 	}
 	if took := time.Since(start); took > writerWait/2 {
 		t.Errorf("GET /api/v1/recipes/1 under the lock took %v, want well under the write deadline %v", took, writerWait)
