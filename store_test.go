@@ -1012,43 +1012,69 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	before := everyRow(t, e)
 
 	release := holdWriteLock(t, e.cfg.dbPath)
+	// A create whose client goes away while it waits for the lock stops
+	// waiting: 499, not the deadline's 503 (nor, below, a row).
+	ctx, cancel := context.WithCancel(t.Context())
+	r := newRequest("POST", "/api/v1/recipes/", strings.NewReader(recipeBody("Gone", "Cook", "https://example.com/gone")),
+		append([]string{"Content-Type", "application/json"}, bearer(token)...)...).WithContext(ctx)
+	answered := make(chan *http.Response, 1)
+	go func() { answered <- e.serve(r) }()
+	// The writer's one connection in use is the create waiting for the lock.
+	waitFor(t, "the create to wait for the lock", func() bool { return e.store.writer.Stats().InUse == 1 })
+	cancel()
+	select {
+	case resp := <-answered:
+		expectDetail(t, resp, 499, "Client Closed Request")
+	case <-time.After(2 * writerWait):
+		t.Fatalf("POST /api/v1/recipes/ still waits for the lock %v after its client went away", 2*writerWait)
+	}
+
 	// Every kind of write at once, so that the test waits out the deadline
 	// once; they queue for the writer as concurrent requests do, under one
-	// deadline each.
-	t.Run("every write", func(t *testing.T) {
-		for _, tc := range []struct {
-			name string
-			send func() *http.Response
-		}{
-			{"a create", func() *http.Response {
-				return e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...)
-			}},
-			{"an update", func() *http.Response {
-				return e.sendJSON("PUT", recipePath, recipeBody("Broth", "Cook", "https://example.com/broth"), bearer(token)...)
-			}},
-			{"a delete", func() *http.Response { return e.send("DELETE", recipePath, nil, bearer(token)...) }},
-			{"a signup", func() *http.Response {
-				return e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
-			}},
-			{"a login", func() *http.Response { return e.tryLogin("cook@example.com", "recipe-password") }},
-			{"a refresh", func() *http.Response { return refresh(e, session.RefreshToken) }},
-			{"a logout", func() *http.Response { return e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...) }},
-			{"a password change", func() *http.Response {
-				return e.postJSON("/api/v1/auth/password", passwordBody("recipe-password", "another-password"), bearer(token)...)
-			}},
-		} {
-			t.Run(tc.name+" answers 503 with Retry-After at the deadline", func(t *testing.T) {
-				t.Parallel()
-				start := time.Now()
-				resp := tc.send()
-				expectAnsweredAtTheDeadline(t, resp.Request.Method+" "+resp.Request.URL.Path, time.Since(start))
-				if got := resp.Header.Get("Retry-After"); got != strconv.Itoa(int(writerRetryAfter/time.Second)) {
-					t.Errorf("%s %s: Retry-After = %q, want %d", resp.Request.Method, resp.Request.URL, got, writerRetryAfter/time.Second)
-				}
-				expectDetail(t, resp, http.StatusServiceUnavailable, "Database busy, try again later")
-			})
-		}
-	})
+	// deadline each. Goroutines, not parallel subtests, which -parallel
+	// (GOMAXPROCS) would run a few at a time.
+	writes := []struct {
+		name string
+		send func() *http.Response
+	}{
+		{"a create", func() *http.Response {
+			return e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...)
+		}},
+		{"an update", func() *http.Response {
+			return e.sendJSON("PUT", recipePath, recipeBody("Broth", "Cook", "https://example.com/broth"), bearer(token)...)
+		}},
+		{"a delete", func() *http.Response { return e.send("DELETE", recipePath, nil, bearer(token)...) }},
+		{"a signup", func() *http.Response {
+			return e.postJSON("/api/v1/auth/signup", `{"email":"new@example.com","password":"password123"}`)
+		}},
+		{"a login", func() *http.Response { return e.tryLogin("cook@example.com", "recipe-password") }},
+		{"a refresh", func() *http.Response { return refresh(e, session.RefreshToken) }},
+		{"a logout", func() *http.Response { return e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...) }},
+		{"a password change", func() *http.Response {
+			return e.postJSON("/api/v1/auth/password", passwordBody("recipe-password", "another-password"), bearer(token)...)
+		}},
+	}
+	answers := make([]*http.Response, len(writes))
+	took := make([]time.Duration, len(writes))
+	var sending sync.WaitGroup
+	for i, w := range writes {
+		sending.Go(func() {
+			start := time.Now()
+			answers[i] = w.send()
+			took[i] = time.Since(start)
+		})
+	}
+	sending.Wait()
+	for i, w := range writes {
+		t.Run(w.name+" answers 503 with Retry-After at the deadline", func(t *testing.T) {
+			resp := answers[i]
+			expectAnsweredAtTheDeadline(t, resp.Request.Method+" "+resp.Request.URL.Path, took[i])
+			if got := resp.Header.Get("Retry-After"); got != strconv.Itoa(int(writerRetryAfter/time.Second)) {
+				t.Errorf("%s %s: Retry-After = %q, want %d", resp.Request.Method, resp.Request.URL, got, writerRetryAfter/time.Second)
+			}
+			expectDetail(t, resp, http.StatusServiceUnavailable, "Database busy, try again later")
+		})
+	}
 	// The reads answer meanwhile: a read that waited for the lock would
 	// wait until it is released, after them.
 	for _, target := range []string{recipePath, "/api/v1/recipes/search/?keyword=soup", "/api/v1/recipes/my-recipes/", "/api/v1/auth/me", "/", "/healthz"} {
@@ -1062,7 +1088,7 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 	release()
 	time.Sleep(time.Second) // room for a late commit, which would be a bug
 	if after := everyRow(t, e); after != before {
-		t.Errorf("rows after the refused writes, once the lock is gone:\n%s\nwant, as before:\n%s", after, before)
+		t.Errorf("rows after the abandoned and the refused writes, once the lock is gone:\n%s\nwant, as before:\n%s", after, before)
 	}
 	// The same writes work once the lock is gone.
 	expectStatus(t, e.postJSON("/api/v1/recipes/", recipeBody("Stew", "Cook", "https://example.com/stew"), bearer(token)...), http.StatusCreated)
@@ -1073,33 +1099,6 @@ func TestWhileAnotherProcessHoldsTheWriteLock(t *testing.T) {
 }
 
 func TestAWriteThatDoesNotFinishIsRolledBack(t *testing.T) {
-	t.Run("a create whose client goes away while it waits for the lock is never committed", func(t *testing.T) {
-		e := newTestEnv(t)
-		_, token := newRecipeUser(e, "cook@example.com")
-		before := everyRow(t, e)
-		release := holdWriteLock(t, e.cfg.dbPath)
-		ctx, cancel := context.WithCancel(t.Context())
-		r := newRequest("POST", "/api/v1/recipes/", strings.NewReader(recipeBody("Stew", "Cook", "https://example.com/stew")),
-			append([]string{"Content-Type", "application/json"}, bearer(token)...)...).WithContext(ctx)
-		answered := make(chan *http.Response, 1)
-		go func() { answered <- e.serve(r) }()
-		// The writer's one connection in use is the create waiting for the lock.
-		waitFor(t, "the create to wait for the lock", func() bool { return e.store.writer.Stats().InUse == 1 })
-		cancel()
-		select {
-		case resp := <-answered:
-			// 499, not the 503 of the deadline: the request's end stopped the wait.
-			expectDetail(t, resp, 499, "Client Closed Request")
-		case <-time.After(2 * writerWait):
-			t.Fatalf("POST /api/v1/recipes/ still waits for the lock %v after its client went away", 2*writerWait)
-		}
-		release()
-		time.Sleep(100 * time.Millisecond) // room for a late commit, which would be a bug
-		if after := everyRow(t, e); after != before {
-			t.Errorf("rows after the abandoned create:\n%s\nwant, as before:\n%s", after, before)
-		}
-	})
-
 	failure := errors.New("the write's own failure")
 	for _, tc := range []struct {
 		name    string
