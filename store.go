@@ -106,7 +106,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	for _, step := range []func(context.Context) error{
 		// Foreign keys off, as SQLite's procedure for remaking a table asks.
 		func(ctx context.Context) error {
-			return migrate(ctx, open("_pragma=foreign_keys(0)&_txlock=immediate"), logger)
+			return migrate(ctx, open("_pragma=foreign_keys(0)&_txlock=immediate"), schemaSQL, logger)
 		},
 		// Only now, so that a failed migration leaves the file as it was.
 		func(ctx context.Context) error {
@@ -417,14 +417,15 @@ func parseMigrations(text string) ([]migration, error) {
 	return migrations, nil
 }
 
-// migrate applies, in one transaction on db, the migrations the database
-// lacks; if any step fails, nothing changes. Foreign keys are off on db,
+// migrate applies, in one transaction on db, the migrations of schema (the
+// text of schema.sql) that the database lacks; if any step fails, nothing
+// changes. Foreign keys are off on db,
 // so migrate refuses migrations that leave a row naming a missing parent
 // that was not so before (such as the reference's deleted users' recipes).
-func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) (err error) {
+func migrate(ctx context.Context, db *sql.DB, schema string, logger *slog.Logger) (err error) {
 	defer db.Close()
 	defer func() { err = wrapErr(err, "migrate") }()
-	migrations, err := parseMigrations(schemaSQL)
+	migrations, err := parseMigrations(schema)
 	if err != nil {
 		return err
 	}

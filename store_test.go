@@ -393,43 +393,45 @@ func TestEmailsDifferingOnlyInCaseStopTheMigration(t *testing.T) {
 }
 
 // Each case opens a store over a database made by a first open, then
-// changed by prepare, which returns the user_version it must have after.
+// changed by prepare, which returns the user_version it must have after,
+// and the schema to migrate it with ("": schema.sql, through openStore).
 func TestMigrations(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		prepare   func(t *testing.T, raw *sql.DB) (version int)
+		prepare   func(t *testing.T, raw *sql.DB) (version int, schema string)
 		wantError string // "": none
 	}{
-		{"migrating twice is a no-op", func(t *testing.T, raw *sql.DB) int { return knownMigrations(t) }, ""},
-		{"a database newer than the program is refused, and left as it is", func(t *testing.T, raw *sql.DB) int {
+		{"migrating twice is a no-op", func(t *testing.T, raw *sql.DB) (int, string) { return knownMigrations(t), "" }, ""},
+		{"a database newer than the program is refused, and left as it is", func(t *testing.T, raw *sql.DB) (int, string) {
 			execAll(t, raw, "PRAGMA user_version = "+itoa(int64(knownMigrations(t)+1)))
-			return knownMigrations(t) + 1
+			return knownMigrations(t) + 1, ""
 		}, fmt.Sprintf("schema version %d is newer than this program knows (%d)", knownMigrations(t)+1, knownMigrations(t))},
-		// It changes schemaSQL, which only openStore reads: no other test
-		// runs meanwhile, as neither this test nor its subtests are parallel.
-		{"a migration that would leave a row naming a missing parent changes nothing", func(t *testing.T, raw *sql.DB) int {
+		{"a migration that would leave a row naming a missing parent changes nothing", func(t *testing.T, raw *sql.DB) (int, string) {
 			// Pretend the last migration has not run, and make it one that
 			// would leave a recipe naming no user.
 			execAll(t, raw, "PRAGMA user_version = "+itoa(int64(knownMigrations(t)-1)))
-			saved := schemaSQL
-			t.Cleanup(func() { schemaSQL = saved })
-			migrations, _ := parseMigrations(saved)
+			migrations, _ := parseMigrations(schemaSQL)
 			last := migrations[len(migrations)-1]
-			schemaSQL = strings.TrimSuffix(saved, last.sql) + last.sql[:strings.Index(last.sql, "\n")+1] +
+			return len(migrations) - 1, strings.TrimSuffix(schemaSQL, last.sql) + last.sql[:strings.Index(last.sql, "\n")+1] +
 				"INSERT INTO recipe (label, source, url, submitter_id) VALUES ('x', 'x', 'https://x.com/', 987654);\n"
-			return len(migrations) - 1
 		}, `missing parent (["recipe rowid 1 → user"]); nothing was changed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "test.db")
 			openTestStore(t, path).close()
 			raw := openRawDB(t, path)
-			version := tc.prepare(t, raw)
+			version, schema := tc.prepare(t, raw)
 			contents := func() string {
 				return dump(t, raw, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name") + dumpAll(t, raw)
 			}
 			before := contents()
-			err := openStoreError(t, path)
+			var err error
+			if schema == "" {
+				err = openStoreError(t, path)
+			} else { // as openStore migrates, but with this schema
+				db, _ := sql.Open("sqlite", sqliteName(path)+commonPragmas+"_pragma=foreign_keys(0)&_txlock=immediate")
+				err = migrate(t.Context(), db, schema, slog.New(slog.DiscardHandler))
+			}
 			if tc.wantError == "" && err != nil || tc.wantError != "" && (err == nil || !strings.Contains(err.Error(), tc.wantError)) {
 				t.Errorf("openStore = %v, want the error %q", err, tc.wantError)
 			}
