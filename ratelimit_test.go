@@ -2,6 +2,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -38,4 +40,46 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	if newRateLimiter(0, time.Minute, time.Now) != nil {
 		t.Error("a limit of 0 should turn the limiter off")
 	}
+}
+
+func TestAReserveWaitsForThePendingAttemptsOfItsKey(t *testing.T) {
+	l := newRateLimiter(1, time.Minute, newTestClock().Now) // a clock that stands still
+	settle, _, err := l.reserve(t.Context(), "key")
+	if err != nil || settle == nil {
+		t.Fatalf("reserve = %v, want the one attempt", err)
+	}
+	// waiting reserves in the background; its answer comes on the channel.
+	waiting := func(t *testing.T, ctx context.Context) chan func(bool) {
+		t.Helper()
+		got := make(chan func(bool), 1)
+		go func() {
+			s, _, err := l.reserve(ctx, "key")
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("reserve = %v, want nil or context.Canceled", err)
+			}
+			got <- s
+		}()
+		select {
+		case <-got:
+			t.Fatal("reserve answered while the key's one attempt was pending, want it to wait")
+		case <-time.After(50 * time.Millisecond):
+		}
+		return got
+	}
+
+	t.Run("it ends, with no attempt, when its context does", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		got := waiting(t, ctx)
+		cancel()
+		if s := <-got; s != nil {
+			t.Error("a reserve whose context ended got an attempt")
+		}
+	})
+	t.Run("it gets the attempt that a settle gives back", func(t *testing.T) {
+		got := waiting(t, t.Context())
+		settle(false)
+		if s := <-got; s == nil {
+			t.Error("the attempt given back went to no waiting reserve")
+		}
+	})
 }
