@@ -261,6 +261,7 @@ func TestMe(t *testing.T) {
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
 		{"a token signed with another secret is refused", "Bearer " + sign([]byte("another-secret-another-secret-another"), cook.ID), "Could not validate credentials"},
 		{"a token for a user who does not exist is refused", "Bearer " + sign(e.cfg.tokenSecret, 999), "Could not validate credentials"},
+		{"a token of another token generation of its user is refused", "Bearer " + sign(e.cfg.tokenSecret, cook.ID), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)
@@ -849,7 +850,7 @@ func TestUnusablePasswordHash(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			why := unusablePasswordHash(tc.hash, tc.bcryptCost)
 			if (why == "") != tc.usable {
-				t.Fatalf("unusablePasswordHash(%q, %d) = %q, want usable %v", tc.hash, tc.bcryptCost, why, tc.usable)
+				t.Fatalf("unusablePasswordHash(%q, %d) = %q, want usable = %v", tc.hash, tc.bcryptCost, why, tc.usable)
 			}
 			if len(tc.hash) > 7 && strings.Contains(why, tc.hash[7:]) {
 				t.Errorf("the reason %q shows the hash", why)
