@@ -871,12 +871,8 @@ func TestEveryPasswordCheckTreatsAnUnusableHashAsAnUnknownEmail(t *testing.T) {
 		email := fmt.Sprintf("unusable%d@example.com", i)
 		seeded.signup(email, "password123")
 		tokens[email] = seeded.login(email, "password123")
-		u, err := seeded.store.userByEmail(t.Context(), email)
-		if err != nil {
+		if _, err := seeded.store.writer.Exec("UPDATE user SET hashed_password = ? WHERE email = ?", tc.hash, email); err != nil {
 			t.Fatal(err)
-		}
-		if ok, err := seeded.store.replacePasswordHash(t.Context(), u.ID, u.HashedPassword, tc.hash); !ok || err != nil {
-			t.Fatalf("replacePasswordHash = %v, %v", ok, err)
 		}
 	}
 	seeded.store.close()

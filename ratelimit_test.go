@@ -48,38 +48,21 @@ func TestAReserveWaitsForThePendingAttemptsOfItsKey(t *testing.T) {
 	if err != nil || settle == nil {
 		t.Fatalf("reserve = %v, want the one attempt", err)
 	}
-	// waiting reserves in the background; its answer comes on the channel.
-	waiting := func(t *testing.T, ctx context.Context) chan func(bool) {
-		t.Helper()
-		got := make(chan func(bool), 1)
-		go func() {
-			s, _, err := l.reserve(ctx, "key")
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("reserve = %v, want nil or context.Canceled", err)
-			}
-			got <- s
-		}()
-		select {
-		case <-got:
-			t.Fatal("reserve answered while the key's one attempt was pending, want it to wait")
-		case <-time.After(50 * time.Millisecond):
-		}
-		return got
+	ctx, cancel := context.WithCancel(t.Context())
+	ended := make(chan error, 1)
+	go func() { _, _, err := l.reserve(ctx, "key"); ended <- err }()
+	got := make(chan func(bool), 1)
+	go func() { s, _, _ := l.reserve(t.Context(), "key"); got <- s }()
+	time.Sleep(50 * time.Millisecond)
+	if len(ended)+len(got) != 0 {
+		t.Fatal("a reserve answered while the key's one attempt was pending, want it to wait")
 	}
-
-	t.Run("it ends, with no attempt, when its context does", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		got := waiting(t, ctx)
-		cancel()
-		if s := <-got; s != nil {
-			t.Error("a reserve whose context ended got an attempt")
-		}
-	})
-	t.Run("it gets the attempt that a settle gives back", func(t *testing.T) {
-		got := waiting(t, t.Context())
-		settle(false)
-		if s := <-got; s == nil {
-			t.Error("the attempt given back went to no waiting reserve")
-		}
-	})
+	cancel()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("a waiting reserve whose context ended = %v, want context.Canceled", err)
+	}
+	settle(false)
+	if s := <-got; s == nil {
+		t.Error("the attempt given back went to no waiting reserve")
+	}
 }
