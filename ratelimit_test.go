@@ -2,6 +2,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -37,5 +39,30 @@ func TestRateLimiterForgetsIdleClients(t *testing.T) {
 	})
 	if newRateLimiter(0, time.Minute, time.Now) != nil {
 		t.Error("a limit of 0 should turn the limiter off")
+	}
+}
+
+func TestAReserveWaitsForThePendingAttemptsOfItsKey(t *testing.T) {
+	l := newRateLimiter(1, time.Minute, newTestClock().Now) // a clock that stands still
+	settle, _, err := l.reserve(t.Context(), "key")
+	if err != nil || settle == nil {
+		t.Fatalf("reserve = %v, want the one attempt", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	ended := make(chan error, 1)
+	go func() { _, _, err := l.reserve(ctx, "key"); ended <- err }()
+	got := make(chan func(bool), 1)
+	go func() { s, _, _ := l.reserve(t.Context(), "key"); got <- s }()
+	time.Sleep(50 * time.Millisecond)
+	if len(ended)+len(got) != 0 {
+		t.Fatal("a reserve answered while the key's one attempt was pending, want it to wait")
+	}
+	cancel()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Errorf("a waiting reserve whose context ended = %v, want context.Canceled", err)
+	}
+	settle(false)
+	if s := <-got; s == nil {
+		t.Error("the attempt given back went to no waiting reserve")
 	}
 }
