@@ -410,3 +410,11 @@ func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 	}
 	expectIntegrityOK(t, dbPath)
 }
+
+// newClient is a client of the test's own, so that no connection is left
+// in http.DefaultClient's pool for another test to meet.
+func newClient(t *testing.T, tlsConfig *tls.Config) *http.Client {
+	transport := &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}
+	t.Cleanup(transport.CloseIdleConnections)
+	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
+}
