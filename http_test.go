@@ -193,7 +193,9 @@ func wrongRefusal(body []byte, p problem, v1 map[string]json.RawMessage, v1Err e
 		return ""
 	case len(p.Loc) != 1:
 		return "the problem is not at body"
-	case p.Type == refusedSurrogate && !hasLoneSurrogate(body):
+	case p.Type == refusedSurrogate && !surrogateEscape.Match(body):
+		// Not hasLoneSurrogate: the body may be no JSON at all, and a
+		// pair outside any string (\ud800\udc00) is refused as a lone one.
 		return "it holds no escape of a surrogate"
 	case p.Type == refusedMembers && (v1Err != nil || len(v1) <= maxObjectMembers):
 		return "it has no more than 64 members"
