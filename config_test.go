@@ -62,9 +62,8 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{"trusted proxies are addresses or prefixes, IPv4-mapped ones as IPv4", nil,
 			map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, ::1, 192.0.2.7, ::ffff:198.51.100.0/120"}, func(c *config) {
-				for _, p := range []string{"10.0.0.0/8", "::1/128", "192.0.2.7/32", "198.51.100.0/24"} {
-					c.trustedProxies = append(c.trustedProxies, netip.MustParsePrefix(p))
-				}
+				c.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+					netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("198.51.100.0/24")}
 			}},
 		{"CORS origins may be http and https, with and without a port, in a comma-separated list", nil,
 			map[string]string{"BACKEND_CORS_ORIGINS": "http://localhost:3000, https://app.example.com,http://127.0.0.1:8080"},

@@ -129,8 +129,8 @@ var surrogateEscape = regexp.MustCompile(`(?i)\\ud[89a-f][0-9a-f]{2}`)
 
 // FuzzDecodeJSONObject checks the JSON body decoder against encoding/json:
 // whatever it accepts is valid UTF-8, has no repeated member name and no
-// lone surrogate escape, and has exactly the members encoding/json sees;
-// whatever it refuses has the fault the problem names (a body that
+// lone surrogate escape, and has exactly the members encoding/json sees,
+// each string reading as encoding/json reads it; whatever it refuses has the fault the problem names (a body that
 // encoding/json reads as an object is never refused as not one).
 func FuzzDecodeJSONObject(f *testing.F) {
 	for _, tc := range decodeCases {
