@@ -5,25 +5,20 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,59 +81,94 @@ func BenchmarkLoopback(b *testing.B) {
 
 func TestHealthz(t *testing.T) {
 	e := newTestEnv(t)
-	t.Run("answers ok while the database answers", func(t *testing.T) {
-		resp := e.get("/healthz")
-		expectStatus(t, resp, http.StatusOK)
-		if got := decodeBody[map[string]string](t, resp); got["status"] != "ok" {
-			t.Errorf("GET /healthz = %v, want status ok", got)
-		}
-	})
-	t.Run("answers 503 once the database is gone", func(t *testing.T) {
-		e.store.close()
-		expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
-	})
+	resp := e.get("/healthz")
+	expectStatus(t, resp, http.StatusOK)
+	if got := decodeBody[map[string]string](t, resp); got["status"] != "ok" {
+		t.Errorf("GET /healthz = %v, want status ok", got)
+	}
+	// The same service, once its database is gone, answers 503.
+	e.store.close()
+	expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
 }
 
-// TestRunServesAndStops starts the program as a user would, through run,
-// and stops it as a signal would, by cancelling its context.
-func TestRunServesAndStops(t *testing.T) {
-	dir := t.TempDir()
+// startRun runs the program as a user would, through run, with -addr and
+// args, until stop cancels its context as a signal would; stop returns
+// what run returned. It returns the base URL once /healthz answers, and
+// what run printed and logged.
+func startRun(t *testing.T, env map[string]string, args ...string) (base string, stdout, stderr *syncBuffer, stop func() error) {
+	t.Helper()
 	addr := freeLoopbackAddress(t)
-	env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER": "root@example.com"}
-	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-db", filepath.Join(dir, "app.db")},
-			func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+		done <- run(ctx, append([]string{"-addr", addr}, args...), envOf(env), strings.NewReader(""), stdout, stderr)
+		close(done) // for the cleanup, after stop has had the error
 	}()
-	waitForHealthy(t, "http://"+addr)
-
-	line := strings.TrimSpace(stdout.String())
-	words := strings.Fields(line)
-	if !strings.Contains(line, "root@example.com") || len(words) == 0 {
-		t.Fatalf("stdout = %q, want a line naming the superuser and ending with the password", line)
-	}
-	password := words[len(words)-1]
-	resp, err := http.PostForm("http://"+addr+"/api/v1/auth/login",
-		url.Values{"username": {"root@example.com"}, "password": {password}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	expectStatus(t, resp, http.StatusOK)
-	resp.Body.Close()
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v after cancel", err)
+	stop = func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(shutdownGrace + 5*time.Second):
+			return errors.New("run did not return within a stop's grace")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return after its context was cancelled")
 	}
-	if strings.Contains(stderr.String(), password) {
-		t.Errorf("the generated password reached the log")
+	t.Cleanup(func() { cancel(); <-done })
+	waitForHealthy(t, "http://"+addr)
+	return "http://" + addr, stdout, stderr, stop
+}
+
+// loginStatus is the status of a login over HTTP at base.
+func loginStatus(t *testing.T, client *http.Client, base, email, password string) int {
+	t.Helper()
+	resp, err := client.PostForm(base+"/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+	if err != nil {
+		t.Errorf("login at %s: %v", base, err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRunServesAndStops starts the program on a new database, logs in as
+// the superuser its first start printed or was given, and stops it.
+func TestRunServesAndStops(t *testing.T) {
+	for _, tc := range []struct{ name, format, given string }{
+		{"with text logs, a generated password ends the line that names the superuser", "text", ""},
+		{"with JSON logs, a generated password is a member of the one JSON object printed", "json", ""},
+		{"with JSON logs, a password from FIRST_SUPERUSER_PW is not printed", "json", "given-password-123"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"BCRYPT_COST": "4", "FIRST_SUPERUSER": "chef@example.com", "LOG_FORMAT": tc.format, "FIRST_SUPERUSER_PW": tc.given}
+			base, stdout, logs, stop := startRun(t, env, "-db", filepath.Join(t.TempDir(), "app.db"))
+			printed, password := stdout.String(), tc.given
+			var object map[string]any
+			switch words := strings.Fields(printed); {
+			case tc.format == "text":
+				if !strings.Contains(printed, "chef@example.com") || strings.Count(printed, "\n") != 1 {
+					t.Fatalf("stdout = %q, want one line naming the superuser and ending with the password", printed)
+				}
+				password = words[len(words)-1]
+			case strings.Count(printed, "\n") != 1 || json.Unmarshal([]byte(printed), &object) != nil:
+				t.Fatalf("a first start with LOG_FORMAT=json printed %q; want one JSON object", printed)
+			case object["email"] != "chef@example.com" || object["msg"] == "":
+				t.Errorf("the first start printed %v; want the email chef@example.com as a member, and a message", object)
+			case tc.given == "":
+				password, _ = object["password"].(string)
+			case object["password"] != nil || !strings.Contains(fmt.Sprint(object["msg"]), "FIRST_SUPERUSER_PW"):
+				t.Errorf("printed %v; want a message naming FIRST_SUPERUSER_PW, and no password", object)
+			}
+			if status := loginStatus(t, newClient(t, nil), base, "chef@example.com", password); password == "" || status != http.StatusOK {
+				t.Errorf("login with the password %q = %d, want 200", password, status)
+			}
+			if err := stop(); err != nil {
+				t.Fatalf("run returned %v after a stop", err)
+			}
+			if strings.Contains(logs.String(), password) {
+				t.Errorf("the password reached the log")
+			}
+		})
 	}
 }
 
@@ -155,12 +185,10 @@ func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.close)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) }) // before s.close: cleanups run last first
-	for range s.passwords.workers {
-		go s.passwords.do(context.Background(), func() { <-release })
+	holdWorkers(t, s.passwords) // until the test ends, before s.close: cleanups run last first
+	if busy := s.passwords.busy(); busy != s.passwords.workers {
+		t.Fatalf("%d of %d workers busy, want all", busy, s.passwords.workers)
 	}
-	waitFor(t, "every worker to be busy", func() bool { return s.passwords.busy() == s.passwords.workers })
 
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,32 +198,30 @@ func TestAStopEndsWithinItsGraceWhileEveryWorkerIsBusy(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- serveHTTP(ctx, logger, newServer(cfg, logger, time.Now, s), listener, nil) }()
 	answered := make(chan struct{})
+	client := newClient(t, nil)
 	go func() {
 		defer close(answered)
-		resp, err := http.PostForm("http://"+listener.Addr().String()+"/api/v1/auth/login",
-			url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
-		if err == nil {
+		if resp, err := client.PostForm("http://"+listener.Addr().String()+"/api/v1/auth/login",
+			url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}); err == nil {
 			resp.Body.Close()
 		}
 	}()
 	waitFor(t, "the login to wait for a worker", func() bool { return s.passwords.queued() == 1 })
 
 	stop()
-	within := func(what string, done <-chan struct{}) {
+	within := func(what string, wait func()) {
 		t.Helper()
+		done := make(chan struct{})
+		go func() { wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(shutdownGrace + 5*time.Second):
 			t.Fatalf("%s, 5 s after a stop's grace of %s", what, shutdownGrace)
 		}
 	}
-	servedDone := make(chan struct{})
-	go func() { <-served; close(servedDone) }()
-	within("serving has not ended", servedDone)
-	within("the waiting login has no answer", answered)
-	closed := make(chan struct{})
-	go func() { s.close(); close(closed) }()
-	within("the services have not closed", closed)
+	within("serving has not ended", func() { <-served })
+	within("the waiting login has no answer", func() { <-answered })
+	within("the services have not closed", s.close)
 }
 
 func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
@@ -206,8 +232,7 @@ func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
 	defer taken.Close()
 	dbPath := filepath.Join(t.TempDir(), "app.db")
 	var stdout bytes.Buffer
-	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-db", dbPath},
-		func(string) string { return "" }, strings.NewReader(""), &stdout, io.Discard)
+	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-db", dbPath}, envOf(nil), strings.NewReader(""), &stdout, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("run = %v, want a listen error", err)
 	}
@@ -219,31 +244,26 @@ func TestRunStopsBeforeSeedingWhenTheAddressIsTaken(t *testing.T) {
 	}
 }
 
-// writeTestCertificate writes a self-signed certificate for 127.0.0.1.
+// writeTestCertificate writes httptest's own certificate for 127.0.0.1
+// and its key as PEM files, for serve to load, and a pool that trusts it.
 func writeTestCertificate(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "recipeapi test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	server := httptest.NewTLSServer(nil) // started only to make its certificate
+	server.Close()
+	cert := server.TLS.Certificates[0]
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
+	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: cert.Certificate[0]}, keyFile: {Type: "PRIVATE KEY", Bytes: key}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pool = x509.NewCertPool()
-	pool.AddCert(cert)
+	pool.AddCert(server.Certificate())
 	return certFile, keyFile, pool
 }
 
@@ -252,8 +272,7 @@ func TestTLSServesHTTP2(t *testing.T) {
 	env := map[string]string{"BCRYPT_COST": "4", "TLS_CERT_FILE": certFile, "TLS_KEY_FILE": keyFile,
 		"DATABASE_PATH": filepath.Join(t.TempDir(), "tls.db")}
 	base, _ := serveInBackground(t, env)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
-
+	client := newClient(t, &tls.Config{RootCAs: pool})
 	var resp *http.Response
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -265,11 +284,8 @@ func TestTLSServesHTTP2(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
-		t.Errorf("GET /healthz over TLS = %d %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
-	}
-	if v := resp.TLS.Version; v < tls.VersionTLS12 {
-		t.Errorf("TLS version %x, want 1.2 or later", v)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || resp.TLS.Version < tls.VersionTLS12 {
+		t.Errorf("GET /healthz over TLS = %d %s, TLS version %x; want 200 over HTTP/2, TLS 1.2 or later", resp.StatusCode, resp.Proto, resp.TLS.Version)
 	}
 	t.Run("the healthcheck command reaches it", func(t *testing.T) {
 		if _, err := runCommand(t, env, "", "healthcheck", "-addr", strings.TrimPrefix(base, "https://")); err != nil {
@@ -277,64 +293,9 @@ func TestTLSServesHTTP2(t *testing.T) {
 		}
 	})
 	t.Run("TLS 1.1 is refused", func(t *testing.T) {
-		old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
-		if resp, err := old.Get(base + "/healthz"); err == nil {
+		if resp, err := newClient(t, &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}).Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
 			t.Error("a TLS 1.1 client was served")
-		}
-	})
-}
-
-func TestWithJSONLogsTheFirstStartLineIsOneJSONObject(t *testing.T) {
-	// firstStart serves a new database with env until the test ends, and
-	// returns its base URL, the one JSON object it printed, and its log.
-	firstStart := func(t *testing.T, env map[string]string) (base string, printed map[string]any, logs *syncBuffer) {
-		t.Helper()
-		env["BCRYPT_COST"], env["LOG_FORMAT"], env["FIRST_SUPERUSER"] = "4", "json", "chef@example.com"
-		env["DATABASE_PATH"] = filepath.Join(t.TempDir(), "first.db")
-		addr := freeLoopbackAddress(t)
-		ctx, cancel := context.WithCancel(context.Background())
-		var stdout, stderr syncBuffer
-		done := make(chan error, 1)
-		go func() {
-			done <- run(ctx, []string{"serve", "-addr", addr}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
-		}()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-		waitForHealthy(t, "http://"+addr)
-		lines := slices.Collect(strings.Lines(stdout.String()))
-		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &printed) != nil {
-			t.Fatalf("a first start with LOG_FORMAT=json printed %q; want one JSON object", lines)
-		}
-		if printed["email"] != "chef@example.com" || printed["msg"] == "" {
-			t.Errorf("the first start printed %v; want the email chef@example.com as a member, and a message", printed)
-		}
-		return "http://" + addr, printed, &stderr
-	}
-
-	t.Run("a generated password is a member of its own, and logs in", func(t *testing.T) {
-		base, printed, logs := firstStart(t, map[string]string{})
-		password, _ := printed["password"].(string)
-		if password == "" || strings.Contains(logs.String(), password) {
-			t.Errorf("printed %v; want a password member, and it not in the log", printed)
-		}
-		resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {"chef@example.com"}, "password": {password}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("login with the printed password %q = %d, want 200", password, resp.StatusCode)
-		}
-	})
-	t.Run("a password from FIRST_SUPERUSER_PW is not printed", func(t *testing.T) {
-		_, printed, _ := firstStart(t, map[string]string{"FIRST_SUPERUSER_PW": "given-password-123"})
-		if _, has := printed["password"]; has || !strings.Contains(fmt.Sprint(printed["msg"]), "FIRST_SUPERUSER_PW") {
-			t.Errorf("printed %v; want a message naming FIRST_SUPERUSER_PW, and no password", printed)
 		}
 	})
 }
@@ -356,57 +317,50 @@ func TestASlowClientIsCutOffBeforeItFinishesItsHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the connection was not closed by the server: %v", err)
 	}
-	if took := time.Since(started); took > readHeaderTimeout+3*time.Second {
-		t.Errorf("the server held the half-sent request for %s", took)
+	// Closed for another reason, or sooner, it would prove nothing.
+	if took := time.Since(started); took < readHeaderTimeout-time.Second || took > readHeaderTimeout+3*time.Second {
+		t.Errorf("the server closed the half-sent request after %s, want after about %s", took, readHeaderTimeout)
 	}
 }
 
 func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "shutdown.db")
-	addr := freeLoopbackAddress(t)
 	// A cost high enough that a login takes a while: the slow request.
 	env := map[string]string{"BCRYPT_COST": "11", "FIRST_SUPERUSER_PW": adminPassword}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-db", dbPath}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
-	}()
-	base := "http://" + addr
-	waitForHealthy(t, base)
-
-	loginStatus := make(chan int, 1)
-	go func() {
-		resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}})
-		if err != nil {
-			loginStatus <- 0
-			return
-		}
-		resp.Body.Close()
-		loginStatus <- resp.StatusCode
-	}()
+	base, _, _, stop := startRun(t, env, "-db", dbPath)
+	status := make(chan int, 1)
+	go func() { status <- loginStatus(t, newClient(t, nil), base, "admin@recipeapi.com", adminPassword) }()
 	time.Sleep(30 * time.Millisecond) // the login is hashing now
-	cancel()                          // as SIGTERM does, through signal.NotifyContext
+	select {
+	case s := <-status:
+		t.Fatalf("the login was answered (%d) before the stop: nothing was in flight", s)
+	default:
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }() // as SIGTERM does, through signal.NotifyContext
 
 	time.Sleep(20 * time.Millisecond)
-	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), time.Second); err == nil {
 		conn.Close()
 		t.Error("a new connection was accepted after shutdown began")
 	}
-	if status := <-loginStatus; status != http.StatusOK {
-		t.Errorf("the login in flight at shutdown = %d, want 200", status)
+	if s := <-status; s != http.StatusOK {
+		t.Errorf("the login in flight at shutdown = %d, want 200", s)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run = %v after shutdown", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after shutdown")
+	if err := <-stopped; err != nil {
+		t.Fatalf("run = %v after shutdown", err)
 	}
 	// A clean close checkpoints the WAL into the database and removes it.
 	if info, err := os.Stat(dbPath + "-wal"); err == nil && info.Size() > 0 {
 		t.Errorf("a %d-byte WAL is left after shutdown: the database was not closed cleanly", info.Size())
 	}
 	expectIntegrityOK(t, dbPath)
+}
+
+// newClient is a client of the test's own, so that no connection is left
+// in http.DefaultClient's pool for another test to meet.
+func newClient(t *testing.T, tlsConfig *tls.Config) *http.Client {
+	transport := &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}
+	t.Cleanup(transport.CloseIdleConnections)
+	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
 }
