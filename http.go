@@ -88,14 +88,15 @@ type problem struct {
 // problems collects every bad value of a request, for one 422 to list.
 type problems []problem
 
-// add records a problem with name in where ("body", "query" or "path"),
-// or with the whole of where if name is "".
+// add records a problem with name in where ("body", "query" or "path").
+// A name may be "", as a JSON member's may.
 func (p *problems) add(where, name, msg, typ string) {
-	loc := []string{where, name}
-	if name == "" {
-		loc = loc[:1]
-	}
-	*p = append(*p, problem{Loc: loc, Msg: msg, Type: typ})
+	*p = append(*p, problem{Loc: []string{where, name}, Msg: msg, Type: typ})
+}
+
+// addWhole records a problem with the whole of where.
+func (p *problems) addWhole(where, msg, typ string) {
+	*p = append(*p, problem{Loc: []string{where}, Msg: msg, Type: typ})
 }
 
 // check records a problem with the value name in where unless ok.
@@ -249,15 +250,15 @@ func decodeJSONObject(r *http.Request) (jsonFields, error) {
 	var semantic *jsonv2.SemanticError
 	switch {
 	case !utf8.Valid(body): // first, whatever else is wrong, as the 422 says
-		fields.add("body", "", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
+		fields.addWhole("body", "the body is not valid UTF-8", "value_error.jsondecode.utf8")
 	case errors.Is(err, errRepeatedMember) && errors.As(err, &semantic):
 		fields.add("body", semantic.JSONPointer.LastToken(), "this member appears more than once in the body", "value_error.jsondecode.duplicate_member")
 	case errors.As(err, &syntax) && isSurrogateEscape(body[syntax.ByteOffset:]):
-		fields.add("body", "", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
+		fields.addWhole("body", `the body holds a \u escape of a lone UTF-16 surrogate, which is no character`, "value_error.jsondecode.surrogate")
 	case err != nil || fields.members == nil: // a JSON null leaves it nil
-		fields.add("body", "", "the body must be a JSON object", "value_error.jsondecode")
+		fields.addWhole("body", "the body must be a JSON object", "value_error.jsondecode")
 	case len(fields.members) > maxObjectMembers:
-		fields.add("body", "", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
+		fields.addWhole("body", fmt.Sprintf("the body has more than %d members", maxObjectMembers), "value_error.jsondecode.members")
 	default:
 		return fields, nil
 	}
@@ -321,12 +322,12 @@ func readForm(r *http.Request) error {
 	case errors.As(err, &tooBig):
 		return err
 	case err != nil:
-		bad.add("body", "", "the body is not a valid form", "value_error.form")
+		bad.addWhole("body", "the body is not a valid form", "value_error.form")
 		return bad.err()
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.PostForm)) {
 		if !utf8.ValidString(name) {
-			bad.add("body", "", "the value is not valid UTF-8", "value_error.str.utf8")
+			bad.addWhole("body", "the value is not valid UTF-8", "value_error.str.utf8")
 		} else if slices.ContainsFunc(r.PostForm[name], func(v string) bool { return !utf8.ValidString(v) }) {
 			bad.add("body", name, "the value is not valid UTF-8", "value_error.str.utf8")
 		}
