@@ -127,70 +127,90 @@ func BenchmarkHostileSearch(b *testing.B) {
 	}
 }
 
-// idRange returns from, from+1, …, to.
-func idRange(from, to int64) []int64 {
-	var ids []int64
-	for id := from; id <= to; id++ {
-		ids = append(ids, id)
-	}
-	return ids
+// searchFixture is the search tests' recipes beside the three seeded ones,
+// created in this order.
+var searchFixture = []string{
+	"Filler 01", "Filler 02", "Filler 03", "Filler 04", "Filler 05", "Filler 06",
+	"Filler 07", "Filler 08", "Filler 09", "Filler 10", "Filler 11",
+	"Late Gazpacho",
+	"100% rye",
+	"1000 rye", // "0% r" would match it if % were a wildcard
+	"x_y",
+	"xzy", // "x_y" would match it if _ were a wildcard
+	`back\slash`,
+	"Crème brûlée",
+	"Paprika chicken", // a third chicken, after the fillers
 }
 
-// searchFixture is the search tests' database: the three seeded recipes
-// (ids 1–3), then these, which get ids 4 onwards in this order.
-var searchFixture = []string{
-	"Filler 01", "Filler 02", "Filler 03", "Filler 04", "Filler 05", "Filler 06", // 4–9
-	"Filler 07", "Filler 08", "Filler 09", "Filler 10", "Filler 11", // 10–14
-	"Late Gazpacho",   // 15
-	"100% rye",        // 16
-	"1000 rye",        // 17: "0% r" would match it if % were a wildcard
-	"x_y",             // 18
-	"xzy",             // 19: "x_y" would match it if _ were a wildcard
-	`back\slash`,      // 20
-	"Crème brûlée",    // 21
-	"Paprika chicken", // 22: a third chicken, after the fillers
+// expectSearchFinds fails unless a search for chicken finds something: an
+// empty answer shows nothing when every search finds nothing.
+func expectSearchFinds(t *testing.T, e *testEnv) {
+	t.Helper()
+	if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=chicken"); len(got) == 0 {
+		t.Errorf("GET /api/v1/recipes/search/?keyword=chicken finds nothing; an empty answer shows nothing")
+	}
 }
 
 func TestSearchRecipes(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "searcher@example.com")
-	for i, label := range searchFixture {
-		if got := postRecipe(t, e, token, label, "Test", "https://example.com/r").ID; got != int64(4+i) {
-			t.Fatalf("recipe %q got id %d, want %d", label, got, 4+i)
+	idOf := map[string]int64{}
+	var all, fillers []int64 // every recipe, in the order made; the fillers
+	for _, r := range seedRecipes {
+		idOf[r.Label], all = r.ID, append(all, r.ID)
+	}
+	for _, label := range searchFixture {
+		id := postRecipe(t, e, token, label, "Test", "https://example.com/r").ID
+		idOf[label], all = id, append(all, id)
+		if strings.HasPrefix(label, "Filler") {
+			fillers = append(fillers, id)
 		}
 	}
-	const lastID = 22
+	if !slices.IsSorted(all) {
+		t.Fatalf("recipe ids %v are not in the order made; the expected lists below assume they are", all)
+	}
+	ids := func(labels ...string) []int64 {
+		found := []int64{}
+		for _, label := range labels {
+			found = append(found, idOf[label])
+		}
+		return found
+	}
+	chickens := ids("Chicken Vesuvio", "Chicken Paprikash", "Paprika chicken")
 
 	for _, tc := range []struct {
 		name, query string
 		want        []int64
 	}{
-		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", []int64{1, 2, 22}},
-		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", []int64{1, 2, 22}},
-		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", []int64{2}},
-		{"a keyword in the middle of a label finds it", "keyword=tofu", []int64{3}},
+		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", chickens},
+		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", chickens},
+		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", ids("Chicken Paprikash")},
+		{"a keyword in the middle of a label finds it", "keyword=tofu", ids("Cauliflower and Tofu Curry Recipe")},
 		{"a keyword that matches nothing finds nothing", "keyword=zzzzz", []int64{}},
-		{"no keyword returns the first ten recipes", "", idRange(1, 10)},
-		{"no keyword returns the first max_results recipes", "max_results=3", []int64{1, 2, 3}},
-		{"max_results=100 returns every recipe", "max_results=100", idRange(1, lastID)},
-		{"max_results=1 returns one recipe", "max_results=1", []int64{1}},
-		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", []int64{4, 5}},
-		{"the default max_results is ten", "keyword=filler", idRange(4, 13)},
-		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", []int64{15}},
-		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", []int64{1, 2, 22}},
-		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), []int64{16}},
+		{"no keyword returns the first ten recipes", "", all[:10]},
+		{"no keyword returns the first max_results recipes", "max_results=3", all[:3]},
+		{"max_results=100 returns every recipe", "max_results=100", all},
+		{"max_results=1 returns one recipe", "max_results=1", all[:1]},
+		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", fillers[:2]},
+		{"the default max_results is ten", "keyword=filler", fillers[:10]},
+		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", ids("Late Gazpacho")},
+		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", chickens},
+		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), ids("100% rye")},
 		{"a keyword of percent signs matches no label", "keyword=" + url.QueryEscape("%%%"), []int64{}},
-		{"an underscore in a keyword matches only itself", "keyword=x_y", []int64{18}},
+		{"an underscore in a keyword matches only itself", "keyword=x_y", ids("x_y")},
 		{"a keyword of underscores matches no label", "keyword=___", []int64{}},
-		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", []int64{19}},
-		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), []int64{20}},
-		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), []int64{21}},
-		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), []int64{21}},
+		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", ids("xzy")},
+		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), ids(`back\slash`)},
+		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), ids("Crème brûlée")},
+		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), ids("Crème brûlée")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := "/api/v1/recipes/search/?" + tc.query
 			if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
 				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
+			}
+			if len(tc.want) == 0 {
+				expectSearchFinds(t, e)
 			}
 		})
 	}
@@ -205,8 +225,8 @@ func TestSearchRecipes(t *testing.T) {
 					query, without.StatusCode, b, with.StatusCode, a)
 			}
 		}
-		if got := searchIDs(t, e, "/api/v1/recipes/search?keyword=chicken"); !slices.Equal(got, []int64{1, 2, 22}) {
-			t.Errorf("GET /api/v1/recipes/search?keyword=chicken = ids %v, want [1 2 22]", got)
+		if got := searchIDs(t, e, "/api/v1/recipes/search?keyword=chicken"); !slices.Equal(got, chickens) {
+			t.Errorf("GET /api/v1/recipes/search?keyword=chicken = ids %v, want %v", got, chickens)
 		}
 	})
 
@@ -245,12 +265,12 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "long@example.com")
 	longest := strings.Repeat("é", maxKeywordChars-1) + "x"
-	postRecipe(t, e, token, longest, "Me", "https://example.com/l")
+	id := postRecipe(t, e, token, longest, "Me", "https://example.com/l").ID
 
 	t.Run("a keyword as long as the longest label finds it", func(t *testing.T) {
 		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(strings.ToUpper(longest))
-		if got := searchIDs(t, e, target); len(got) != 1 {
-			t.Errorf("GET search with a %d-character keyword = ids %v, want the one label", maxKeywordChars, got)
+		if got := searchIDs(t, e, target); !slices.Equal(got, []int64{id}) {
+			t.Errorf("GET search with a %d-character keyword = ids %v, want [%d]", maxKeywordChars, got, id)
 		}
 	})
 	for _, tc := range []struct{ name, keyword string }{
@@ -268,9 +288,11 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 			if n := cacheEntries(e.store, "search"); n != 0 {
 				t.Errorf("the search cache holds %d entries, want none", n)
 			}
+			expectSearchFinds(t, e)
 		})
 	}
 	t.Run("a long keyword does not touch the database", func(t *testing.T) {
+		e := newTestEnv(t)
 		e.store.close()
 		resp := e.get("/api/v1/recipes/search/?keyword=" + strings.Repeat("a", 300))
 		expectStatus(t, resp, http.StatusOK)
@@ -400,14 +422,22 @@ func TestSearchFindsWhatTheOldScanFound(t *testing.T) {
 	for range 100 {
 		keywords = append(keywords, randomText(rng, 3, 5))
 	}
+	withMatches := 0
 	for _, keyword := range keywords {
 		if utf8.RuneCountInString(keyword) < minKeywordChars {
 			continue
 		}
 		target := "/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(keyword)
-		if got, want := searchIDs(t, e, target), oracle(keyword); !slices.Equal(got, want) {
+		want := oracle(keyword)
+		if got := searchIDs(t, e, target); !slices.Equal(got, want) {
 			t.Errorf("search for %q = ids %v, want %v, as the old scan found", keyword, got, want)
 		}
+		if len(want) > 0 {
+			withMatches++
+		}
+	}
+	if withMatches < 300 { // the 300 pieces of labels find at least their own
+		t.Errorf("only %d of the keywords find something; the comparison shows little", withMatches)
 	}
 }
 
@@ -450,6 +480,9 @@ func TestSearchFoldsCaseAsUnicodeSimpleFolding(t *testing.T) {
 				t.Fatalf("the old scan finds %q in %q: %v; the table says %v", tc.keyword, tc.label, old, tc.oldScanFound)
 			}
 			id := postRecipe(t, e, token, tc.label, "Fold", "https://example.com/f").ID
+			if !slices.Contains(searchIDs(t, e, "/api/v1/recipes/search/?keyword="+url.QueryEscape(tc.label)), id) {
+				t.Fatalf("a search for the label %q as written does not find it", tc.label)
+			}
 			target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(tc.keyword)
 			if found := slices.Contains(searchIDs(t, e, target), id); found != tc.found {
 				t.Errorf("search for %q finds %q: %v, want %v", tc.keyword, tc.label, found, tc.found)
@@ -501,22 +534,23 @@ func TestSearchEdgeCases(t *testing.T) {
 		if err != nil || len(found) != 0 {
 			t.Errorf("searchRecipes(b\\x00cd) = %v, %v; want nothing", found, err)
 		}
+		expectSearchFinds(t, e)
 	})
 	t.Run("no keyword still gives the first recipes, not a search", func(t *testing.T) {
-		if got := searchIDs(t, e, "/api/v1/recipes/search/?max_results=2"); !slices.Equal(got, []int64{1, 2}) {
-			t.Errorf("GET /api/v1/recipes/search/?max_results=2 = ids %v, want [1 2]", got)
+		want := []int64{seedRecipes[0].ID, seedRecipes[1].ID}
+		if got := searchIDs(t, e, "/api/v1/recipes/search/?max_results=2"); !slices.Equal(got, want) {
+			t.Errorf("GET /api/v1/recipes/search/?max_results=2 = ids %v, want %v", got, want)
 		}
 	})
 	t.Run("an update and a delete are seen by the index at once", func(t *testing.T) {
-		resp := e.sendJSON("PUT", fmt.Sprintf("/api/v1/recipes/%d", plain), recipeBody("wxyz", "Edge", "https://example.com/e"), bearer(token)...)
-		expectStatus(t, resp, http.StatusOK)
-		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=bcd"); !slices.Equal(got, []int64{nul}) {
-			t.Errorf("search for bcd after the update = ids %v, want [%d]", got, nul)
+		id := postRecipe(t, e, token, "mnopq", "Edge", "https://example.com/e").ID
+		expectStatus(t, e.sendJSON("PUT", recipePath(id), recipeBody("wxyz", "Edge", "https://example.com/e"), bearer(token)...), http.StatusOK)
+		for keyword, want := range map[string][]int64{"NOP": {}, "XYZ": {id}} {
+			if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword="+keyword); !slices.Equal(got, want) {
+				t.Errorf("search for %s after the update = ids %v, want %v", keyword, got, want)
+			}
 		}
-		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XYZ"); !slices.Equal(got, []int64{plain}) {
-			t.Errorf("search for XYZ after the update = ids %v, want [%d]", got, plain)
-		}
-		expectStatus(t, e.sendJSON("DELETE", fmt.Sprintf("/api/v1/recipes/%d", plain), "", bearer(token)...), http.StatusNoContent)
+		expectStatus(t, e.sendJSON("DELETE", recipePath(id), "", bearer(token)...), http.StatusNoContent)
 		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XYZ"); len(got) != 0 {
 			t.Errorf("search for XYZ after the delete = ids %v, want none", got)
 		}
@@ -610,12 +644,23 @@ func addRecipesAsAnotherProgram(tb testing.TB, e *testEnv, n int, label func(i i
 	e.store.forgetRecipes()
 }
 
+// idsFrom returns from and the n-1 ids after it.
+func idsFrom(from int64, n int) []int64 {
+	var ids []int64
+	for id := from; id < from+int64(n); id++ {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func TestHostileSearchesAreBounded(t *testing.T) {
 	e := newTestEnv(t)
 	// 10,000 labels: unbounded, the search takes seconds, far past the
 	// time limit however fast the machine.
 	addRecipesAsAnotherProgram(t, e, 10_000, func(int) string { return hostileLabel })
 	target := "/api/v1/recipes/search/?keyword=" + hostileKeyword
+	firstHostile := int64(queryInt(t, e.store.reader, "SELECT min(id) FROM recipe WHERE label = ?", hostileLabel))
+	cutOffKey := cacheKey{read: "search", keyword: hostileKeyword, n: defaultMaxResults}
 
 	t.Run("a worst-case search is cut off with 503 and Retry-After", func(t *testing.T) {
 		resp := e.get(target)
@@ -623,7 +668,7 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 		if got := resp.Header.Get("Retry-After"); got != "1" {
 			t.Errorf("GET search for the worst case: Retry-After = %q, want 1", got)
 		}
-		if cacheHolds(e.store, cacheKey{read: "search", keyword: hostileKeyword, n: defaultMaxResults}) {
+		if cacheHolds(e.store, cutOffKey) {
 			t.Errorf("the cut-off search is cached as an answer")
 		}
 	})
@@ -637,13 +682,14 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 				t.Errorf("GET search for %.6s… took %v, want under %v", keyword, took, bound)
 			}
 		}
-		if n := cacheEntries(e.store, "search"); n != 0 {
-			t.Errorf("the cache holds %d searches after the cut-offs, want none", n)
+		// Every case of the keyword folds to the one cache key.
+		if cacheHolds(e.store, cutOffKey) {
+			t.Errorf("the cache holds the search after the cut-offs, want none")
 		}
 	})
 	t.Run("a search on the same labels that finds its matches early is answered", func(t *testing.T) {
-		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XAAB"); !slices.Equal(got, []int64{4, 5, 6, 7, 8, 9, 10, 11, 12, 13}) {
-			t.Errorf("GET search for XAAB = ids %v, want the first ten hostile recipes, 4 to 13", got)
+		if got, want := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XAAB"), idsFrom(firstHostile, 10); !slices.Equal(got, want) {
+			t.Errorf("GET search for XAAB = ids %v, want the first ten hostile recipes, %v", got, want)
 		}
 	})
 	t.Run("the home page shows a notice with 503 and Retry-After", func(t *testing.T) {
@@ -701,10 +747,9 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 		close(start)
 		reads := 0
 		for n := 0; stillSearching(); n++ {
-			// A hostile recipe (ids 4 to 10,003) not read before, so not
-			// from the cache.
-			id := 4 + n%10_000
-			for _, target := range []string{fmt.Sprintf("/api/v1/recipes/%d", id), "/healthz"} {
+			// A hostile recipe not read before, so not from the cache.
+			id := firstHostile + int64(n%10_000)
+			for _, target := range []string{recipePath(id), "/healthz"} {
 				if resp := e.get(target); resp.StatusCode != http.StatusOK {
 					t.Errorf("GET %s while hostile searches ran = %d, want 200", target, resp.StatusCode)
 				}
