@@ -18,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -181,54 +182,57 @@ func TestSearchRecipes(t *testing.T) {
 	for _, tc := range []struct {
 		name, query string
 		want        []int64
+		locs        []string // of a 422
 	}{
-		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", chickens},
-		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", chickens},
-		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", ids("Chicken Paprikash")},
-		{"a keyword in the middle of a label finds it", "keyword=tofu", ids("Cauliflower and Tofu Curry Recipe")},
-		{"a keyword that matches nothing finds nothing", "keyword=zzzzz", []int64{}},
-		{"no keyword returns the first ten recipes", "", all[:10]},
-		{"no keyword returns the first max_results recipes", "max_results=3", all[:3]},
-		{"max_results=100 returns every recipe", "max_results=100", all},
-		{"max_results=1 returns one recipe", "max_results=1", all[:1]},
-		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", fillers[:2]},
-		{"the default max_results is ten", "keyword=filler", fillers[:10]},
-		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", ids("Late Gazpacho")},
-		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", chickens},
-		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), ids("100% rye")},
-		{"a keyword of percent signs matches no label", "keyword=" + url.QueryEscape("%%%"), []int64{}},
-		{"an underscore in a keyword matches only itself", "keyword=x_y", ids("x_y")},
-		{"a keyword of underscores matches no label", "keyword=___", []int64{}},
-		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", ids("xzy")},
-		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), ids(`back\slash`)},
-		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), ids("Crème brûlée")},
-		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), ids("Crème brûlée")},
+		{"a keyword finds the labels that contain it, in id order", "keyword=chicken&max_results=10", chickens, nil},
+		{"an upper-case keyword finds the lower-case labels", "keyword=CHICKEN&max_results=10", chickens, nil},
+		{"a mixed-case keyword of several words finds its label", "keyword=cHiCkEn%20PAPRIKASH", ids("Chicken Paprikash"), nil},
+		{"a keyword in the middle of a label finds it", "keyword=tofu", ids("Cauliflower and Tofu Curry Recipe"), nil},
+		{"a keyword that matches nothing finds nothing", "keyword=zzzzz", []int64{}, nil},
+		{"no keyword returns the first ten recipes", "", all[:10], nil},
+		{"no keyword returns the first max_results recipes", "max_results=3", all[:3], nil},
+		{"max_results=100 returns every recipe", "max_results=100", all, nil},
+		{"max_results=1 returns one recipe", "max_results=1", all[:1], nil},
+		{"max_results limits the results of a keyword", "keyword=filler&max_results=2", fillers[:2], nil},
+		{"the default max_results is ten", "keyword=filler", fillers[:10], nil},
+		{"the whole table is searched, not only its first max_results rows", "keyword=gazpacho&max_results=1", ids("Late Gazpacho"), nil},
+		{"a late match is found after the first max_results rows", "keyword=chicken&max_results=3", chickens, nil},
+		{"a percent sign in a keyword matches only itself", "keyword=" + url.QueryEscape("0% r"), ids("100% rye"), nil},
+		{"a keyword of percent signs matches no label", "keyword=" + url.QueryEscape("%%%"), []int64{}, nil},
+		{"an underscore in a keyword matches only itself", "keyword=x_y", ids("x_y"), nil},
+		{"a keyword of underscores matches no label", "keyword=___", []int64{}, nil},
+		{"a label an underscore would match as a wildcard is found by its own text", "keyword=xzy", ids("xzy"), nil},
+		{"a backslash in a keyword matches only itself", "keyword=" + url.QueryEscape(`k\s`), ids(`back\slash`), nil},
+		{"three non-ASCII characters are a long enough keyword", "keyword=" + url.QueryEscape("rûl"), ids("Crème brûlée"), nil},
+		{"case is ignored beyond ASCII too, as the reference's str.lower() does", "keyword=" + url.QueryEscape("CRÈME"), ids("Crème brûlée"), nil},
+		{"a keyword under three characters is a 422", "keyword=ab", nil, []string{"query.keyword"}},
+		{"an empty keyword is a 422", "keyword=", nil, []string{"query.keyword"}},
+		{"two non-ASCII characters are too short a keyword", "keyword=" + url.QueryEscape("éé"), nil, []string{"query.keyword"}},
+		{"max_results=0 is a 422", "max_results=0", nil, []string{"query.max_results"}},
+		{"max_results=101 is a 422", "max_results=101", nil, []string{"query.max_results"}},
+		{"max_results=-1 is a 422", "max_results=-1", nil, []string{"query.max_results"}},
+		{"a max_results that is not a number is a 422", "max_results=abc", nil, []string{"query.max_results"}},
+		{"a fractional max_results is a 422", "max_results=1.5", nil, []string{"query.max_results"}},
+		{"an empty max_results is a 422", "max_results=", nil, []string{"query.max_results"}},
+		{"a bad keyword and a bad max_results are both listed", "keyword=ab&max_results=0", nil, []string{"query.keyword", "query.max_results"}},
+		{"a bad keyword and an unparsable max_results are both listed", "keyword=x&max_results=abc", nil, []string{"query.keyword", "query.max_results"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.name+", with or without the trailing slash", func(t *testing.T) {
 			target := "/api/v1/recipes/search/?" + tc.query
-			if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
+			if tc.locs != nil {
+				expectProblems(t, e.get(target), tc.locs...)
+			} else if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
 				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
 			}
-			if len(tc.want) == 0 {
+			if tc.locs == nil && len(tc.want) == 0 {
 				expectSearchFinds(t, e)
+			}
+			with, without := e.get(target), e.get("/api/v1/recipes/search?"+tc.query)
+			if a, b := readBody(t, with), readBody(t, without); with.StatusCode != without.StatusCode || a != b {
+				t.Errorf("GET /api/v1/recipes/search?%s = %d %s, want %d %s as with the slash", tc.query, without.StatusCode, b, with.StatusCode, a)
 			}
 		})
 	}
-
-	t.Run("the search without the trailing slash answers the same", func(t *testing.T) {
-		for _, query := range []string{"", "keyword=chicken&max_results=10", "max_results=3", "keyword=ab"} {
-			with := e.get("/api/v1/recipes/search/?" + query)
-			without := e.get("/api/v1/recipes/search?" + query)
-			a, b := readBody(t, with), readBody(t, without)
-			if with.StatusCode != without.StatusCode || a != b {
-				t.Errorf("GET /api/v1/recipes/search?%s = %d %s, want %d %s as with the slash",
-					query, without.StatusCode, b, with.StatusCode, a)
-			}
-		}
-		if got := searchIDs(t, e, "/api/v1/recipes/search?keyword=chicken"); !slices.Equal(got, chickens) {
-			t.Errorf("GET /api/v1/recipes/search?keyword=chicken = ids %v, want %v", got, chickens)
-		}
-	})
 
 	t.Run("each result is a whole recipe", func(t *testing.T) {
 		resp := e.get("/api/v1/recipes/search/?keyword=vesuvio")
@@ -238,27 +242,6 @@ func TestSearchRecipes(t *testing.T) {
 			t.Errorf("GET /api/v1/recipes/search/?keyword=vesuvio = %s, want %s", body, want)
 		}
 	})
-
-	for _, tc := range []struct {
-		name, query string
-		wantLocs    []string
-	}{
-		{"a keyword under three characters is a 422", "keyword=ab", []string{"query.keyword"}},
-		{"an empty keyword is a 422", "keyword=", []string{"query.keyword"}},
-		{"two non-ASCII characters are too short a keyword", "keyword=" + url.QueryEscape("éé"), []string{"query.keyword"}},
-		{"max_results=0 is a 422", "max_results=0", []string{"query.max_results"}},
-		{"max_results=101 is a 422", "max_results=101", []string{"query.max_results"}},
-		{"max_results=-1 is a 422", "max_results=-1", []string{"query.max_results"}},
-		{"a max_results that is not a number is a 422", "max_results=abc", []string{"query.max_results"}},
-		{"a fractional max_results is a 422", "max_results=1.5", []string{"query.max_results"}},
-		{"an empty max_results is a 422", "max_results=", []string{"query.max_results"}},
-		{"a bad keyword and a bad max_results are both listed", "keyword=ab&max_results=0", []string{"query.keyword", "query.max_results"}},
-		{"a bad keyword and an unparsable max_results are both listed", "keyword=x&max_results=abc", []string{"query.keyword", "query.max_results"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expectProblems(t, e.get("/api/v1/recipes/search/?"+tc.query), tc.wantLocs...)
-		})
-	}
 }
 
 func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
@@ -285,8 +268,8 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 			if body := readBody(t, resp); body != `{"results":[]}` {
 				t.Errorf("GET search = %.100s, want {\"results\":[]}", body)
 			}
-			if n := cacheEntries(e.store, "search"); n != 0 {
-				t.Errorf("the search cache holds %d entries, want none", n)
+			if cacheHolds(e.store, cacheKey{read: "search", keyword: foldASCII(tc.keyword), n: defaultMaxResults}) {
+				t.Errorf("the search is cached")
 			}
 			expectSearchFinds(t, e)
 		})
@@ -301,19 +284,6 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 	t.Run("a long keyword is still checked for a bad max_results", func(t *testing.T) {
 		expectProblems(t, e.get("/api/v1/recipes/search/?max_results=0&keyword="+strings.Repeat("a", 300)), "query.max_results")
 	})
-}
-
-// cacheEntries counts the entries of the store's cache for reads of kind read.
-func cacheEntries(s *store, read string) int {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	n := 0
-	for k := range s.cache.entries {
-		if k.read == read {
-			n++
-		}
-	}
-	return n
 }
 
 // oldScanFinds is the search as it was before the index: the label
@@ -354,16 +324,12 @@ func storeRecipe(t *testing.T, e *testEnv, submitterID int64, label string) int6
 
 // flipCase swaps the case of some of s's letters at random.
 func flipCase(rng *rand.Rand, s string) string {
-	var b strings.Builder
-	for _, r := range s {
+	return strings.Map(func(r rune) rune {
 		if rng.IntN(2) == 0 {
-			r = []rune(strings.ToUpper(string(r)))[0]
-		} else {
-			r = []rune(strings.ToLower(string(r)))[0]
+			return unicode.ToUpper(r)
 		}
-		b.WriteRune(r)
-	}
-	return b.String()
+		return unicode.ToLower(r)
+	}, s)
 }
 
 func TestSearchFindsWhatTheOldScanFound(t *testing.T) {
@@ -575,19 +541,10 @@ func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
 	}
 
 	e := newTestEnv(t, onDatabase(path))
-	for _, tc := range []struct {
-		keyword string
-		want    []int64
-	}{
-		{"éclair", []int64{4}},
-		{`"quoted"`, []int64{8}},
-		{"0% s", []int64{8}},
-		{"BREAD", []int64{9}},
-		{"old", []int64{8}},
-	} {
-		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(tc.keyword)
-		if got := searchIDs(t, e, target); !slices.Equal(got, tc.want) {
-			t.Errorf("GET %s on a migrated reference database = ids %v, want %v", target, got, tc.want)
+	for keyword, want := range map[string][]int64{"éclair": {4}, `"quoted"`: {8}, "0% s": {8}, "BREAD": {9}, "old": {8}} {
+		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(keyword)
+		if got := searchIDs(t, e, target); !slices.Equal(got, want) {
+			t.Errorf("GET %s on a migrated reference database = ids %v, want %v", target, got, want)
 		}
 	}
 	t.Run("a second start does not build the index again", func(t *testing.T) {
@@ -713,11 +670,6 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 		searchers := e.store.reader.Stats().MaxOpenConnections + 3
 		const rounds = 3
 		waitsBefore := e.store.reader.Stats().WaitCount
-		type answer struct {
-			status int
-			body   string
-		}
-		answers := make(chan answer, searchers*rounds)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range searchers {
@@ -729,24 +681,22 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 					n := i*rounds + round
 					keyword := strings.Repeat("a", 252-n/maxListLength) + "b"
 					resp := e.get(fmt.Sprintf("/api/v1/recipes/search/?max_results=%d&keyword=%s", 1+n%maxListLength, keyword))
-					body, _ := io.ReadAll(resp.Body)
-					answers <- answer{resp.StatusCode, string(body)}
+					if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "Search took too long") {
+						t.Errorf("a hostile search answered %d %.100s, want 503 Search took too long", resp.StatusCode, body)
+					}
 				}
 			})
 		}
 		searching := make(chan struct{})
 		go func() { wg.Wait(); close(searching) }()
-		stillSearching := func() bool {
-			select {
-			case <-searching:
-				return false
-			default:
-				return true
-			}
-		}
 		close(start)
 		reads := 0
-		for n := 0; stillSearching(); n++ {
+		for n, done := 0, false; !done; n++ {
+			select {
+			case <-searching:
+				done = true
+			default:
+			}
 			// A hostile recipe not read before, so not from the cache.
 			id := firstHostile + int64(n%10_000)
 			for _, target := range []string{recipePath(id), "/healthz"} {
@@ -754,12 +704,6 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 					t.Errorf("GET %s while hostile searches ran = %d, want 200", target, resp.StatusCode)
 				}
 				reads++
-			}
-		}
-		close(answers)
-		for a := range answers {
-			if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "Search took too long") {
-				t.Errorf("a hostile search answered %d %.100s, want 503 Search took too long", a.status, a.body)
 			}
 		}
 		if waits := e.store.reader.Stats().WaitCount - waitsBefore; waits != 0 {
