@@ -105,8 +105,9 @@ func successStatus(t *testing.T, id string, op map[string]any) int {
 
 // exampleRequest builds the request that Swagger UI sends for the
 // operation with its examples untouched: path and query parameters from
-// their example (or default), the body from its media type's example.
-func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOperation) *http.Request {
+// their example (or default), the body from its media type's example;
+// paste is name, value, … of body members a reader pastes in.
+func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOperation, paste ...string) *http.Request {
 	t.Helper()
 	path := o.path
 	query := url.Values{}
@@ -162,7 +163,10 @@ func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOpe
 	if len(types) == 0 {
 		t.Fatalf("%s: no body example to send", id)
 	}
-	example := first.(map[string]any)
+	example := maps.Clone(first.(map[string]any))
+	for i := 0; i+1 < len(paste); i += 2 {
+		example[paste[i]] = paste[i+1]
+	}
 	switch contentType := types[0]; contentType {
 	case "application/json":
 		b, err := json.Marshal(example)
@@ -209,7 +213,10 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 			}
 			r := exampleRequest(t, doc, id, o)
 			if id == "refresh_token" {
-				r = withRefreshToken(t, doc, o, tokens.RefreshToken)
+				if got := r.FormValue("refresh_token"); got != refreshExamplePlaceholder {
+					t.Errorf("the refresh example's refresh_token = %q, want the placeholder %q", got, refreshExamplePlaceholder)
+				}
+				r = exampleRequest(t, doc, id, o, "refresh_token", tokens.RefreshToken)
 			}
 			if security, ok := o.op["security"].([]any); ok && len(security) > 0 {
 				r.Header.Set("Authorization", "Bearer "+tokens.AccessToken)
@@ -347,23 +354,6 @@ func placesOf(t *testing.T, doc map[string]any, o documentedOperation) map[strin
 	return places
 }
 
-// withRefreshToken is the refresh example's request with the refresh token
-// a reader would paste in place of the placeholder.
-func withRefreshToken(t *testing.T, doc map[string]any, o documentedOperation, refreshToken string) *http.Request {
-	t.Helper()
-	media := o.op["requestBody"].(map[string]any)["content"].(map[string]any)["application/x-www-form-urlencoded"].(map[string]any)
-	example := media["example"].(map[string]any)
-	if example["refresh_token"] != refreshExamplePlaceholder {
-		t.Errorf("the refresh example's refresh_token = %v, want the placeholder %q", example["refresh_token"], refreshExamplePlaceholder)
-	}
-	form := url.Values{}
-	for name, value := range example {
-		form.Set(name, fmt.Sprint(value))
-	}
-	form.Set("refresh_token", refreshToken)
-	return newRequest(o.method, o.path, strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
-}
-
 // registeredRoutes lists the patterns of app.routes, after checking each
 // on a real ServeMux, which must send a request for it to that very
 // pattern.
@@ -442,24 +432,19 @@ func TestOpenAPIDocument(t *testing.T) {
 			}
 		}
 	})
-}
 
-// TestEveryRouteTheDocumentGuardsNeedsAToken sends each documented
-// operation with no Authorization header to the real handler: those the
-// document marks with a bearer token must answer 401 Not authenticated,
-// the others must not. So a route that lost requireUser, or gained it,
-// fails here, as registeredRoutes checks only the patterns.
-func TestEveryRouteTheDocumentGuardsNeedsAToken(t *testing.T) {
-	e := newTestEnv(t)
-	ops := documentedOperations(t, loadOpenAPI(t, e))
+	// Each documented operation is sent with no Authorization header to
+	// the real handler: those the document marks with a bearer token must
+	// answer 401 Not authenticated, the others must not. So a route that
+	// lost requireUser, or gained it, fails here, as registeredRoutes
+	// checks only the patterns.
 	if len(ops) < 10 {
 		t.Fatalf("openapi.json documents only %d operations", len(ops))
 	}
 	for id, o := range ops {
 		security, _ := o.op["security"].([]any)
 		guarded := len(security) > 0
-		name := fmt.Sprintf("%s (%s %s) without a token is a 401: %v", id, o.method, o.path, guarded)
-		t.Run(name, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s (%s %s) without a token is a 401: %v", id, o.method, o.path, guarded), func(t *testing.T) {
 			target := strings.ReplaceAll(o.path, "{recipe_id}", "1")
 			resp := e.send(o.method, target, strings.NewReader("{}"), "Content-Type", "application/json")
 			if guarded {

@@ -13,19 +13,14 @@ import (
 	"time"
 )
 
-// recipeCount is how many recipes the database holds.
-func recipeCount(t *testing.T, e *testEnv) int {
-	t.Helper()
-	return queryInt(t, e.store.reader, "SELECT count(*) FROM recipe")
-}
-
 // expectNothingStored runs refuse, which sends requests that must be
 // refused, and fails the test if the number of recipes changed meanwhile.
 func expectNothingStored(t *testing.T, e *testEnv, refuse func()) {
 	t.Helper()
-	before := recipeCount(t, e)
+	const count = "SELECT count(*) FROM recipe"
+	before := queryInt(t, e.store.reader, count)
 	refuse()
-	if after := recipeCount(t, e); after != before {
+	if after := queryInt(t, e.store.reader, count); after != before {
 		t.Errorf("recipes = %d after refused requests, want %d", after, before)
 	}
 }
@@ -271,7 +266,6 @@ func TestCreateRecipe(t *testing.T) {
 	}{
 		{"no Authorization header", nil, "Not authenticated"},
 		{"a Basic Authorization header", []string{"Authorization", "Basic Og=="}, "Not authenticated"},
-		{"an empty Authorization header", []string{"Authorization", ""}, "Not authenticated"},
 		{"a bearer token that is no token", bearer("not-a-token"), "Could not validate credentials"},
 		{"a token with a character added", bearer(token + "x"), "Could not validate credentials"},
 		{"a token cut short", bearer(token[:len(token)-2]), "Could not validate credentials"},
@@ -425,6 +419,9 @@ func TestMyRecipesArePaged(t *testing.T) {
 			target := "/api/v1/recipes/my-recipes/?" + tc.query
 			if got := listIDs(t, e, target, bearer(token)...); !slices.Equal(got, tc.want) {
 				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
+			}
+			if len(tc.want) == 0 && len(listIDs(t, e, "/api/v1/recipes/my-recipes/?limit=1", bearer(token)...)) == 0 {
+				t.Errorf("GET /api/v1/recipes/my-recipes/?limit=1 lists nothing either; an empty answer shows nothing")
 			}
 			withSlash := readBody(t, e.get(target, bearer(token)...))
 			if without := readBody(t, e.get("/api/v1/recipes/my-recipes?"+tc.query, bearer(token)...)); without != withSlash {

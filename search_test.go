@@ -269,7 +269,7 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 				t.Errorf("GET search = %.100s, want {\"results\":[]}", body)
 			}
 			if cacheHolds(e.store, cacheKey{read: "search", keyword: foldASCII(tc.keyword), n: defaultMaxResults}) {
-				t.Errorf("the search is cached")
+				t.Errorf("a search for a %d-character keyword is cached", utf8.RuneCountInString(tc.keyword))
 			}
 			expectSearchFinds(t, e)
 		})
