@@ -376,11 +376,13 @@ func TestSearchFindsWhatTheOldScanFound(t *testing.T) {
 		"crème", "CRÈME", "brûl", "e\u0301c", "\u0301cl", "ÉCLAIR", "éclair", "ècl",
 		"🍲🍲🍲", "🍲 s", "食物食", "o  s", `k\s`, "'s ", "zzz",
 	}
+	pieces := 0 // keywords cut from a label, each of which finds at least that label
 	for range 300 {
 		label := []rune(labels[rng.IntN(len(labels))])
 		if len(label) < 3 {
 			continue
 		}
+		pieces++
 		start := rng.IntN(len(label) - 2)
 		end := start + 3 + rng.IntN(len(label)-start-2)
 		keywords = append(keywords, flipCase(rng, string(label[start:end])))
@@ -402,8 +404,8 @@ func TestSearchFindsWhatTheOldScanFound(t *testing.T) {
 			withMatches++
 		}
 	}
-	if withMatches < 300 { // the 300 pieces of labels find at least their own
-		t.Errorf("only %d of the keywords find something; the comparison shows little", withMatches)
+	if withMatches < pieces {
+		t.Errorf("only %d of the keywords find something, fewer than the %d cut from labels", withMatches, pieces)
 	}
 }
 
@@ -501,12 +503,6 @@ func TestSearchEdgeCases(t *testing.T) {
 			t.Errorf("searchRecipes(b\\x00cd) = %v, %v; want nothing", found, err)
 		}
 		expectSearchFinds(t, e)
-	})
-	t.Run("no keyword still gives the first recipes, not a search", func(t *testing.T) {
-		want := []int64{seedRecipes[0].ID, seedRecipes[1].ID}
-		if got := searchIDs(t, e, "/api/v1/recipes/search/?max_results=2"); !slices.Equal(got, want) {
-			t.Errorf("GET /api/v1/recipes/search/?max_results=2 = ids %v, want %v", got, want)
-		}
 	})
 	t.Run("an update and a delete are seen by the index at once", func(t *testing.T) {
 		id := postRecipe(t, e, token, "mnopq", "Edge", "https://example.com/e").ID
