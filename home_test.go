@@ -114,9 +114,13 @@ func TestHomePageSearch(t *testing.T) {
 		})
 	}
 	t.Run("many matches show the first ones and say there are more", func(t *testing.T) {
-		for i := range foundOnHome + 1 {
+		for i := range foundOnHome {
 			postRecipe(t, e, token, fmt.Sprintf("Stew %02d", i), "Pot", "https://example.com/stew")
 		}
+		if page := getHome(t, e, "/?q=stew"); len(homeLabels(page)) != foundOnHome || strings.Contains(page, "recipes match") {
+			t.Errorf("GET /?q=stew with %d matches shows %d and says more match: %v", foundOnHome, len(homeLabels(page)), strings.Contains(page, "recipes match"))
+		}
+		postRecipe(t, e, token, "Stew 99", "Pot", "https://example.com/stew")
 		page := getHome(t, e, "/?q=stew")
 		if got := homeLabels(page); len(got) != foundOnHome || got[0] != "Stew 00" {
 			t.Errorf("GET /?q=stew shows %q, want the first %d, from Stew 00", got, foundOnHome)
