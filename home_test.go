@@ -38,13 +38,15 @@ func pagerLinks(page string) (newer, older string) {
 	return newer, older
 }
 
-// labelsFrom returns "Dish from..to", counting down, as the page lists them.
-func dishLabels(from, to int) []string {
-	var labels []string
-	for i := from; i >= to; i-- {
-		labels = append(labels, fmt.Sprintf("Dish %02d", i))
+// emptyHomeEnv is a service whose seeded recipes are deleted.
+func emptyHomeEnv(t *testing.T) (e *testEnv, adminToken string) {
+	t.Helper()
+	e = newTestEnv(t)
+	adminToken = e.login("admin@recipeapi.com", adminPassword)
+	for _, r := range seedRecipes {
+		expectStatus(t, e.send("DELETE", recipePath(r.ID), nil, bearer(adminToken)...), http.StatusNoContent)
 	}
-	return labels
+	return e, adminToken
 }
 
 func TestHomePageSearch(t *testing.T) {
@@ -53,31 +55,29 @@ func TestHomePageSearch(t *testing.T) {
 	postRecipe(t, e, token, "Chicken Soup", "Grandma", "https://example.com/chicken-soup")
 	postRecipe(t, e, token, "50% Whole Wheat Bread", "Baker", "https://example.com/bread")
 
-	t.Run("it finds what the API's search finds, in the same order", func(t *testing.T) {
-		for _, keyword := range []string{"chicken", "CHICKEN", "curry", "50%", "n_s", "soup"} {
+	t.Run("it shows what the API's search finds, in the same order, with the search in the box", func(t *testing.T) {
+		chickens := []string{"Chicken Vesuvio", "Chicken Paprikash", "Chicken Soup"}
+		for keyword, want := range map[string][]string{
+			"chicken": chickens, "CHICKEN": chickens, "curry": {"Cauliflower and Tofu Curry Recipe"},
+			"50%": {"50% Whole Wheat Bread"}, "soup": {"Chicken Soup"},
+			"n_s": {}, // "n S" in Chicken Soup, if _ were a wildcard
+		} {
 			resp := e.get("/api/v1/recipes/search/?max_results=100&keyword=" + url.QueryEscape(keyword))
 			expectStatus(t, resp, http.StatusOK)
-			var want []string
+			api := []string{}
 			for _, r := range decodeBody[struct{ Results []recipe }](t, resp).Results {
-				want = append(want, r.Label)
+				api = append(api, r.Label)
 			}
 			page := getHome(t, e, "/?q="+url.QueryEscape(keyword))
-			if got := homeLabels(page); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
-				t.Errorf("GET /?q=%s shows %q; the API finds %q", keyword, got, want)
+			if got := homeLabels(page); !slices.Equal(got, want) || !slices.Equal(api, want) {
+				t.Errorf("a search for %s shows %q on GET / and %q in the API, want %q", keyword, got, api, want)
 			}
-		}
-	})
-	t.Run("it shows the matches with the search in the box", func(t *testing.T) {
-		page := getHome(t, e, "/?q=chicken")
-		want := []string{"Chicken Vesuvio", "Chicken Paprikash", "Chicken Soup"}
-		if got := homeLabels(page); !slices.Equal(got, want) {
-			t.Errorf("GET /?q=chicken shows %q, want %q", got, want)
-		}
-		if !strings.Contains(page, `name="q" value="chicken"`) {
-			t.Errorf("GET /?q=chicken does not show chicken in the search box")
-		}
-		if newer, older := pagerLinks(page); newer != "" || older != "" {
-			t.Errorf("GET /?q=chicken has paging links %q %q", newer, older)
+			if !strings.Contains(page, `name="q" value="`+keyword+`"`) {
+				t.Errorf("GET /?q=%s does not show %s in the search box", keyword, keyword)
+			}
+			if newer, older := pagerLinks(page); newer != "" || older != "" {
+				t.Errorf("GET /?q=%s has paging links %q %q", keyword, newer, older)
+			}
 		}
 	})
 	t.Run("the search as typed is escaped", func(t *testing.T) {
@@ -99,23 +99,31 @@ func TestHomePageSearch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			page := getHome(t, e, "/?q="+url.QueryEscape(tc.q))
 			if got := homeLabels(page); len(got) != 0 {
-				t.Errorf("GET /?q=%s shows %q, want nothing", tc.q, got)
+				t.Errorf("GET /?q=%q shows %q, want nothing", tc.q, got)
 			}
 			if !strings.Contains(page, tc.want) {
-				t.Errorf("GET /?q=%s does not say %q", tc.q, tc.want)
+				t.Errorf("GET /?q=%q does not say %q", tc.q, tc.want)
 			}
 			if short := tc.want == "at least 3 characters"; short && strings.Contains(page, "Recipes whose label contains") {
-				t.Errorf("GET /?q=%s says it shows what contains it, beside asking for more characters", tc.q)
+				t.Errorf("GET /?q=%q says it shows what contains it, beside asking for more characters", tc.q)
+			}
+			// Nothing shown shows nothing unless a search shows something.
+			if got := homeLabels(getHome(t, e, "/?q=chicken")); len(got) == 0 {
+				t.Errorf("GET /?q=chicken shows nothing either")
 			}
 		})
 	}
 	t.Run("many matches show the first ones and say there are more", func(t *testing.T) {
-		for i := range foundOnHome + 1 {
+		for i := range foundOnHome {
 			postRecipe(t, e, token, fmt.Sprintf("Stew %02d", i), "Pot", "https://example.com/stew")
 		}
+		if page := getHome(t, e, "/?q=stew"); len(homeLabels(page)) != foundOnHome || strings.Contains(page, "recipes match") {
+			t.Errorf("GET /?q=stew with %d matches shows %d and says more match: %v", foundOnHome, len(homeLabels(page)), strings.Contains(page, "recipes match"))
+		}
+		postRecipe(t, e, token, "Stew 99", "Pot", "https://example.com/stew")
 		page := getHome(t, e, "/?q=stew")
 		if got := homeLabels(page); len(got) != foundOnHome || got[0] != "Stew 00" {
-			t.Errorf("GET /?q=stew shows %d recipes from %q, want the first %d", len(got), got[:1], foundOnHome)
+			t.Errorf("GET /?q=stew shows %q, want the first %d, from Stew 00", got, foundOnHome)
 		}
 		if !strings.Contains(page, fmt.Sprintf("More than %d recipes match", foundOnHome)) {
 			t.Errorf("GET /?q=stew does not say that more match")
@@ -124,13 +132,8 @@ func TestHomePageSearch(t *testing.T) {
 }
 
 func TestHomePagePaging(t *testing.T) {
-	e := newTestEnv(t)
-	admin := e.login("admin@recipeapi.com", adminPassword)
-	for id := 1; id <= 3; id++ {
-		expectStatus(t, e.send("DELETE", fmt.Sprintf("/api/v1/recipes/%d", id), nil, bearer(admin)...), http.StatusNoContent)
-	}
-
 	t.Run("with no recipes it says so and invites the first", func(t *testing.T) {
+		e, _ := emptyHomeEnv(t)
 		page := getHome(t, e, "/")
 		if got := homeLabels(page); len(got) != 0 {
 			t.Errorf("GET / shows %q, want nothing", got)
@@ -142,23 +145,49 @@ func TestHomePagePaging(t *testing.T) {
 			t.Errorf("GET / with no recipes has paging links %q %q", newer, older)
 		}
 	})
+	t.Run("a recipe whose URL is not http or https is shown without a link", func(t *testing.T) {
+		e, admin := emptyHomeEnv(t)
+		id := postRecipe(t, e, admin, "Dish 01", "Kitchen", "https://example.com/dish").ID
+		if _, err := e.store.writer.Exec("UPDATE recipe SET url = 'javascript:alert(1)' WHERE id = ?", id); err != nil {
+			t.Fatal(err)
+		}
+		e.store.forgetRecipes()
+		page := getHome(t, e, "/")
+		if got, want := homeItems(page), []homeItem{{"", "Dish 01", "Kitchen"}}; !slices.Equal(got, want) {
+			t.Errorf("GET / lists %+v, want %+v, without a link", got, want)
+		}
+		if strings.Contains(page, "javascript") {
+			t.Errorf("GET / shows the javascript: URL")
+		}
+	})
 
-	// Dishes 01–25 get ids 1–25: the deleted ids are free again.
+	e, admin := emptyHomeEnv(t)
 	ids := map[int]int64{}
 	for i := 1; i <= 25; i++ {
 		ids[i] = postRecipe(t, e, admin, fmt.Sprintf("Dish %02d", i), "Kitchen", "https://example.com/dish").ID
 	}
+	// dishes returns "Dish from".."Dish to", counting down, as a page lists them.
+	dishes := func(from, to int) []string {
+		labels := []string{}
+		for i := from; i >= to; i-- {
+			labels = append(labels, fmt.Sprintf("Dish %02d", i))
+		}
+		return labels
+	}
+	before := func(i int) string { return fmt.Sprintf("/?before=%d", ids[i]) }
+	after := func(i int) string { return fmt.Sprintf("/?after=%d", ids[i]) }
 	for _, tc := range []struct {
 		name, target string
 		want         []string
 		newer, older string
 	}{
-		{"the first page shows the ten newest and links to older ones", "/", dishLabels(25, 16), "", fmt.Sprintf("/?before=%d", ids[16])},
-		{"an older page links both ways", fmt.Sprintf("/?before=%d", ids[16]), dishLabels(15, 6), fmt.Sprintf("/?after=%d", ids[15]), fmt.Sprintf("/?before=%d", ids[6])},
-		{"the oldest page links only to newer ones", fmt.Sprintf("/?before=%d", ids[6]), dishLabels(5, 1), fmt.Sprintf("/?after=%d", ids[5]), ""},
-		{"a newer page is the ten just above the id", fmt.Sprintf("/?after=%d", ids[5]), dishLabels(15, 6), fmt.Sprintf("/?after=%d", ids[15]), fmt.Sprintf("/?before=%d", ids[6])},
-		{"the newest page reached from below links only to older ones", fmt.Sprintf("/?after=%d", ids[15]), dishLabels(25, 16), "", fmt.Sprintf("/?before=%d", ids[16])},
-		{"a page past the newest shows the newest", fmt.Sprintf("/?before=%d", ids[25]+1000), dishLabels(25, 16), "", fmt.Sprintf("/?before=%d", ids[16])},
+		{"the first page shows the ten newest and links to older ones", "/", dishes(25, 16), "", before(16)},
+		{"an older page links both ways", before(16), dishes(15, 6), after(15), before(6)},
+		{"the oldest page links only to newer ones", before(6), dishes(5, 1), after(5), ""},
+		{"a newer page is the ten just above the id", after(5), dishes(15, 6), after(15), before(6)},
+		{"the newest page reached from below links only to older ones", after(15), dishes(25, 16), "", before(16)},
+		{"a page past the newest shows the newest", fmt.Sprintf("/?before=%d", ids[25]+1000), dishes(25, 16), "", before(16)},
+		{"a page past the oldest is empty", before(1), []string{}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			page := getHome(t, e, tc.target)
@@ -171,43 +200,20 @@ func TestHomePagePaging(t *testing.T) {
 			if paged := tc.target != "/"; paged && strings.Contains(page, "The newest recipes") {
 				t.Errorf("GET %s, a page asked for by id, is headed \"The newest recipes\"", tc.target)
 			}
-		})
-	}
-
-	t.Run("a page past the oldest is empty, says so and links to the newest", func(t *testing.T) {
-		page := getHome(t, e, fmt.Sprintf("/?before=%d", ids[1]))
-		if got := homeLabels(page); len(got) != 0 {
-			t.Errorf("GET /?before=%d shows %q, want nothing", ids[1], got)
-		}
-		if !strings.Contains(page, "no recipes on this page") || !strings.Contains(page, `href="/">`) {
-			t.Errorf("GET /?before=%d does not say it is empty and link to the newest", ids[1])
-		}
-	})
-
-	for _, query := range []string{"before=abc", "before=-5", "before=0", "after=0", "before=99999999999999999999",
-		"before=1.5", "before=", "after=%00", fmt.Sprintf("before=%d&after=%d", ids[16], ids[5])} {
-		t.Run("a bad page ("+query+") shows the first page", func(t *testing.T) {
-			page := getHome(t, e, "/?"+query)
-			if got, want := homeLabels(page), dishLabels(25, 16); !slices.Equal(got, want) {
-				t.Errorf("GET /?%s shows %q, want the first page %q", query, got, want)
+			if empty := len(tc.want) == 0; empty && (!strings.Contains(page, "no recipes on this page") || !strings.Contains(page, `href="/">`)) {
+				t.Errorf("GET %s does not say it is empty and link to the newest", tc.target)
 			}
 		})
 	}
 
-	t.Run("a recipe whose URL is not http or https is shown without a link", func(t *testing.T) {
-		if _, err := e.store.writer.Exec("UPDATE recipe SET url = 'javascript:alert(1)' WHERE id = ?", ids[25]); err != nil {
-			t.Fatal(err)
-		}
-		e.store.forgetRecipes()
-		page := getHome(t, e, "/")
-		items := homeItems(page)
-		if len(items) == 0 || items[0].label != "Dish 25" || items[0].link != "" {
-			t.Errorf("GET / first item = %+v, want Dish 25 without a link", items[:1])
-		}
-		if strings.Contains(page, "javascript") {
-			t.Errorf("GET / shows the javascript: URL")
-		}
-	})
+	for _, query := range []string{"before=abc", "before=-5", "before=0", "after=0", "before=99999999999999999999",
+		"before=1.5", "before=", "after=%00", fmt.Sprintf("before=%d&after=%d", ids[16], ids[5])} {
+		t.Run("a bad page ("+query+") shows the first page", func(t *testing.T) {
+			if got, want := homeLabels(getHome(t, e, "/?"+query)), dishes(25, 16); !slices.Equal(got, want) {
+				t.Errorf("GET /?%s shows %q, want the first page %q", query, got, want)
+			}
+		})
+	}
 }
 
 func TestTheHomePageIsRenderedAgainWhenItsRecipesChange(t *testing.T) {
@@ -216,53 +222,67 @@ func TestTheHomePageIsRenderedAgainWhenItsRecipesChange(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "cook@example.com")
 	first := getHome(t, e, "/")
+	if got, want := homeLabels(first), []string{"Cauliflower and Tofu Curry Recipe", "Chicken Paprikash", "Chicken Vesuvio"}; !slices.Equal(got, want) {
+		t.Errorf("GET / lists %q, want the seeded recipes, newest first: %q", got, want)
+	}
 	if again := getHome(t, e, "/"); again != first {
 		t.Errorf("GET / twice with nothing changed gave two pages")
 	}
-	postRecipe(t, e, token, "Brand New Stew", "Cook", "https://example.com/stew")
+	stew := postRecipe(t, e, token, "Brand New Stew", "Cook", "https://example.com/stew")
 	if labels := homeLabels(getHome(t, e, "/")); len(labels) == 0 || labels[0] != "Brand New Stew" {
 		t.Errorf("GET / after a recipe was added shows %q first, want Brand New Stew", labels)
 	}
 	if getHome(t, e, "/?q=stew"); !slices.Contains(homeLabels(getHome(t, e, "/")), "Brand New Stew") {
 		t.Errorf("GET / after another page was rendered lost the new recipe")
 	}
+	expectStatus(t, e.send("DELETE", recipePath(stew.ID), nil, bearer(token)...), http.StatusNoContent)
+	if labels := homeLabels(getHome(t, e, "/")); slices.Contains(labels, "Brand New Stew") {
+		t.Errorf("GET / after the recipe was deleted shows %q, want Brand New Stew gone", labels)
+	}
 }
 
 func TestHomePage(t *testing.T) {
-	e := newTestEnv(t)
-	_, token := newRecipeUser(e, "home@example.com")
-
-	t.Run("the seeded recipes are listed, newest first", func(t *testing.T) {
-		resp := e.get("/")
-		expectStatus(t, resp, http.StatusOK)
-		var labels []string
-		for _, it := range homeItems(readBody(t, resp)) {
-			labels = append(labels, it.label)
+	t.Run("everything user-written is escaped", func(t *testing.T) {
+		e := newTestEnv(t)
+		_, token := newRecipeUser(e, "home@example.com")
+		label := `<script>alert(1)</script>`
+		source := `Tom "&" Jerry's <b>kitchen</b>`
+		link := `https://example.com/?q="><script>alert(2)</script>`
+		postRecipe(t, e, token, label, source, link)
+		page := getHome(t, e, "/")
+		for _, raw := range []string{"<script", "</script>", "<b>", `"&"`, `q="`} {
+			if strings.Contains(page, raw) {
+				t.Errorf("GET / contains the raw text %q", raw)
+			}
 		}
-		want := []string{"Cauliflower and Tofu Curry Recipe", "Chicken Paprikash", "Chicken Vesuvio"}
-		if !slices.Equal(labels, want) {
-			t.Errorf("GET / lists %q, want %q", labels, want)
+		items := homeItems(page)
+		if len(items) == 0 || items[0].label != label || items[0].source != source {
+			t.Fatalf("GET / lists %+v, want first label %q and source %q, escaped", items, label, source)
+		}
+		if u, err := url.Parse(items[0].link); err != nil || u.Host != "example.com" || u.Query().Get("q") != `"><script>alert(2)</script>` {
+			t.Errorf("GET / first link = %q, want %q, escaped", items[0].link, link)
 		}
 	})
 
-	// Twelve more: ids 4–15.
+	e := newTestEnv(t)
+	_, token := newRecipeUser(e, "home@example.com")
 	var created []recipe
 	for i := 1; i <= 12; i++ {
 		created = append(created, postRecipe(t, e, token,
 			fmt.Sprintf("Home dish %02d", i), fmt.Sprintf("Kitchen %02d", i), fmt.Sprintf("https://example.com/dish/%02d", i)))
 	}
+	resp := e.get("/")
+	expectStatus(t, resp, http.StatusOK)
+	csp := resp.Header.Get("Content-Security-Policy")
+	page := readBody(t, resp)
 
 	t.Run("it is HTML listing the ten newest recipes, newest first", func(t *testing.T) {
-		resp := e.get("/")
-		expectStatus(t, resp, http.StatusOK)
 		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 			t.Errorf("GET /: Content-Type = %q, want text/html", ct)
 		}
-		page := readBody(t, resp)
 		var want []homeItem
 		for i := 11; i >= 2; i-- {
-			r := created[i]
-			want = append(want, homeItem{r.URL, r.Label, r.Source})
+			want = append(want, homeItem{created[i].URL, created[i].Label, created[i].Source})
 		}
 		if got := homeItems(page); !slices.Equal(got, want) {
 			t.Errorf("GET / lists\n%q\nwant\n%q", got, want)
@@ -273,54 +293,22 @@ func TestHomePage(t *testing.T) {
 			}
 		}
 	})
-
-	t.Run("everything user-written is escaped", func(t *testing.T) {
-		label := `<script>alert(1)</script>`
-		source := `Tom "&" Jerry's <b>kitchen</b>`
-		link := `https://example.com/?q="><script>alert(2)</script>`
-		postRecipe(t, e, token, label, source, link)
-		resp := e.get("/")
-		expectStatus(t, resp, http.StatusOK)
-		page := readBody(t, resp)
-		for _, raw := range []string{"<script", "</script>", "<b>", `"&"`, `q="`} {
-			if strings.Contains(page, raw) {
-				t.Errorf("GET / contains the raw text %q", raw)
-			}
-		}
-		items := homeItems(page)
-		if len(items) == 0 || items[0].label != label || items[0].source != source {
-			t.Fatalf("GET / first item = %+v, want label %q and source %q, escaped", items, label, source)
-		}
-		if u, err := url.Parse(items[0].link); err != nil || u.Host != "example.com" || u.Query().Get("q") != `"><script>alert(2)</script>` {
-			t.Errorf("GET / first link = %q, want %q, escaped", items[0].link, link)
-		}
-	})
-
 	t.Run("its policy allows only its own inline style and no other site", func(t *testing.T) {
-		resp := e.get("/")
-		expectStatus(t, resp, http.StatusOK)
-		csp := resp.Header.Get("Content-Security-Policy")
 		expectNoOtherSiteInPolicy(t, "/", csp)
 		if strings.Contains(csp, "script-src") || strings.Contains(csp, "unsafe") {
 			t.Errorf("GET /: Content-Security-Policy = %q, want no script and nothing unsafe allowed", csp)
 		}
-		page := readBody(t, resp)
 		_, rest, _ := strings.Cut(page, "<style>")
 		css, _, found := strings.Cut(rest, "</style>")
 		if !found {
 			t.Fatalf("GET / has no <style> element")
 		}
 		sum := sha256.Sum256([]byte(css))
-		hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-		if !strings.Contains(csp, "style-src "+hash) {
+		if hash := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, "style-src "+hash) {
 			t.Errorf("GET /: Content-Security-Policy = %q, want style-src %s, the hash of the served <style>", csp, hash)
 		}
 	})
-
 	t.Run("the page references no other site", func(t *testing.T) {
-		resp := e.get("/")
-		expectStatus(t, resp, http.StatusOK)
-		page := readBody(t, resp)
 		recipeLinks := map[string]bool{}
 		for _, it := range homeItems(page) {
 			recipeLinks[it.link] = true

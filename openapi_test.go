@@ -18,10 +18,10 @@ import (
 
 // exampleFlow is the order in which a reader of /docs tries the
 // operations: sign up with the signup example, Authorize with the login
-// example's email and password, add a recipe (it gets id 4 in a fresh
-// database), read, search and list it, change and delete it (the update
-// and delete examples name id 4), then refresh, change the password and
-// log out. Every documented operation must be in it.
+// example's email and password, add a recipe (in a fresh database it
+// gets the id that the update and delete examples name), read, search and
+// list it, change and delete it, then refresh, change the password and
+// log out. Every documented operation is in it, and nothing else.
 var exampleFlow = []string{
 	"signup", "login", "read_users_me",
 	"create_recipe", "fetch_recipe", "search_recipes", "fetch_user_recipes", "update_recipe", "delete_recipe",
@@ -105,8 +105,9 @@ func successStatus(t *testing.T, id string, op map[string]any) int {
 
 // exampleRequest builds the request that Swagger UI sends for the
 // operation with its examples untouched: path and query parameters from
-// their example (or default), the body from its media type's example.
-func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOperation) *http.Request {
+// their example (or default), the body from its media type's example;
+// paste is name, value, … of body members a reader pastes in.
+func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOperation, paste ...string) *http.Request {
 	t.Helper()
 	path := o.path
 	query := url.Values{}
@@ -162,7 +163,10 @@ func exampleRequest(t *testing.T, doc map[string]any, id string, o documentedOpe
 	if len(types) == 0 {
 		t.Fatalf("%s: no body example to send", id)
 	}
-	example := first.(map[string]any)
+	example := maps.Clone(first.(map[string]any))
+	for i := 0; i+1 < len(paste); i += 2 {
+		example[paste[i]] = paste[i+1]
+	}
 	switch contentType := types[0]; contentType {
 	case "application/json":
 		b, err := json.Marshal(example)
@@ -190,12 +194,10 @@ type tokenPair struct {
 }
 
 func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
-	t.Run("every documented operation is in the flow", func(t *testing.T) {
-		e := newTestEnv(t)
-		for id := range documentedOperations(t, loadOpenAPI(t, e)) {
-			if !slices.Contains(exampleFlow, id) {
-				t.Errorf("operation %s is not in exampleFlow; add it where a reader would try it", id)
-			}
+	t.Run("the flow holds every documented operation and nothing else", func(t *testing.T) {
+		ops := documentedOperations(t, loadOpenAPI(t, newTestEnv(t)))
+		if got, want := slices.Sorted(maps.Keys(ops)), slices.Sorted(slices.Values(exampleFlow)); !slices.Equal(got, want) {
+			t.Errorf("openapi.json documents the operations %q; exampleFlow, where a reader would try them, has %q", got, want)
 		}
 	})
 
@@ -207,12 +209,14 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 		for _, id := range exampleFlow {
 			o, ok := ops[id]
 			if !ok {
-				t.Errorf("exampleFlow names %s, which openapi.json does not document", id)
-				continue
+				t.Fatalf("exampleFlow names %s, which openapi.json does not document", id)
 			}
 			r := exampleRequest(t, doc, id, o)
 			if id == "refresh_token" {
-				r = withRefreshToken(t, doc, o, tokens.RefreshToken)
+				if got := r.FormValue("refresh_token"); got != refreshExamplePlaceholder {
+					t.Errorf("the refresh example's refresh_token = %q, want the placeholder %q", got, refreshExamplePlaceholder)
+				}
+				r = exampleRequest(t, doc, id, o, "refresh_token", tokens.RefreshToken)
 			}
 			if security, ok := o.op["security"].([]any); ok && len(security) > 0 {
 				r.Header.Set("Authorization", "Bearer "+tokens.AccessToken)
@@ -225,8 +229,11 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 				// Authorize would.
 				tokens = decodeBody[tokenPair](t, resp)
 			case "create_recipe":
-				if got := decodeBody[recipe](t, resp); got.ID != 4 {
-					t.Errorf("the create example made recipe %d; the update and delete examples name 4", got.ID)
+				created := recipePath(decodeBody[recipe](t, resp).ID)
+				for _, change := range []string{"update_recipe", "delete_recipe"} {
+					if named := exampleRequest(t, doc, change, ops[change]).URL.Path; named != created {
+						t.Errorf("the create example made %s; the %s example names %s", created, change, named)
+					}
 				}
 			}
 		}
@@ -238,18 +245,19 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 		ops := documentedOperations(t, doc)
 		token := e.login("admin@recipeapi.com", adminPassword)
 		for _, id := range []string{"create_recipe", "fetch_recipe", "fetch_user_recipes", "update_recipe", "delete_recipe"} {
-			o := ops[id]
-			r := exampleRequest(t, doc, id, o)
+			r := exampleRequest(t, doc, id, ops[id])
 			r.Header.Set("Authorization", "Bearer "+token)
-			expectStatus(t, e.serve(r), successStatus(t, id, o.op))
+			expectStatus(t, e.serve(r), successStatus(t, id, ops[id].op))
 		}
 	})
 
+	doc := loadOpenAPI(t, newTestEnv(t))
 	t.Run("no example carries a submitter_id", func(t *testing.T) {
-		e := newTestEnv(t)
-		doc := loadOpenAPI(t, e)
-		o := documentedOperations(t, doc)["create_recipe"]
-		for contentType, media := range o.op["requestBody"].(map[string]any)["content"].(map[string]any) {
+		content := documentedOperations(t, doc)["create_recipe"].op["requestBody"].(map[string]any)["content"].(map[string]any)
+		if len(content) == 0 {
+			t.Fatalf("the create operation documents no body")
+		}
+		for contentType, media := range content {
 			if _, ok := media.(map[string]any)["example"].(map[string]any)["submitter_id"]; ok {
 				t.Errorf("the create example (%s) has a submitter_id; any value but the reader's own id is a 403", contentType)
 			}
@@ -259,19 +267,20 @@ func TestOpenAPIExamplesSucceedWhenExecutedUnchanged(t *testing.T) {
 	t.Run("every request property with a pattern has an example", func(t *testing.T) {
 		// Swagger UI makes up a value from a pattern (a URL such as
 		// hTtp://cuthW@vR`!) when a property has no example.
-		e := newTestEnv(t)
-		doc := loadOpenAPI(t, e)
-		schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
-		for name, schema := range schemas {
+		patterns := 0
+		for name, schema := range doc["components"].(map[string]any)["schemas"].(map[string]any) {
 			props, _ := schema.(map[string]any)["properties"].(map[string]any)
 			for prop, p := range props {
-				p := p.(map[string]any)
-				if _, hasPattern := p["pattern"]; hasPattern {
-					if _, ok := p["example"]; !ok {
+				if _, hasPattern := p.(map[string]any)["pattern"]; hasPattern {
+					patterns++
+					if _, ok := p.(map[string]any)["example"]; !ok {
 						t.Errorf("%s.%s has a pattern but no example", name, prop)
 					}
 				}
 			}
+		}
+		if patterns == 0 {
+			t.Errorf("no property of openapi.json has a pattern; the url of a recipe should")
 		}
 	})
 }
@@ -345,23 +354,6 @@ func placesOf(t *testing.T, doc map[string]any, o documentedOperation) map[strin
 	return places
 }
 
-// withRefreshToken is the refresh example's request with the refresh token
-// a reader would paste in place of the placeholder.
-func withRefreshToken(t *testing.T, doc map[string]any, o documentedOperation, refreshToken string) *http.Request {
-	t.Helper()
-	media := o.op["requestBody"].(map[string]any)["content"].(map[string]any)["application/x-www-form-urlencoded"].(map[string]any)
-	example := media["example"].(map[string]any)
-	if example["refresh_token"] != refreshExamplePlaceholder {
-		t.Errorf("the refresh example's refresh_token = %v, want the placeholder %q", example["refresh_token"], refreshExamplePlaceholder)
-	}
-	form := url.Values{}
-	for name, value := range example {
-		form.Set(name, fmt.Sprint(value))
-	}
-	form.Set("refresh_token", refreshToken)
-	return newRequest(o.method, o.path, strings.NewReader(form.Encode()), "Content-Type", "application/x-www-form-urlencoded")
-}
-
 // registeredRoutes lists the patterns of app.routes, after checking each
 // on a real ServeMux, which must send a request for it to that very
 // pattern.
@@ -391,152 +383,75 @@ func TestOpenAPIDocument(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("GET /api/v1/openapi.json: Content-Type = %q, want application/json", ct)
 	}
-	var doc struct {
-		OpenAPI    string                                `json:"openapi"`
-		Paths      map[string]map[string]json.RawMessage `json:"paths"`
-		Components struct {
-			SecuritySchemes map[string]struct {
-				Type  string `json:"type"`
-				Flows struct {
-					Password *struct {
-						TokenURL string `json:"tokenUrl"`
-					} `json:"password"`
-				} `json:"flows"`
-			} `json:"securitySchemes"`
-		} `json:"components"`
-	}
-	body := readBody(t, resp)
-	if err := json.Unmarshal([]byte(body), &doc); err != nil {
-		t.Fatalf("GET /api/v1/openapi.json is not JSON: %v", err)
-	}
+	doc := decodeBody[map[string]any](t, resp)
+	ops := documentedOperations(t, doc)
 
 	t.Run("it is an OpenAPI 3 document", func(t *testing.T) {
-		if !strings.HasPrefix(doc.OpenAPI, "3") {
-			t.Errorf("GET /api/v1/openapi.json: openapi = %q, want 3.x", doc.OpenAPI)
+		if version, _ := doc["openapi"].(string); !strings.HasPrefix(version, "3") {
+			t.Errorf("GET /api/v1/openapi.json: openapi = %q, want 3.x", version)
 		}
 	})
 
 	t.Run("it has an OAuth2 password flow whose tokenUrl is the login route", func(t *testing.T) {
-		found := false
-		for name, s := range doc.Components.SecuritySchemes {
-			if s.Type == "oauth2" && s.Flows.Password != nil {
-				found = true
-				if s.Flows.Password.TokenURL != "/api/v1/auth/login" {
-					t.Errorf("security scheme %s: tokenUrl = %q, want /api/v1/auth/login", name, s.Flows.Password.TokenURL)
-				}
+		var tokenURLs []any
+		for _, scheme := range doc["components"].(map[string]any)["securitySchemes"].(map[string]any) {
+			scheme := scheme.(map[string]any)
+			if password, ok := resolve(t, doc, scheme["flows"])["password"].(map[string]any); scheme["type"] == "oauth2" && ok {
+				tokenURLs = append(tokenURLs, password["tokenUrl"])
 			}
 		}
-		if !found {
-			t.Errorf("GET /api/v1/openapi.json has no OAuth2 password flow")
+		if len(tokenURLs) != 1 || tokenURLs[0] != "/api/v1/auth/login" {
+			t.Errorf("GET /api/v1/openapi.json: the OAuth2 password flows have the tokenUrls %v, want one, /api/v1/auth/login", tokenURLs)
 		}
 	})
 
 	t.Run("the document and the registered routes are in step", func(t *testing.T) {
-		patterns := registeredRoutes(t)
-		if len(patterns) == 0 {
-			t.Fatal("routes registered nothing")
-		}
-		undocumented := map[string]bool{
-			"GET /api/v1/openapi.json": true,
-			"GET /docs":                true,
-			"GET /docs/{file}":         true,
-			"GET /favicon.ico":         true,
-		}
+		// Served as they are, not operations of the API.
+		undocumented := []string{"GET /api/v1/openapi.json", "GET /docs", "GET /docs/{file}", "GET /favicon.ico"}
 		// The paths without their trailing slash answer as the documented
 		// ones do; /docs lists each operation once.
 		aliases := map[string]string{
-			"GET /api/v1/recipes/search":     "/api/v1/recipes/search/",
-			"GET /api/v1/recipes/my-recipes": "/api/v1/recipes/my-recipes/",
+			"GET /api/v1/recipes/search":     "GET /api/v1/recipes/search/",
+			"GET /api/v1/recipes/my-recipes": "GET /api/v1/recipes/my-recipes/",
 		}
-		methods := map[string]bool{"get": true, "put": true, "post": true, "delete": true,
-			"options": true, "head": true, "patch": true, "trace": true}
-
-		registered := map[string]bool{}
-		for _, pattern := range patterns {
-			method, path, ok := strings.Cut(pattern, " ")
-			if !ok {
-				t.Errorf("route %q has no method", pattern)
-				continue
-			}
-			path = strings.TrimSuffix(path, "{$}")
-			route := method + " " + path
-			registered[route] = true
-			if undocumented[route] {
-				continue
-			}
-			if documented, ok := aliases[route]; ok {
-				if _, twice := doc.Paths[path]; twice {
-					t.Errorf("openapi.json documents the alias %s beside %s", path, documented)
-				}
-				path = documented
-			}
-			if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
-				t.Errorf("route %s is not documented in openapi.json", route)
-			}
+		want := slices.Concat(undocumented, slices.Collect(maps.Keys(aliases)))
+		for _, o := range ops {
+			want = append(want, o.method+" "+o.path)
 		}
-		for route := range undocumented {
-			if !registered[route] {
-				t.Errorf("allow-listed undocumented route %s is not registered; drop it from the list", route)
-			}
+		var registered []string
+		for _, pattern := range registeredRoutes(t) {
+			registered = append(registered, strings.TrimSuffix(pattern, "{$}"))
 		}
-		for route := range aliases {
-			if !registered[route] {
-				t.Errorf("alias %s is not registered; drop it from the list", route)
-			}
+		if slices.Sort(want); !slices.Equal(slices.Sorted(slices.Values(registered)), want) {
+			t.Errorf("the registered routes are\n%q\nwant the documented operations, their aliases and the undocumented routes:\n%q",
+				slices.Sorted(slices.Values(registered)), want)
 		}
-		var documented []string
-		for path, item := range doc.Paths {
-			for method := range item {
-				if methods[method] {
-					documented = append(documented, strings.ToUpper(method)+" "+path)
-				}
-			}
-		}
-		sort.Strings(documented)
-		for _, route := range documented {
-			if !registered[route] {
-				t.Errorf("openapi.json documents %s, which is not a registered route", route)
+		for alias, documented := range aliases {
+			if _, twice := doc["paths"].(map[string]any)[strings.TrimPrefix(alias, "GET ")]; twice {
+				t.Errorf("openapi.json documents the alias %s beside %s", alias, documented)
 			}
 		}
 	})
-}
 
-// TestEveryRouteTheDocumentGuardsNeedsAToken sends each documented
-// operation with no Authorization header to the real handler: those the
-// document marks with a bearer token must answer 401 Not authenticated,
-// the others must not. So a route that lost requireUser, or gained it,
-// fails here, as registeredRoutes checks only the patterns.
-func TestEveryRouteTheDocumentGuardsNeedsAToken(t *testing.T) {
-	e := newTestEnv(t)
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Security []map[string][]string `json:"security"`
-		} `json:"paths"`
+	// Each documented operation is sent with no Authorization header to
+	// the real handler: those the document marks with a bearer token must
+	// answer 401 Not authenticated, the others must not. So a route that
+	// lost requireUser, or gained it, fails here, as registeredRoutes
+	// checks only the patterns.
+	if len(ops) < 10 {
+		t.Fatalf("openapi.json documents only %d operations", len(ops))
 	}
-	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for path, operations := range doc.Paths {
-		for method, op := range operations {
-			guarded := len(op.Security) > 0
-			target := strings.ReplaceAll(path, "{recipe_id}", "1")
-			name := strings.ToUpper(method) + " " + path + " without a token is a 401"
-			if !guarded {
-				name = strings.ToUpper(method) + " " + path + " without a token is not a 401"
+	for id, o := range ops {
+		security, _ := o.op["security"].([]any)
+		guarded := len(security) > 0
+		t.Run(fmt.Sprintf("%s (%s %s) without a token is a 401: %v", id, o.method, o.path, guarded), func(t *testing.T) {
+			target := strings.ReplaceAll(o.path, "{recipe_id}", "1")
+			resp := e.send(o.method, target, strings.NewReader("{}"), "Content-Type", "application/json")
+			if guarded {
+				expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+			} else if resp.StatusCode == http.StatusUnauthorized {
+				t.Errorf("%s %s without a token = 401, but the document says it needs none", o.method, o.path)
 			}
-			t.Run(name, func(t *testing.T) {
-				resp := e.send(strings.ToUpper(method), target, strings.NewReader("{}"), "Content-Type", "application/json")
-				if guarded {
-					expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
-				} else if resp.StatusCode == http.StatusUnauthorized {
-					t.Errorf("%s %s without a token = 401, but the document says it needs none", method, path)
-				}
-			})
-			checked++
-		}
-	}
-	if checked < 10 {
-		t.Fatalf("checked only %d operations of openapi.json", checked)
+		})
 	}
 }
