@@ -364,3 +364,31 @@ func newClient(t *testing.T, tlsConfig *tls.Config) *http.Client {
 	t.Cleanup(transport.CloseIdleConnections)
 	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
 }
+
+// net/http reads up to MaxHeaderBytes and 4 KiB more before it refuses.
+func TestHeadersAreCappedAt64KiB(t *testing.T) {
+	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": filepath.Join(t.TempDir(), "headers.db")}
+	base, _ := serveInBackground(t, env)
+	client := newClient(t, nil)
+	for _, tc := range []struct {
+		name         string
+		headerBytes  int
+		wantedStatus int
+	}{
+		{"a request with 60 KiB of headers is served", 60 << 10, http.StatusOK},
+		{"a request with 80 KiB of headers is a 431", 80 << 10, http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", base+"/healthz", nil)
+			req.Header.Set("X-Padding", strings.Repeat("x", tc.headerBytes))
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantedStatus {
+				t.Errorf("GET /healthz with %d bytes of headers = %d, want %d", tc.headerBytes, resp.StatusCode, tc.wantedStatus)
+			}
+		})
+	}
+}
