@@ -121,6 +121,8 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 		{"padding is refused", good + "=", errTokenMalformed, 0},
 		{"a newline inside the signature is refused", good[:len(good)-5] + "\n" + good[len(good)-5:], errTokenMalformed, 0},
 		{"a carriage return inside the payload is refused", goodHeaderB64 + "." + goodPayloadB64[:4] + "\r" + goodPayloadB64[4:] + "." + goodSig, errTokenMalformed, 0},
+		{"a newline at the very start is refused", "\n" + good, errTokenMalformed, 0},
+		{"a carriage return at the very start is refused", "\r" + good, errTokenMalformed, 0},
 		{"a space is refused", good + " ", errTokenMalformed, 0},
 		{"standard base64's + is refused", good[:len(good)-3] + "+" + good[len(good)-2:], errTokenMalformed, 0},
 		{"standard base64's / is refused", good[:len(good)-3] + "/" + good[len(good)-2:], errTokenMalformed, 0},
