@@ -192,7 +192,8 @@ func TestARefreshTokenFromBeforeSessionsHadHandlesWorksOnce(t *testing.T) {
 }
 
 func TestReusingARefreshTokenEndsItsSessionOnly(t *testing.T) {
-	e := newTestEnv(t)
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	login := func(t *testing.T) tokenResponse {
 		t.Helper()
@@ -213,6 +214,23 @@ func TestReusingARefreshTokenEndsItsSessionOnly(t *testing.T) {
 		expectAccessTokenWorks(t, e, rotated.AccessToken, cook.ID)
 		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
 	})
+	t.Run("a session keeps one row however often it is refreshed, and its first token is still known as reuse", func(t *testing.T) {
+		patient := e.reportingTo(t).signup("patient@example.com", "password123")
+		first := e.reportingTo(t).loginTokens("patient@example.com", "password123")
+		// Each refresh waits out the rate limit, as a patient client would.
+		tokens := first
+		for i := range 100 {
+			clock.advance(refreshInterval)
+			tokens = mustRefresh(t, e, tokens.RefreshToken)
+			if n := sessionRows(t, e, patient.ID); n != 1 {
+				t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
+			}
+		}
+		expectAccessTokenWorks(t, e, tokens.AccessToken, patient.ID)
+		expectRefreshTokenRefused(t, e, first.RefreshToken)
+		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
+		expectRowsOf(t, e, "after reuse, the user", patient.ID, 0)
+	})
 	t.Run("a token with the session's handle but other random bytes ends the session too", func(t *testing.T) {
 		r2 := mustRefresh(t, e, login(t).RefreshToken).RefreshToken
 		raw, _ := base64.RawURLEncoding.DecodeString(r2)
@@ -220,28 +238,6 @@ func TestReusingARefreshTokenEndsItsSessionOnly(t *testing.T) {
 		expectRefreshTokenRefused(t, e, made)
 		expectRefreshTokenRefused(t, e, r2)
 	})
-}
-
-func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
-	clock := newTestClock()
-	e := startTestEnv(t, newTestConfig(t), clock.Now)
-	cook := e.signup("cook@example.com", "password123")
-	first := e.loginTokens("cook@example.com", "password123")
-
-	// Each refresh waits out the rate limit, as a patient client would.
-	tokens := first
-	for i := range 100 {
-		clock.advance(refreshInterval)
-		tokens = mustRefresh(t, e, tokens.RefreshToken)
-		if n := sessionRows(t, e, cook.ID); n != 1 {
-			t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
-		}
-	}
-	expectAccessTokenWorks(t, e, tokens.AccessToken, cook.ID)
-	// The first token, spent 100 rotations ago, is still known as reuse.
-	expectRefreshTokenRefused(t, e, first.RefreshToken)
-	expectRefreshTokenRefused(t, e, tokens.RefreshToken)
-	expectRowsOf(t, e, "after reuse, the user", cook.ID, 0)
 }
 
 func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
@@ -419,7 +415,8 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 	expectRowsOf(t, e, "after its own login, the user with expired sessions", cook.ID, 1)
 }
 
-func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
+// A user deleted by hand leaves its sessions behind.
+func TestTheSessionsADeletedUserLeftBehindAreHarmless(t *testing.T) {
 	e := newTestEnv(t)
 	leaver := e.signup("leaver@example.com", "password123")
 	tokens := e.loginTokens("leaver@example.com", "password123")
@@ -429,13 +426,10 @@ func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
 	}
 	expectRefreshTokenRefused(t, e, tokens.RefreshToken) // a 400, not a 500
 	expectRowsOf(t, e, "after its refresh, the deleted user", leaver.ID, 0)
-}
 
-func TestANewUserStartsWithNoSessions(t *testing.T) {
-	e := newTestEnv(t)
-	// A session row left behind for the id that the next user would get,
-	// as a user deleted by hand leaves its sessions.
-	next := int64(queryInt(t, e.store.reader, "SELECT max(id) FROM user")) + 1
+	// A new user does not inherit a row left behind for its id: one made
+	// by hand for the id the next user gets (AUTOINCREMENT: past the last).
+	next := int64(queryInt(t, e.store.reader, "SELECT seq FROM sqlite_sequence WHERE name = 'user'")) + 1
 	raw := openRawDB(t, e.cfg.dbPath)
 	execAll(t, raw, "PRAGMA foreign_keys = OFF",
 		fmt.Sprintf("INSERT INTO session (user_id, digest, expires_at) VALUES (%d, x'00', %d)", next, time.Now().Add(time.Hour).Unix()))
