@@ -1,5 +1,6 @@
-// sessions_test.go tests sessions.go: refresh tokens, logout, password
-// changes and the bounds on sessions.
+// sessions_test.go tests sessions.go: refresh tokens, their rotation and
+// reuse detection, logout, password changes, the bounds on sessions and
+// the refresh limiter.
 package main
 
 import (
@@ -19,87 +20,294 @@ import (
 	"time"
 )
 
-func TestASessionKeepsOneRowHoweverOftenItIsRefreshed(t *testing.T) {
+// sessionRows is how many session rows userID has.
+func sessionRows(t *testing.T, e *testEnv, userID int64) int {
+	t.Helper()
+	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE user_id = ?", userID)
+}
+
+// expectRowsOf fails t unless userID, described by who, has want session rows.
+func expectRowsOf(t *testing.T, e *testEnv, who string, userID int64, want int) {
+	t.Helper()
+	if n := sessionRows(t, e, userID); n != want {
+		t.Errorf("%s has %d session rows, want %d", who, n, want)
+	}
+}
+
+// asTheReferenceMadeThem puts userID at token generation 0, the column's
+// default, as the reference made users, and returns an access token as
+// the reference signs it (no "gen"), which fits that generation.
+func asTheReferenceMadeThem(t *testing.T, e *testEnv, userID int64) string {
+	t.Helper()
+	if _, err := e.store.writer.Exec("UPDATE user SET token_generation = 0 WHERE id = ?", userID); err != nil {
+		t.Fatal(err)
+	}
+	return referenceAccessToken(e, userID)
+}
+
+// expectTooManyRefreshes checks the limiter's answer to a refresh of token.
+func expectTooManyRefreshes(t *testing.T, e *testEnv, token string, retryAfter time.Duration) {
+	t.Helper()
+	resp := refresh(e, token)
+	if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(int(retryAfter/time.Second)); resp.StatusCode == http.StatusTooManyRequests && got != want {
+		t.Errorf("POST /api/v1/auth/refresh: Retry-After = %q, want %q", got, want)
+	}
+	expectDetail(t, resp, http.StatusTooManyRequests, "Too many refreshes, try again later")
+}
+
+func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
+	e := newTestEnv(t, func(c *config) { c.accessTokenLifetime = 90 * time.Minute })
+	e.signup("cook@example.com", "password123")
+
+	// expectTokenResponse checks no-store, 64 base64url characters and expires_in.
+	got := expectTokenResponse(t, e, e.tryLogin("cook@example.com", "password123"))
+	if got.ExpiresIn != 5400 {
+		t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
+	}
+	if _, err := verifyAccessToken(newTokenKey(e.cfg.tokenSecret), got.AccessToken, time.Now()); err != nil {
+		t.Fatalf("the access token does not verify: %v", err)
+	}
+	claims := payloadOf(t, got.AccessToken)
+	if life := time.Duration(claims["exp"].(float64)-claims["iat"].(float64)) * time.Second; life != time.Duration(got.ExpiresIn)*time.Second {
+		t.Errorf("the access token lives %v, but expires_in says %ds", life, got.ExpiresIn)
+	}
+	seen := map[string]bool{got.RefreshToken: true}
+	for range 5 {
+		token := e.loginTokens("cook@example.com", "password123").RefreshToken
+		if seen[token] {
+			t.Fatalf("two logins got the same refresh token %q", token)
+		}
+		seen[token] = true
+	}
+}
+
+func TestARefreshTokenWorksOnce(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	login := func(t *testing.T) tokenResponse {
+		t.Helper()
+		return e.reportingTo(t).loginTokens("cook@example.com", "password123")
+	}
+
+	t.Run("a refresh token gives a new pair that works, once", func(t *testing.T) {
+		first := login(t)
+		next := mustRefresh(t, e, first.RefreshToken)
+		if next.RefreshToken == first.RefreshToken {
+			t.Errorf("POST /api/v1/auth/refresh gave back the refresh token it was sent")
+		}
+		expectAccessTokenWorks(t, e, next.AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, next.RefreshToken).AccessToken, cook.ID)
+		expectRefreshTokenRefused(t, e, first.RefreshToken)
+	})
+	t.Run("a multipart form with grant_type is read", func(t *testing.T) {
+		resp := e.postMultipart("/api/v1/auth/refresh",
+			map[string]string{"grant_type": "refresh_token", "refresh_token": login(t).RefreshToken})
+		expectAccessTokenWorks(t, e, expectTokenResponse(t, e, resp).AccessToken, cook.ID)
+	})
+
+	const path = "/api/v1/auth/refresh"
+	// form sends to target the urlencoded form of these names and values,
+	// with the token for each "TOKEN" in them.
+	form := func(target string, fields ...string) func(token string) *http.Response {
+		return func(token string) *http.Response {
+			values := url.Values{}
+			for i := 0; i+1 < len(fields); i += 2 {
+				values.Add(fields[i], strings.ReplaceAll(fields[i+1], "TOKEN", token))
+			}
+			return e.postForm(strings.ReplaceAll(target, "TOKEN", token), values)
+		}
+	}
+	// Every form refused is a 422 at the fields named, and leaves the
+	// refresh token it carried good. RFC 6749 §6 makes grant_type required.
+	both := []string{"body.refresh_token", "body.grant_type"}
+	for _, tc := range []struct {
+		name     string
+		send     func(token string) *http.Response
+		wantLocs []string
+	}{
+		{"an urlencoded form without grant_type is a 422 at grant_type", form(path, "refresh_token", "TOKEN"), []string{"body.grant_type"}},
+		{"a grant_type of password is a 422 at grant_type", form(path, "grant_type", "password", "refresh_token", "TOKEN"), []string{"body.grant_type"}},
+		{"an empty grant_type is a 422 at grant_type", form(path, "grant_type", "", "refresh_token", "TOKEN"), []string{"body.grant_type"}},
+		{"a missing refresh_token is a 422 at refresh_token", form(path, "grant_type", "refresh_token"), []string{"body.refresh_token"}},
+		{"an empty refresh_token is a 422 at refresh_token", form(path, "grant_type", "refresh_token", "refresh_token", ""), []string{"body.refresh_token"}},
+		{"an empty form is a 422 at refresh_token and grant_type: both are required", form(path), both},
+		{"every bad field is listed", form(path, "grant_type", "client_credentials"), both},
+		{"a refresh token in the query string is not read: tokens stay out of URLs", form(path + "?grant_type=refresh_token&refresh_token=TOKEN"), both},
+		{"a multipart form without grant_type is a 422 at grant_type", func(token string) *http.Response {
+			return e.postMultipart(path, map[string]string{"refresh_token": token})
+		}, []string{"body.grant_type"}},
+		{"a JSON body is not a refresh form", func(token string) *http.Response {
+			return e.postJSON(path, fmt.Sprintf(`{"grant_type":"refresh_token","refresh_token":%q}`, token))
+		}, both},
+	} {
+		t.Run(tc.name+", and the token stays good", func(t *testing.T) {
+			token := login(t).RefreshToken
+			expectProblems(t, tc.send(token), tc.wantLocs...)
+			mustRefresh(t, e, token)
+		})
+	}
+	t.Run("a refresh form over 64 KiB is a 413", func(t *testing.T) {
+		send := form(path, "refresh_token", "TOKEN", "x", strings.Repeat("x", maxBodyBytes))
+		expectDetail(t, send(login(t).RefreshToken), http.StatusRequestEntityTooLarge, "Request body too large")
+	})
+
+	issued := login(t)
+	// Character 10 is in the handle: the changed token names no session.
+	flipped := issued.RefreshToken[:10] + string(flipLowBits(issued.RefreshToken[10])) + issued.RefreshToken[11:]
+	for _, tc := range []struct{ name, token string }{
+		{"an unknown token of the right shape is refused", randomToken(sessionHandleBytes + refreshSecretBytes)},
+		{"an unknown token of the shape issued before sessions had handles is refused", randomToken(32)},
+		{"a token with one character of its handle changed is refused", flipped},
+		{"garbage is refused", "garbage"},
+		{"a token one character short is refused", issued.RefreshToken[:refreshTokenChars-1]},
+		{"a token with one character more is refused", issued.RefreshToken + "A"},
+		{"a token written with padding is refused", issued.RefreshToken + "="},
+		{"64 characters outside base64url are refused", strings.Repeat("!", refreshTokenChars)},
+		{"a very long token is refused", strings.Repeat("A", 60_000)},
+		{"an access token is not a refresh token", issued.AccessToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			expectRefreshTokenRefused(t, e, tc.token)
+		})
+	}
+	// None of those attempts counted as reuse of the real token.
+	mustRefresh(t, e, issued.RefreshToken)
+}
+
+// A session carried over from the refresh_token table (schema.sql) has a
+// 32-byte token and no handle until its first refresh.
+func TestARefreshTokenFromBeforeSessionsHadHandlesWorksOnce(t *testing.T) {
+	e := newTestEnv(t)
+	cook := e.signup("cook@example.com", "password123")
+	legacy := randomToken(32)
+	digest := sha256.Sum256([]byte(legacy))
+	if _, err := e.store.writer.Exec("INSERT INTO session (user_id, digest, expires_at) VALUES (?, ?, ?)",
+		cook.ID, digest[:], time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	next := mustRefresh(t, e, legacy)
+	expectAccessTokenWorks(t, e, next.AccessToken, cook.ID)
+	expectAccessTokenWorks(t, e, mustRefresh(t, e, next.RefreshToken).AccessToken, cook.ID)
+	expectRefreshTokenRefused(t, e, legacy)
+}
+
+func TestReusingARefreshTokenEndsItsSessionOnly(t *testing.T) {
 	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
-	tokens := e.loginTokens("cook@example.com", "password123")
-
-	// Each refresh waits out the rate limit, as a patient client would.
-	const refreshes = 100
-	spent := []string{}
-	for i := range refreshes {
-		clock.advance(refreshInterval)
-		spent = append(spent, tokens.RefreshToken)
-		tokens = mustRefresh(t, e, tokens.RefreshToken)
-		if n := sessionRows(t, e, cook.ID); n != 1 {
-			t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
-		}
+	login := func(t *testing.T) tokenResponse {
+		t.Helper()
+		return e.reportingTo(t).loginTokens("cook@example.com", "password123")
 	}
-	t.Run("the newest refresh token still works, and its access token", func(t *testing.T) {
-		clock.advance(refreshInterval)
-		tokens = mustRefresh(t, e, tokens.RefreshToken)
-		expectAccessTokenWorks(t, e, tokens.AccessToken, cook.ID)
+
+	t.Run("a spent token is refused, and so is its descendant; another login is untouched", func(t *testing.T) {
+		first := login(t) // R1
+		other := login(t) // R', an independent login
+		rotated := mustRefresh(t, e, first.RefreshToken)
+		expectRefreshTokenRefused(t, e, first.RefreshToken)
+		expectRefreshTokenRefused(t, e, rotated.RefreshToken)
+		expectAccessTokenWorks(t, e, other.AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, mustRefresh(t, e, other.RefreshToken).AccessToken, cook.ID)
+		// Reuse detection revokes refresh tokens only (the contract names
+		// nothing else); access tokens are stateless and live out their
+		// lifetime. Logout is what ends them.
+		expectAccessTokenWorks(t, e, rotated.AccessToken, cook.ID)
+		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
 	})
-	t.Run("a token spent long ago is still known as reuse, and ends the session", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, spent[0])
-		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
-		if n := sessionRows(t, e, cook.ID); n != 0 {
-			t.Errorf("after reuse the user has %d session rows, want 0", n)
+	t.Run("a session keeps one row however often it is refreshed, and its first token is still known as reuse", func(t *testing.T) {
+		patient := e.reportingTo(t).signup("patient@example.com", "password123")
+		first := e.reportingTo(t).loginTokens("patient@example.com", "password123")
+		// Each refresh waits out the rate limit, as a patient client would.
+		tokens := first
+		for i := range 100 {
+			clock.advance(refreshInterval)
+			tokens = mustRefresh(t, e, tokens.RefreshToken)
+			if n := sessionRows(t, e, patient.ID); n != 1 {
+				t.Fatalf("after %d refreshes of one login, the user has %d session rows, want 1", i+1, n)
+			}
 		}
+		expectAccessTokenWorks(t, e, tokens.AccessToken, patient.ID)
+		expectRefreshTokenRefused(t, e, first.RefreshToken)
+		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
+		expectRowsOf(t, e, "after reuse, the user", patient.ID, 0)
 	})
+	t.Run("a token with the session's handle but other random bytes ends the session too", func(t *testing.T) {
+		r2 := mustRefresh(t, e, login(t).RefreshToken).RefreshToken
+		raw, _ := base64.RawURLEncoding.DecodeString(r2)
+		made := base64.RawURLEncoding.EncodeToString(append(raw[:sessionHandleBytes:sessionHandleBytes], make([]byte, refreshSecretBytes)...))
+		expectRefreshTokenRefused(t, e, made)
+		expectRefreshTokenRefused(t, e, r2)
+	})
+}
+
+func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
+	clock := newTestClock()
+	e := startTestEnv(t, newTestConfig(t), clock.Now)
+	e.signup("cook@example.com", "password123")
+	e.signup("diner@example.com", "password123")
+	early := e.loginTokens("cook@example.com", "password123")
+	late := e.loginTokens("cook@example.com", "password123")
+
+	clock.advance(e.cfg.refreshTokenLifetime - time.Second)
+	renewed := mustRefresh(t, e, early.RefreshToken) // a second before its lifetime ends
+	clock.advance(time.Second)
+	expectRefreshTokenRefused(t, e, late.RefreshToken) // at the very second its lifetime ends
+	if n := refreshRows(t, e, late.RefreshToken); n != 1 {
+		t.Fatalf("the expired token has %d rows before the next login, want 1 (nothing to clean up yet)", n)
+	}
+	// The next login, anyone's, deletes expired rows: no cleaning job.
+	e.loginTokens("diner@example.com", "password123")
+	if n := refreshRows(t, e, late.RefreshToken); n != 0 {
+		t.Errorf("the expired refresh token still has %d rows after a later login, want 0", n)
+	}
+	if n := refreshRows(t, e, renewed.RefreshToken); n != 1 {
+		t.Errorf("the unexpired refresh token has %d rows after a later login, want 1", n)
+	}
+	// A refreshed token has a lifetime of its own, counted from its refresh.
+	clock.advance(e.cfg.refreshTokenLifetime - 2*time.Second)
+	mustRefresh(t, e, renewed.RefreshToken)
 }
 
 func TestRefreshesAreLimitedPerSession(t *testing.T) {
 	clock := newTestClock()
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	e.signup("cook@example.com", "password123")
-	busy := e.loginTokens("cook@example.com", "password123")
+	token := e.loginTokens("cook@example.com", "password123").RefreshToken
 	other := e.loginTokens("cook@example.com", "password123")
 
-	token := busy.RefreshToken
-	for i := range refreshBurst {
-		resp := refresh(e, token)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("refresh %d of a burst of %d = %d, want 200", i+1, refreshBurst, resp.StatusCode)
+	// refreshAll makes n refreshes at once in a row, each with the token
+	// the last gave, and expects the next one to be refused.
+	refreshAll := func(n int) {
+		t.Helper()
+		for i := range n {
+			resp := refresh(e, token)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("refresh %d of a burst of %d = %d, want 200", i+1, n, resp.StatusCode)
+			}
+			token = decodeBody[tokenResponse](t, resp).RefreshToken
 		}
-		token = decodeBody[tokenResponse](t, resp).RefreshToken
+		expectTooManyRefreshes(t, e, token, refreshInterval)
 	}
-	t.Run("one refresh past the burst is a 429 with Retry-After", func(t *testing.T) {
-		resp := refresh(e, token)
-		if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(int(refreshInterval/time.Second)); got != want {
-			t.Errorf("POST /api/v1/auth/refresh: Retry-After = %q, want %q", got, want)
-		}
-		expectDetail(t, resp, http.StatusTooManyRequests, "Too many refreshes, try again later")
-	})
-	t.Run("another session of the same user is not limited", func(t *testing.T) {
-		mustRefresh(t, e, other.RefreshToken)
-	})
-	t.Run("the refused token was not used up: after the wait it works", func(t *testing.T) {
-		clock.advance(refreshInterval - time.Second)
-		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
-		clock.advance(time.Second)
-		token = mustRefresh(t, e, token).RefreshToken
-	})
-	t.Run("one more at once is refused again: the bucket refills one per interval", func(t *testing.T) {
-		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
-	})
-	t.Run("after a whole burst's time the whole burst is back", func(t *testing.T) {
-		clock.advance(refreshBurst * refreshInterval)
-		for range refreshBurst {
-			token = mustRefresh(t, e, token).RefreshToken
-		}
-		expectStatus(t, refresh(e, token), http.StatusTooManyRequests)
-	})
+	refreshAll(refreshBurst)
+	mustRefresh(t, e, other.RefreshToken) // another session of the same user is not limited
+	// The refused token was not used up; the bucket refills one per interval.
+	clock.advance(refreshInterval - time.Second)
+	expectTooManyRefreshes(t, e, token, time.Second)
+	clock.advance(time.Second)
+	refreshAll(1)
+	// After a whole burst's time, the whole burst is back, and no more.
+	clock.advance(refreshBurst * refreshInterval)
+	refreshAll(refreshBurst)
 }
 
-func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
+// newRefreshLimiter is handleRefresh's limiter on a clock of the test's,
+// with refresh, which asks for one refresh of session id as handleRefresh
+// does and returns the wait if it was refused; a refresh let through
+// counts only if it succeeds.
+func newRefreshLimiter() (*rateLimiter, *testClock, func(id int64, succeeds bool) time.Duration) {
 	clock := newTestClock()
 	l := newRateLimiter(refreshBurst, refreshBurst*refreshInterval, clock.Now)
-	// refresh asks for one refresh of session id as handleRefresh does,
-	// and returns the wait if it was refused; a refresh let through counts
-	// only if it succeeds.
-	refresh := func(id int64, succeeds bool) time.Duration {
+	return l, clock, func(id int64, succeeds bool) time.Duration {
 		key := strconv.FormatInt(id, 10)
 		if wait := l.wait(key); wait > 0 {
 			return wait
@@ -109,21 +317,39 @@ func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 		}
 		return 0
 	}
-	for id := range int64(100) {
-		if wait := refresh(id, true); wait != 0 {
-			t.Fatalf("the first refresh of session %d waits %v, want 0", id, wait)
+}
+
+func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
+	t.Run("only refreshes that succeed count, and a session idle for a burst's time is forgotten", func(t *testing.T) {
+		l, clock, refresh := newRefreshLimiter()
+		for id := range int64(100) {
+			for i := range 3 * refreshBurst {
+				if wait := refresh(id, false); wait != 0 {
+					t.Fatalf("refresh %d of session %d, whose refreshes all failed, waits %v, want 0", i+1, id, wait)
+				}
+			}
+			if wait := refresh(id, true); wait != 0 {
+				t.Fatalf("the first refresh of session %d that succeeds waits %v, want 0", id, wait)
+			}
 		}
-	}
-	t.Run("a session that has not refreshed for a burst's time is forgotten", func(t *testing.T) {
+		if n := len(l.buckets); n != 100 {
+			t.Fatalf("the limiter remembers %d sessions, want the 100 just seen", n)
+		}
 		clock.advance(refreshBurst * refreshInterval)
 		refresh(1000, true)
 		if n := len(l.buckets); n != 1 {
 			t.Errorf("the limiter remembers %d sessions after they were idle, want 1 (the one just seen)", n)
 		}
 	})
-	t.Run("past maxLimiterKeys at once, new sessions evict old ones", func(t *testing.T) {
+	t.Run("past maxLimiterKeys new sessions evict old ones, but not one pending, and one kept keeps its count", func(t *testing.T) {
+		l, _, refresh := newRefreshLimiter()
+		settle, _, err := l.reserve(t.Context(), "pending")
+		if err != nil || settle == nil {
+			t.Fatalf("reserve = %v, want an attempt", err)
+		}
+		defer settle(true)
 		for id := range int64(maxLimiterKeys + 500) {
-			refresh(2000+id, true)
+			refresh(id, true)
 			if n := len(l.buckets); n > maxLimiterKeys {
 				t.Fatalf("the limiter remembers %d sessions, more than the bound %d", n, maxLimiterKeys)
 			}
@@ -131,35 +357,17 @@ func TestTheRefreshLimiterForgetsIdleSessionsAndIsBounded(t *testing.T) {
 		if n := len(l.buckets); n != maxLimiterKeys {
 			t.Errorf("the limiter remembers %d sessions, want the bound %d", n, maxLimiterKeys)
 		}
-	})
-	t.Run("past maxLimiterKeys, a bucket with an attempt pending is never evicted", func(t *testing.T) {
-		settle, _, err := l.reserve(t.Context(), "pending")
-		if err != nil || settle == nil {
-			t.Fatalf("reserve = %v, want an attempt", err)
-		}
-		defer settle(true)
-		for id := range int64(maxLimiterKeys + 500) {
-			refresh(1<<32+id, true)
-		}
 		if _, ok := l.buckets["pending"]; !ok {
 			t.Error("the bucket of a pending attempt was evicted")
 		}
-	})
-	t.Run("a session still in the map keeps its count", func(t *testing.T) {
 		const id = 1 << 40
-		for range refreshBurst {
-			refresh(id, true)
+		for i := range refreshBurst {
+			if wait := refresh(id, true); wait != 0 {
+				t.Fatalf("refresh %d of a burst in a full limiter waits %v, want 0", i+1, wait)
+			}
 		}
 		if wait := refresh(id, true); wait != refreshInterval {
-			t.Errorf("wait past the burst = %v, want %v", wait, refreshInterval)
-		}
-	})
-	t.Run("only refreshes that succeed count", func(t *testing.T) {
-		const id = 1 << 41
-		for range 3 * refreshBurst {
-			if wait := refresh(id, false); wait != 0 {
-				t.Fatalf("wait of a session whose refreshes all failed = %v, want 0", wait)
-			}
+			t.Errorf("wait past the burst in a full limiter = %v, want %v", wait, refreshInterval)
 		}
 	})
 }
@@ -175,27 +383,15 @@ func TestAUserKeepsAtMostMaxSessionsPerUser(t *testing.T) {
 	for range logins {
 		all = append(all, e.loginTokens("cook@example.com", "password123"))
 	}
-	t.Run("the user keeps maxSessionsPerUser session rows", func(t *testing.T) {
-		if n := sessionRows(t, e, cook.ID); n != maxSessionsPerUser {
-			t.Errorf("after %d logins the user has %d sessions, want %d", logins, n, maxSessionsPerUser)
-		}
-	})
-	t.Run("the newest login's refresh token works", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, mustRefresh(t, e, all[logins-1].RefreshToken).AccessToken, cook.ID)
-	})
-	t.Run("the oldest kept login's refresh token works", func(t *testing.T) {
-		mustRefresh(t, e, all[logins-maxSessionsPerUser].RefreshToken)
-	})
-	t.Run("the logins past the bound were ended, oldest first", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, all[logins-maxSessionsPerUser-1].RefreshToken)
-		expectRefreshTokenRefused(t, e, all[0].RefreshToken)
-	})
-	t.Run("another user's session is untouched", func(t *testing.T) {
-		mustRefresh(t, e, dinersOwn.RefreshToken)
-		if n := sessionRows(t, e, diner.ID); n != 1 {
-			t.Errorf("the other user has %d sessions, want 1", n)
-		}
-	})
+	expectRowsOf(t, e, fmt.Sprintf("after %d logins, the user", logins), cook.ID, maxSessionsPerUser)
+	// The newest maxSessionsPerUser logins are kept, and no other.
+	expectAccessTokenWorks(t, e, mustRefresh(t, e, all[logins-1].RefreshToken).AccessToken, cook.ID)
+	mustRefresh(t, e, all[logins-maxSessionsPerUser].RefreshToken)
+	expectRefreshTokenRefused(t, e, all[logins-maxSessionsPerUser-1].RefreshToken)
+	expectRefreshTokenRefused(t, e, all[0].RefreshToken)
+	// Another user's session is untouched.
+	mustRefresh(t, e, dinersOwn.RefreshToken)
+	expectRowsOf(t, e, "the other user", diner.ID, 1)
 }
 
 func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
@@ -205,34 +401,22 @@ func TestALoginDeletesABoundedNumberOfExpiredSessions(t *testing.T) {
 	// Expired sessions of cook, more than one login sweeps, as a server
 	// that was down for a month would find them.
 	const expired = sessionSweepRows + 30
-	err := e.store.write(t.Context(), func(tx *sql.Tx) error {
-		for i := range expired {
-			if _, err := tx.Exec("INSERT INTO session (user_id, digest, expires_at) VALUES (?, ?, ?)",
-				cook.ID, fmt.Sprintf("digest %d", i), time.Now().Add(-time.Hour).Unix()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := e.store.writer.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		INSERT INTO session (user_id, digest, expires_at) SELECT ?, 'digest ' || i, ? FROM n`,
+		expired, cook.ID, time.Now().Add(-time.Hour).Unix()); err != nil {
 		t.Fatal(err)
 	}
-
-	t.Run("another user's login deletes sessionSweepRows of them", func(t *testing.T) {
-		e.loginTokens("diner@example.com", "password123")
-		if n := sessionRows(t, e, cook.ID); n != expired-sessionSweepRows {
-			t.Errorf("after one login of another user, %d expired sessions are left, want %d", n, expired-sessionSweepRows)
-		}
-	})
-	t.Run("the user's own login deletes all of the user's", func(t *testing.T) {
-		e.loginTokens("cook@example.com", "password123")
-		if n := sessionRows(t, e, cook.ID); n != 1 {
-			t.Errorf("after the user's login, the user has %d sessions, want 1 (the new one)", n)
-		}
-	})
+	if n := sessionRows(t, e, cook.ID); n != expired {
+		t.Fatalf("the user has %d expired sessions, want the %d just made", n, expired)
+	}
+	e.loginTokens("diner@example.com", "password123")
+	expectRowsOf(t, e, "after another user's login, the user with expired sessions", cook.ID, expired-sessionSweepRows)
+	e.loginTokens("cook@example.com", "password123")
+	expectRowsOf(t, e, "after its own login, the user with expired sessions", cook.ID, 1)
 }
 
-func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
+// A user deleted by hand leaves its sessions behind.
+func TestTheSessionsADeletedUserLeftBehindAreHarmless(t *testing.T) {
 	e := newTestEnv(t)
 	leaver := e.signup("leaver@example.com", "password123")
 	tokens := e.loginTokens("leaver@example.com", "password123")
@@ -240,377 +424,110 @@ func TestARefreshTokenWhoseUserIsGoneIsInvalid(t *testing.T) {
 	if n := sessionRows(t, e, leaver.ID); n != 1 {
 		t.Fatalf("the deleted user has %d session rows, want the 1 left behind", n)
 	}
+	expectRefreshTokenRefused(t, e, tokens.RefreshToken) // a 400, not a 500
+	expectRowsOf(t, e, "after its refresh, the deleted user", leaver.ID, 0)
 
-	t.Run("its refresh is a 400 Invalid refresh token, not a 500", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, tokens.RefreshToken)
-	})
-	t.Run("and the session left behind is deleted", func(t *testing.T) {
-		if n := sessionRows(t, e, leaver.ID); n != 0 {
-			t.Errorf("the deleted user has %d session rows after its refresh, want 0", n)
-		}
-	})
-}
-
-func TestANewUserStartsWithNoSessions(t *testing.T) {
-	e := newTestEnv(t)
-	// A session row left behind for the id that the next user would get,
-	// as a user deleted by hand leaves its sessions.
-	next := int64(queryInt(t, e.store.reader, "SELECT max(id) FROM user")) + 1
+	// A new user does not inherit a row left behind for its id: one made
+	// by hand for the id the next user gets (AUTOINCREMENT: past the last).
+	next := int64(queryInt(t, e.store.reader, "SELECT seq FROM sqlite_sequence WHERE name = 'user'")) + 1
 	raw := openRawDB(t, e.cfg.dbPath)
 	execAll(t, raw, "PRAGMA foreign_keys = OFF",
 		fmt.Sprintf("INSERT INTO session (user_id, digest, expires_at) VALUES (%d, x'00', %d)", next, time.Now().Add(time.Hour).Unix()))
 	raw.Close()
-
+	if n := sessionRows(t, e, next); n != 1 {
+		t.Fatalf("the row left behind for id %d is not there: %d rows", next, n)
+	}
 	u := e.signup("newcomer@example.com", "password123")
-	if n := sessionRows(t, e, u.ID); n != 0 {
-		t.Errorf("a new user (id %d) has %d sessions, want 0", u.ID, n)
+	if u.ID != next {
+		t.Fatalf("the new user got id %d, want %d, the one the row was left for", u.ID, next)
 	}
-}
-
-// sessionRows is how many session rows userID has.
-func sessionRows(t *testing.T, e *testEnv, userID int64) int {
-	t.Helper()
-	return queryInt(t, e.store.reader, "SELECT count(*) FROM session WHERE user_id = ?", userID)
-}
-
-func TestLoginAlsoGivesARefreshTokenAndExpiresIn(t *testing.T) {
-	e := newTestEnv(t, func(c *config) { c.accessTokenLifetime = 90 * time.Minute })
-	e.signup("cook@example.com", "password123")
-
-	t.Run("the body carries refresh_token and expires_in, with Cache-Control no-store", func(t *testing.T) {
-		resp := e.tryLogin("cook@example.com", "password123")
-		got := expectTokenResponse(t, e, resp) // checks no-store, 64 base64url characters, expires_in
-		if got.ExpiresIn != 5400 {
-			t.Errorf("POST /api/v1/auth/login: expires_in = %d, want 5400 for a 90-minute lifetime", got.ExpiresIn)
-		}
-		if _, err := verifyAccessToken(newTokenKey(e.cfg.tokenSecret), got.AccessToken, time.Now()); err != nil {
-			t.Fatalf("the access token does not verify: %v", err)
-		}
-		claims := payloadOf(t, got.AccessToken)
-		if life := time.Duration(claims["exp"].(float64)-claims["iat"].(float64)) * time.Second; life != time.Duration(got.ExpiresIn)*time.Second {
-			t.Errorf("the access token lives %v, but expires_in says %ds", life, got.ExpiresIn)
-		}
-	})
-	t.Run("every login gets a refresh token of its own", func(t *testing.T) {
-		seen := map[string]bool{}
-		for range 5 {
-			token := e.loginTokens("cook@example.com", "password123").RefreshToken
-			if seen[token] {
-				t.Fatalf("two logins got the same refresh token %q", token)
-			}
-			seen[token] = true
-		}
-	})
-}
-
-func TestARefreshTokenWorksOnce(t *testing.T) {
-	e := newTestEnv(t)
-	cook := e.signup("cook@example.com", "password123")
-	login := func(t *testing.T) tokenResponse {
-		t.Helper()
-		return e.loginTokens("cook@example.com", "password123")
-	}
-
-	t.Run("a refresh token gives a new access token that works and a new, different refresh token", func(t *testing.T) {
-		first := login(t)
-		next := mustRefresh(t, e, first.RefreshToken)
-		expectAccessTokenWorks(t, e, next.AccessToken, cook.ID)
-		if next.RefreshToken == first.RefreshToken {
-			t.Errorf("POST /api/v1/auth/refresh gave back the refresh token it was sent")
-		}
-		t.Run("presenting the first one again is refused", func(t *testing.T) {
-			expectRefreshTokenRefused(t, e, first.RefreshToken)
-		})
-	})
-	t.Run("the new refresh token works in its turn", func(t *testing.T) {
-		next := mustRefresh(t, e, login(t).RefreshToken)
-		expectAccessTokenWorks(t, e, mustRefresh(t, e, next.RefreshToken).AccessToken, cook.ID)
-	})
-	t.Run("a multipart form with grant_type is read", func(t *testing.T) {
-		resp := e.postMultipart("/api/v1/auth/refresh",
-			map[string]string{"grant_type": "refresh_token", "refresh_token": login(t).RefreshToken})
-		expectAccessTokenWorks(t, e, expectTokenResponse(t, e, resp).AccessToken, cook.ID)
-	})
-	// RFC 6749 §6 makes grant_type required.
-	t.Run("a multipart form without grant_type is a 422 at grant_type, and the token stays good", func(t *testing.T) {
-		token := login(t).RefreshToken
-		expectProblems(t, e.postMultipart("/api/v1/auth/refresh", map[string]string{"refresh_token": token}), "body.grant_type")
-		mustRefresh(t, e, token)
-	})
-	t.Run("an urlencoded form without grant_type is a 422 at grant_type, and the token stays good", func(t *testing.T) {
-		token := login(t).RefreshToken
-		expectProblems(t, e.postForm("/api/v1/auth/refresh", url.Values{"refresh_token": {token}}), "body.grant_type")
-		mustRefresh(t, e, token)
-	})
-
-	for _, tc := range []struct {
-		name     string
-		form     url.Values
-		wantLocs []string
-	}{
-		{"a grant_type of password is a 422 at grant_type",
-			url.Values{"grant_type": {"password"}, "refresh_token": {"x"}}, []string{"body.grant_type"}},
-		{"a missing refresh_token is a 422 at refresh_token",
-			url.Values{"grant_type": {"refresh_token"}}, []string{"body.refresh_token"}},
-		{"an empty refresh_token is a 422 at refresh_token",
-			url.Values{"grant_type": {"refresh_token"}, "refresh_token": {""}}, []string{"body.refresh_token"}},
-		{"an empty form is a 422 at refresh_token and grant_type: both are required",
-			url.Values{}, []string{"body.refresh_token", "body.grant_type"}},
-		{"an empty grant_type is a 422 at grant_type",
-			url.Values{"grant_type": {""}, "refresh_token": {"x"}}, []string{"body.grant_type"}},
-		{"every bad field is listed",
-			url.Values{"grant_type": {"client_credentials"}}, []string{"body.refresh_token", "body.grant_type"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expectProblems(t, e.postForm("/api/v1/auth/refresh", tc.form), tc.wantLocs...)
-		})
-	}
-	t.Run("a refused grant_type does not use up the refresh token", func(t *testing.T) {
-		token := login(t).RefreshToken
-		expectProblems(t, e.postForm("/api/v1/auth/refresh",
-			url.Values{"grant_type": {"password"}, "refresh_token": {token}}), "body.grant_type")
-		mustRefresh(t, e, token)
-	})
-	t.Run("a refresh token in the query string is not read: tokens stay out of URLs", func(t *testing.T) {
-		token := login(t).RefreshToken
-		resp := e.postForm("/api/v1/auth/refresh?grant_type=refresh_token&refresh_token="+token, url.Values{})
-		expectProblems(t, resp, "body.refresh_token", "body.grant_type")
-		mustRefresh(t, e, token)
-	})
-	t.Run("a JSON body is not a refresh form", func(t *testing.T) {
-		resp := e.postJSON("/api/v1/auth/refresh",
-			fmt.Sprintf(`{"grant_type":"refresh_token","refresh_token":%q}`, login(t).RefreshToken))
-		expectProblems(t, resp, "body.refresh_token", "body.grant_type")
-	})
-	t.Run("a refresh form over 64 KiB is a 413", func(t *testing.T) {
-		form := url.Values{"refresh_token": {login(t).RefreshToken}, "x": {strings.Repeat("x", maxBodyBytes)}}
-		expectDetail(t, e.postForm("/api/v1/auth/refresh", form), http.StatusRequestEntityTooLarge, "Request body too large")
-	})
-
-	issued := login(t)
-	flipped := []byte(issued.RefreshToken)
-	if flipped[10] == 'A' {
-		flipped[10] = 'B'
-	} else {
-		flipped[10] = 'A'
-	}
-	for _, tc := range []struct{ name, token string }{
-		{"an unknown token of the right shape is refused", randomToken(sessionHandleBytes + refreshSecretBytes)},
-		{"an unknown token of the shape issued before sessions had handles is refused", randomToken(32)},
-		{"a token with one character changed is refused", string(flipped)},
-		{"garbage is refused", "garbage"},
-		{"a token one character short is refused", issued.RefreshToken[:42]},
-		{"a token with one character more is refused", issued.RefreshToken + "A"},
-		{"a token written with padding is refused", issued.RefreshToken + "="},
-		{"64 characters outside base64url are refused", strings.Repeat("!", refreshTokenChars)},
-		{"a very long token is refused", strings.Repeat("A", 60_000)},
-		{"an access token is not a refresh token", issued.AccessToken},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			expectRefreshTokenRefused(t, e, tc.token)
-		})
-	}
-	t.Run("the real token is still good after all those attempts", func(t *testing.T) {
-		mustRefresh(t, e, issued.RefreshToken)
-	})
-}
-
-func TestReusingARefreshTokenEndsItsSessionOnly(t *testing.T) {
-	e := newTestEnv(t)
-	cook := e.signup("cook@example.com", "password123")
-
-	first := e.loginTokens("cook@example.com", "password123") // R1
-	other := e.loginTokens("cook@example.com", "password123") // R', an independent login
-	rotated := mustRefresh(t, e, first.RefreshToken)          // R2, and an access token
-
-	t.Run("presenting the spent token again is refused", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, first.RefreshToken)
-	})
-	t.Run("the descendant of the reused token is refused too", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, rotated.RefreshToken)
-	})
-	t.Run("another login of the same user keeps its refresh token", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, mustRefresh(t, e, other.RefreshToken).AccessToken, cook.ID)
-	})
-	t.Run("another login of the same user keeps its access token", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, other.AccessToken, cook.ID)
-	})
-	// Reuse detection revokes refresh tokens only (the contract names
-	// nothing else); access tokens are stateless and live out their
-	// lifetime. Logout is what ends them.
-	t.Run("access tokens of the ended session are not revoked", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, rotated.AccessToken, cook.ID)
-		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
-	})
-	t.Run("descendants several rotations down are revoked too", func(t *testing.T) {
-		r1 := e.loginTokens("cook@example.com", "password123").RefreshToken
-		r2 := mustRefresh(t, e, r1).RefreshToken
-		r3 := mustRefresh(t, e, r2).RefreshToken
-		r4 := mustRefresh(t, e, r3).RefreshToken
-		expectRefreshTokenRefused(t, e, r2) // a middle one, reused
-		expectRefreshTokenRefused(t, e, r4)
-		for _, token := range []string{r1, r2, r3, r4} {
-			if n := refreshRows(t, e, token); n != 0 {
-				t.Errorf("a token of the ended session still has %d rows", n)
-			}
-		}
-	})
-	t.Run("a token with the session's handle but other random bytes ends the session too", func(t *testing.T) {
-		r1 := e.loginTokens("cook@example.com", "password123").RefreshToken
-		r2 := mustRefresh(t, e, r1).RefreshToken
-		raw, _ := base64.RawURLEncoding.DecodeString(r2)
-		made := base64.RawURLEncoding.EncodeToString(append(raw[:sessionHandleBytes:sessionHandleBytes], make([]byte, refreshSecretBytes)...))
-		expectRefreshTokenRefused(t, e, made)
-		expectRefreshTokenRefused(t, e, r2)
-	})
-}
-
-func TestAnExpiredRefreshTokenIsRefusedAndItsRowCleanedUp(t *testing.T) {
-	clock := newTestClock()
-	e := startTestEnv(t, newTestConfig(t), clock.Now)
-	e.signup("cook@example.com", "password123")
-	e.signup("diner@example.com", "password123")
-	early := e.loginTokens("cook@example.com", "password123")
-	late := e.loginTokens("cook@example.com", "password123")
-	lifetime := e.cfg.refreshTokenLifetime
-	var renewed tokenResponse
-
-	t.Run("a refresh token still works a second before its lifetime ends", func(t *testing.T) {
-		clock.advance(lifetime - time.Second)
-		renewed = mustRefresh(t, e, early.RefreshToken)
-	})
-	t.Run("a refresh token is refused once its lifetime has passed", func(t *testing.T) {
-		clock.advance(2 * time.Second) // the lifetime and one second
-		expectRefreshTokenRefused(t, e, late.RefreshToken)
-		if n := refreshRows(t, e, late.RefreshToken); n != 1 {
-			t.Fatalf("the expired token has %d rows before the next login, want 1 (nothing to clean up yet)", n)
-		}
-	})
-	t.Run("expired rows are deleted by the next login, anyone's, with no cleaning job", func(t *testing.T) {
-		e.loginTokens("diner@example.com", "password123")
-		if n := refreshRows(t, e, late.RefreshToken); n != 0 {
-			t.Errorf("the expired refresh token still has %d rows after a later login, want 0", n)
-		}
-		if n := refreshRows(t, e, early.RefreshToken); n != 0 {
-			t.Errorf("the spent and expired refresh token still has %d rows after a later login, want 0", n)
-		}
-		if n := refreshRows(t, e, renewed.RefreshToken); n != 1 {
-			t.Errorf("the unexpired refresh token has %d rows after a later login, want 1", n)
-		}
-	})
-	t.Run("a refreshed token gets a lifetime of its own", func(t *testing.T) {
-		mustRefresh(t, e, renewed.RefreshToken)
-	})
+	expectRowsOf(t, e, "a new user", u.ID, 0)
 }
 
 func TestRefreshTokensAreStoredOnlyAsSHA256Digests(t *testing.T) {
 	e := newTestEnv(t)
-	cook := e.signup("cook@example.com", "password123")
+	e.signup("cook@example.com", "password123")
 	token := e.loginTokens("cook@example.com", "password123").RefreshToken
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
 		t.Fatalf("refresh token %q is not base64url: %v", token, err)
 	}
+	handle := raw[:sessionHandleBytes]
 
-	t.Run("no column of session holds the token or its handle, as text or as bytes", func(t *testing.T) {
-		cols, rows := queryRows(t, e.store.reader, "SELECT * FROM session")
-		if len(rows) == 0 {
-			t.Fatal("session has no rows after a login")
+	// No column holds the token or its handle, as text or as bytes.
+	cols, rows := queryRows(t, e.store.reader, "SELECT * FROM session")
+	if len(rows) != 1 {
+		t.Fatalf("session has %d rows after one login, want 1", len(rows))
+	}
+	for i, v := range rows[0] {
+		b, isBytes := v.([]byte)
+		if !isBytes {
+			b = fmt.Append(nil, v)
 		}
-		for _, values := range rows {
-			for i, v := range values {
-				var b []byte
-				switch v := v.(type) {
-				case []byte:
-					b = v
-				case string:
-					b = []byte(v)
-				default:
-					b = fmt.Append(nil, v)
-				}
-				if bytes.Contains(b, []byte(token)) || bytes.Contains(b, raw[:sessionHandleBytes]) ||
-					bytes.Contains(b, []byte(token[:sessionHandleBytes*4/3])) {
-					t.Errorf("column %s of session holds the refresh token or its handle", cols[i])
-				}
-			}
+		if bytes.Contains(b, []byte(token)) || bytes.Contains(b, handle) || bytes.Contains(b, []byte(token[:sessionHandleBytes*4/3])) {
+			t.Errorf("column %s of session holds the refresh token or its handle", cols[i])
 		}
-	})
-	t.Run("the digests are the SHA-256 of the token and of its handle", func(t *testing.T) {
-		var digest, handle []byte
-		if err := e.store.reader.QueryRow("SELECT digest, handle FROM session WHERE user_id = ?", cook.ID).Scan(&digest, &handle); err != nil {
-			t.Fatal(err)
-		}
-		if want := sha256.Sum256([]byte(token)); !bytes.Equal(digest, want[:]) {
-			t.Errorf("digest = %x, want sha256(token) = %x", digest, want)
-		}
-		if want := sha256.Sum256(raw[:sessionHandleBytes]); !bytes.Equal(handle, want[:]) {
-			t.Errorf("handle = %x, want sha256(first %d bytes of the token) = %x", handle, sessionHandleBytes, want)
-		}
-	})
+	}
+	var digest, handleDigest []byte
+	if err := e.store.reader.QueryRow("SELECT digest, handle FROM session").Scan(&digest, &handleDigest); err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256([]byte(token)); !bytes.Equal(digest, want[:]) {
+		t.Errorf("digest = %x, want sha256(token) = %x", digest, want)
+	}
+	if want := sha256.Sum256(handle); !bytes.Equal(handleDigest, want[:]) {
+		t.Errorf("handle = %x, want sha256(first %d bytes of the token) = %x", handleDigest, sessionHandleBytes, want)
+	}
 }
 
 func TestConcurrentRefreshesOfOneTokenHaveExactlyOneWinner(t *testing.T) {
 	e := newTestEnv(t)
 	cook := e.signup("cook@example.com", "password123")
-
-	// race presents one refresh token from racers goroutines at once, and
-	// returns the statuses seen and the winner's answer, if any. There are
-	// more of them than a session's burst of refreshes: only refreshes
-	// that succeed count against it.
+	// More racers than a session's burst of refreshes: only refreshes that
+	// succeed count against it.
 	const racers = 2 * refreshBurst
-	race := func(t *testing.T, token string) (map[int]int, *tokenResponse) {
-		t.Helper()
-		responses := make([]*http.Response, racers)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				responses[i] = refresh(e, token)
+
+	// Who wins is timing, so the race is run several times over.
+	for round := range 5 {
+		t.Run(fmt.Sprintf("round %d: exactly one gets 200 and the rest 400, never 500", round), func(t *testing.T) {
+			token := e.reportingTo(t).loginTokens("cook@example.com", "password123").RefreshToken
+			// The writer is held until every racer waits for it, so that
+			// each has read the token as current before any rotation
+			// commits: the requests surely overlap.
+			held, release := make(chan struct{}), make(chan struct{})
+			go e.store.write(t.Context(), func(*sql.Tx) error {
+				close(held)
+				<-release
+				return nil
 			})
-		}
-		close(start)
-		wg.Wait()
-		statuses := map[int]int{}
-		var winner *tokenResponse
-		for _, resp := range responses {
-			statuses[resp.StatusCode]++
-			switch resp.StatusCode {
-			case http.StatusOK:
-				got := decodeBody[tokenResponse](t, resp)
-				winner = &got
-			case http.StatusBadRequest:
-				if got := decodeBody[map[string]string](t, resp)["detail"]; got != "Invalid refresh token" {
-					t.Errorf("a losing POST /api/v1/auth/refresh: detail = %q, want Invalid refresh token", got)
+			<-held
+			waits := e.store.writer.Stats().WaitCount
+			responses := make([]*http.Response, racers)
+			var wg sync.WaitGroup
+			for i := range racers {
+				wg.Go(func() { responses[i] = refresh(e, token) })
+			}
+			waitFor(t, "every racer to wait for the writer", func() bool { return e.store.writer.Stats().WaitCount-waits >= racers })
+			close(release)
+			wg.Wait()
+			var winners []tokenResponse
+			for _, resp := range responses {
+				if resp.StatusCode == http.StatusOK {
+					winners = append(winners, decodeBody[tokenResponse](t, resp))
+				} else {
+					expectDetail(t, resp, http.StatusBadRequest, "Invalid refresh token")
 				}
 			}
-		}
-		return statuses, winner
-	}
-
-	// A race is lost or won by timing, so it is run many times over.
-	var winner *tokenResponse
-	t.Run("exactly one gets 200 and the rest 400, never 500", func(t *testing.T) {
-		for round := range 20 {
-			statuses, w := race(t, e.loginTokens("cook@example.com", "password123").RefreshToken)
-			if statuses[http.StatusOK] != 1 || statuses[http.StatusBadRequest] != racers-1 {
-				t.Fatalf("round %d: %d concurrent POST /api/v1/auth/refresh of one token = statuses %v, want one 200 and %d 400",
-					round, racers, statuses, racers-1)
+			if len(winners) != 1 {
+				t.Fatalf("%d of %d concurrent refreshes of one token got 200, want 1", len(winners), racers)
 			}
-			winner = w
-		}
-	})
-	if winner == nil {
-		return
+			expectAccessTokenWorks(t, e, winners[0].AccessToken, cook.ID)
+			// The losers presented a spent token, which the contract calls
+			// reuse: the winner's new refresh token, of the same session,
+			// is revoked too.
+			expectRefreshTokenRefused(t, e, winners[0].RefreshToken)
+		})
 	}
-	t.Run("the winner's access token works", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, winner.AccessToken, cook.ID)
-	})
-	// The losers presented a spent token, which the contract calls reuse:
-	// the winner's new refresh token is of the same session.
-	t.Run("the losers count as reuse: the winner's new refresh token is revoked too", func(t *testing.T) {
-		expectRefreshTokenRefused(t, e, winner.RefreshToken)
-	})
 }
 
 func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
@@ -618,7 +535,22 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	diner := e.signup("diner@example.com", "password123")
+	logout := func(header ...string) *http.Response {
+		return e.send("POST", "/api/v1/auth/logout", nil, header...)
+	}
+	for _, header := range [][]string{nil, {"Authorization", "Basic Og=="}} {
+		t.Run(fmt.Sprintf("logout with the header %q is a 401 Not authenticated", header), func(t *testing.T) {
+			resp := logout(header...)
+			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("POST /api/v1/auth/logout: WWW-Authenticate = %q, want Bearer", got)
+			}
+			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
+		})
+	}
 
+	// A reference token works until its user's first logout.
+	reference, theirsReference := asTheReferenceMadeThem(t, e, cook.ID), asTheReferenceMadeThem(t, e, diner.ID)
+	expectAccessTokenWorks(t, e, reference, cook.ID)
 	first := e.loginTokens("cook@example.com", "password123")
 	clock.advance(time.Second)
 	second := e.loginTokens("cook@example.com", "password123")
@@ -626,64 +558,36 @@ func TestLogoutEndsEveryTokenOfTheUser(t *testing.T) {
 	theirs := e.loginTokens("diner@example.com", "password123")
 	clock.advance(time.Second)
 
-	t.Run("logout with a bearer token is a 204 with an empty body", func(t *testing.T) {
-		resp := e.send("POST", "/api/v1/auth/logout", nil, bearer(first.AccessToken)...)
-		expectStatus(t, resp, http.StatusNoContent)
-		if body, _ := io.ReadAll(resp.Body); len(body) != 0 {
-			t.Errorf("POST /api/v1/auth/logout body = %q, want none", body)
-		}
-	})
-	t.Run("the access token that logged out is refused", func(t *testing.T) {
-		expectAccessTokenRefused(t, e, first.AccessToken)
-	})
-	t.Run("the user's other access tokens issued earlier are refused", func(t *testing.T) {
-		expectAccessTokenRefused(t, e, second.AccessToken)
-		expectAccessTokenRefused(t, e, rotated.AccessToken)
-	})
-	t.Run("every refresh token of the user is refused", func(t *testing.T) {
-		for _, token := range []string{first.RefreshToken, rotated.RefreshToken} {
-			expectRefreshTokenRefused(t, e, token)
-		}
-	})
-	t.Run("another user's tokens keep working", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, theirs.AccessToken, diner.ID)
-		mustRefresh(t, e, theirs.RefreshToken)
-	})
-	t.Run("a logged-out token cannot log out again", func(t *testing.T) {
-		resp := e.send("POST", "/api/v1/auth/logout", nil, bearer(first.AccessToken)...)
-		expectDetail(t, resp, http.StatusUnauthorized, "Could not validate credentials")
-	})
-	t.Run("a login in the same second as the logout gives tokens that work", func(t *testing.T) {
-		again := e.loginTokens("cook@example.com", "password123")
-		if again.AccessToken == first.AccessToken || again.AccessToken == second.AccessToken {
-			t.Fatal("the login after the logout got an access token issued before it")
-		}
-		expectAccessTokenWorks(t, e, again.AccessToken, cook.ID)
-		renewed := mustRefresh(t, e, again.RefreshToken)
-		expectAccessTokenWorks(t, e, renewed.AccessToken, cook.ID)
-	})
-	t.Run("a second logout in the same second ends the tokens issued between the two", func(t *testing.T) {
-		between := e.loginTokens("cook@example.com", "password123")
-		expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(between.AccessToken)...), http.StatusNoContent)
-		expectAccessTokenRefused(t, e, between.AccessToken)
-		expectRefreshTokenRefused(t, e, between.RefreshToken)
-		expectAccessTokenWorks(t, e, e.loginTokens("cook@example.com", "password123").AccessToken, cook.ID)
-	})
-	for _, tc := range []struct {
-		name   string
-		header []string
-	}{
-		{"logout without a token is a 401 Not authenticated", nil},
-		{"logout with a Basic header is a 401 Not authenticated", []string{"Authorization", "Basic Og=="}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			resp := e.send("POST", "/api/v1/auth/logout", nil, tc.header...)
-			if got := resp.Header.Get("WWW-Authenticate"); got != "Bearer" {
-				t.Errorf("POST /api/v1/auth/logout: WWW-Authenticate = %q, want Bearer", got)
-			}
-			expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
-		})
+	resp := logout(bearer(first.AccessToken)...)
+	expectStatus(t, resp, http.StatusNoContent)
+	if body, _ := io.ReadAll(resp.Body); len(body) != 0 {
+		t.Errorf("POST /api/v1/auth/logout body = %q, want none", body)
 	}
+	// Every token of the user issued before is refused, access and refresh,
+	// the one that logged out as well as the others.
+	for _, token := range []string{first.AccessToken, second.AccessToken, rotated.AccessToken, reference} {
+		expectAccessTokenRefused(t, e, token)
+	}
+	for _, token := range []string{first.RefreshToken, rotated.RefreshToken} {
+		expectRefreshTokenRefused(t, e, token)
+	}
+	expectDetail(t, logout(bearer(first.AccessToken)...), http.StatusUnauthorized, "Could not validate credentials")
+	// Another user's tokens keep working, the reference's too.
+	expectAccessTokenWorks(t, e, theirs.AccessToken, diner.ID)
+	expectAccessTokenWorks(t, e, theirsReference, diner.ID)
+	mustRefresh(t, e, theirs.RefreshToken)
+
+	// A login in the same second as the logout gives tokens that work, and
+	// a second logout in that second ends those issued between the two.
+	between := e.loginTokens("cook@example.com", "password123")
+	expectAccessTokenWorks(t, e, between.AccessToken, cook.ID)
+	renewed := mustRefresh(t, e, between.RefreshToken)
+	expectAccessTokenWorks(t, e, renewed.AccessToken, cook.ID)
+	expectStatus(t, logout(bearer(renewed.AccessToken)...), http.StatusNoContent)
+	expectAccessTokenRefused(t, e, between.AccessToken)
+	expectAccessTokenRefused(t, e, renewed.AccessToken)
+	expectRefreshTokenRefused(t, e, renewed.RefreshToken)
+	expectAccessTokenWorks(t, e, e.login("cook@example.com", "password123"), cook.ID)
 }
 
 func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
@@ -691,117 +595,109 @@ func TestChangingThePasswordEndsEveryEarlierToken(t *testing.T) {
 	e := startTestEnv(t, newTestConfig(t), clock.Now)
 	cook := e.signup("cook@example.com", "password123")
 	const newPassword = "new-password-456"
-
-	first := e.loginTokens("cook@example.com", "password123")
-	second := e.loginTokens("cook@example.com", "password123")
 	changePassword := func(accessToken, body string) *http.Response {
 		return e.postJSON("/api/v1/auth/password", body, bearer(accessToken)...)
 	}
-	// nothingChanged checks that first's tokens and the old password still
-	// work, and that the new password does not; first's refresh token is
-	// spent on the way and replaced.
-	nothingChanged := func(t *testing.T) {
+	// loginIs checks that password logs in, or is refused as a wrong one.
+	loginIs := func(t *testing.T, password string, works bool) {
 		t.Helper()
-		expectAccessTokenWorks(t, e, first.AccessToken, cook.ID)
-		first.RefreshToken = mustRefresh(t, e, first.RefreshToken).RefreshToken
-		e.loginTokens("cook@example.com", "password123")
-		expectDetail(t, e.tryLogin("cook@example.com", newPassword),
-			http.StatusBadRequest, "Incorrect username or password")
+		if resp := e.tryLogin("cook@example.com", password); works {
+			expectTokenResponse(t, e, resp)
+		} else {
+			expectDetail(t, resp, http.StatusBadRequest, "Incorrect username or password")
+		}
 	}
 
-	t.Run("a wrong current_password is a 400 and changes nothing", func(t *testing.T) {
-		expectDetail(t, changePassword(first.AccessToken, passwordBody("wrong-password", newPassword)),
-			http.StatusBadRequest, "Incorrect password")
-		nothingChanged(t)
-	})
+	// Each refused change is answered so, and leaves the caller's tokens
+	// and the old password good: wantLocs for a 422, or status and detail.
 	for _, tc := range []struct {
 		name, body string
 		wantLocs   []string
+		status     int
+		detail     string
 	}{
-		{"a new_password of 7 bytes is a 422", passwordBody("password123", "1234567"), []string{"body.new_password"}},
-		{"a new_password of 73 bytes is a 422, not truncated", passwordBody("password123", strings.Repeat("p", 73)), []string{"body.new_password"}},
-		{"missing fields are a 422 listing both", `{}`, []string{"body.current_password", "body.new_password"}},
-		{"a body that is not a JSON object is a 422 at body", `[]`, []string{"body"}},
+		{"a wrong current_password is a 400", passwordBody("wrong-password", newPassword), nil, http.StatusBadRequest, "Incorrect password"},
+		{"a new_password of 7 bytes is a 422", passwordBody("password123", "1234567"), []string{"body.new_password"}, 0, ""},
+		{"a new_password of 73 bytes is a 422, not truncated", passwordBody("password123", strings.Repeat("p", 73)), []string{"body.new_password"}, 0, ""},
+		{"missing fields are a 422 listing both", `{}`, []string{"body.current_password", "body.new_password"}, 0, ""},
+		{"a body that is not a JSON object is a 422 at body", `[]`, []string{"body"}, 0, ""},
+		{"no token is a 401 Not authenticated", passwordBody("password123", newPassword), nil, http.StatusUnauthorized, "Not authenticated"},
 	} {
 		t.Run(tc.name+" and changes nothing", func(t *testing.T) {
-			expectProblems(t, changePassword(first.AccessToken, tc.body), tc.wantLocs...)
-			nothingChanged(t)
+			mine := e.reportingTo(t).loginTokens("cook@example.com", "password123")
+			header := bearer(mine.AccessToken)
+			if tc.status == http.StatusUnauthorized {
+				header = nil
+			}
+			if resp := e.postJSON("/api/v1/auth/password", tc.body, header...); tc.wantLocs != nil {
+				expectProblems(t, resp, tc.wantLocs...)
+			} else {
+				expectDetail(t, resp, tc.status, tc.detail)
+			}
+			expectAccessTokenWorks(t, e, mine.AccessToken, cook.ID)
+			mustRefresh(t, e, mine.RefreshToken)
+			loginIs(t, "password123", true)
+			loginIs(t, newPassword, false)
 		})
 	}
-	t.Run("no token is a 401 Not authenticated", func(t *testing.T) {
-		resp := e.postJSON("/api/v1/auth/password", passwordBody("password123", newPassword))
-		expectDetail(t, resp, http.StatusUnauthorized, "Not authenticated")
-		nothingChanged(t)
-	})
 
-	var changed tokenResponse
-	t.Run("the right current_password answers like login", func(t *testing.T) {
-		changed = expectTokenResponse(t, e, changePassword(first.AccessToken, passwordBody("password123", newPassword)))
-	})
-	t.Run("the returned access token works at once, in the same second", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, changed.AccessToken, cook.ID)
-	})
-	t.Run("every access token issued before is refused", func(t *testing.T) {
-		for _, token := range []string{first.AccessToken, second.AccessToken} {
-			expectAccessTokenRefused(t, e, token)
-		}
-	})
-	t.Run("every refresh token issued before is refused", func(t *testing.T) {
-		for _, token := range []string{first.RefreshToken, second.RefreshToken} {
-			expectRefreshTokenRefused(t, e, token)
-		}
-	})
-	t.Run("the old password no longer logs in and the new one does", func(t *testing.T) {
-		expectDetail(t, e.tryLogin("cook@example.com", "password123"),
-			http.StatusBadRequest, "Incorrect username or password")
-		expectAccessTokenWorks(t, e, e.loginTokens("cook@example.com", newPassword).AccessToken, cook.ID)
-	})
-	t.Run("the returned refresh token works", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, mustRefresh(t, e, changed.RefreshToken).AccessToken, cook.ID)
-	})
-	t.Run("an old access token cannot change the password again", func(t *testing.T) {
-		expectDetail(t, changePassword(second.AccessToken, passwordBody(newPassword, "third-password")),
-			http.StatusUnauthorized, "Could not validate credentials")
-		e.loginTokens("cook@example.com", newPassword)
-	})
+	// A reference token works until its user's first password change.
+	reference := asTheReferenceMadeThem(t, e, cook.ID)
+	expectAccessTokenWorks(t, e, reference, cook.ID)
+	first := e.loginTokens("cook@example.com", "password123")
+	second := e.loginTokens("cook@example.com", "password123")
+	// The right current_password answers like login, with tokens that
+	// work at once, in the same second; every token issued before is refused.
+	changed := expectTokenResponse(t, e, changePassword(first.AccessToken, passwordBody("password123", newPassword)))
+	expectAccessTokenWorks(t, e, changed.AccessToken, cook.ID)
+	for _, token := range []string{first.AccessToken, second.AccessToken, reference} {
+		expectAccessTokenRefused(t, e, token)
+	}
+	for _, token := range []string{first.RefreshToken, second.RefreshToken} {
+		expectRefreshTokenRefused(t, e, token)
+	}
+	loginIs(t, "password123", false)
+	loginIs(t, newPassword, true)
+	expectAccessTokenWorks(t, e, mustRefresh(t, e, changed.RefreshToken).AccessToken, cook.ID)
+	// An old access token cannot change the password again.
+	expectDetail(t, changePassword(second.AccessToken, passwordBody(newPassword, "third-password")),
+		http.StatusUnauthorized, "Could not validate credentials")
+	loginIs(t, newPassword, true)
 }
 
-func TestAReferenceTokenWorksUntilItsUsersFirstLogoutOrPasswordChange(t *testing.T) {
+func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
 	e := newTestEnv(t)
-	// referenceUser signs up a user as the reference made them: at token
-	// generation 0, the column's default, which its tokens (no "gen") fit.
-	referenceUser := func(email string) userView {
-		u := e.signup(email, "password123")
-		if _, err := e.store.writer.Exec("UPDATE user SET token_generation = 0 WHERE id = ?", u.ID); err != nil {
-			t.Fatal(err)
+	newHash, err := e.passwords.hash(t.Context(), "new-password-456")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// changeElsewhere changes u's password as the createsuperuser command
+	// would, once a request waits to hash.
+	changeElsewhere := func(u userView) func(t *testing.T, waiting func() int) {
+		return func(t *testing.T, waiting func() int) {
+			waitFor(t, "the request to reach the hashing queue", func() bool { return waiting() > 0 })
+			if err := e.store.promoteToSuperuser(t.Context(), u.ID, newHash); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return u
 	}
-	bystander := referenceUser("bystander@example.com")
-	bystanderToken := referenceAccessToken(e, bystander.ID)
 
-	for _, tc := range []struct {
-		name string
-		end  func(t *testing.T, token string)
-	}{
-		{"logout", func(t *testing.T, token string) {
-			expectStatus(t, e.send("POST", "/api/v1/auth/logout", nil, bearer(token)...), http.StatusNoContent)
-		}},
-		{"password change", func(t *testing.T, token string) {
-			expectTokenResponse(t, e, e.postJSON("/api/v1/auth/password",
-				passwordBody("password123", "another-password"), bearer(token)...))
-		}},
-	} {
-		t.Run("a token the reference issued works until its user's first "+tc.name, func(t *testing.T) {
-			u := referenceUser(strings.ReplaceAll(tc.name, " ", "-") + "@example.com")
-			token := referenceAccessToken(e, u.ID)
-			expectAccessTokenWorks(t, e, token, u.ID)
-			tc.end(t, token) // with the reference's token itself
-			expectAccessTokenRefused(t, e, token)
-		})
-	}
-	t.Run("another user's reference token is untouched", func(t *testing.T) {
-		expectAccessTokenWorks(t, e, bystanderToken, bystander.ID)
+	t.Run("a login that checked the old password is refused", func(t *testing.T) {
+		cook := e.reportingTo(t).signup("cook@example.com", "password123")
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.tryLogin("cook@example.com", "password123")
+		}, changeElsewhere(cook))
+		expectDetail(t, answer, http.StatusBadRequest, "Incorrect username or password")
+		expectRowsOf(t, e, "the user whose login ended", cook.ID, 0)
+	})
+	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {
+		diner := e.reportingTo(t).signup("diner@example.com", "password123")
+		token := e.reportingTo(t).login("diner@example.com", "password123")
+		answer := answerWithHashingHeld(t, e, func() *http.Response {
+			return e.postJSON("/api/v1/auth/password", passwordBody("password123", "attacker-password"), bearer(token)...)
+		}, changeElsewhere(diner))
+		expectDetail(t, answer, http.StatusUnauthorized, "Could not validate credentials")
+		e.reportingTo(t).login("diner@example.com", "new-password-456") // still the password set elsewhere
 	})
 }
 
@@ -883,43 +779,5 @@ func FuzzRefreshForm(f *testing.F) {
 			t.Fatalf("200 for %q (Content-Type %q), which carries no issued refresh token", body, contentType)
 		}
 		issued[decodeBody[tokenResponse](t, resp).RefreshToken] = true
-	})
-}
-
-func TestASessionCannotOutliveAPasswordChangeItRacedWith(t *testing.T) {
-	e := newTestEnv(t)
-	cook := e.signup("cook@example.com", "password123")
-	newHash, _ := e.passwords.hash(t.Context(), "new-password-456")
-
-	// endSessionsElsewhere changes cook's password as the createsuperuser
-	// command would, while a request waits to hash.
-	endSessionsElsewhere := func(t *testing.T, waiting func() int) {
-		for deadline := time.Now().Add(5 * time.Second); waiting() == 0; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the request never reached the hashing queue")
-			}
-		}
-		if err := e.store.promoteToSuperuser(t.Context(), cook.ID, newHash); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	t.Run("a login that checked the old password is refused", func(t *testing.T) {
-		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.tryLogin("cook@example.com", "password123")
-		}, endSessionsElsewhere)
-		expectDetail(t, answer, http.StatusBadRequest, "Incorrect username or password")
-		if n := sessionRows(t, e, cook.ID); n != 0 {
-			t.Errorf("%d sessions were stored for the ended login, want 0", n)
-		}
-	})
-	t.Run("a password change whose session ended meanwhile changes nothing", func(t *testing.T) {
-		e.store.endSessions(t.Context(), cook.ID) // back to a known state
-		token := e.login("cook@example.com", "new-password-456")
-		answer := answerWithHashingHeld(t, e, func() *http.Response {
-			return e.postJSON("/api/v1/auth/password", passwordBody("new-password-456", "attacker-password"), bearer(token)...)
-		}, endSessionsElsewhere)
-		expectDetail(t, answer, http.StatusUnauthorized, "Could not validate credentials")
-		e.login("cook@example.com", "new-password-456") // still the password set elsewhere
 	})
 }
