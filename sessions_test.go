@@ -781,3 +781,18 @@ func FuzzRefreshForm(f *testing.F) {
 		issued[decodeBody[tokenResponse](t, resp).RefreshToken] = true
 	})
 }
+
+// An operator who changes JWT_SECRET ends every access token, but a
+// refresh token is no signature: it names a session in the database.
+func TestChangingTheSecretEndsAccessTokensButNotRefreshTokens(t *testing.T) {
+	cfg := newTestConfig(t)
+	before := startTestEnv(t, cfg, time.Now)
+	cook := before.signup("cook@example.com", "password123")
+	tokens := before.loginTokens("cook@example.com", "password123")
+	expectAccessTokenWorks(t, before, tokens.AccessToken, cook.ID)
+
+	cfg.tokenSecret = []byte("another-secret-another-secret-another!")
+	after := startTestEnv(t, cfg, time.Now)
+	expectAccessTokenRefused(t, after, tokens.AccessToken)
+	expectAccessTokenWorks(t, after, mustRefresh(t, after, tokens.RefreshToken).AccessToken, cook.ID)
+}
