@@ -5,8 +5,9 @@
 // view of the database beside the service; and TestMain, which lets this
 // test binary also run as the service in a child process.
 //
-// Every other X_test.go tests X.go. Two exceptions say so at their top:
-// openapi_test.go checks openapi.json, and load_test.go is the load script
+// Every other X_test.go tests X.go, except three that say so at their
+// top: openapi_test.go checks openapi.json, security_test.go checks that
+// the tests SECURITY.md names exist, and load_test.go is the load script
 // behind the loadtest build tag.
 package main
 
@@ -39,226 +40,24 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// queued is the number of jobs waiting for a worker.
-func (p *passwordHasher) queued() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.queue.Len()
-}
+// --- The test binary as the service
 
-// busy is the number of jobs the workers are running.
-func (p *passwordHasher) busy() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.running)
-}
-
-// holdWorkers keeps every worker of p busy until release is called (or
-// the test ends), so that a test can act while others wait to hash.
-func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
-	t.Helper()
-	held, release := queueHolders(t, p)
-	held()
-	return release
-}
-
-// queueHolders queues one job for each worker of p, each of which holds
-// its worker until release is called (or the test ends); held waits until
-// every one of them has a worker.
-func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
-	t.Helper()
-	unblock := make(chan struct{})
-	var running, holders sync.WaitGroup
-	running.Add(p.workers)
-	for range p.workers {
-		holders.Go(func() {
-			if err := p.do(context.Background(), func() { running.Done(); <-unblock }); err != nil {
-				t.Errorf("holding a worker: %v", err)
-				running.Done()
-			}
-		})
-	}
-	held = func() {
-		t.Helper()
-		allRunning := make(chan struct{})
-		go func() { running.Wait(); close(allRunning) }()
-		select {
-		case <-allRunning:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("the %d workers did not all take the holding jobs within 5 s", p.workers)
+// TestMain lets this test binary also be the service itself, so that a
+// test can run it as a child process and kill it (see startChild). It is
+// here, built without the loadtest tag, because these tests need it; the
+// load script's floor is another role, in load_test.go.
+func TestMain(m *testing.M) {
+	if os.Getenv("RECIPEAPI_RUN_AS_SERVICE") == "1" {
+		if err := run(context.Background(), nil, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "recipeapi:", err)
+			os.Exit(1)
 		}
+		os.Exit(0)
 	}
-	var once sync.Once
-	release = func() { once.Do(func() { close(unblock); holders.Wait() }) }
-	t.Cleanup(release)
-	return held, release
+	os.Exit(m.Run())
 }
 
-// waitFor polls cond until it holds, failing the test after a few polls
-// of the store's external-write watch.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited in vain for %s", what)
-		}
-	}
-}
-
-// queryPlan is how SQLite will run query, one step a line (EXPLAIN QUERY
-// PLAN), so that a test can tell an index from a scan of every row.
-func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
-	t.Helper()
-	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan strings.Builder
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(detail + "\n")
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return plan.String()
-}
-
-func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
-	t.Helper()
-	if !slices.Contains(allowed, resp.StatusCode) {
-		body, _ := io.ReadAll(resp.Body)
-		t.Fatalf("status %d %s, want one of %v", resp.StatusCode, body, allowed)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("Content-Type %q, want application/json", ct)
-	}
-}
-
-// burstStatuses makes n attempts at once and counts the statuses they get.
-func burstStatuses(n int, attempt func(i int) *http.Response) map[int]int {
-	statuses := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { statuses <- attempt(i).StatusCode })
-	}
-	wg.Wait()
-	close(statuses)
-	counts := map[int]int{}
-	for s := range statuses {
-		counts[s]++
-	}
-	return counts
-}
-
-// benchRoute is one route to measure: the request, and the floor handler
-// that answers it with the same bytes and nothing else.
-type benchRoute struct {
-	name, target string
-	header       []string
-	floor        http.Handler
-}
-
-// benchEnv is a service with quiet logs and the routes to measure.
-func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
-	b.Helper()
-	e := newTestEnv(b)
-	token := e.login("admin@recipeapi.com", adminPassword)
-
-	capture := func(target string, header ...string) []byte {
-		resp := e.get(target, header...)
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			b.Fatalf("GET %s = %d %s", target, resp.StatusCode, body)
-		}
-		return body
-	}
-	writeBytes := func(contentType string, body []byte) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", contentType)
-			w.Write(body)
-		})
-	}
-	me := capture("/api/v1/auth/me", bearer(token)...)
-	key := newTokenKey(e.cfg.tokenSecret)
-	meFloor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if _, err := verifyAccessToken(key, tok, time.Now()); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(me)
-	})
-	return e, []benchRoute{
-		{"recipe", "/api/v1/recipes/1", nil, writeBytes("application/json", capture("/api/v1/recipes/1"))},
-		{"search", "/api/v1/recipes/search/?keyword=chicken", nil, writeBytes("application/json", capture("/api/v1/recipes/search/?keyword=chicken"))},
-		{"me", "/api/v1/auth/me", bearer(token), meFloor},
-		{"home", "/", nil, writeBytes("text/html; charset=utf-8", capture("/"))},
-	}
-}
-
-// deleteUserByHand deletes a user as an operator with the sqlite3 shell
-// would: on a connection of its own, with foreign keys off (the shell's
-// default), so that the user's recipes and sessions stay.
-func deleteUserByHand(t *testing.T, path string, id int64) {
-	t.Helper()
-	raw := openRawDB(t, path)
-	raw.SetMaxOpenConns(1) // so that the PRAGMA holds for the DELETE
-	execAll(t, raw, "PRAGMA foreign_keys = OFF")
-	if _, err := raw.Exec("DELETE FROM user WHERE id = ?", id); err != nil {
-		t.Fatal(err)
-	}
-	raw.Close()
-}
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// problemsOf returns the problems of a 422, failing the test if resp is
-// not one.
-func problemsOf(t testing.TB, resp *http.Response) []problem {
-	t.Helper()
-	expectStatus(t, resp, http.StatusUnprocessableEntity)
-	return decodeBody[struct {
-		Detail []problem `json:"detail"`
-	}](t, resp).Detail
-}
-
-var (
-	testSecret = []byte("test-secret-test-secret-test-secret!")
-	testNow    = time.Unix(1700000000, 0)
-)
-
-// makeToken signs any header and payload text with secret, so that tests
-// can build tokens this service would never issue.
-func makeToken(secret []byte, header, payload string) string {
-	enc := base64.RawURLEncoding
-	signingInput := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
-	return signingInput + "." + enc.EncodeToString(newTokenKey(secret).sum([]byte(signingInput)))
-}
-
-const goodHeader = `{"alg":"HS256","typ":"JWT"}`
-
-// payloadOf decodes the payload of token, for a test to read a claim that
-// verifyAccessToken checks but does not return.
-func payloadOf(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var payload map[string]any
-	if err == nil {
-		err = json.Unmarshal(raw, &payload)
-	}
-	if err != nil {
-		t.Fatalf("payload of %q: %v", token, err)
-	}
-	return payload
-}
+// --- The service under test, its settings and its clock
 
 // testBcryptCost keeps tests fast; the service's default stays 12.
 const testBcryptCost = 4
@@ -293,7 +92,7 @@ func newTestEnv(t testing.TB, change ...func(*config)) *testEnv {
 func newTestConfig(t testing.TB) config {
 	return config{
 		dbPath:                 filepath.Join(t.TempDir(), "test.db"),
-		tokenSecret:            []byte("test-secret-test-secret-test-secret!"),
+		tokenSecret:            bytes.Clone(testSecret),
 		accessTokenLifetime:    time.Hour,
 		refreshTokenLifetime:   24 * time.Hour,
 		bcryptCost:             testBcryptCost,
@@ -378,6 +177,24 @@ func (e *testEnv) reportingTo(t testing.TB) *testEnv {
 	return &on
 }
 
+// --- Requests, and a user's first steps
+
+// burstStatuses makes n attempts at once and counts the statuses they get.
+func burstStatuses(n int, attempt func(i int) *http.Response) map[int]int {
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { statuses <- attempt(i).StatusCode })
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	return counts
+}
+
 // newRequest builds a request; header is name, value, name, value, …
 func newRequest(method, target string, body io.Reader, header ...string) *http.Request {
 	r := httptest.NewRequest(method, target, body)
@@ -459,6 +276,42 @@ func (e *testEnv) login(email, password string) string {
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
+// --- Checks of an answer
+
+// waitFor polls cond until it holds, failing the test after a few polls
+// of the store's external-write watch.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * externalWritePoll); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited in vain for %s", what)
+		}
+	}
+}
+
+// checkFuzzResponse fails a fuzz input whose answer is not one of the
+// allowed statuses, or not JSON.
+func checkFuzzResponse(t *testing.T, resp *http.Response, allowed ...int) {
+	t.Helper()
+	if !slices.Contains(allowed, resp.StatusCode) {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d %s, want one of %v", resp.StatusCode, body, allowed)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json", ct)
+	}
+}
+
+// problemsOf returns the problems of a 422, failing the test if resp is
+// not one.
+func problemsOf(t testing.TB, resp *http.Response) []problem {
+	t.Helper()
+	expectStatus(t, resp, http.StatusUnprocessableEntity)
+	return decodeBody[struct {
+		Detail []problem `json:"detail"`
+	}](t, resp).Detail
+}
+
 // expectStatus fails the test now unless resp has the wanted status.
 func expectStatus(t testing.TB, resp *http.Response, want int) {
 	t.Helper()
@@ -513,120 +366,6 @@ func decodeBody[T any](t testing.TB, resp *http.Response) T {
 	return v
 }
 
-// freeLoopbackAddress returns a 127.0.0.1 address with a port that was free
-// a moment ago.
-func freeLoopbackAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitForHealthy polls /healthz until it answers 200, or fails the test.
-func waitForHealthy(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s/healthz did not answer 200 within 10s", base)
-}
-
-// syncBuffer is a bytes.Buffer that a server goroutine may write while the
-// test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// runCommand runs the binary's command line args with env, and returns
-// what it printed and its error.
-func runCommand(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
-	t.Helper()
-	var stdout bytes.Buffer
-	err := run(t.Context(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &stdout, io.Discard)
-	return stdout.String(), err
-}
-
-// serveInBackground runs the serve command until the test ends, and
-// returns its base URL and its log.
-func serveInBackground(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
-	t.Helper()
-	addr := freeLoopbackAddress(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "-addr", addr}, args...),
-			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	scheme := "http"
-	if env["TLS_CERT_FILE"] != "" {
-		scheme = "https"
-	} else {
-		waitForHealthy(t, "http://"+addr)
-	}
-	return scheme + "://" + addr, &stderr
-}
-
-// The reference's three recipes, as the contract's table has them; the
-// seeded superuser (id 1) submitted them.
-const (
-	vesuvioJSON = `{"label":"Chicken Vesuvio","source":"Serious Eats",` +
-		`"url":"http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html","id":1,"submitter_id":1}`
-)
-
-// newRecipeUser signs up a user and returns it with an access token.
-func newRecipeUser(e *testEnv, email string) (userView, string) {
-	e.t.Helper()
-	const password = "recipe-password"
-	u := e.signup(email, password)
-	return u, e.login(email, password)
-}
-
-// recipeBody is the JSON body of a create request.
-func recipeBody(label, source, link string) string {
-	b, _ := json.Marshal(map[string]string{"label": label, "source": source, "url": link})
-	return string(b)
-}
-
-// postRecipe creates a recipe as the holder of token and fails the test
-// unless that answers 201.
-func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) recipe {
-	t.Helper()
-	resp := e.postJSON("/api/v1/recipes/", recipeBody(label, source, link), bearer(token)...)
-	expectStatus(t, resp, http.StatusCreated)
-	return decodeBody[recipe](t, resp)
-}
-
 // readBody returns the whole body of resp.
 func readBody(t *testing.T, resp *http.Response) string {
 	t.Helper()
@@ -637,127 +376,37 @@ func readBody(t *testing.T, resp *http.Response) string {
 	return string(body)
 }
 
-// searchIDs runs a search that must answer 200 and returns the ids found,
-// in the order given.
-func searchIDs(t *testing.T, e *testEnv, target string) []int64 {
+// --- Tokens and sessions
+
+var (
+	testSecret = []byte("test-secret-test-secret-test-secret!")
+	testNow    = time.Unix(1700000000, 0)
+)
+
+// makeToken signs any header and payload text with secret, so that tests
+// can build tokens this service would never issue.
+func makeToken(secret []byte, header, payload string) string {
+	enc := base64.RawURLEncoding
+	signingInput := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
+	return signingInput + "." + enc.EncodeToString(newTokenKey(secret).sum([]byte(signingInput)))
+}
+
+const goodHeader = `{"alg":"HS256","typ":"JWT"}`
+
+// payloadOf decodes the payload of token, for a test to read a claim that
+// verifyAccessToken checks but does not return.
+func payloadOf(t *testing.T, token string) map[string]any {
 	t.Helper()
-	resp := e.get(target)
-	expectStatus(t, resp, http.StatusOK)
-	got := decodeBody[struct {
-		Results []recipe `json:"results"`
-	}](t, resp)
-	ids := []int64{}
-	for _, r := range got.Results {
-		ids = append(ids, r.ID)
+	parts := strings.Split(token, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var payload map[string]any
+	if err == nil {
+		err = json.Unmarshal(raw, &payload)
 	}
-	return ids
-}
-
-// homeItem is one recipe as the home page lists it, unescaped.
-type homeItem struct{ link, label, source string }
-
-var homeItemPattern = regexp.MustCompile(`<li class="card"><h2>([^<]*)</h2>(?:<p class="source">from ([^<]*)</p>)?` +
-	`(?:<p class="host">[^<]*</p><p class="actions"><a class="visit" href="([^"]*)" rel="noopener noreferrer nofollow" aria-label="[^"]*">Visit site</a></p>)?</li>`)
-
-// homeItems returns the recipes shown on a home page, in page order; link
-// is "" for a recipe shown without one.
-func homeItems(page string) []homeItem {
-	var items []homeItem
-	for _, m := range homeItemPattern.FindAllStringSubmatch(page, -1) {
-		items = append(items, homeItem{html.UnescapeString(m[3]), html.UnescapeString(m[1]), html.UnescapeString(m[2])})
-	}
-	return items
-}
-
-// homeLabels returns the labels of the recipes a home page shows.
-func homeLabels(page string) []string {
-	labels := []string{}
-	for _, it := range homeItems(page) {
-		labels = append(labels, it.label)
-	}
-	return labels
-}
-
-// attributeURLs returns every src, href, action, srcset, poster, data and
-// formaction attribute value in page, unescaped.
-func attributeURLs(page string) map[string][]string {
-	found := map[string][]string{}
-	re := regexp.MustCompile(`(?i)\s(src|href|action|srcset|poster|data|formaction)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)`)
-	for _, m := range re.FindAllStringSubmatch(page, -1) {
-		name := strings.ToLower(m[1])
-		found[name] = append(found[name], html.UnescapeString(strings.Trim(m[2], `"'`)))
-	}
-	return found
-}
-
-// expectNoOtherSiteInPolicy fails unless the Content-Security-Policy
-// denies by default and every source it allows is a keyword or hash
-// ('self', 'none', 'sha256-…') or data:, never a scheme, host or wildcard.
-func expectNoOtherSiteInPolicy(t *testing.T, target, csp string) {
-	t.Helper()
-	if !strings.HasPrefix(csp, "default-src 'none'") {
-		t.Errorf("GET %s: Content-Security-Policy = %q, want default-src 'none'", target, csp)
-	}
-	for _, directive := range strings.Split(csp, ";") {
-		fields := strings.Fields(directive)
-		if len(fields) == 0 {
-			continue
-		}
-		for _, source := range fields[1:] {
-			safe := source == "'self'" || source == "'none'" || source == "data:" ||
-				strings.HasPrefix(source, "'sha256-") || strings.HasPrefix(source, "'sha384-") || strings.HasPrefix(source, "'sha512-")
-			if !safe {
-				t.Errorf("GET %s: Content-Security-Policy %s allows %q; want no other site", target, fields[0], source)
-			}
-		}
-	}
-}
-
-// TestMain lets this test binary also be the service itself, so that a
-// test can run it as a child process and kill it (see startChild). It is
-// here, built without the loadtest tag, because these tests need it; the
-// load script's floor is another role, in load_test.go.
-func TestMain(m *testing.M) {
-	if os.Getenv("RECIPEAPI_RUN_AS_SERVICE") == "1" {
-		if err := run(context.Background(), nil, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "recipeapi:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// cacheHolds reports whether the store's cache holds an entry for key.
-func cacheHolds(s *store, key cacheKey) bool {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	_, ok := s.cache.entries[key]
-	return ok
-}
-
-func loginOver(t *testing.T, base, email, password string) string {
-	t.Helper()
-	resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("payload of %q: %v", token, err)
 	}
-	defer resp.Body.Close()
-	expectStatus(t, resp, http.StatusOK)
-	return decodeBody[tokenResponse](t, resp).AccessToken
-}
-
-func expectIntegrityOK(t *testing.T, dbPath string) {
-	t.Helper()
-	db, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var result string
-	if err := db.QueryRow("PRAGMA integrity_check").Scan(&result); err != nil || result != "ok" {
-		t.Errorf("PRAGMA integrity_check = %q, %v; want ok", result, err)
-	}
+	return payload
 }
 
 // expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
@@ -847,6 +496,63 @@ func passwordBody(current, next string) string {
 	return fmt.Sprintf(`{"current_password":%q,"new_password":%q}`, current, next)
 }
 
+// --- The hashing pool, held busy
+
+// queued is the number of jobs waiting for a worker.
+func (p *passwordHasher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue.Len()
+}
+
+// busy is the number of jobs the workers are running.
+func (p *passwordHasher) busy() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.running)
+}
+
+// holdWorkers keeps every worker of p busy until release is called (or
+// the test ends), so that a test can act while others wait to hash.
+func holdWorkers(t testing.TB, p *passwordHasher) (release func()) {
+	t.Helper()
+	held, release := queueHolders(t, p)
+	held()
+	return release
+}
+
+// queueHolders queues one job for each worker of p, each of which holds
+// its worker until release is called (or the test ends); held waits until
+// every one of them has a worker.
+func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
+	t.Helper()
+	unblock := make(chan struct{})
+	var running, holders sync.WaitGroup
+	running.Add(p.workers)
+	for range p.workers {
+		holders.Go(func() {
+			if err := p.do(context.Background(), func() { running.Done(); <-unblock }); err != nil {
+				t.Errorf("holding a worker: %v", err)
+				running.Done()
+			}
+		})
+	}
+	held = func() {
+		t.Helper()
+		allRunning := make(chan struct{})
+		go func() { running.Wait(); close(allRunning) }()
+		select {
+		case <-allRunning:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %d workers did not all take the holding jobs within 5 s", p.workers)
+		}
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(unblock); holders.Wait() }) }
+	t.Cleanup(release)
+	return held, release
+}
+
 // holdHashing keeps every hashing worker busy until the returned release
 // is called, so that a test can act while a request waits to hash.
 func holdHashing(e *testEnv) (waiting func() int, release func()) {
@@ -866,6 +572,321 @@ func answerWithHashingHeld(t *testing.T, e *testEnv, send func() *http.Response,
 	meanwhile(t, waiting)
 	release()
 	return <-answer
+}
+
+// --- Recipes, searches and the home page
+
+// The reference's three recipes, as the contract's table has them; the
+// seeded superuser (id 1) submitted them.
+const (
+	vesuvioJSON = `{"label":"Chicken Vesuvio","source":"Serious Eats",` +
+		`"url":"http://www.seriouseats.com/recipes/2011/12/chicken-vesuvio-recipe.html","id":1,"submitter_id":1}`
+)
+
+// newRecipeUser signs up a user and returns it with an access token.
+func newRecipeUser(e *testEnv, email string) (userView, string) {
+	e.t.Helper()
+	const password = "recipe-password"
+	u := e.signup(email, password)
+	return u, e.login(email, password)
+}
+
+// recipeBody is the JSON body of a create request.
+func recipeBody(label, source, link string) string {
+	b, _ := json.Marshal(map[string]string{"label": label, "source": source, "url": link})
+	return string(b)
+}
+
+// postRecipe creates a recipe as the holder of token and fails the test
+// unless that answers 201.
+func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) recipe {
+	t.Helper()
+	resp := e.postJSON("/api/v1/recipes/", recipeBody(label, source, link), bearer(token)...)
+	expectStatus(t, resp, http.StatusCreated)
+	return decodeBody[recipe](t, resp)
+}
+
+// searchIDs runs a search that must answer 200 and returns the ids found,
+// in the order given.
+func searchIDs(t *testing.T, e *testEnv, target string) []int64 {
+	t.Helper()
+	resp := e.get(target)
+	expectStatus(t, resp, http.StatusOK)
+	got := decodeBody[struct {
+		Results []recipe `json:"results"`
+	}](t, resp)
+	ids := []int64{}
+	for _, r := range got.Results {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+// homeItem is one recipe as the home page lists it, unescaped.
+type homeItem struct{ link, label, source string }
+
+var homeItemPattern = regexp.MustCompile(`<li class="card"><h2>([^<]*)</h2>(?:<p class="source">from ([^<]*)</p>)?` +
+	`(?:<p class="host">[^<]*</p><p class="actions"><a class="visit" href="([^"]*)" rel="noopener noreferrer nofollow" aria-label="[^"]*">Visit site</a></p>)?</li>`)
+
+// homeItems returns the recipes shown on a home page, in page order; link
+// is "" for a recipe shown without one.
+func homeItems(page string) []homeItem {
+	var items []homeItem
+	for _, m := range homeItemPattern.FindAllStringSubmatch(page, -1) {
+		items = append(items, homeItem{html.UnescapeString(m[3]), html.UnescapeString(m[1]), html.UnescapeString(m[2])})
+	}
+	return items
+}
+
+// homeLabels returns the labels of the recipes a home page shows.
+func homeLabels(page string) []string {
+	labels := []string{}
+	for _, it := range homeItems(page) {
+		labels = append(labels, it.label)
+	}
+	return labels
+}
+
+// attributeURLs returns every src, href, action, srcset, poster, data and
+// formaction attribute value in page, unescaped.
+func attributeURLs(page string) map[string][]string {
+	found := map[string][]string{}
+	re := regexp.MustCompile(`(?i)\s(src|href|action|srcset|poster|data|formaction)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)`)
+	for _, m := range re.FindAllStringSubmatch(page, -1) {
+		name := strings.ToLower(m[1])
+		found[name] = append(found[name], html.UnescapeString(strings.Trim(m[2], `"'`)))
+	}
+	return found
+}
+
+// expectNoOtherSiteInPolicy fails unless the Content-Security-Policy
+// denies by default and every source it allows is a keyword or hash
+// ('self', 'none', 'sha256-…') or data:, never a scheme, host or wildcard.
+func expectNoOtherSiteInPolicy(t *testing.T, target, csp string) {
+	t.Helper()
+	if !strings.HasPrefix(csp, "default-src 'none'") {
+		t.Errorf("GET %s: Content-Security-Policy = %q, want default-src 'none'", target, csp)
+	}
+	for _, directive := range strings.Split(csp, ";") {
+		fields := strings.Fields(directive)
+		if len(fields) == 0 {
+			continue
+		}
+		for _, source := range fields[1:] {
+			safe := source == "'self'" || source == "'none'" || source == "data:" ||
+				strings.HasPrefix(source, "'sha256-") || strings.HasPrefix(source, "'sha384-") || strings.HasPrefix(source, "'sha512-")
+			if !safe {
+				t.Errorf("GET %s: Content-Security-Policy %s allows %q; want no other site", target, fields[0], source)
+			}
+		}
+	}
+}
+
+// cacheHolds reports whether the store's cache holds an entry for key.
+func cacheHolds(s *store, key cacheKey) bool {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	_, ok := s.cache.entries[key]
+	return ok
+}
+
+// --- The binary's command line and a server on loopback
+
+// benchRoute is one route to measure: the request, and the floor handler
+// that answers it with the same bytes and nothing else.
+type benchRoute struct {
+	name, target string
+	header       []string
+	floor        http.Handler
+}
+
+// benchEnv is a service with quiet logs and the routes to measure.
+func benchEnv(b *testing.B) (*testEnv, []benchRoute) {
+	b.Helper()
+	e := newTestEnv(b)
+	token := e.login("admin@recipeapi.com", adminPassword)
+
+	capture := func(target string, header ...string) []byte {
+		resp := e.get(target, header...)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s = %d %s", target, resp.StatusCode, body)
+		}
+		return body
+	}
+	writeBytes := func(contentType string, body []byte) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", contentType)
+			w.Write(body)
+		})
+	}
+	me := capture("/api/v1/auth/me", bearer(token)...)
+	key := newTokenKey(e.cfg.tokenSecret)
+	meFloor := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if _, err := verifyAccessToken(key, tok, time.Now()); err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(me)
+	})
+	return e, []benchRoute{
+		{"recipe", "/api/v1/recipes/1", nil, writeBytes("application/json", capture("/api/v1/recipes/1"))},
+		{"search", "/api/v1/recipes/search/?keyword=chicken", nil, writeBytes("application/json", capture("/api/v1/recipes/search/?keyword=chicken"))},
+		{"me", "/api/v1/auth/me", bearer(token), meFloor},
+		{"home", "/", nil, writeBytes("text/html; charset=utf-8", capture("/"))},
+	}
+}
+
+// freeLoopbackAddress returns a 127.0.0.1 address with a port that was free
+// a moment ago.
+func freeLoopbackAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitForHealthy polls /healthz until it answers 200, or fails the test.
+func waitForHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s/healthz did not answer 200 within 10s", base)
+}
+
+// syncBuffer is a bytes.Buffer that a server goroutine may write while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// runCommand runs the binary's command line args with env, and returns
+// what it printed and its error.
+func runCommand(t *testing.T, env map[string]string, stdin string, args ...string) (string, error) {
+	t.Helper()
+	var stdout bytes.Buffer
+	err := run(t.Context(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &stdout, io.Discard)
+	return stdout.String(), err
+}
+
+// serveInBackground runs the serve command until the test ends, and
+// returns its base URL and its log.
+func serveInBackground(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	addr := freeLoopbackAddress(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "-addr", addr}, args...),
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	scheme := "http"
+	if env["TLS_CERT_FILE"] != "" {
+		scheme = "https"
+	} else {
+		waitForHealthy(t, "http://"+addr)
+	}
+	return scheme + "://" + addr, &stderr
+}
+
+func loginOver(t *testing.T, base, email, password string) string {
+	t.Helper()
+	resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	expectStatus(t, resp, http.StatusOK)
+	return decodeBody[tokenResponse](t, resp).AccessToken
+}
+
+// --- The database file, read and written as another program would
+
+// queryPlan is how SQLite will run query, one step a line (EXPLAIN QUERY
+// PLAN), so that a test can tell an index from a scan of every row.
+func queryPlan(t *testing.T, db *sql.DB, query string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan strings.Builder
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan.String()
+}
+
+// deleteUserByHand deletes a user as an operator with the sqlite3 shell
+// would: on a connection of its own, with foreign keys off (the shell's
+// default), so that the user's recipes and sessions stay.
+func deleteUserByHand(t *testing.T, path string, id int64) {
+	t.Helper()
+	raw := openRawDB(t, path)
+	raw.SetMaxOpenConns(1) // so that the PRAGMA holds for the DELETE
+	execAll(t, raw, "PRAGMA foreign_keys = OFF")
+	if _, err := raw.Exec("DELETE FROM user WHERE id = ?", id); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func expectIntegrityOK(t *testing.T, dbPath string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var result string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&result); err != nil || result != "ok" {
+		t.Errorf("PRAGMA integrity_check = %q, %v; want ok", result, err)
+	}
 }
 
 // referenceDDL is the schema the reference's Alembic revision ec46ad7fc181
