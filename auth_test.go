@@ -20,7 +20,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -937,21 +936,6 @@ func TestEveryPasswordCheckTreatsAnUnusableHashAsAnUnknownEmail(t *testing.T) {
 	})
 }
 
-// within returns what f returns, failing the test if f takes over 30 s,
-// as a bcrypt run at an unusable cost could.
-func within[T any](t *testing.T, what string, f func() T) T {
-	t.Helper()
-	done := make(chan T, 1)
-	go func() { done <- f() }()
-	select {
-	case v := <-done:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not finish within 30 s", what)
-		panic("unreachable")
-	}
-}
-
 // FuzzUnusablePasswordHash checks the promise that passwordMatches relies
 // on: a hash that unusablePasswordHash lets through is one that bcrypt
 // reads, so that its compare is a whole compare, never an error that
@@ -1201,22 +1185,6 @@ func TestEmailsAreUniqueIgnoringCase(t *testing.T) {
 			t.Errorf("users with the racers' email = %d, want 1", n)
 		}
 	})
-}
-
-// caseVariant returns email with the letters chosen by the bits of n in
-// upper case: each n below 2^(letters) gives a different spelling.
-func caseVariant(email string, n int) string {
-	out := []rune(email)
-	bit := 0
-	for i, r := range out {
-		if unicode.IsLetter(r) {
-			if n&(1<<bit) != 0 {
-				out[i] = unicode.ToUpper(r)
-			}
-			bit++
-		}
-	}
-	return string(out)
 }
 
 func TestOnceTheUserIDsAreUsedUpASignupSaysSo(t *testing.T) {

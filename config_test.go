@@ -29,11 +29,6 @@ func configDiff(got, want config) []string {
 	return diffs
 }
 
-// envOf is a getenv that reads vars.
-func envOf(vars map[string]string) func(string) string {
-	return func(name string) string { return vars[name] }
-}
-
 func TestLoadConfig(t *testing.T) {
 	// The contract's defaults for serve; each case below changes some.
 	defaults := config{addr: "localhost:8001", dbPath: "example.db", accessTokenLifetime: 11520 * time.Minute,

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -36,6 +38,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -177,6 +180,11 @@ func (e *testEnv) reportingTo(t testing.TB) *testEnv {
 	return &on
 }
 
+// envOf is a getenv that reads vars.
+func envOf(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
 // --- Requests, and a user's first steps
 
 // burstStatuses makes n attempts at once and counts the statuses they get.
@@ -276,6 +284,22 @@ func (e *testEnv) login(email, password string) string {
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
+// caseVariant returns email with the letters chosen by the bits of n in
+// upper case: each n below 2^(letters) gives a different spelling.
+func caseVariant(email string, n int) string {
+	out := []rune(email)
+	bit := 0
+	for i, r := range out {
+		if unicode.IsLetter(r) {
+			if n&(1<<bit) != 0 {
+				out[i] = unicode.ToUpper(r)
+			}
+			bit++
+		}
+	}
+	return string(out)
+}
+
 // --- Checks of an answer
 
 // waitFor polls cond until it holds, failing the test after a few polls
@@ -374,6 +398,21 @@ func readBody(t *testing.T, resp *http.Response) string {
 		t.Fatalf("read body: %v", err)
 	}
 	return string(body)
+}
+
+// within returns what f returns, failing the test if f takes over 30 s,
+// as a bcrypt run at an unusable cost could.
+func within[T any](t *testing.T, what string, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not finish within 30 s", what)
+		panic("unreachable")
+	}
 }
 
 // --- Tokens and sessions
@@ -494,6 +533,13 @@ func referenceAccessToken(e *testEnv, userID int64) string {
 
 func passwordBody(current, next string) string {
 	return fmt.Sprintf(`{"current_password":%q,"new_password":%q}`, current, next)
+}
+
+// flipLowBits returns the base64url letter that differs from c only in
+// its two lowest bits, which the last letter of a 32-byte signature does
+// not use.
+func flipLowBits(c byte) byte {
+	return base64URLAlphabet[strings.IndexByte(base64URLAlphabet, c)^1]
 }
 
 // --- The hashing pool, held busy
@@ -690,6 +736,48 @@ func cacheHolds(s *store, key cacheKey) bool {
 	return ok
 }
 
+func recipePath(id int64) string { return "/api/v1/recipes/" + itoa(id) }
+
+// bulkLabel is the label of the i-th of many recipes: a few common words
+// and the number i written out, so that searching for a number finds one
+// recipe and a common word finds many.
+func bulkLabel(i int) string {
+	words := []string{"chicken", "soup", "curry", "tofu", "bread", "stew", "salad", "pie", "noodles", "rice"}
+	return fmt.Sprintf("%s %s with %s, no. %06d", words[i%len(words)], words[i/len(words)%len(words)], words[i/100%len(words)], i)
+}
+
+// addLabelledRecipes is addRecipes with the i-th label label(i).
+func addLabelledRecipes(tb testing.TB, db *sql.DB, n int, label func(i int) string) {
+	tb.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	insert, err := tx.Prepare("INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, 'Bench', 'https://example.com/r', 1)")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		if _, err := insert.Exec(label(i)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// hostileLabel and hostileKeyword are the trigram index's worst case, as
+// an attack found it: each such label holds every three-character piece
+// of the keyword ("aaa", "aab") but not the keyword, and checking a label
+// for the whole phrase walks hundreds of positions. Over 20,000 such
+// labels an unbounded search took 5.6 s.
+var (
+	hostileLabel   = strings.Repeat("a", 250) + "xaab"
+	hostileKeyword = strings.Repeat("a", 252) + "b"
+)
+
 // --- The binary's command line and a server on loopback
 
 // benchRoute is one route to measure: the request, and the floor handler
@@ -754,9 +842,11 @@ func freeLoopbackAddress(t *testing.T) string {
 // waitForHealthy polls /healthz until it answers 200, or fails the test.
 func waitForHealthy(t *testing.T, base string) {
 	t.Helper()
+	client := newClient(t, nil)
+	defer client.CloseIdleConnections() // so as to hold none of the server's connections
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/healthz")
+		resp, err := client.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -825,13 +915,37 @@ func serveInBackground(t *testing.T, env map[string]string, args ...string) (str
 
 func loginOver(t *testing.T, base, email, password string) string {
 	t.Helper()
-	resp, err := http.PostForm(base+"/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
+	resp, err := newClient(t, nil).PostForm(base+"/api/v1/auth/login", url.Values{"username": {email}, "password": {password}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	expectStatus(t, resp, http.StatusOK)
 	return decodeBody[tokenResponse](t, resp).AccessToken
+}
+
+// newClient is a client of the test's own, so that no connection is left
+// in http.DefaultClient's pool for another test to meet.
+func newClient(t *testing.T, tlsConfig *tls.Config) *http.Client {
+	transport := &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}
+	t.Cleanup(transport.CloseIdleConnections)
+	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
+}
+
+// startChild runs the service as a child process with env, and waits
+// until it answers.
+func startChild(t *testing.T, env ...string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := freeLoopbackAddress(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"RECIPEAPI_RUN_AS_SERVICE=1", "ADDR=" + addr}, env...)...)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitForHealthy(t, "http://"+addr)
+	return cmd, "http://" + addr
 }
 
 // --- The database file, read and written as another program would

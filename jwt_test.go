@@ -190,13 +190,6 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 	}
 }
 
-// flipLowBits returns the base64url letter that differs from c only in
-// its two lowest bits, which the last letter of a 32-byte signature does
-// not use.
-func flipLowBits(c byte) byte {
-	return base64URLAlphabet[strings.IndexByte(base64URLAlphabet, c)^1]
-}
-
 func FuzzVerifyAccessToken(f *testing.F) {
 	now := testNow.Unix()
 	for _, seed := range []string{

@@ -357,14 +357,6 @@ func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 	expectIntegrityOK(t, dbPath)
 }
 
-// newClient is a client of the test's own, so that no connection is left
-// in http.DefaultClient's pool for another test to meet.
-func newClient(t *testing.T, tlsConfig *tls.Config) *http.Client {
-	transport := &http.Transport{TLSClientConfig: tlsConfig, ForceAttemptHTTP2: true}
-	t.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport, Timeout: 30 * time.Second}
-}
-
 // net/http reads up to MaxHeaderBytes and 4 KiB more before it refuses.
 func TestHeadersAreCappedAt64KiB(t *testing.T) {
 	env := map[string]string{"BCRYPT_COST": "4", "DATABASE_PATH": filepath.Join(t.TempDir(), "headers.db")}

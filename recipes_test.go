@@ -24,8 +24,6 @@ func expectNothingStored(t *testing.T, e *testEnv, refuse func()) {
 	}
 }
 
-func recipePath(id int64) string { return "/api/v1/recipes/" + itoa(id) }
-
 // listIDs fetches a list of recipes (a search or my-recipes), which must
 // answer 200, and returns the ids listed in order.
 func listIDs(t *testing.T, e *testEnv, target string, header ...string) []int64 {

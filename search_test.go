@@ -22,39 +22,9 @@ import (
 	"unicode/utf8"
 )
 
-// bulkLabel is the label of the i-th of many recipes: a few common words
-// and the number i written out, so that searching for a number finds one
-// recipe and a common word finds many.
-func bulkLabel(i int) string {
-	words := []string{"chicken", "soup", "curry", "tofu", "bread", "stew", "salad", "pie", "noodles", "rice"}
-	return fmt.Sprintf("%s %s with %s, no. %06d", words[i%len(words)], words[i/len(words)%len(words)], words[i/100%len(words)], i)
-}
-
 // addRecipes inserts n recipes (see bulkLabel) into db in one transaction
 // with one prepared statement, the quick way to a big table.
 func addRecipes(tb testing.TB, db *sql.DB, n int) { addLabelledRecipes(tb, db, n, bulkLabel) }
-
-// addLabelledRecipes is addRecipes with the i-th label label(i).
-func addLabelledRecipes(tb testing.TB, db *sql.DB, n int, label func(i int) string) {
-	tb.Helper()
-	tx, err := db.Begin()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer tx.Rollback()
-	insert, err := tx.Prepare("INSERT INTO recipe (label, source, url, submitter_id) VALUES (?, 'Bench', 'https://example.com/r', 1)")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for i := range n {
-		if _, err := insert.Exec(label(i)); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		tb.Fatal(err)
-	}
-}
 
 // BenchmarkSearchAt100kRecipes searches 100,000 recipes for keywords the
 // cache has not seen: "rare" finds one recipe, "common" the first ten of
@@ -588,16 +558,6 @@ func TestSearchReadsTheIndexNotEveryLabel(t *testing.T) {
 		t.Errorf("a search runs as\n%s, want the recipe_fts index and recipes by their ids, no scan of recipe", plan)
 	}
 }
-
-// hostileLabel and hostileKeyword are the trigram index's worst case, as
-// an attack found it: each such label holds every three-character piece
-// of the keyword ("aaa", "aab") but not the keyword, and checking a label
-// for the whole phrase walks hundreds of positions. Over 20,000 such
-// labels an unbounded search took 5.6 s.
-var (
-	hostileLabel   = strings.Repeat("a", 250) + "xaab"
-	hostileKeyword = strings.Repeat("a", 252) + "b"
-)
 
 // addRecipesAsAnotherProgram writes n recipes, the i-th labelled
 // label(i), straight into e's database file in one transaction, as

@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -481,22 +480,6 @@ func TestParseMigrations(t *testing.T) {
 			t.Errorf("parseMigrations(schema.sql) = %d migrations, %v; want at least 2 from 1", len(got), err)
 		}
 	})
-}
-
-// startChild runs the service as a child process with env, and waits
-// until it answers.
-func startChild(t *testing.T, env ...string) (*exec.Cmd, string) {
-	t.Helper()
-	addr := freeLoopbackAddress(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append([]string{"RECIPEAPI_RUN_AS_SERVICE=1", "ADDR=" + addr}, env...)...)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitForHealthy(t, "http://"+addr)
-	return cmd, "http://" + addr
 }
 
 // sendOver sends method target with body (JSON, if any) and token, and
