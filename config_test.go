@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"net/netip"
@@ -151,7 +152,10 @@ func TestRunRefusesBadSettingsWithOneLine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"-db", filepath.Join(t.TempDir(), "x.db"), "-addr", "127.0.0.1:0"}, tc.args...)
 			var stderr bytes.Buffer
-			err := run(t.Context(), args, envOf(tc.env), strings.NewReader(""), io.Discard, &stderr)
+			// Bounded: a setting no longer refused would serve until the end.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := run(ctx, args, envOf(tc.env), strings.NewReader(""), io.Discard, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("run = %v, want one line naming %q", err, tc.want)
 			}

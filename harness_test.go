@@ -652,17 +652,14 @@ func postRecipe(t *testing.T, e *testEnv, token, label, source, link string) rec
 	return decodeBody[recipe](t, resp)
 }
 
-// searchIDs runs a search that must answer 200 and returns the ids found,
-// in the order given.
-func searchIDs(t *testing.T, e *testEnv, target string) []int64 {
+// searchIDs fetches a list of recipes (a search or my-recipes), which must
+// answer 200, and returns the ids listed, in order.
+func searchIDs(t *testing.T, e *testEnv, target string, header ...string) []int64 {
 	t.Helper()
-	resp := e.get(target)
+	resp := e.get(target, header...)
 	expectStatus(t, resp, http.StatusOK)
-	got := decodeBody[struct {
-		Results []recipe `json:"results"`
-	}](t, resp)
 	ids := []int64{}
-	for _, r := range got.Results {
+	for _, r := range decodeBody[struct{ Results []recipe }](t, resp).Results {
 		ids = append(ids, r.ID)
 	}
 	return ids
@@ -726,6 +723,20 @@ func expectNoOtherSiteInPolicy(t *testing.T, target, csp string) {
 			}
 		}
 	}
+}
+
+// cacheEntries counts the entries of the store's cache for reads of kind
+// read, or of every kind if read is "".
+func cacheEntries(s *store, read string) int {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	n := 0
+	for k := range s.cache.entries {
+		if read == "" || k.read == read {
+			n++
+		}
+	}
+	return n
 }
 
 // cacheHolds reports whether the store's cache holds an entry for key.

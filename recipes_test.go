@@ -24,19 +24,6 @@ func expectNothingStored(t *testing.T, e *testEnv, refuse func()) {
 	}
 }
 
-// listIDs fetches a list of recipes (a search or my-recipes), which must
-// answer 200, and returns the ids listed in order.
-func listIDs(t *testing.T, e *testEnv, target string, header ...string) []int64 {
-	t.Helper()
-	resp := e.get(target, header...)
-	expectStatus(t, resp, http.StatusOK)
-	ids := []int64{}
-	for _, r := range decodeBody[struct{ Results []recipe }](t, resp).Results {
-		ids = append(ids, r.ID)
-	}
-	return ids
-}
-
 func TestEachURLProblemHasItsOwnMessage(t *testing.T) {
 	e := newTestEnv(t)
 	_, token := newRecipeUser(e, "cook@example.com")
@@ -414,10 +401,10 @@ func TestMyRecipesArePaged(t *testing.T) {
 	} {
 		t.Run(tc.name+", with or without the trailing slash", func(t *testing.T) {
 			target := "/api/v1/recipes/my-recipes/?" + tc.query
-			if got := listIDs(t, e, target, bearer(token)...); !slices.Equal(got, tc.want) {
+			if got := searchIDs(t, e, target, bearer(token)...); !slices.Equal(got, tc.want) {
 				t.Errorf("GET %s = ids %v, want %v", target, got, tc.want)
 			}
-			if len(tc.want) == 0 && len(listIDs(t, e, "/api/v1/recipes/my-recipes/?limit=1", bearer(token)...)) == 0 {
+			if len(tc.want) == 0 && len(searchIDs(t, e, "/api/v1/recipes/my-recipes/?limit=1", bearer(token)...)) == 0 {
 				t.Errorf("GET /api/v1/recipes/my-recipes/?limit=1 lists nothing either; an empty answer shows nothing")
 			}
 			withSlash := readBody(t, e.get(target, bearer(token)...))

@@ -3,16 +3,13 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -265,19 +262,6 @@ func TestALongKeywordMatchesNothingAtOnce(t *testing.T) {
 	})
 }
 
-// cacheEntries counts the entries of the store's cache for reads of kind read.
-func cacheEntries(s *store, read string) int {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	n := 0
-	for k := range s.cache.entries {
-		if k.read == read {
-			n++
-		}
-	}
-	return n
-}
-
 // oldScanFinds is the search as it was before the index: the label
 // contains the keyword once both are lower-cased by Go.
 func oldScanFinds(label, keyword string) bool {
@@ -507,43 +491,6 @@ func TestSearchEdgeCases(t *testing.T) {
 		expectStatus(t, e.sendJSON("DELETE", recipePath(id), "", bearer(token)...), http.StatusNoContent)
 		if got := searchIDs(t, e, "/api/v1/recipes/search/?keyword=XYZ"); len(got) != 0 {
 			t.Errorf("search for XYZ after the delete = ids %v, want none", got)
-		}
-	})
-}
-
-func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "reference.db")
-	makeReferenceDB(t, path,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (4, 'ÉCLAIR AU CAFÉ', NULL, NULL, NULL)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (8, 'Old "quoted" 100% soup', NULL, NULL, NULL)`,
-		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (9, 'Plain bread', NULL, NULL, NULL)`,
-	)
-	var logs bytes.Buffer
-	st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.close()
-	if !strings.Contains(logs.String(), "building the search index") || !strings.Contains(logs.String(), "recipes=3") {
-		t.Errorf("the log = %q, want a line saying the search index is built over 3 recipes", logs.String())
-	}
-
-	e := newTestEnv(t, onDatabase(path))
-	for keyword, want := range map[string][]int64{"éclair": {4}, `"quoted"`: {8}, "0% s": {8}, "BREAD": {9}, "old": {8}} {
-		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(keyword)
-		if got := searchIDs(t, e, target); !slices.Equal(got, want) {
-			t.Errorf("GET %s on a migrated reference database = ids %v, want %v", target, got, want)
-		}
-	}
-	t.Run("a second start does not build the index again", func(t *testing.T) {
-		logs.Reset()
-		st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st.close()
-		if strings.Contains(logs.String(), "search index") {
-			t.Errorf("the log of a second start = %q, want nothing about the index", logs.String())
 		}
 	})
 }

@@ -861,13 +861,6 @@ func TestReadCacheNeverKeepsAnAnswerOlderThanAWrite(t *testing.T) {
 	}
 }
 
-// cachedEntries is how many reads the store's cache holds.
-func cachedEntries(s *store) int {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	return len(s.cache.entries)
-}
-
 func TestWritesAreSeenAtOnceByReads(t *testing.T) {
 	e := newTestEnv(t)
 	token := e.login("admin@recipeapi.com", adminPassword)
@@ -878,7 +871,7 @@ func TestWritesAreSeenAtOnceByReads(t *testing.T) {
 		for _, target := range targets {
 			e.get(target) // only an answer of 200 is cached
 		}
-		return cachedEntries(e.store) == len(targets)
+		return cacheEntries(e.store, "") == len(targets)
 	})
 	resp := e.sendJSON("PUT", "/api/v1/recipes/1", `{"label":"Chicken Vesuvio II","source":"s","url":"https://example.com/v"}`, bearer(token)...)
 	expectStatus(t, resp, http.StatusOK)
@@ -1147,4 +1140,41 @@ func TestALockHeldByAnotherProcessGetsA503FromTheService(t *testing.T) {
 	if n := queryInt(t, openRawDB(t, dbPath), "SELECT count(*) FROM recipe WHERE label = 'Stew'"); n != 0 {
 		t.Errorf("%d refused creates were committed after the lock was released, want 0", n)
 	}
+}
+
+func TestTheSearchIndexIsBuiltOverAReferenceDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reference.db")
+	makeReferenceDB(t, path,
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (4, 'ÉCLAIR AU CAFÉ', NULL, NULL, NULL)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (8, 'Old "quoted" 100% soup', NULL, NULL, NULL)`,
+		`INSERT INTO recipe (id, label, url, source, submitter_id) VALUES (9, 'Plain bread', NULL, NULL, NULL)`,
+	)
+	var logs bytes.Buffer
+	st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if !strings.Contains(logs.String(), "building the search index") || !strings.Contains(logs.String(), "recipes=3") {
+		t.Errorf("the log = %q, want a line saying the search index is built over 3 recipes", logs.String())
+	}
+
+	e := newTestEnv(t, onDatabase(path))
+	for keyword, want := range map[string][]int64{"éclair": {4}, `"quoted"`: {8}, "0% s": {8}, "BREAD": {9}, "old": {8}} {
+		target := "/api/v1/recipes/search/?keyword=" + url.QueryEscape(keyword)
+		if got := searchIDs(t, e, target); !slices.Equal(got, want) {
+			t.Errorf("GET %s on a migrated reference database = ids %v, want %v", target, got, want)
+		}
+	}
+	t.Run("a second start does not build the index again", func(t *testing.T) {
+		logs.Reset()
+		st, err := openStore(t.Context(), path, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.close()
+		if strings.Contains(logs.String(), "search index") {
+			t.Errorf("the log of a second start = %q, want nothing about the index", logs.String())
+		}
+	})
 }
