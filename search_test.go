@@ -581,7 +581,7 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 			t.Errorf("GET /?q= for the worst case shows %q and no notice that it took too long", homeLabels(page))
 		}
 	})
-	t.Run("many at once never keep reads by id or /healthz from a reader", func(t *testing.T) {
+	t.Run("many at once never keep reads by id, logins or /healthz from a reader", func(t *testing.T) {
 		// More hostile searches at once than there are readers: unbounded
 		// they would hold every reader, and the reads beside them would
 		// wait for one, which database/sql counts.
@@ -623,6 +623,10 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 				}
 				reads++
 			}
+			if resp := e.tryLogin("admin@recipeapi.com", adminPassword); resp.StatusCode != http.StatusOK {
+				t.Errorf("a login while hostile searches ran = %d, want 200", resp.StatusCode)
+			}
+			reads++
 		}
 		if waits := e.store.reader.Stats().WaitCount - waitsBefore; waits != 0 {
 			t.Errorf("while %d searches ran at once, %d reads beside them, %d times a query waited for a reader connection; want never",
