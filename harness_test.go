@@ -449,7 +449,7 @@ func payloadOf(t *testing.T, token string) map[string]any {
 }
 
 // expectTokenResponse checks an answer "like login" (RFC 6749 §5.1) and
-// returns it: 200, not to be cached, a bearer access token that verifies,
+// returns it: 200, not to be cached, a bearer access token,
 // a refresh token of 48 random bytes (a session's handle, then 32 bytes
 // new at each refresh) in unpadded base64url, and expires_in equal to the
 // access token lifetime.
@@ -599,20 +599,14 @@ func queueHolders(t testing.TB, p *passwordHasher) (held, release func()) {
 	return held, release
 }
 
-// holdHashing keeps every hashing worker busy until the returned release
-// is called, so that a test can act while a request waits to hash.
-func holdHashing(e *testEnv) (waiting func() int, release func()) {
-	release = holdWorkers(e.t, e.passwords)
-	return func() int { return e.passwords.queued() }, release
-}
-
 // answerWithHashingHeld sends a request with the hashing workers held,
 // runs meanwhile, which waits for the request to queue, then lets the
 // workers go and returns the answer: it shows what a request does when
 // something changes while it waits to hash.
 func answerWithHashingHeld(t *testing.T, e *testEnv, send func() *http.Response, meanwhile func(t *testing.T, waiting func() int)) *http.Response {
 	t.Helper()
-	waiting, release := holdHashing(e)
+	release := holdWorkers(t, e.passwords)
+	waiting := func() int { return e.passwords.queued() }
 	answer := make(chan *http.Response, 1)
 	go func() { answer <- send() }()
 	meanwhile(t, waiting)
@@ -1001,12 +995,11 @@ func deleteUserByHand(t *testing.T, path string, id int64) {
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// expectIntegrityOK fails the test unless SQLite finds the database file
+// at dbPath intact.
 func expectIntegrityOK(t *testing.T, dbPath string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openRawDB(t, dbPath)
 	defer db.Close()
 	var result string
 	if err := db.QueryRow("PRAGMA integrity_check").Scan(&result); err != nil || result != "ok" {
@@ -1083,10 +1076,7 @@ func execAll(t *testing.T, db *sql.DB, statements ...string) {
 // then runs rows (its INSERTs), and closes it.
 func makeReferenceDB(t *testing.T, path string, rows ...string) {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openRawDB(t, path)
 	defer db.Close()
 	execAll(t, db, referenceDDL...)
 	execAll(t, db, rows...)
