@@ -4,6 +4,7 @@ package main
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -542,6 +543,21 @@ func TestHostileSearchesAreBounded(t *testing.T) {
 	addRecipesAsAnotherProgram(t, e, 10_000, func(int) string { return hostileLabel })
 	firstHostile := int64(queryInt(t, e.store.reader, "SELECT min(id) FROM recipe WHERE label = ?", hostileLabel))
 
+	t.Run("the store names which bound cut a search off: the time limit, or every slot busy", func(t *testing.T) {
+		if _, err := e.store.searchIndex(t.Context(), hostileKeyword, 10); !errors.Is(err, errSearchTooSlow) {
+			t.Errorf("a worst-case search = %v, want errSearchTooSlow", err)
+		}
+		for range cap(e.store.searchSlots) {
+			e.store.searchSlots <- struct{}{}
+		}
+		_, err := e.store.searchIndex(t.Context(), "chicken", 10)
+		for range cap(e.store.searchSlots) {
+			<-e.store.searchSlots
+		}
+		if !errors.Is(err, errSearchBusy) {
+			t.Errorf("a search with every slot taken = %v, want errSearchBusy", err)
+		}
+	})
 	t.Run("a worst-case search is cut off with 503 and Retry-After within the time limit, each time, in any case of its letters", func(t *testing.T) {
 		// No memory of the cut-off answers a repeat: the time limit bounds
 		// each one, and none is cached as an answer (every case of the
