@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -344,7 +345,7 @@ func TestFailedLoginsAreLimitedPerClient(t *testing.T) {
 	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
 		// The workers are held until the whole burst has arrived, so that
 		// every login is pending at once.
-		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		releaseOnceWaiting(t, e.passwords, 10, 20, holdWorkers(t, e.passwords))
 		got := burstStatuses(30, func(i int) *http.Response {
 			return from(e, "192.0.4.1:1000", loginRequest(fmt.Sprintf("pupil%d@example.com", i), "password123"))
 		})
@@ -353,7 +354,7 @@ func TestFailedLoginsAreLimitedPerClient(t *testing.T) {
 		}
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
-		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		releaseOnceWaiting(t, e.passwords, 10, 20, holdWorkers(t, e.passwords))
 		got := burstStatuses(30, func(int) *http.Response {
 			return from(e, "192.0.5.1:1000", loginRequest("pupil3@example.com", "wrong-password"))
 		})
@@ -536,20 +537,38 @@ func hashingJobs(t *testing.T, e *testEnv, send func() *http.Response) (resp *ht
 	}
 }
 
-// releaseOnceQueued calls release once n jobs wait in p's queue, and a
-// moment more for the rest of a burst to arrive; or after 5 s, whatever
-// is queued.
-func releaseOnceQueued(t *testing.T, p *passwordHasher, n int, release func()) {
+// releaseOnceWaiting calls release once queued jobs wait in p's queue
+// and parked requests of t's wait in a limiter for a pending attempt to
+// settle: then the whole burst has arrived. After 5 s it fails the test,
+// and releases.
+func releaseOnceWaiting(t *testing.T, p *passwordHasher, queued, parked int, release func()) {
 	go func() {
 		defer release()
-		for deadline := time.Now().Add(5 * time.Second); p.queued() < n; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); p.queued() < queued || parkedIn(t) < parked; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Errorf("%d jobs queued, want %d", p.queued(), n)
+				t.Errorf("%d jobs queued and %d requests parked in the limiter, want %d and %d", p.queued(), parkedIn(t), queued, parked)
 				return
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}()
+}
+
+// parkedIn is the number of t's requests that a rate limiter's reserve
+// has parked until a pending attempt settles, read from a dump of every
+// goroutine's stack (the limiter keeps no count of them): each is a
+// goroutine waiting on a sync.Cond in reserve, with a function of t's
+// top-level test below it, which no test running beside it has.
+func parkedIn(t *testing.T) int {
+	test, _, _ := strings.Cut(t.Name(), "/")
+	var dump strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	n := 0
+	for stack := range strings.SplitSeq(dump.String(), "\n\n") {
+		if strings.Contains(stack, "sync.(*Cond).Wait") && strings.Contains(stack, ".(*rateLimiter).reserve(") && strings.Contains(stack, "."+test+".") {
+			n++
+		}
+	}
+	return n
 }
 
 // dummyCost is the cost of the dummy hash, 0 before there is one.
