@@ -554,17 +554,27 @@ func releaseOnceWaiting(t *testing.T, p *passwordHasher, queued, parked int, rel
 }
 
 // parkedIn is the number of t's requests that a rate limiter's reserve
-// has parked until a pending attempt settles, read from a dump of every
-// goroutine's stack (the limiter keeps no count of them): each is a
-// goroutine waiting on a sync.Cond in reserve, with a function of t's
-// top-level test below it, which no test running beside it has.
+// has parked until a pending attempt settles (the limiter keeps no count
+// of them): goroutines waiting on a sync.Cond in reserve, with a function
+// of t's top-level test below, which no test running beside it has.
 func parkedIn(t *testing.T) int {
 	test, _, _ := strings.Cut(t.Name(), "/")
+	return goroutines(func(stack string) bool {
+		return strings.Contains(stack, "sync.(*Cond).Wait") && strings.Contains(stack, ".(*rateLimiter).reserve(") &&
+			strings.Contains(stack, "."+test+".")
+	})
+}
+
+// goroutines is the number of goroutines whose stack, as a dump of every
+// goroutine's stack shows it (the function names in it, with their
+// arguments), matches: a way to see that a goroutine waits where a test
+// needs it to, when the code keeps no count of its waiters.
+func goroutines(match func(stack string) bool) int {
 	var dump strings.Builder
 	pprof.Lookup("goroutine").WriteTo(&dump, 2)
 	n := 0
 	for stack := range strings.SplitSeq(dump.String(), "\n\n") {
-		if strings.Contains(stack, "sync.(*Cond).Wait") && strings.Contains(stack, ".(*rateLimiter).reserve(") && strings.Contains(stack, "."+test+".") {
+		if match(stack) {
 			n++
 		}
 	}
