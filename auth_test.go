@@ -248,8 +248,9 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	sign := func(secret []byte, userID int64) string {
-		return signAccessToken(newTokenKey(secret), userID, 0, clock.Now(), time.Hour)
+	// A token signed with another secret: see TestChangingTheSecretEndsAccessTokensButNotRefreshTokens.
+	sign := func(userID int64) string {
+		return signAccessToken(newTokenKey(e.cfg.tokenSecret), userID, 0, clock.Now(), time.Hour)
 	}
 	for _, tc := range []struct {
 		name, authorization, detail string
@@ -259,9 +260,8 @@ func TestMe(t *testing.T) {
 		{"a bare token without a scheme is not authenticated", token, "Not authenticated"},
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
-		{"a token signed with another secret is refused", "Bearer " + sign([]byte("another-secret-another-secret-another"), cook.ID), "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + sign(e.cfg.tokenSecret, 999), "Could not validate credentials"},
-		{"a token of another token generation of its user is refused", "Bearer " + sign(e.cfg.tokenSecret, cook.ID), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + sign(999), "Could not validate credentials"},
+		{"a token of another token generation of its user is refused", "Bearer " + sign(cook.ID), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)
@@ -625,11 +625,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 		e := newTestEnv(t)
 		// Another store on the same file, as the createsuperuser command
 		// opens one: this server learns of the write by polling.
-		other, err := openStore(t.Context(), e.cfg.dbPath, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.close()
+		other := openTestStore(t, e.cfg.dbPath)
 		if _, err := other.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: hashAt(t, "password123", testBcryptCost+2)}); err != nil {
 			t.Fatal(err)
 		}
@@ -748,9 +744,7 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 	rehashMeanwhile := func(email string) func(t *testing.T, waiting func() int) {
 		return func(t *testing.T, waiting func() int) {
 			t.Helper()
-			for waiting() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, "the request to wait to hash", func() bool { return waiting() > 0 })
 			u, err := e.store.userByEmail(t.Context(), email)
 			if err != nil {
 				t.Fatal(err)
@@ -980,6 +974,10 @@ func FuzzUnusablePasswordHash(f *testing.F) {
 	f.Add("$2y$05$" + strings.Repeat("z", 53))
 	f.Add("$2a$04$!!!!!!!!!!!!!!!!!!!!!!" + string(hash[29:]))
 	f.Add(string(hash) + "x")
+	// Else a check that refused every hash would pass.
+	if reason := unusablePasswordHash(string(hash), bcrypt.MinCost); reason != "" {
+		f.Fatalf("unusablePasswordHash(%q), a real bcrypt hash, = %q, want \"\"", hash, reason)
+	}
 	f.Fuzz(func(t *testing.T, hash string) {
 		if unusablePasswordHash(hash, bcrypt.MinCost) != "" {
 			return
@@ -1001,6 +999,10 @@ func FuzzForwardedNode(f *testing.F) {
 		"2001:db8::1", " 198.51.100.2 ", "unknown", "_hidden", "[203.0.113.7]", "203.0.113.7:99999", "[::1", "fe80::1%eth0"} {
 		f.Add(seed)
 	}
+	// Else a forwardedNode that read no entry would pass.
+	if addr, ok := forwardedNode("203.0.113.7"); !ok || addr != netip.MustParseAddr("203.0.113.7") {
+		f.Fatalf("forwardedNode(%q) = %v, %v; want 203.0.113.7, true", "203.0.113.7", addr, ok)
+	}
 	f.Fuzz(func(t *testing.T, entry string) {
 		addr, ok := forwardedNode(entry)
 		if !ok {
@@ -1020,11 +1022,9 @@ func FuzzForwardedNode(f *testing.F) {
 // should cost that comparison and little more (no second hash).
 func BenchmarkLogin(b *testing.B) {
 	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
-	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {
 		for b.Loop() {
-			resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
-			if resp.StatusCode != http.StatusOK {
+			if resp := e.tryLogin("admin@recipeapi.com", adminPassword); resp.StatusCode != http.StatusOK {
 				b.Fatalf("login = %d", resp.StatusCode)
 			}
 		}
@@ -1136,9 +1136,7 @@ func TestInvisibleCharactersInEmailsAndNamesAreRefused(t *testing.T) {
 		})
 	}
 	t.Run("the first superuser's email is checked at start too", func(t *testing.T) {
-		_, err := loadConfig("serve", nil, func(k string) string {
-			return map[string]string{"FIRST_SUPERUSER": "admin@recipeapi.com\u200b"}[k]
-		}, nil)
+		_, err := loadConfig("serve", nil, envOf(map[string]string{"FIRST_SUPERUSER": "admin@recipeapi.com\u200b"}), nil)
 		if err == nil || !strings.Contains(err.Error(), "U+200B") {
 			t.Errorf("loadConfig with a zero-width space in FIRST_SUPERUSER = %v, want an error naming U+200B", err)
 		}
