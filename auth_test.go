@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,8 +248,9 @@ func TestMe(t *testing.T) {
 		expectStatus(t, e.get("/api/v1/auth/me", "Authorization", "bearer "+token), http.StatusOK)
 	})
 
-	sign := func(secret []byte, userID int64) string {
-		return signAccessToken(newTokenKey(secret), userID, 0, clock.Now(), time.Hour)
+	// A token signed with another secret: see TestChangingTheSecretEndsAccessTokensButNotRefreshTokens.
+	sign := func(userID int64) string {
+		return signAccessToken(newTokenKey(e.cfg.tokenSecret), userID, 0, clock.Now(), time.Hour)
 	}
 	for _, tc := range []struct {
 		name, authorization, detail string
@@ -258,9 +260,8 @@ func TestMe(t *testing.T) {
 		{"a bare token without a scheme is not authenticated", token, "Not authenticated"},
 		{"a garbled token is refused", "Bearer not-a-token", "Could not validate credentials"},
 		{"an empty bearer token is refused", "Bearer ", "Could not validate credentials"},
-		{"a token signed with another secret is refused", "Bearer " + sign([]byte("another-secret-another-secret-another"), cook.ID), "Could not validate credentials"},
-		{"a token for a user who does not exist is refused", "Bearer " + sign(e.cfg.tokenSecret, 999), "Could not validate credentials"},
-		{"a token of another token generation of its user is refused", "Bearer " + sign(e.cfg.tokenSecret, cook.ID), "Could not validate credentials"},
+		{"a token for a user who does not exist is refused", "Bearer " + sign(999), "Could not validate credentials"},
+		{"a token of another token generation of its user is refused", "Bearer " + sign(cook.ID), "Could not validate credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.get("/api/v1/auth/me", "Authorization", tc.authorization)
@@ -344,7 +345,7 @@ func TestFailedLoginsAreLimitedPerClient(t *testing.T) {
 	t.Run("30 users behind one address logging in at once all get in", func(t *testing.T) {
 		// The workers are held until the whole burst has arrived, so that
 		// every login is pending at once.
-		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		releaseOnceWaiting(t, e.passwords, 10, 20, holdWorkers(t, e.passwords))
 		got := burstStatuses(30, func(i int) *http.Response {
 			return from(e, "192.0.4.1:1000", loginRequest(fmt.Sprintf("pupil%d@example.com", i), "password123"))
 		})
@@ -353,7 +354,7 @@ func TestFailedLoginsAreLimitedPerClient(t *testing.T) {
 		}
 	})
 	t.Run("concurrent failures never outrun the budget", func(t *testing.T) {
-		releaseOnceQueued(t, e.passwords, 10, holdWorkers(t, e.passwords))
+		releaseOnceWaiting(t, e.passwords, 10, 20, holdWorkers(t, e.passwords))
 		got := burstStatuses(30, func(int) *http.Response {
 			return from(e, "192.0.5.1:1000", loginRequest("pupil3@example.com", "wrong-password"))
 		})
@@ -536,20 +537,48 @@ func hashingJobs(t *testing.T, e *testEnv, send func() *http.Response) (resp *ht
 	}
 }
 
-// releaseOnceQueued calls release once n jobs wait in p's queue, and a
-// moment more for the rest of a burst to arrive; or after 5 s, whatever
-// is queued.
-func releaseOnceQueued(t *testing.T, p *passwordHasher, n int, release func()) {
+// releaseOnceWaiting calls release once queued jobs wait in p's queue
+// and parked requests of t's wait in a limiter for a pending attempt to
+// settle: then the whole burst has arrived. After 5 s it fails the test,
+// and releases.
+func releaseOnceWaiting(t *testing.T, p *passwordHasher, queued, parked int, release func()) {
 	go func() {
 		defer release()
-		for deadline := time.Now().Add(5 * time.Second); p.queued() < n; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); p.queued() < queued || parkedIn(t) < parked; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Errorf("%d jobs queued, want %d", p.queued(), n)
+				t.Errorf("%d jobs queued and %d requests parked in the limiter, want %d and %d", p.queued(), parkedIn(t), queued, parked)
 				return
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}()
+}
+
+// parkedIn is the number of t's requests that a rate limiter's reserve
+// has parked until a pending attempt settles (the limiter keeps no count
+// of them): goroutines waiting on a sync.Cond in reserve, with a function
+// of t's top-level test below, which no test running beside it has.
+func parkedIn(t *testing.T) int {
+	test, _, _ := strings.Cut(t.Name(), "/")
+	return goroutines(func(stack string) bool {
+		return strings.Contains(stack, "sync.(*Cond).Wait") && strings.Contains(stack, ".(*rateLimiter).reserve(") &&
+			strings.Contains(stack, "."+test+".")
+	})
+}
+
+// goroutines is the number of goroutines whose stack, as a dump of every
+// goroutine's stack shows it (the function names in it, with their
+// arguments), matches: a way to see that a goroutine waits where a test
+// needs it to, when the code keeps no count of its waiters.
+func goroutines(match func(stack string) bool) int {
+	var dump strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	n := 0
+	for stack := range strings.SplitSeq(dump.String(), "\n\n") {
+		if match(stack) {
+			n++
+		}
+	}
+	return n
 }
 
 // dummyCost is the cost of the dummy hash, 0 before there is one.
@@ -596,11 +625,7 @@ func TestTheDummyHashFollowsTheDearestStoredHash(t *testing.T) {
 		e := newTestEnv(t)
 		// Another store on the same file, as the createsuperuser command
 		// opens one: this server learns of the write by polling.
-		other, err := openStore(t.Context(), e.cfg.dbPath, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.close()
+		other := openTestStore(t, e.cfg.dbPath)
 		if _, err := other.createUser(t.Context(), user{Email: "dear@example.com", HashedPassword: hashAt(t, "password123", testBcryptCost+2)}); err != nil {
 			t.Fatal(err)
 		}
@@ -719,9 +744,7 @@ func TestARehashCommittedMeanwhileFailsNoLoginOrPasswordChange(t *testing.T) {
 	rehashMeanwhile := func(email string) func(t *testing.T, waiting func() int) {
 		return func(t *testing.T, waiting func() int) {
 			t.Helper()
-			for waiting() == 0 {
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, "the request to wait to hash", func() bool { return waiting() > 0 })
 			u, err := e.store.userByEmail(t.Context(), email)
 			if err != nil {
 				t.Fatal(err)
@@ -951,6 +974,10 @@ func FuzzUnusablePasswordHash(f *testing.F) {
 	f.Add("$2y$05$" + strings.Repeat("z", 53))
 	f.Add("$2a$04$!!!!!!!!!!!!!!!!!!!!!!" + string(hash[29:]))
 	f.Add(string(hash) + "x")
+	// Else a check that refused every hash would pass.
+	if reason := unusablePasswordHash(string(hash), bcrypt.MinCost); reason != "" {
+		f.Fatalf("unusablePasswordHash(%q), a real bcrypt hash, = %q, want \"\"", hash, reason)
+	}
 	f.Fuzz(func(t *testing.T, hash string) {
 		if unusablePasswordHash(hash, bcrypt.MinCost) != "" {
 			return
@@ -972,6 +999,10 @@ func FuzzForwardedNode(f *testing.F) {
 		"2001:db8::1", " 198.51.100.2 ", "unknown", "_hidden", "[203.0.113.7]", "203.0.113.7:99999", "[::1", "fe80::1%eth0"} {
 		f.Add(seed)
 	}
+	// Else a forwardedNode that read no entry would pass.
+	if addr, ok := forwardedNode("203.0.113.7"); !ok || addr != netip.MustParseAddr("203.0.113.7") {
+		f.Fatalf("forwardedNode(%q) = %v, %v; want 203.0.113.7, true", "203.0.113.7", addr, ok)
+	}
 	f.Fuzz(func(t *testing.T, entry string) {
 		addr, ok := forwardedNode(entry)
 		if !ok {
@@ -991,11 +1022,9 @@ func FuzzForwardedNode(f *testing.F) {
 // should cost that comparison and little more (no second hash).
 func BenchmarkLogin(b *testing.B) {
 	e := newTestEnv(b, func(c *config) { c.bcryptCost = 12 })
-	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {adminPassword}}.Encode()
 	b.Run("login", func(b *testing.B) {
 		for b.Loop() {
-			resp := e.send("POST", "/api/v1/auth/login", strings.NewReader(form), "Content-Type", "application/x-www-form-urlencoded")
-			if resp.StatusCode != http.StatusOK {
+			if resp := e.tryLogin("admin@recipeapi.com", adminPassword); resp.StatusCode != http.StatusOK {
 				b.Fatalf("login = %d", resp.StatusCode)
 			}
 		}
@@ -1107,9 +1136,7 @@ func TestInvisibleCharactersInEmailsAndNamesAreRefused(t *testing.T) {
 		})
 	}
 	t.Run("the first superuser's email is checked at start too", func(t *testing.T) {
-		_, err := loadConfig("serve", nil, func(k string) string {
-			return map[string]string{"FIRST_SUPERUSER": "admin@recipeapi.com\u200b"}[k]
-		}, nil)
+		_, err := loadConfig("serve", nil, envOf(map[string]string{"FIRST_SUPERUSER": "admin@recipeapi.com\u200b"}), nil)
 		if err == nil || !strings.Contains(err.Error(), "U+200B") {
 			t.Errorf("loadConfig with a zero-width space in FIRST_SUPERUSER = %v, want an error naming U+200B", err)
 		}

@@ -41,17 +41,6 @@ func expectError(t *testing.T, what string, err error, want string) {
 	}
 }
 
-// meOn logs the user in on the database file db, as a fresh start of the
-// service, and returns who /me says they are.
-func meOn(t *testing.T, db, email, password string) userView {
-	t.Helper()
-	e := newTestEnv(t, onDatabase(db))
-	defer e.store.close()
-	resp := e.get("/api/v1/auth/me", bearer(e.login(email, password))...)
-	expectStatus(t, resp, http.StatusOK)
-	return decodeBody[userView](t, resp)
-}
-
 func TestTheSeededSuperuserStartsWithAFreshIdentity(t *testing.T) {
 	old := newTestEnv(t)
 	cfg := old.cfg
@@ -99,6 +88,8 @@ func TestCreatesuperuser(t *testing.T) {
 			"now a superuser and must log in again, with the new password"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The service stays up while the command, another process on
+			// its database file, changes the user under it.
 			db := filepath.Join(t.TempDir(), "app.db")
 			e := newTestEnv(t, onDatabase(db))
 			var u userView
@@ -106,8 +97,8 @@ func TestCreatesuperuser(t *testing.T) {
 			if tc.existing {
 				u = e.signup("cook@example.com", "password123")
 				stolen = e.loginTokens("cook@example.com", "password123")
+				expectAccessTokenWorks(t, e, stolen.AccessToken, u.ID) // which a cache of users would now hold
 			}
-			e.store.close()
 			// The email as the operator typed it, in another case.
 			out, err := runCommand(t, commandEnv(db), tc.stdin, "createsuperuser", "-email", "COOK@example.com")
 			if err != nil || !strings.Contains(out, tc.wantOut) || tc.stdin != "" && strings.Contains(out, strings.TrimSpace(tc.stdin)) {
@@ -118,12 +109,14 @@ func TestCreatesuperuser(t *testing.T) {
 				password = words[len(words)-1]
 			}
 			if tc.existing {
-				e = newTestEnv(t, onDatabase(db))
+				// The running service caches no user: the command's change
+				// ends the tokens it issued before, at once.
 				expectAccessTokenRefused(t, e, stolen.AccessToken)
 				expectRefreshTokenRefused(t, e, stolen.RefreshToken)
-				e.store.close()
 			}
-			if got := meOn(t, db, "cook@example.com", password); !got.IsSuperuser || tc.existing && got.ID != u.ID {
+			resp := e.get("/api/v1/auth/me", bearer(e.login("cook@example.com", password))...)
+			expectStatus(t, resp, http.StatusOK)
+			if got := decodeBody[userView](t, resp); !got.IsSuperuser || tc.existing && got.ID != u.ID {
 				t.Errorf("GET /api/v1/auth/me after a new login = %+v, want a superuser (id %d if the user existed)", got, u.ID)
 			}
 		})
@@ -174,7 +167,7 @@ func TestCommandLine(t *testing.T) {
 	t.Run("version prints the module and the Go version", func(t *testing.T) {
 		out, err := runCommand(t, env, "", "version")
 		if err != nil || !strings.HasPrefix(out, "recipeapi ") || !strings.Contains(out, "go1.") {
-			t.Errorf("version = %q, %v", out, err)
+			t.Errorf("version = %q, %v; want a line starting \"recipeapi \" that names the Go version (go1.…), and no error", out, err)
 		}
 	})
 	t.Run("-h on each command, or help before it, prints its flags and succeeds", func(t *testing.T) {

@@ -12,9 +12,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,28 +43,33 @@ func dialFrom(t *testing.T, l net.Listener, local string) net.Conn {
 	return c
 }
 
-// acceptIn runs l.Accept in a goroutine and returns where its connection
-// goes, or nil if Accept failed.
-func acceptIn(l net.Listener) chan net.Conn {
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	return accepted
+// accept is what one call of Accept returned.
+type accept struct {
+	conn net.Conn
+	err  error
 }
 
-// accepted is the connection acceptIn returns, failing the test if there
-// is none within 5 s.
-func accepted(t *testing.T, from chan net.Conn) net.Conn {
+// acceptIn runs l.Accept in a goroutine and returns where its answer goes.
+func acceptIn(l net.Listener) chan accept {
+	answer := make(chan accept, 1)
+	go func() {
+		c, err := l.Accept()
+		answer <- accept{c, err}
+	}()
+	return answer
+}
+
+// accepted is the connection acceptIn returns, failing the test if Accept
+// failed or returned none within 5 s.
+func accepted(t *testing.T, from chan accept) net.Conn {
 	t.Helper()
 	select {
-	case c := <-from:
-		if c == nil {
-			t.Fatal("Accept failed")
+	case a := <-from:
+		if a.err != nil {
+			t.Fatalf("Accept: %v", a.err)
 		}
-		t.Cleanup(func() { c.Close() })
-		return c
+		t.Cleanup(func() { a.conn.Close() })
+		return a.conn
 	case <-time.After(5 * time.Second):
 		t.Fatal("Accept returned no connection within 5 s")
 		return nil
@@ -105,12 +109,18 @@ func TestTheConnectionLimiter(t *testing.T) {
 
 	// Every slot is taken: closing the listener ends an Accept that waits.
 	waiting := acceptIn(l)
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "Accept to wait for a slot", func() bool {
+		// Blocked in the select on l.slots and l.closed: this Accept, of
+		// this listener, named by its address as the receiver.
+		return goroutines(func(stack string) bool {
+			return strings.Contains(stack, " [select") && strings.Contains(stack, fmt.Sprintf(".(*limitedListener).Accept(%p", l))
+		}) == 1
+	})
 	l.Close()
 	select {
-	case c := <-waiting:
-		if c != nil {
-			t.Error("Accept returned a connection after Close")
+	case a := <-waiting:
+		if a.conn != nil || !errors.Is(a.err, net.ErrClosed) {
+			t.Errorf("Accept after Close = %v, %v; want no connection and net.ErrClosed", a.conn, a.err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Accept still waits for a slot after the listener was closed")
@@ -122,27 +132,19 @@ func TestTheConnectionLimiter(t *testing.T) {
 // one client holds a connection open, another is not served; once it
 // closes, the other is.
 func TestMaxConnectionsCapsTheServer(t *testing.T) {
-	addr := freeLoopbackAddress(t)
-	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "RECIPEAPI_RUN_AS_SERVICE=1", "ADDR="+addr, "MAX_CONNECTIONS=1", "BCRYPT_COST=4",
-		"DATABASE_PATH="+filepath.Join(t.TempDir(), "app.db"))
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer child.Wait()
-	defer child.Process.Signal(syscall.SIGTERM)
-	// Each asks for /healthz, and is served (once the service is ready)
-	// or waits for a slot, with the kernel's backlog holding it.
+	// startChild's wait for /healthz closes its connection when done, so
+	// that the slot is free again once the service has seen the close.
+	_, base := startChild(t, "MAX_CONNECTIONS=1", "BCRYPT_COST=4", "DATABASE_PATH="+filepath.Join(t.TempDir(), "app.db"))
+	// Each asks for /healthz, and is served or waits for a slot, with the
+	// kernel's backlog holding it.
 	dial := func() net.Conn {
-		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-			if c, err := net.Dial("tcp", addr); err == nil {
-				t.Cleanup(func() { c.Close() })
-				fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-				return c
-			} else if time.Since(start) > 10*time.Second {
-				t.Fatalf("the service did not listen on %s within 10 s: %v", addr, err)
-			}
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		return c
 	}
 	answer := func(c net.Conn, within time.Duration) error {
 		c.SetReadDeadline(time.Now().Add(within))
