@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -563,22 +562,6 @@ func parkedIn(t *testing.T) int {
 		return strings.Contains(stack, "sync.(*Cond).Wait") && strings.Contains(stack, ".(*rateLimiter).reserve(") &&
 			strings.Contains(stack, "."+test+".")
 	})
-}
-
-// goroutines is the number of goroutines whose stack, as a dump of every
-// goroutine's stack shows it (the function names in it, with their
-// arguments), matches: a way to see that a goroutine waits where a test
-// needs it to, when the code keeps no count of its waiters.
-func goroutines(match func(stack string) bool) int {
-	var dump strings.Builder
-	pprof.Lookup("goroutine").WriteTo(&dump, 2)
-	n := 0
-	for stack := range strings.SplitSeq(dump.String(), "\n\n") {
-		if match(stack) {
-			n++
-		}
-	}
-	return n
 }
 
 // dummyCost is the cost of the dummy hash, 0 before there is one.

@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -413,6 +414,22 @@ func within[T any](t *testing.T, what string, f func() T) T {
 		t.Fatalf("%s did not finish within 30 s", what)
 		panic("unreachable")
 	}
+}
+
+// goroutines is the number of goroutines whose stack, as a dump of every
+// goroutine's stack shows it (the function names in it, with their
+// arguments), matches: a way to see that a goroutine waits where a test
+// needs it to, when the code keeps no count of its waiters.
+func goroutines(match func(stack string) bool) int {
+	var dump strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&dump, 2)
+	n := 0
+	for stack := range strings.SplitSeq(dump.String(), "\n\n") {
+		if match(stack) {
+			n++
+		}
+	}
+	return n
 }
 
 // --- Tokens and sessions
