@@ -209,6 +209,7 @@ func TestTheWaitCountsTheRunningJobsAsTheyAre(t *testing.T) {
 }
 
 func TestWaitingToHashIsBoundedWhateverRunsInFrontOfIt(t *testing.T) {
+	t.Parallel() // it waits out maxHashingWait, 15 s, on a pool of its own
 	// A worker held for as long as a test likes stands for any job that
 	// runs far longer than its measure: a dear hash, a starved CPU.
 	watchdog := func(t *testing.T, what string, done <-chan error, limit time.Duration) error {
