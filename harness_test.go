@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"html"
 	"io"
@@ -47,9 +48,9 @@ import (
 // --- The test binary as the service
 
 // TestMain lets this test binary also be the service itself, so that a
-// test can run it as a child process and kill it (see startChild). It is
-// here, built without the loadtest tag, because these tests need it; the
-// load script's floor is another role, in load_test.go.
+// test can run it as a child process and kill it (see startChild), or run
+// one of its tests in a child (see inChild). The load script's floor is
+// another role, in load_test.go.
 func TestMain(m *testing.M) {
 	if os.Getenv("RECIPEAPI_RUN_AS_SERVICE") == "1" {
 		if err := run(context.Background(), nil, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
@@ -58,7 +59,40 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	// The test process starts as a serving process does, with GOMAXPROCS
+	// raised for the hashing workers, so that the tests that serve here
+	// change nothing that the tests after them read. A child that runs one
+	// test for its parent (inChild) starts as the program does.
+	if os.Getenv(childTestEnv) == "" {
+		reserveProcsForHashing()
+	}
 	os.Exit(m.Run())
+}
+
+// childTestEnv names, in a child process of this test binary, the test
+// that it runs for its parent (see inChild).
+const childTestEnv = "RECIPEAPI_CHILD_TEST"
+
+// inChild reports whether this process is the child that runs t for its
+// parent. If not, it runs t again in a child, for a test that changes what
+// the whole process shares (GOMAXPROCS, the main thread), and fails t
+// unless the child's t passed. The child counts in -cover's figures.
+func inChild(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(childTestEnv) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	if dir := flag.Lookup("test.gocoverdir"); dir != nil && dir.Value.String() != "" {
+		cmd.Args = append(cmd.Args, "-test.gocoverdir="+dir.Value.String())
+	}
+	cmd.Env = append(os.Environ(), childTestEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	// -test.v prints the line, so that a child that ran no test fails.
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()+" ") {
+		t.Errorf("%s in a child process: %v\n%s", t.Name(), err, out)
+	}
+	return false
 }
 
 // --- The service under test, its settings and its clock

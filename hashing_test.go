@@ -5,11 +5,8 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -34,32 +31,6 @@ func expectBusy(t *testing.T, what string, err error, least, most time.Duration)
 		busy.retryAfter < least || busy.retryAfter > most {
 		t.Errorf("%s = %v (%+v), want %q with a Retry-After from %s to %s", what, err, busy, errHashersBusy, least, most)
 	}
-}
-
-// childTestEnv names, in a child process of this test binary, the test
-// that it runs for its parent (see inChild).
-const childTestEnv = "RECIPEAPI_CHILD_TEST"
-
-// inChild reports whether this process is the child that runs t for its
-// parent. If not, it runs t again in a child, for a test that changes what
-// the whole process shares (GOMAXPROCS, the main thread), and fails t
-// unless the child's t passed. The child counts in -cover's figures.
-func inChild(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(childTestEnv) == t.Name() {
-		return true
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
-	if dir := flag.Lookup("test.gocoverdir"); dir != nil && dir.Value.String() != "" {
-		cmd.Args = append(cmd.Args, "-test.gocoverdir="+dir.Value.String())
-	}
-	cmd.Env = append(os.Environ(), childTestEnv+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	// -test.v prints the line, so that a child that ran no test fails.
-	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()+" ") {
-		t.Errorf("%s in a child process: %v\n%s", t.Name(), err, out)
-	}
-	return false
 }
 
 func TestHashingServesABurstLargerThanTheCPUs(t *testing.T) {
