@@ -188,6 +188,12 @@ func TestVerifyAcceptsOnlyGoodTokens(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a token of user 1, the lowest id there is, is accepted", func(t *testing.T) {
+		token := signAccessToken(newTokenKey(testSecret), 1, 0, testNow, time.Minute)
+		if claims, err := verifyAccessToken(newTokenKey(testSecret), token, testNow); err != nil || claims.UserID != 1 {
+			t.Errorf("verify = %+v, %v; want user 1", claims, err)
+		}
+	})
 }
 
 func FuzzVerifyAccessToken(f *testing.F) {
