@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"html"
@@ -942,31 +943,50 @@ func runCommand(t *testing.T, env map[string]string, stdin string, args ...strin
 	return stdout.String(), err
 }
 
-// serveInBackground runs the serve command until the test ends, and
-// returns its base URL and its log.
-func serveInBackground(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+// startRun runs the program as a user would, through run, with -addr and
+// args, until stop cancels its context as a signal would; stop returns
+// what run returned. It returns the base URL once /healthz answers (at
+// once over TLS, which a test waits for itself), and what run printed and
+// logged.
+func startRun(t *testing.T, env map[string]string, args ...string) (base string, stdout, stderr *syncBuffer, stop func() error) {
 	t.Helper()
 	addr := freeLoopbackAddress(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "-addr", addr}, args...),
-			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+		done <- run(ctx, append([]string{"-addr", addr}, args...), envOf(env), strings.NewReader(""), stdout, stderr)
+		close(done) // for the cleanup, after stop has had the error
 	}()
-	t.Cleanup(func() {
+	stop = func() error {
 		cancel()
-		if err := <-done; err != nil {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(shutdownGrace + 5*time.Second):
+			return errors.New("run did not return within a stop's grace")
+		}
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	if env["TLS_CERT_FILE"] != "" {
+		return "https://" + addr, stdout, stderr, stop // the test waits for it
+	}
+	waitForHealthy(t, "http://"+addr)
+	return "http://" + addr, stdout, stderr, stop
+}
+
+// serveInBackground serves as startRun does until the test ends, failing
+// the test if serving ends in an error, and returns the base URL and the
+// log.
+func serveInBackground(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer) {
+	t.Helper()
+	base, _, stderr, stop := startRun(t, env, args...)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	scheme := "http"
-	if env["TLS_CERT_FILE"] != "" {
-		scheme = "https"
-	} else {
-		waitForHealthy(t, "http://"+addr)
-	}
-	return scheme + "://" + addr, &stderr
+	return base, stderr
 }
 
 func loginOver(t *testing.T, base, email, password string) string {

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,34 +88,6 @@ func TestHealthz(t *testing.T) {
 	// The same service, once its database is gone, answers 503.
 	e.store.close()
 	expectDetail(t, e.get("/healthz"), http.StatusServiceUnavailable, "Database unavailable")
-}
-
-// startRun runs the program as a user would, through run, with -addr and
-// args, until stop cancels its context as a signal would; stop returns
-// what run returned. It returns the base URL once /healthz answers, and
-// what run printed and logged.
-func startRun(t *testing.T, env map[string]string, args ...string) (base string, stdout, stderr *syncBuffer, stop func() error) {
-	t.Helper()
-	addr := freeLoopbackAddress(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"-addr", addr}, args...), envOf(env), strings.NewReader(""), stdout, stderr)
-		close(done) // for the cleanup, after stop has had the error
-	}()
-	stop = func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(shutdownGrace + 5*time.Second):
-			return errors.New("run did not return within a stop's grace")
-		}
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	waitForHealthy(t, "http://"+addr)
-	return "http://" + addr, stdout, stderr, stop
 }
 
 // loginStatus is the status of a login over HTTP at base.
