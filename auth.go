@@ -342,8 +342,8 @@ func unusablePasswordHash(hash string, cost int) string {
 // is the same, so sessions are left alone.
 func (a *app) rehashLater(u user, password string) {
 	cost, problem := hashCost(u.HashedPassword)
-	if problem != "" || cost >= a.passwords.cost {
-		return
+	if problem != "" || cost >= a.passwords.cost || a.store.writable() != nil {
+		return // nothing to do, or not here: a LiteFS replica writes nothing
 	}
 	started := a.passwords.later(func(ctx context.Context) {
 		hash, err := a.passwords.hash(ctx, password)
@@ -428,10 +428,14 @@ func (a *app) limitAttempts(l *rateLimiter, spent func(status int) bool, next ht
 }
 
 // clientAddress is the client a request came from, as addressGroup counts
-// it: r.RemoteAddr, unless that is a trusted proxy; then the nearest
-// address in X-Forwarded-For, read from the right, that is not one. Any
-// client could write the header, so no other is believed.
+// it: the one another LiteFS node forwarded it for, or r.RemoteAddr, unless
+// that is a trusted proxy; then the nearest address in X-Forwarded-For,
+// read from the right, that is not one. Any client could write the
+// header, so no other is believed.
 func (a *app) clientAddress(r *http.Request) string {
+	if client, ok := r.Context().Value(forwardedClientKey{}).(string); ok {
+		return client // from another node, which read it so (acceptForwarded)
+	}
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr

@@ -66,6 +66,7 @@ var (
 	errHashersBusy         = &apiError{status: http.StatusServiceUnavailable, detail: "Server busy, try again shortly", retryAfter: time.Second}
 	errDatabaseBusy        = &apiError{status: http.StatusServiceUnavailable, detail: "Database busy, try again later", retryAfter: writerRetryAfter}
 	errDatabaseDown        = &apiError{status: http.StatusServiceUnavailable, detail: "Database unavailable", retryAfter: 5 * time.Second}
+	errNoPrimary           = &apiError{status: http.StatusServiceUnavailable, detail: "This server cannot write, and cannot reach the one that can; try again shortly", retryAfter: replicaRetryAfter}
 	errSearchTooLong       = &apiError{status: http.StatusServiceUnavailable, detail: "Search took too long; try a longer or more specific keyword", retryAfter: searchRetryAfter}
 	// Until an operator acts, waiting will not help: no Retry-After.
 	errDatabaseFull   = &apiError{status: http.StatusServiceUnavailable, detail: "Database full: nothing could be written"}
@@ -168,6 +169,10 @@ func (a *app) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errWriterBusy): // another program holds the write lock, or writes queued too long
 		a.logger.Warn("database writer busy", "request_id", requestID(r), "err", err)
 		apiErr = errDatabaseBusy
+	case errors.Is(err, errReadOnlyReplica), errors.Is(err, errPrimaryUnreachable):
+		// The error names the primary, or says that none is known.
+		a.logger.Warn("a write found no primary to land on", "request_id", requestID(r), "err", err)
+		apiErr = errNoPrimary
 	case errors.Is(err, errSearchCutOff): // past its time limit, or no search slot free
 		a.logger.Warn("search cut off", "request_id", requestID(r), "err", err)
 		apiErr = errSearchTooLong

@@ -41,7 +41,13 @@ func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services
 		refreshTokenLifetime: cfg.refreshTokenLifetime,
 		trustedProxies:       cfg.trustedProxies,
 		corsOrigins:          map[string]bool{},
+		toPrimary:            nodeTransport(),
+		ownScheme:            "http",
 	}
+	if cfg.tlsCertFile != "" {
+		a.ownScheme = "https"
+	}
+	_, a.ownPort, _ = net.SplitHostPort(cfg.addr)
 	for _, o := range cfg.corsOrigins {
 		a.corsOrigins[o] = true
 	}
@@ -49,11 +55,14 @@ func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, rt.handler)
 	}
-	// Outermost first: every request gets an id and a line in the log, a
-	// panic is caught and logged with that id, every response carries the
-	// security headers and, for the configured origins, the CORS headers
+	// Outermost first: a request that another node forwarded keeps its
+	// client's address, every request gets an id and a line in the log, a
+	// panic is caught and logged with that id, a write on a replica goes to
+	// the primary, whose answer has its own headers, every response carries
+	// the security headers and, for the configured origins, the CORS headers
 	// (a 413 too, so that a browser can read it), and every body is capped.
-	return a.logRequests(a.recoverPanics(securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))
+	return a.acceptForwarded(a.logRequests(a.recoverPanics(a.forwardWrites(
+		securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))))
 }
 
 // route is one entry of the API: its pattern, and its handler behind the
@@ -108,6 +117,9 @@ type app struct {
 	refreshTokenLifetime time.Duration
 	trustedProxies       []netip.Prefix
 	corsOrigins          map[string]bool
+	// On a LiteFS replica, where writes go (see forwardWrites).
+	toPrimary          *http.Transport
+	ownScheme, ownPort string // of this node, for a .primary that names a bare host
 }
 
 func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) error {
@@ -197,6 +209,7 @@ func serve(ctx context.Context, cfg config, _ io.Reader, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	cfg.addr = tcpListener.Addr().String() // with the port chosen, if it was 0
 	listener := limitConnections(tcpListener, cfg.maxConnections, func(addr netip.Addr) bool {
 		return inPrefixes(cfg.trustedProxies, addr)
 	})
@@ -283,12 +296,13 @@ type services struct {
 	store     *store
 	passwords *passwordHasher
 	tokenKey  *tokenKey
+	nodeKey   *tokenKey // of the proofs between LiteFS nodes (nodeProof)
 }
 
 // openServices opens the database at cfg.dbPath, loads the token secret
 // (JWT_SECRET, or the one kept in the database), starts the hashing pool,
 // and seeds a database that has no users, printing a generated password
-// to stdout.
+// to stdout. A LiteFS replica seeds nothing: its primary does.
 func openServices(ctx context.Context, cfg config, logger *slog.Logger, stdout io.Writer) (s services, err error) {
 	if s.store, err = openStore(ctx, cfg.dbPath, logger); err != nil {
 		return s, err
@@ -304,12 +318,16 @@ func openServices(ctx context.Context, cfg config, logger *slog.Logger, stdout i
 			return s, err
 		}
 	}
-	s.tokenKey = newTokenKey(secret)
+	s.tokenKey, s.nodeKey = newTokenKey(secret), nodeKeyOf(secret)
 	if s.passwords, err = newPasswordHasherFor(ctx, s.store, cfg.bcryptCost); err != nil {
 		return s, err
 	}
 	if s.passwords.priorityErr != nil {
 		logger.Warn("password hashing runs at normal priority", "err", s.passwords.priorityErr)
+	}
+	if err := s.store.writable(); err != nil {
+		logger.Info("not seeding: the primary does", "err", err)
+		return s, nil
 	}
 	return s, seedFirstSuperuser(ctx, s.store, s.passwords, cfg, stdout, logger)
 }

@@ -64,6 +64,8 @@ var commonPragmas = fmt.Sprintf("?_pragma=busy_timeout(%d)&_pragma=synchronous(N
 type store struct {
 	writer, reader *sql.DB
 	logger         *slog.Logger // for the news of watchExternalWrites
+	liteFS         liteFSFiles  // where LiteFS says whether this node may write
+	pollEvery      time.Duration
 	cache          readCache
 	stopPoll       context.CancelFunc
 	polled         sync.WaitGroup
@@ -81,15 +83,26 @@ type openedFile struct {
 }
 
 // openStore opens (creating if need be) the database at path and brings its
-// schema up to date, telling logger about a migration that takes long.
+// schema up to date, telling logger about a migration that takes long. On
+// a LiteFS replica it writes nothing: it waits for the primary to create
+// and migrate the database (waitForSchema).
 func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, error) {
-	// Readable by its owner only: it holds password hashes and perhaps the
-	// token secret. SQLite gives the -wal and -shm files the same mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	files := liteFSFilesOf(path)
+	primary, err := files.primary()
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	f.Close()
+	if primary == "" {
+		// Readable by its owner only: it holds password hashes and perhaps
+		// the token secret. SQLite gives the -wal and -shm files the same mode.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+		f.Close()
+	} else if err := waitForFile(ctx, path, primary, logger); err != nil {
+		return nil, err
+	}
 	open := func(params string) *sql.DB {
 		db, _ := sql.Open("sqlite", sqliteName(path)+commonPragmas+params) // fails only for a driver not registered
 		return db
@@ -101,9 +114,9 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	// (one more for the poller): a read by id, a login or /healthz always
 	// finds a connection however costly the searches.
 	reader.SetMaxOpenConns(max(4, hashingWorkers()) + 1)
-	s := &store{writer: writer, reader: reader, logger: logger,
+	s := &store{writer: writer, reader: reader, logger: logger, liteFS: files, pollEvery: externalWritePoll,
 		searchSlots: make(chan struct{}, max(1, hashingWorkers()/2))}
-	for _, step := range []func(context.Context) error{
+	steps := []func(context.Context) error{
 		// Foreign keys off, as SQLite's procedure for remaking a table asks.
 		func(ctx context.Context) error {
 			return migrate(ctx, open("_pragma=foreign_keys(0)&_txlock=immediate"), schemaSQL, logger)
@@ -113,10 +126,22 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 			_, err := s.writer.ExecContext(ctx, "PRAGMA journal_mode = WAL")
 			return wrapErr(err, "use WAL")
 		},
+	}
+	if primary != "" {
+		steps = []func(context.Context) error{func(ctx context.Context) error {
+			return waitForSchema(ctx, reader, schemaSQL, primary, logger)
+		}}
+	}
+	if files.onLiteFS() || primary != "" {
+		// Every write but those forwarded from here comes from another
+		// node, and shows only through the poll.
+		s.pollEvery = replicaWritePoll
+	}
+	for _, step := range append(steps,
 		s.prepareQueries,
 		func(ctx context.Context) error { return s.noteFiles(ctx, path) },
 		s.watchExternalWrites,
-	} {
+	) {
 		if err := step(ctx); err != nil {
 			s.close()
 			return nil, fmt.Errorf("database %s: %w", path, err)
@@ -154,13 +179,17 @@ func (s *store) prepareQueries(ctx context.Context) (err error) {
 	return err
 }
 
-// close checkpoints the WAL, so that the file alone is the whole database.
+// close checkpoints the WAL, so that the file alone is the whole database;
+// a replica leaves that to the primary, as every write.
 func (s *store) close() error {
 	if s.stopPoll != nil {
 		s.stopPoll()
 		s.polled.Wait()
 	}
-	_, checkpointErr := s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	var checkpointErr error
+	if s.writable() == nil {
+		_, checkpointErr = s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	}
 	return errors.Join(checkpointErr, s.reader.Close(), s.writer.Close())
 }
 
@@ -174,22 +203,39 @@ const writerRetryAfter = 5 * time.Second // of a 503 for errWriterBusy
 // fails (a domain error comes back as it is). It is bound to ctx, so that
 // a client gone is not committed for late, and to writerWait, past which
 // (or at SQLITE_BUSY) nothing is written and the answer is errWriterBusy:
-// another process may hold the write lock as long as it likes.
+// another process may hold the write lock as long as it likes. On a LiteFS
+// replica it writes nothing: errReadOnlyReplica.
 func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, writerWait, errWriterBusy)
 	defer cancel()
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return writeFailure(ctx, err)
+		return s.writeFailure(ctx, err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		if isDomainError(err) {
 			return err
 		}
-		return writeFailure(ctx, err)
+		return s.writeFailure(ctx, err)
 	}
-	return writeFailure(ctx, tx.Commit())
+	return s.writeFailure(ctx, tx.Commit())
+}
+
+// writable returns errReadOnlyReplica, naming the primary, if LiteFS
+// keeps this node's copy of the database read-only; else nil.
+func (s *store) writable() error {
+	primary, err := s.liteFS.primary()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errReadOnlyReplica, err)
+	case primary != "":
+		return fmt.Errorf("%w; the primary is %s", errReadOnlyReplica, primary)
+	}
+	return nil
 }
 
 // writeThenForget is write, then, if it committed, forget.
@@ -202,11 +248,16 @@ func (s *store) writeThenForget(ctx context.Context, forget func(), fn func(tx *
 }
 
 // writeFailure tells, of a failed step of write, whether the writer was
-// busy, the database is full, or the request went away.
-func writeFailure(ctx context.Context, err error) error {
+// busy, the database is full or read-only, or the request went away.
+func (s *store) writeFailure(ctx context.Context, err error) error {
 	switch code := sqliteCode(err) & 0xff; {
 	case err == nil:
 		return nil
+	case (code == sqlite3.SQLITE_IOERR || code == sqlite3.SQLITE_READONLY) && s.liteFS.onLiteFS():
+		// LiteFS refuses a write on a node that is not the primary with an
+		// I/O error, even while .primary names no other node (between two
+		// primaries, or before this one is told).
+		return fmt.Errorf("%w: LiteFS refused the write: %v", errReadOnlyReplica, err)
 	case errors.Is(context.Cause(ctx), errWriterBusy), code == sqlite3.SQLITE_BUSY, code == sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
 	case code == sqlite3.SQLITE_FULL:
@@ -292,8 +343,13 @@ func (c *readCache) setPaused(paused bool) {
 func (s *store) forgetRecipes() { s.cache.forget() }
 
 // externalWritePoll is how often the store asks whether another process
-// (the createsuperuser command, say) has written to the file.
-const externalWritePoll = 250 * time.Millisecond
+// (the createsuperuser command, say) has written to the file; on LiteFS,
+// where other nodes' writes arrive, replicaWritePoll, so that they show
+// within its 10 ms (the look is one query on the poller's connection).
+const (
+	externalWritePoll = 250 * time.Millisecond
+	replicaWritePoll  = 10 * time.Millisecond
+)
 
 // watchExternalWrites forgets the cache whenever PRAGMA data_version, on
 // a connection of its own, says another connection (our writer too)
@@ -307,7 +363,7 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 	ctx, s.stopPoll = context.WithCancel(context.Background())
 	s.polled.Go(func() {
 		defer conn.Close()
-		ticker := time.NewTicker(externalWritePoll)
+		ticker := time.NewTicker(s.pollEvery)
 		defer ticker.Stop()
 		last, paused := int64(-1), false // -1: the first look forgets what was read before it
 		for {
@@ -518,16 +574,37 @@ func init() {
 }
 
 // tokenSecret returns the token secret kept in the database, creating a
-// random one the first time, so that tokens survive a restart.
+// random one the first time, so that tokens survive a restart. A LiteFS
+// replica creates none: it waits for the primary's, which every node must
+// share to check the others' tokens.
 func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 	var stored string
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		// DO UPDATE, not DO NOTHING, so that RETURNING gives the secret kept.
-		return tx.QueryRowContext(ctx, "INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) "+
-			"ON CONFLICT (name) DO UPDATE SET value = value RETURNING value", hex.EncodeToString(randomBytes(minSecretBytes))).Scan(&stored)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store token secret: %w", err)
+	for waited := false; ; waited = true {
+		err := s.reader.QueryRowContext(ctx, "SELECT value FROM app_setting WHERE name = 'jwt_secret'").Scan(&stored)
+		if !errors.Is(err, sql.ErrNoRows) {
+			if err != nil {
+				return nil, fmt.Errorf("read token secret: %w", err)
+			}
+			break
+		}
+		primary, err := s.liteFS.primary()
+		if err == nil && primary == "" {
+			err = s.write(ctx, func(tx *sql.Tx) error {
+				// DO UPDATE, not DO NOTHING, so that RETURNING gives the secret kept.
+				return tx.QueryRowContext(ctx, "INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) "+
+					"ON CONFLICT (name) DO UPDATE SET value = value RETURNING value", hex.EncodeToString(randomBytes(minSecretBytes))).Scan(&stored)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("store token secret: %w", err)
+			}
+			break
+		}
+		if !waited {
+			s.logger.Info("waiting for the primary to create the token secret; a replica writes nothing", "primary", primary, "err", err)
+		}
+		if err := sleepCtx(ctx, replicaStartPoll); err != nil {
+			return nil, fmt.Errorf("wait for the token secret: %w", err)
+		}
 	}
 	secret, err := hex.DecodeString(stored)
 	if err != nil || len(secret) < minSecretBytes {
