@@ -389,7 +389,7 @@ func requestID(r *http.Request) string {
 func (a *app) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := randomToken(9)
+		id := cmp.Or(forwardedRequestID(r), randomToken(9))
 		w.Header().Set("X-Request-ID", id)
 		r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 		rec := &statusRecorder{ResponseWriter: w}

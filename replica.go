@@ -223,14 +223,20 @@ func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
 			client := a.clientAddress(pr.In)
 			pr.Out.Header.Set(forwardedForHeader, client)
 			pr.Out.Header.Set(nodeProofHeader, nodeProof(a.nodeKey, a.now(), pr.Out.Method, target.Host, pr.Out.URL.RequestURI(), client))
+			// The primary logs the request under this node's id for it.
+			pr.Out.Header.Set("X-Request-ID", requestID(pr.In))
 		},
 		Transport: a.toPrimary,
 		ModifyResponse: func(resp *http.Response) error {
 			position := resp.Header.Get(positionHeader)
+			// Between nodes only; and this node has sent its X-Request-ID.
 			resp.Header.Del(positionHeader)
+			resp.Header.Del("X-Request-ID")
 			if position != "" {
-				a.waitForPosition(resp.Request.Context(), position)
+				a.waitForPosition(resp.Request, position)
 			}
+			// What this node had cached may be older than the write.
+			a.store.forgetRecipes()
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -240,31 +246,29 @@ func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
 }
 
 // waitForPosition waits, at most positionWait, until this node's copy of
-// the database has got as far as position, the primary's TXID after a
-// forwarded write; then it forgets the cached reads, which the poller
-// would forget only later. It polls the -pos file, which LiteFS serves
-// from memory.
-func (a *app) waitForPosition(ctx context.Context, position string) {
+// the database has got as far as position, the primary's TXID after the
+// forwarded request req. It polls the -pos file, which LiteFS serves from
+// memory, each millisecond.
+func (a *app) waitForPosition(req *http.Request, position string) {
 	want, err := strconv.ParseUint(position, 16, 64)
 	if err != nil {
-		a.logger.Warn("the primary's answer names no position; this replica may not show the write yet", "position", position)
+		a.logger.Warn("the primary's answer names no position; this replica may not show the write yet",
+			"request_id", requestID(req), "position", position)
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, positionWait)
+	ctx, cancel := context.WithTimeout(req.Context(), positionWait)
 	defer cancel()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
 		have, err := a.store.liteFS.position()
 		if err == nil && have >= want {
-			a.store.forgetRecipes()
 			return
 		}
 		select {
 		case <-ctx.Done():
 			a.logger.Warn("this replica did not reach the primary's position in time; a read here may not show the write yet",
-				"want", position, "have", strconv.FormatUint(have, 16), "err", err)
-			a.store.forgetRecipes()
+				"request_id", requestID(req), "want", position, "have", fmt.Sprintf("%016x", have), "err", err)
 			return
 		case <-tick.C:
 		}
@@ -272,6 +276,21 @@ func (a *app) waitForPosition(ctx context.Context, position string) {
 }
 
 type forwardedClientKey struct{}
+
+// forwardedRequestID is the id that the node that forwarded r logged it
+// under, for this node to log it under too; "" if none.
+func forwardedRequestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-ID"); forwardedByNode(r) && len(id) <= 64 && isRequestID(id) {
+		return id
+	}
+	return ""
+}
+
+// isRequestID reports whether id could be one of randomToken's.
+func isRequestID(id string) bool {
+	_, err := base64.RawURLEncoding.DecodeString(id)
+	return id != "" && err == nil
+}
 
 // forwardedByNode reports whether another node forwarded r with a proof
 // that acceptForwarded believed.
