@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -188,6 +189,53 @@ func TestAWriteThatFindsNoPrimaryIsA503(t *testing.T) {
 				t.Errorf("the log does not say %q:\n%s", c.logged, n.replica.logs)
 			}
 		})
+	}
+}
+
+func TestAReplicaOpensAtMostConnectionsToPrimaryToThePrimary(t *testing.T) {
+	var (
+		mu         sync.Mutex
+		open, most int
+	)
+	arrived, release := make(chan struct{}, connectionsToPrimary+10), make(chan struct{})
+	primary := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	primary.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch state {
+		case http.StateNew:
+			open++
+			most = max(most, open)
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	primary.Start()
+	t.Cleanup(primary.Close)
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before Close, which waits for the handlers
+	n := newNodePair(t)
+	n.namePrimary(t, strings.TrimPrefix(primary.URL, "http://"))
+
+	var answered sync.WaitGroup
+	for range cap(arrived) {
+		answered.Go(func() {
+			expectStatus(t, n.replica.send("DELETE", recipePath(1), nil), http.StatusNoContent)
+		})
+	}
+	waitFor(t, "connectionsToPrimary requests at the primary, and the rest waiting for a connection", func() bool {
+		waiting := goroutines(func(stack string) bool { return strings.Contains(stack, "net/http.(*Transport).getConn") })
+		return len(arrived) == connectionsToPrimary && waiting >= 10
+	})
+	releaseOnce()
+	answered.Wait()
+	if most != connectionsToPrimary || len(arrived) != cap(arrived) {
+		t.Errorf("the replica opened at most %d connections to the primary (want %d), and %d of %d requests arrived",
+			most, connectionsToPrimary, len(arrived), cap(arrived))
 	}
 }
 
