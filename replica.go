@@ -161,11 +161,12 @@ func primaryURL(name, scheme, ownPort string) (*url.URL, error) {
 		host, port = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ownPort
 	}
 	number, portErr := strconv.Atoi(port)
-	if host == "" || strings.ContainsAny(host, "/@?#%[] \t") || portErr != nil || number < 1 || number > 65535 || port != strconv.Itoa(number) {
+	if !isHostName(host) || portErr != nil || number < 1 || number > 65535 || port != strconv.Itoa(number) {
 		return nil, fmt.Errorf("LiteFS's .primary names %q, which is not a host and port", name)
 	}
 	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
 }
+
 
 // nodeTransport is how a replica reaches the primary: a short dial, so
 // that a primary that is down is told at once, and a bounded number of
@@ -372,8 +373,10 @@ func verifyNodeProof(key *tokenKey, now time.Time, r *http.Request) (string, boo
 	if age := now.Sub(time.Unix(seconds, 0)); age > nodeProofMaxAge || age < -nodeProofMaxAge {
 		return "", false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sum)
-	if err != nil || !hmac.Equal(got, key.sum(nodeProofInput(unix, r.Method, r.Host, r.URL.RequestURI(), client))) {
+	// Compared as written, not decoded: a decoder would pass over a line
+	// break, and so believe more than one spelling of a proof.
+	want := base64.RawURLEncoding.EncodeToString(key.sum(nodeProofInput(unix, r.Method, r.Host, r.URL.RequestURI(), client)))
+	if !hmac.Equal([]byte(sum), []byte(want)) {
 		return "", false
 	}
 	if !isAddressGroup(client) {

@@ -108,6 +108,22 @@ func TestAReplicaForwardsEveryWriteToThePrimary(t *testing.T) {
 		}
 	})
 
+	t.Run("a body over the limit gets the primary's 413, said with its length or not", func(t *testing.T) {
+		big := `{"email": "` + strings.Repeat("a", maxBodyBytes) + `@example.com", "password": "correct horse"}`
+		expectStatus(t, r.postJSON("/api/v1/auth/signup", big), http.StatusRequestEntityTooLarge)
+		unsized := newRequest("POST", "/api/v1/auth/signup", io.MultiReader(strings.NewReader(big)), "Content-Type", "application/json")
+		unsized.ContentLength = -1
+		expectStatus(t, r.serve(unsized), http.StatusRequestEntityTooLarge)
+	})
+
+	t.Run("the primary takes a request id only from a node", func(t *testing.T) {
+		resp := n.primary.postJSON("/api/v1/auth/signup", `{"email": "own-id@example.com", "password": "correct horse"}`, "X-Request-ID", "chosenByUser")
+		expectStatus(t, resp, http.StatusCreated)
+		if got := resp.Header.Get("X-Request-Id"); got == "chosenByUser" {
+			t.Error("the primary logged a client's request under the id the client chose")
+		}
+	})
+
 	t.Run("reads are answered by the replica alone", func(t *testing.T) {
 		before := strings.Count(n.primary.logs.String(), "msg=request")
 		for _, method := range []string{"GET", "HEAD"} {
@@ -365,6 +381,8 @@ func TestPrimaryURL(t *testing.T) {
 		{"db-1:080", ""},
 		{"db 1:80", ""},
 		{"db-1:80?x", ""},
+		{"\x00", ""},
+		{"db_1.internal", "http://db_1.internal:8443"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			u, err := primaryURL(c.name, "http", "8443")
