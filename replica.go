@@ -161,12 +161,13 @@ func primaryURL(name, scheme, ownPort string) (*url.URL, error) {
 		host, port = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ownPort
 	}
 	number, portErr := strconv.Atoi(port)
-	if !isHostName(host) || portErr != nil || number < 1 || number > 65535 || port != strconv.Itoa(number) {
+	// A zone (fe80::1%eth0) names this machine's interface, and no URL
+	// spells it plainly: no primary is named so.
+	if !isHostName(host) || strings.Contains(host, "%") || portErr != nil || number < 1 || number > 65535 || port != strconv.Itoa(number) {
 		return nil, fmt.Errorf("LiteFS's .primary names %q, which is not a host and port", name)
 	}
 	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
 }
-
 
 // nodeTransport is how a replica reaches the primary: a short dial, so
 // that a primary that is down is told at once, and a bounded number of
@@ -177,8 +178,8 @@ func nodeTransport() *http.Transport {
 		MaxConnsPerHost:     connectionsToPrimary,
 		MaxIdleConnsPerHost: connectionsToPrimary,
 		IdleConnTimeout:     90 * time.Second,
-		// The primary's answer is passed on as it comes: no gzip between
-		// nodes, and no proxy from the environment on the nodes' network.
+		// The primary's answer is passed on as it comes, not gzipped on
+		// the way. No Proxy: HTTP_PROXY is not for the nodes' network.
 		DisableCompression: true,
 	}
 }
@@ -241,6 +242,10 @@ func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(r.Context().Err(), context.Canceled) {
+				a.writeError(w, r, err) // the client went away: nobody reads it
+				return
+			}
 			a.writeError(w, r, fmt.Errorf("%w %s: %w", errPrimaryUnreachable, target.Host, err))
 		},
 	}

@@ -382,6 +382,8 @@ func TestPrimaryURL(t *testing.T) {
 		{"db 1:80", ""},
 		{"db-1:80?x", ""},
 		{"\x00", ""},
+		{"fe80::1%eth0", ""},
+		{"[fe80::1%25eth0]:80", ""},
 		{"db_1.internal", "http://db_1.internal:8443"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
