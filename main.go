@@ -41,7 +41,7 @@ func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services
 		refreshTokenLifetime: cfg.refreshTokenLifetime,
 		trustedProxies:       cfg.trustedProxies,
 		corsOrigins:          map[string]bool{},
-		toPrimary:            nodeTransport(),
+		toPrimary:            nodeTransport(connectionsToPrimary(cfg.maxConnections)),
 		ownScheme:            "http",
 	}
 	if cfg.tlsCertFile != "" {
@@ -57,12 +57,12 @@ func newServer(cfg config, logger *slog.Logger, now func() time.Time, s services
 	}
 	// Outermost first: a request that another node forwarded keeps its
 	// client's address, every request gets an id and a line in the log, a
-	// panic is caught and logged with that id, a write on a replica goes to
-	// the primary, whose answer has its own headers, every response carries
-	// the security headers and, for the configured origins, the CORS headers
-	// (a 413 too, so that a browser can read it), and every body is capped.
-	return a.acceptForwarded(a.logRequests(a.recoverPanics(a.forwardWrites(
-		securityHeaders(a.cors(a.limitBodies(a.jsonMuxErrors(mux))))))))
+	// panic is caught and logged with that id, every response carries the
+	// security headers and, for the configured origins, the CORS headers
+	// (a 413 too, so that a browser can read it), every body is capped, and
+	// on a replica, a write goes to the primary.
+	return a.acceptForwarded(a.logRequests(a.recoverPanics(
+		securityHeaders(a.cors(a.limitBodies(a.forwardWrites(a.jsonMuxErrors(mux))))))))
 }
 
 // route is one entry of the API: its pattern, and its handler behind the

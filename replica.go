@@ -17,6 +17,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"database/sql"
@@ -45,9 +46,10 @@ var (
 	errPrimaryUnreachable = errors.New("cannot forward the write to the primary")
 )
 
-// The headers between nodes. The first two go from a replica to the
-// primary; the third comes back in the primary's answer.
+// The headers between nodes. The first three go from a replica to the
+// primary; the last comes back in the primary's answer.
 const (
+	forwardedHeader    = "Recipeapi-Forwarded"     // "1": never to be forwarded again, proof or not
 	forwardedForHeader = "Recipeapi-Forwarded-For" // the client, as addressGroup counts it
 	nodeProofHeader    = "Recipeapi-Node-Proof"    // "<unix seconds>.<proof>", see nodeProof
 	positionHeader     = "Recipeapi-Position"      // the primary's TXID after the write, in hex
@@ -63,10 +65,9 @@ const (
 	// to the primary among them: under the server's WriteTimeout, so that
 	// the client hears why.
 	forwardTimeout = 50 * time.Second
-	// connectionsToPrimary bounds a replica's connections to the primary:
-	// under the primary's perClientShare of its default MAX_CONNECTIONS,
-	// so that one replica's clients cannot be refused as one client.
-	connectionsToPrimary = 128
+	// maxConnectionsToPrimary bounds a replica's connections to the
+	// primary; see connectionsToPrimary.
+	maxConnectionsToPrimary = 128
 	// nodeProofMaxAge is how far the clock in a proof may be from the
 	// primary's: a captured proof is worthless once it is older.
 	nodeProofMaxAge = 30 * time.Second
@@ -169,14 +170,23 @@ func primaryURL(name, scheme, ownPort string) (*url.URL, error) {
 	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
 }
 
+// connectionsToPrimary is how many connections a replica may hold to the
+// primary: maxConnectionsToPrimary, or half of one client's share of
+// MAX_CONNECTIONS (perClientShare), which every node should share, if that
+// is less: the primary counts the replica as one client, and must not
+// refuse its connections, whoever else is at its address.
+func connectionsToPrimary(maxConnections int) int {
+	return min(maxConnectionsToPrimary, perClientShare(maxConnections)/2)
+}
+
 // nodeTransport is how a replica reaches the primary: a short dial, so
-// that a primary that is down is told at once, and a bounded number of
-// connections (connectionsToPrimary).
-func nodeTransport() *http.Transport {
+// that a primary that is down is told at once, and at most connections
+// connections, for which a request waits within forwardTimeout.
+func nodeTransport(connections int) *http.Transport {
 	return &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxConnsPerHost:     connectionsToPrimary,
-		MaxIdleConnsPerHost: connectionsToPrimary,
+		MaxConnsPerHost:     connections,
+		MaxIdleConnsPerHost: connections,
 		IdleConnTimeout:     90 * time.Second,
 		// The primary's answer is passed on as it comes, not gzipped on
 		// the way. No Proxy: HTTP_PROXY is not for the nodes' network.
@@ -186,12 +196,17 @@ func nodeTransport() *http.Transport {
 
 // forwardWrites sends every request that may write (any method but GET,
 // HEAD and OPTIONS) to the primary, if this node is a replica. A request
-// that a node forwarded already is not forwarded again: it is answered
-// here, with a 503 if this node cannot write either, so that two nodes
-// that each name the other never pass a request back and forth.
+// that a node forwarded already (forwardedHeader) is not forwarded again:
+// it is answered here, with a 503 if this node cannot write either, so
+// that two nodes that each name the other, or whose proofs the other
+// cannot check, never pass a request back and forth.
+//
+// The body is read whole first (limitBodies caps it), so that a client
+// that sends it slowly holds only its own connection, never one of the
+// few to the primary.
 func (a *app) forwardWrites(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || forwardedByNode(r) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Header.Get(forwardedHeader) != "" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -208,21 +223,30 @@ func (a *app) forwardWrites(next http.Handler) http.Handler {
 			a.writeError(w, r, fmt.Errorf("%w: %w", errPrimaryUnreachable, err))
 			return
 		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("%w: %w", errUnreadableBody, err))
+			return
+		}
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
 		defer cancel()
-		a.proxyTo(target).ServeHTTP(w, r.WithContext(ctx))
+		a.proxyTo(target, w.Header().Clone()).ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // proxyTo forwards a request to the primary at target, with the client's
 // address and this node's proof of it, and holds the answer until this
-// replica has the write (waitForPosition).
-func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
+// replica has the write (waitForPosition). own are the headers this node
+// has set on the answer already (its id, security and CORS headers): the
+// primary's copies of them are dropped, so that each is sent once.
+func (a *app) proxyTo(target *url.URL, own http.Header) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			// Set, not Add: whatever the client sent in these is replaced.
 			client := a.clientAddress(pr.In)
+			pr.Out.Header.Set(forwardedHeader, "1")
 			pr.Out.Header.Set(forwardedForHeader, client)
 			pr.Out.Header.Set(nodeProofHeader, nodeProof(a.nodeKey, a.now(), pr.Out.Method, target.Host, pr.Out.URL.RequestURI(), client))
 			// The primary logs the request under this node's id for it.
@@ -231,9 +255,10 @@ func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
 		Transport: a.toPrimary,
 		ModifyResponse: func(resp *http.Response) error {
 			position := resp.Header.Get(positionHeader)
-			// Between nodes only; and this node has sent its X-Request-ID.
-			resp.Header.Del(positionHeader)
-			resp.Header.Del("X-Request-ID")
+			resp.Header.Del(positionHeader) // between nodes only
+			for name := range own {
+				resp.Header.Del(name)
+			}
 			if position != "" {
 				a.waitForPosition(resp.Request, position)
 			}
@@ -254,7 +279,7 @@ func (a *app) proxyTo(target *url.URL) *httputil.ReverseProxy {
 // waitForPosition waits, at most positionWait, until this node's copy of
 // the database has got as far as position, the primary's TXID after the
 // forwarded request req. It polls the -pos file, which LiteFS serves from
-// memory, each millisecond.
+// memory.
 func (a *app) waitForPosition(req *http.Request, position string) {
 	want, err := strconv.ParseUint(position, 16, 64)
 	if err != nil {
@@ -264,19 +289,18 @@ func (a *app) waitForPosition(req *http.Request, position string) {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), positionWait)
 	defer cancel()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for {
+	// A replica is most often a few milliseconds behind: look after 1 ms,
+	// then less often, up to each 8 ms, so that many waiters read the
+	// file a bounded number of times.
+	for pause := time.Millisecond; ; pause = min(2*pause, 8*time.Millisecond) {
 		have, err := a.store.liteFS.position()
 		if err == nil && have >= want {
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if sleepCtx(ctx, pause) != nil {
 			a.logger.Warn("this replica did not reach the primary's position in time; a read here may not show the write yet",
 				"request_id", requestID(req), "want", position, "have", fmt.Sprintf("%016x", have), "err", err)
 			return
-		case <-tick.C:
 		}
 	}
 }
@@ -312,6 +336,11 @@ func forwardedByNode(r *http.Request) bool {
 func (a *app) acceptForwarded(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client, ok := verifyNodeProof(a.nodeKey, a.now(), r)
+		if !ok && r.Header.Get(nodeProofHeader) != "" {
+			a.logger.Warn("a node's proof of a forwarded client does not hold, so the limits count the sender; "+
+				"if the sender is a node, do all nodes have the same JWT_SECRET, and clocks within 30 s?",
+				"sender", r.RemoteAddr)
+		}
 		r.Header.Del(forwardedForHeader)
 		r.Header.Del(nodeProofHeader)
 		if ok {
@@ -409,13 +438,31 @@ func nodeKeyOf(secret []byte) *tokenKey {
 // create the database, migrate it or make the token secret, looks again.
 const replicaStartPoll = 200 * time.Millisecond
 
+// errPromoted ends a replica's wait at its start, when LiteFS makes it
+// the primary meanwhile: started again, it creates and migrates the
+// database itself. Under `litefs mount`, which stops when the service
+// does, the service manager starts both again.
+var errPromoted = errors.New("LiteFS made this node the primary while it waited for one; start it again, to open the database as the primary")
+
+// stillReplica returns errPromoted if .primary names no primary now.
+func stillReplica(files liteFSFiles) error {
+	primary, err := files.primary()
+	if err == nil && primary == "" {
+		return errPromoted
+	}
+	return err
+}
+
 // waitForFile waits until the primary has created the database at path,
 // which a replica may not do, saying once why it waits. The wait has no
-// end but ctx's: stopping the service ends it.
+// end but ctx's (stopping the service), or this node's promotion.
 func waitForFile(ctx context.Context, path, primary string, logger *slog.Logger) error {
 	for waited := false; ; waited = true {
 		_, err := os.Stat(path)
 		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := stillReplica(liteFSFilesOf(path)); err != nil {
 			return err
 		}
 		if !waited {
@@ -430,7 +477,8 @@ func waitForFile(ctx context.Context, path, primary string, logger *slog.Logger)
 // waitForSchema waits until the primary has migrated the replicated
 // database to the version that schema (schema.sql) ends at, since a
 // replica may not migrate it, saying why it waits at each version it sees.
-func waitForSchema(ctx context.Context, db *sql.DB, schema, primary string, logger *slog.Logger) error {
+// As waitForFile, it ends only with ctx or this node's promotion.
+func waitForSchema(ctx context.Context, db *sql.DB, files liteFSFiles, schema, primary string, logger *slog.Logger) error {
 	migrations, err := parseMigrations(schema)
 	if err != nil {
 		return err
@@ -449,6 +497,9 @@ func waitForSchema(ctx context.Context, db *sql.DB, schema, primary string, logg
 			logger.Info("waiting for the primary to migrate the database; a replica writes nothing",
 				"primary", primary, "schema_version", version, "needed", len(migrations))
 			seen = version
+		}
+		if err := stillReplica(files); err != nil {
+			return err
 		}
 		if err := sleepCtx(ctx, replicaStartPoll); err != nil {
 			return fmt.Errorf("wait for the primary to migrate: %w", err)

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,7 +109,7 @@ func TestAReplicaForwardsEveryWriteToThePrimary(t *testing.T) {
 		}
 	})
 
-	t.Run("a body over the limit gets the primary's 413, said with its length or not", func(t *testing.T) {
+	t.Run("a body over the limit gets a 413, said with its length or not", func(t *testing.T) {
 		big := `{"email": "` + strings.Repeat("a", maxBodyBytes) + `@example.com", "password": "correct horse"}`
 		expectStatus(t, r.postJSON("/api/v1/auth/signup", big), http.StatusRequestEntityTooLarge)
 		unsized := newRequest("POST", "/api/v1/auth/signup", io.MultiReader(strings.NewReader(big)), "Content-Type", "application/json")
@@ -208,12 +209,117 @@ func TestAWriteThatFindsNoPrimaryIsA503(t *testing.T) {
 	}
 }
 
-func TestAReplicaOpensAtMostConnectionsToPrimaryToThePrimary(t *testing.T) {
+// countingPrimary is a stand-in for a primary that counts the requests
+// that reach it, and answers each with 204 once release is called.
+func countingPrimary(t *testing.T) (host string, arrived *atomic.Int64, release func()) {
+	arrived = &atomic.Int64{}
+	released := make(chan struct{})
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		<-released
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(server.Close)
+	release = sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release) // before Close, which waits for the handlers
+	return strings.TrimPrefix(server.URL, "http://"), arrived, release
+}
+
+func TestAReplicaReadsTheWholeBodyBeforeItForwards(t *testing.T) {
+	host, arrived, release := countingPrimary(t)
+	n := newNodePair(t)
+	n.namePrimary(t, host)
+
+	t.Run("a body still being sent has not reached the primary", func(t *testing.T) {
+		body, sending := io.Pipe()
+		answered := make(chan int, 1)
+		go func() {
+			answered <- n.replica.serve(newRequest("POST", "/api/v1/auth/signup", body, "Content-Type", "application/json")).StatusCode
+		}()
+		sending.Write([]byte(`{"email": `))
+		waitFor(t, "the replica to wait for the rest of the body", func() bool {
+			return goroutines(func(stack string) bool { return strings.Contains(stack, "io.(*pipe).read") }) > 0
+		})
+		if got := arrived.Load(); got != 0 {
+			t.Fatalf("%d requests reached the primary before their body was whole", got)
+		}
+		sending.Write([]byte(`"cook@example.com", "password": "correct horse"}`))
+		sending.Close()
+		release()
+		if got := <-answered; got != http.StatusNoContent || arrived.Load() != 1 {
+			t.Errorf("the whole body: %d, and %d at the primary; want the primary's 204", got, arrived.Load())
+		}
+	})
+
+	t.Run("a body over the limit is refused here, with this node's headers", func(t *testing.T) {
+		before := arrived.Load()
+		big := `{"email": "` + strings.Repeat("a", maxBodyBytes) + `"}`
+		unsized := newRequest("POST", "/api/v1/auth/signup", io.MultiReader(strings.NewReader(big)), "Content-Type", "application/json")
+		unsized.ContentLength = -1
+		resp := n.replica.serve(unsized)
+		expectStatus(t, resp, http.StatusRequestEntityTooLarge)
+		if resp.Header.Get("Content-Security-Policy") != apiPolicy {
+			t.Errorf("the 413 has no Content-Security-Policy")
+		}
+		if got := arrived.Load(); got != before {
+			t.Errorf("a body over the limit reached the primary")
+		}
+	})
+}
+
+func TestTwoNodesThatNameEachOtherAnswer503(t *testing.T) {
+	// A primary makes the file; two replicas, each with a secret of its
+	// own, so that neither believes the other's proof, each name the
+	// other as the primary, as during a failover.
+	primaryDB := filepath.Join(t.TempDir(), "test.db")
+	newTestEnv(t, onDatabase(primaryDB))
+	type node struct {
+		env    *testEnv
+		dir    string
+		server *httptest.Server
+	}
+	nodes := make([]node, 2)
+	for i := range nodes {
+		nodes[i].dir = t.TempDir()
+		if err := os.Symlink(primaryDB, filepath.Join(nodes[i].dir, "test.db")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(nodes[i].dir, ".primary"), []byte("127.0.0.1:9\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i].env = newTestEnv(t, onDatabase(filepath.Join(nodes[i].dir, "test.db")), func(c *config) {
+			c.tokenSecret = []byte(strings.Repeat(strconv.Itoa(i), minSecretBytes))
+		})
+		nodes[i].server = httptest.NewServer(nodes[i].env.handler)
+		t.Cleanup(nodes[i].server.Close)
+	}
+	for i := range nodes {
+		other := strings.TrimPrefix(nodes[1-i].server.URL, "http://")
+		if err := os.WriteFile(filepath.Join(nodes[i].dir, ".primary"), []byte(other+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := nodes[0].env.postJSON("/api/v1/auth/signup", `{"email": "cook@example.com", "password": "correct horse"}`)
+	expectDetail(t, resp, http.StatusServiceUnavailable, errNoPrimary.detail)
+	for i, want := range []int{1, 1} {
+		if got := strings.Count(nodes[i].env.logs.String(), "msg=request"); got != want {
+			t.Errorf("node %d logged %d requests, want %d:\n%s", i, got, want, nodes[i].env.logs)
+		}
+	}
+	if !strings.Contains(nodes[1].env.logs.String(), "proof of a forwarded client does not hold") {
+		t.Errorf("the node that could not check the proof did not say so:\n%s", nodes[1].env.logs)
+	}
+	if resp.Header.Get("Content-Security-Policy") != apiPolicy || len(resp.Header.Values("X-Request-Id")) != 1 {
+		t.Errorf("the 503 has CSP %q and request ids %q; want this node's own, once", resp.Header.Get("Content-Security-Policy"), resp.Header.Values("X-Request-Id"))
+	}
+}
+
+func TestAReplicaOpensABoundedNumberOfConnectionsToThePrimary(t *testing.T) {
 	var (
 		mu         sync.Mutex
 		open, most int
 	)
-	arrived, release := make(chan struct{}, connectionsToPrimary+10), make(chan struct{})
+	arrived, release := make(chan struct{}, maxConnectionsToPrimary+10), make(chan struct{})
 	primary := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-release
@@ -234,8 +340,14 @@ func TestAReplicaOpensAtMostConnectionsToPrimaryToThePrimary(t *testing.T) {
 	t.Cleanup(primary.Close)
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(releaseOnce) // before Close, which waits for the handlers
-	n := newNodePair(t)
+	n := newNodePair(t, func(c *config) { c.maxConnections = 4096 })
 	n.namePrimary(t, strings.TrimPrefix(primary.URL, "http://"))
+	if got := connectionsToPrimary(n.replica.cfg.maxConnections); got != maxConnectionsToPrimary {
+		t.Fatalf("at MAX_CONNECTIONS=4096, connectionsToPrimary = %d, want %d", got, maxConnectionsToPrimary)
+	}
+	if got := connectionsToPrimary(1024); got != perClientShare(1024)/2 {
+		t.Errorf("at MAX_CONNECTIONS=1024, connectionsToPrimary = %d, want half of one client's share, %d", got, perClientShare(1024)/2)
+	}
 
 	var answered sync.WaitGroup
 	for range cap(arrived) {
@@ -243,15 +355,15 @@ func TestAReplicaOpensAtMostConnectionsToPrimaryToThePrimary(t *testing.T) {
 			expectStatus(t, n.replica.send("DELETE", recipePath(1), nil), http.StatusNoContent)
 		})
 	}
-	waitFor(t, "connectionsToPrimary requests at the primary, and the rest waiting for a connection", func() bool {
+	waitFor(t, "maxConnectionsToPrimary requests at the primary, and the rest waiting for a connection", func() bool {
 		waiting := goroutines(func(stack string) bool { return strings.Contains(stack, "net/http.(*Transport).getConn") })
-		return len(arrived) == connectionsToPrimary && waiting >= 10
+		return len(arrived) == maxConnectionsToPrimary && waiting >= 10
 	})
 	releaseOnce()
 	answered.Wait()
-	if most != connectionsToPrimary || len(arrived) != cap(arrived) {
+	if most != maxConnectionsToPrimary || len(arrived) != cap(arrived) {
 		t.Errorf("the replica opened at most %d connections to the primary (want %d), and %d of %d requests arrived",
-			most, connectionsToPrimary, len(arrived), cap(arrived))
+			most, maxConnectionsToPrimary, len(arrived), cap(arrived))
 	}
 }
 
@@ -322,6 +434,29 @@ func TestAReplicaWaitsForThePrimaryToCreateAndMigrateTheDatabase(t *testing.T) {
 	expectAccessTokenWorks(t, replica, token, 1)
 }
 
+func TestAReplicaPromotedWhileItWaitsStopsWaiting(t *testing.T) {
+	replicaDir := t.TempDir()
+	primaryFile := filepath.Join(replicaDir, ".primary")
+	if err := os.WriteFile(primaryFile, []byte("127.0.0.1:9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	opened := make(chan error, 1)
+	go func() {
+		_, err := openStore(t.Context(), filepath.Join(replicaDir, "test.db"), slog.New(slog.NewTextHandler(logs, nil)))
+		opened <- err
+	}()
+	waitFor(t, "the replica to wait for the database", func() bool {
+		return strings.Contains(logs.String(), "waiting for the primary to create the database")
+	})
+	if err := os.Remove(primaryFile); err != nil { // as LiteFS does, on promotion
+		t.Fatal(err)
+	}
+	if err := within(t, "the wait", func() error { return <-opened }); !errors.Is(err, errPromoted) {
+		t.Errorf("openStore: %v, want errPromoted", err)
+	}
+}
+
 func TestAForwardedWriteIsAnsweredOnceTheReplicaHasIt(t *testing.T) {
 	n := newNodePair(t)
 	replicaDB := filepath.Join(n.replicaDir, "test.db")
@@ -330,14 +465,18 @@ func TestAForwardedWriteIsAnsweredOnceTheReplicaHasIt(t *testing.T) {
 
 	caughtUp := make(chan time.Time, 1)
 	time.AfterFunc(100*time.Millisecond, func() {
-		setPosition(t, replicaDB, "00000000000000a0")
+		if err := os.WriteFile(replicaDB+"-pos", []byte("00000000000000a0/8d2b1c0a9e7f6d5c\n"), 0o600); err != nil {
+			t.Error(err)
+		}
 		caughtUp <- time.Now()
 	})
 	resp := n.replica.postJSON("/api/v1/auth/signup", `{"email": "cook@example.com", "password": "correct horse"}`)
 	answered := time.Now()
 	expectStatus(t, resp, http.StatusCreated)
-	if at := <-caughtUp; answered.Before(at) {
-		t.Errorf("the replica answered %v before its position reached the primary's", at.Sub(answered))
+	// Not before the replica caught up, nor so long after as to have
+	// waited out positionWait instead.
+	if at := <-caughtUp; answered.Before(at) || answered.Sub(at) > positionWait/2 {
+		t.Errorf("the replica answered %v after its position reached the primary's", answered.Sub(at))
 	}
 
 	t.Run("past positionWait, the answer goes out all the same, and the log says so", func(t *testing.T) {
@@ -345,8 +484,8 @@ func TestAForwardedWriteIsAnsweredOnceTheReplicaHasIt(t *testing.T) {
 		start := time.Now()
 		resp := n.replica.postJSON("/api/v1/auth/signup", `{"email": "baker@example.com", "password": "correct horse"}`)
 		expectStatus(t, resp, http.StatusCreated)
-		if waited := time.Since(start); waited < positionWait {
-			t.Errorf("answered after %v, before the replica caught up or positionWait passed", waited)
+		if waited := time.Since(start); waited < positionWait || waited > positionWait+time.Second {
+			t.Errorf("answered after %v, not when positionWait (%v) passed", waited, positionWait)
 		}
 		if !strings.Contains(n.replica.logs.String(), "did not reach the primary's position in time") {
 			t.Errorf("the log does not say that the replica was behind:\n%s", n.replica.logs)

@@ -129,7 +129,7 @@ func openStore(ctx context.Context, path string, logger *slog.Logger) (*store, e
 	}
 	if primary != "" {
 		steps = []func(context.Context) error{func(ctx context.Context) error {
-			return waitForSchema(ctx, reader, schemaSQL, primary, logger)
+			return waitForSchema(ctx, reader, files, schemaSQL, primary, logger)
 		}}
 	}
 	if files.onLiteFS() || primary != "" {
@@ -257,7 +257,7 @@ func (s *store) writeFailure(ctx context.Context, err error) error {
 		// LiteFS refuses a write on a node that is not the primary with an
 		// I/O error, even while .primary names no other node (between two
 		// primaries, or before this one is told).
-		return fmt.Errorf("%w: LiteFS refused the write: %v", errReadOnlyReplica, err)
+		return fmt.Errorf("%w: LiteFS refused the write, or the disk failed: %v", errReadOnlyReplica, err)
 	case errors.Is(context.Cause(ctx), errWriterBusy), code == sqlite3.SQLITE_BUSY, code == sqlite3.SQLITE_LOCKED:
 		return fmt.Errorf("%w: %v", errWriterBusy, err)
 	case code == sqlite3.SQLITE_FULL:

@@ -14,6 +14,7 @@
 # go build unless RECIPEAPI names a binary. Everything listens on 127.0.0.1
 # only; the ports below may be changed through the environment.
 set -euo pipefail
+export LC_ALL=C # a dot in EPOCHREALTIME, and [[ < ]] by bytes
 
 here="$(cd "$(dirname "$0")" && pwd)"
 : "${PRIMARY_PORT:=18711}"        # the primary's recipeapi
@@ -31,7 +32,7 @@ fail() {
 # node's LiteFS runs.
 wait_healthy() {
 	for _ in $(seq 600); do
-		if curl -sf -o /dev/null "$1/healthz"; then
+		if curl -sf --max-time 2 -o /dev/null "$1/healthz"; then
 			return 0
 		fi
 		kill -0 "$(cat "$2/$3.pid")" 2>/dev/null || break
@@ -127,7 +128,7 @@ await_position() {
 expect() {
 	local want="$1" what="$2" status
 	shift 2
-	body=$(curl -s -w '\n%{http_code}' "$@")
+	body=$(curl -s --max-time 10 -w '\n%{http_code}' "$@")
 	status="${body##*$'\n'}"
 	body="${body%$'\n'*}"
 	if [ "$status" != "$want" ]; then
@@ -144,7 +145,7 @@ status_on_replica() {
 	local status
 	exec 3<>"/dev/tcp/127.0.0.1/$REPLICA_PORT"
 	printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' "$1" "${2:-none}" >&3
-	read -r _ status _ <&3
+	read -r -t 5 _ status _ <&3 || true
 	exec 3>&-
 	echo "$status"
 }
@@ -205,24 +206,25 @@ demo() {
 	token=$(field access_token)
 	local position=() replication=() revocation=() i
 	for i in $(seq 10); do
-		body=$(curl -sf -X POST "$p/api/v1/recipes/" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+		body=$(curl -sf --max-time 10 -X POST "$p/api/v1/recipes/" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
 			-d "{\"label\": \"Lag $i\", \"source\": \"cluster.sh\", \"url\": \"https://example.com/$i\"}")
 		started
 		await_position "$dir"
 		position+=($(elapsed_us))
 		[[ $body =~ \"id\":([0-9]+) ]] || fail "no id in $body"
-		until [ "$(status_on_replica "/api/v1/recipes/${BASH_REMATCH[1]}")" = 200 ]; do
+		id="${BASH_REMATCH[1]}"
+		until [ "$(status_on_replica "/api/v1/recipes/$id")" = 200 ]; do
 			(($(elapsed_us) < 5000000)) || fail "recipe $id did not reach the replica in 5 s"
 		done
 		replication+=($(elapsed_us))
 	done
 	for i in $(seq 5); do
-		body=$(curl -sf -X POST "$p/api/v1/auth/login" -d "username=$email" -d 'password=battery staple')
+		body=$(curl -sf --max-time 10 -X POST "$p/api/v1/auth/login" -d "username=$email" -d 'password=battery staple')
 		token=$(field access_token)
-		curl -sf -o /dev/null "$r/api/v1/auth/me" -H "Authorization: Bearer $token" || fail "a new token was refused on the replica"
-		curl -sf -o /dev/null -X POST "$p/api/v1/auth/logout" -H "Authorization: Bearer $token"
+		curl -sf --max-time 10 -o /dev/null "$r/api/v1/auth/me" -H "Authorization: Bearer $token" || fail "a new token was refused on the replica"
+		curl -sf --max-time 10 -o /dev/null -X POST "$p/api/v1/auth/logout" -H "Authorization: Bearer $token"
 		started
-		while [ "$(status_on_replica /api/v1/auth/me "$token")" = 200 ]; do
+		until [ "$(status_on_replica /api/v1/auth/me "$token")" = 401 ]; do
 			(($(elapsed_us) < 5000000)) || fail "a logout did not reach the replica in 5 s"
 		done
 		revocation+=($(elapsed_us))
