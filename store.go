@@ -400,10 +400,11 @@ func (s *store) watchExternalWrites(ctx context.Context) error {
 }
 
 // noteFiles notes the file at path, and the -wal and -shm beside the file
-// that SQLite opened (it resolves links), for checkFiles.
+// that SQLite opened (it resolves links), for checkFiles. It asks a reader,
+// so that a replica never opens the writer connection.
 func (s *store) noteFiles(ctx context.Context, path string) error {
 	var file string
-	if err := s.writer.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+	if err := s.reader.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
 		return fmt.Errorf("read the database's file name: %w", err)
 	}
 	for _, name := range []string{path, file + "-wal", file + "-shm"} {
