@@ -33,6 +33,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -196,25 +197,34 @@ func nodeTransport(connections int) *http.Transport {
 
 // forwardWrites sends every request that may write (any method but GET,
 // HEAD and OPTIONS) to the primary, if this node is a replica. A request
-// that a node forwarded already (forwardedHeader) is not forwarded again:
-// it is answered here, with a 503 if this node cannot write either, so
-// that two nodes that each name the other, or whose proofs the other
-// cannot check, never pass a request back and forth.
+// marked as forwarded already (forwardedHeader), by a node or by anyone,
+// is not forwarded again, nor run here: a replica answers it 503 at once,
+// so that two nodes that each name the other, or whose proofs the other
+// cannot check, never pass a request back and forth, and so that no
+// client can have a write's limits counted on a replica.
 //
 // The body is read whole first (limitBodies caps it), so that a client
 // that sends it slowly holds only its own connection, never one of the
 // few to the primary.
 func (a *app) forwardWrites(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Header.Get(forwardedHeader) != "" {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
 		primary, err := a.store.liteFS.primary()
-		if err == nil && primary == "" {
+		switch {
+		case err == nil && primary == "": // this node writes
 			next.ServeHTTP(w, r)
 			return
+		case r.Header.Get(forwardedHeader) != "":
+			a.writeError(w, r, fmt.Errorf("%w: a forwarded write reached it (.primary: %q, %v)", errReadOnlyReplica, primary, err))
+			return
 		}
+		// The whole forward, the wait for the body too, fits within
+		// forwardTimeout, and so within the server's WriteTimeout.
+		ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+		defer cancel()
 		var target *url.URL
 		if err == nil {
 			target, err = primaryURL(primary, a.ownScheme, a.ownPort)
@@ -229,8 +239,6 @@ func (a *app) forwardWrites(next http.Handler) http.Handler {
 			return
 		}
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
-		defer cancel()
 		a.proxyTo(target, w.Header().Clone()).ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -239,7 +247,8 @@ func (a *app) forwardWrites(next http.Handler) http.Handler {
 // address and this node's proof of it, and holds the answer until this
 // replica has the write (waitForPosition). own are the headers this node
 // has set on the answer already (its id, security and CORS headers): the
-// primary's copies of them are dropped, so that each is sent once.
+// primary's copies of them are dropped, so that each is sent once, but
+// for Vary, a list, of which only the values in own are dropped.
 func (a *app) proxyTo(target *url.URL, own http.Header) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -251,13 +260,26 @@ func (a *app) proxyTo(target *url.URL, own http.Header) *httputil.ReverseProxy {
 			pr.Out.Header.Set(nodeProofHeader, nodeProof(a.nodeKey, a.now(), pr.Out.Method, target.Host, pr.Out.URL.RequestURI(), client))
 			// The primary logs the request under this node's id for it.
 			pr.Out.Header.Set("X-Request-ID", requestID(pr.In))
+			// The body is here whole: the primary's 100 Continue would
+			// reach the client, and clear the headers set for it so far.
+			pr.Out.Header.Del("Expect")
 		},
 		Transport: a.toPrimary,
 		ModifyResponse: func(resp *http.Response) error {
 			position := resp.Header.Get(positionHeader)
 			resp.Header.Del(positionHeader) // between nodes only
-			for name := range own {
-				resp.Header.Del(name)
+			for name, values := range own {
+				if name != "Vary" {
+					resp.Header.Del(name)
+					continue
+				}
+				primarys := resp.Header.Values("Vary")
+				resp.Header.Del("Vary")
+				for _, v := range primarys {
+					if !slices.Contains(values, v) {
+						resp.Header.Add("Vary", v)
+					}
+				}
 			}
 			if position != "" {
 				a.waitForPosition(resp.Request, position)
@@ -331,8 +353,8 @@ func forwardedByNode(r *http.Request) bool {
 
 // acceptForwarded takes the client's address from a request that another
 // node forwarded with a valid proof, for clientAddress, and marks the
-// answer with this node's position. From anyone else, the headers are
-// dropped unread.
+// answer with this node's position. From anyone else, the client and the
+// proof are dropped, and a proof that does not hold is logged.
 func (a *app) acceptForwarded(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client, ok := verifyNodeProof(a.nodeKey, a.now(), r)
@@ -362,7 +384,10 @@ type positionWriter struct {
 func (p *positionWriter) WriteHeader(status int) {
 	if !p.written {
 		p.written = true
-		if position, err := p.files.position(); err == nil && position > 0 {
+		// Only the primary's position is worth a wait: a replica that
+		// answers a forwarded request has written nothing.
+		primary, err := p.files.primary()
+		if position, posErr := p.files.position(); err == nil && primary == "" && posErr == nil && position > 0 {
 			p.Header().Set(positionHeader, fmt.Sprintf("%016x", position))
 		}
 	}
@@ -438,11 +463,13 @@ func nodeKeyOf(secret []byte) *tokenKey {
 // create the database, migrate it or make the token secret, looks again.
 const replicaStartPoll = 200 * time.Millisecond
 
-// errPromoted ends a replica's wait at its start, when LiteFS makes it
-// the primary meanwhile: started again, it creates and migrates the
-// database itself. Under `litefs mount`, which stops when the service
-// does, the service manager starts both again.
-var errPromoted = errors.New("LiteFS made this node the primary while it waited for one; start it again, to open the database as the primary")
+// errPromoted ends a replica's wait at its start when .primary goes: LiteFS
+// has made this node the primary, or names none between two primaries.
+// Started again, the node opens the database as its role then says. Under
+// `litefs mount`, which stops when the service does, the service manager
+// starts both again, and LiteFS waits for a primary before it starts the
+// service.
+var errPromoted = errors.New("LiteFS names no primary now (this node was promoted, or the cluster is between primaries); start it again, to open the database as its role is then")
 
 // stillReplica returns errPromoted if .primary names no primary now.
 func stillReplica(files liteFSFiles) error {

@@ -143,6 +143,71 @@ func TestAReplicaForwardsEveryWriteToThePrimary(t *testing.T) {
 	})
 }
 
+func TestAReplicaPassesOnThePrimarysAnswerWhole(t *testing.T) {
+	const origin = "https://app.example.com"
+	n := newNodePair(t, func(c *config) { c.corsOrigins = []string{origin} })
+	// Over a real connection, on which a 100 Continue is sent.
+	replica := httptest.NewServer(n.replica.handler)
+	t.Cleanup(replica.Close)
+	client := newClient(t, nil)
+	client.Transport.(*http.Transport).ExpectContinueTimeout = 5 * time.Second
+	for _, c := range []struct {
+		name   string
+		header []string
+	}{
+		{"with CORS, Vary keeps the primary's values as well as this node's", []string{"Origin", origin}},
+		// The body is whole by then: the primary's 100 Continue would
+		// clear the headers that this node set.
+		{"a client that expects 100 Continue gets this node's headers", []string{"Origin", origin, "Expect", "100-continue"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			token := n.replica.login("admin@recipeapi.com", adminPassword)
+			// A handler that reads the body, as a 100 Continue waits for.
+			req := newRequest("POST", replica.URL+"/api/v1/recipes/", strings.NewReader(recipeBody("Soup", "Grandma", "https://example.com/soup")),
+				append(append(bearer(token), "Content-Type", "application/json"), c.header...)...)
+			req.RequestURI = ""
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			expectStatus(t, resp, http.StatusCreated)
+			if got, want := resp.Header.Values("Vary"), []string{"Origin", "Authorization"}; !slices.Equal(got, want) {
+				t.Errorf("Vary: %q, want %q", got, want)
+			}
+			for _, name := range []string{"X-Request-Id", "Content-Security-Policy", "Access-Control-Allow-Origin"} {
+				if got := resp.Header.Values(name); len(got) != 1 {
+					t.Errorf("%s: %q, want one value", name, got)
+				}
+			}
+		})
+	}
+}
+
+func TestAWriteMarkedAsForwardedIsNotRunOnAReplica(t *testing.T) {
+	n := newNodePair(t, func(c *config) { c.loginAttemptsPerMinute = 1 })
+	setPosition(t, n.primaryDB, "00000000000000a0")
+	setPosition(t, filepath.Join(n.replicaDir, "test.db"), "00000000000000a0")
+	form := url.Values{"username": {"admin@recipeapi.com"}, "password": {"a wrong password"}}
+
+	t.Run("from a client, so that no limit is counted there", func(t *testing.T) {
+		for range 3 {
+			resp := n.replica.postForm("/api/v1/auth/login", form, forwardedHeader, "1")
+			expectDetail(t, resp, http.StatusServiceUnavailable, errNoPrimary.detail)
+		}
+	})
+
+	t.Run("from a node, with no position in the answer: the replica wrote nothing", func(t *testing.T) {
+		proof := nodeProof(nodeKeyOf(testSecret), time.Now(), "POST", "example.com", "/api/v1/auth/login", "198.51.100.1")
+		resp := n.replica.postForm("/api/v1/auth/login", form,
+			forwardedHeader, "1", forwardedForHeader, "198.51.100.1", nodeProofHeader, proof)
+		expectDetail(t, resp, http.StatusServiceUnavailable, errNoPrimary.detail)
+		if got := resp.Header.Get(positionHeader); got != "" {
+			t.Errorf("the replica's 503 names the position %s", got)
+		}
+	})
+}
+
 func TestThePrimaryCountsTheClientThatTheReplicaForwardedFor(t *testing.T) {
 	n := newNodePair(t, func(c *config) { c.loginAttemptsPerMinute = 2 })
 	failedLogin := func(e *testEnv, client string, header ...string) int {
