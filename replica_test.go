@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // nodePair is a primary and a replica over one database file, as LiteFS
@@ -447,6 +449,29 @@ func TestAReplicaWritesNothing(t *testing.T) {
 	}
 }
 
+func TestAWriteThatLiteFSRefusesIsA503NotA500(t *testing.T) {
+	e := newTestEnv(t)
+	// LiteFS refuses a write on a node that is not the primary as SQLite
+	// refuses one on a read-only connection, such as the store's readers.
+	_, refused := e.store.reader.ExecContext(t.Context(), "DELETE FROM recipe")
+	if code := sqliteCode(refused) & 0xff; code != sqlite3.SQLITE_READONLY {
+		t.Fatalf("a write on a reader: %v (code %d), want SQLITE_READONLY", refused, code)
+	}
+	if err := e.store.writeFailure(t.Context(), refused); errors.Is(err, errReadOnlyReplica) {
+		t.Errorf("without LiteFS, a refused write was taken for a replica's: %v", err)
+	}
+	setPosition(t, e.cfg.dbPath, "0000000000000001")
+	err := e.store.writeFailure(t.Context(), refused)
+	if !errors.Is(err, errReadOnlyReplica) {
+		t.Fatalf("on LiteFS, a refused write: %v, want errReadOnlyReplica", err)
+	}
+	rec := httptest.NewRecorder()
+	(&app{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).writeError(rec, httptest.NewRequest("POST", "/", nil), err)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("answered %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
 func TestAReplicaWaitsForThePrimaryToCreateAndMigrateTheDatabase(t *testing.T) {
 	primaryDB := filepath.Join(t.TempDir(), "test.db")
 	replicaDir := t.TempDir()
@@ -579,6 +604,8 @@ func TestPrimaryURL(t *testing.T) {
 		{"http://db-1:8001", ""},
 		{"user@db-1:8001", ""},
 		{"db-1:8001/path", ""},
+		{"db-1:1", "http://db-1:1"},
+		{"db-1:65535", "http://db-1:65535"},
 		{"db-1:0", ""},
 		{"db-1:65536", ""},
 		{"db-1:+80", ""},
