@@ -677,7 +677,7 @@ func TestParsePosition(t *testing.T) {
 
 func TestNodeProof(t *testing.T) {
 	key := nodeKeyOf(testSecret)
-	now := time.Now()
+	now := time.Now().Truncate(time.Second) // a proof's time is in whole seconds
 	request := func(header ...string) *http.Request {
 		return newRequest("POST", "http://primary:8001/api/v1/recipes/?x=1", nil, header...)
 	}
@@ -692,7 +692,8 @@ func TestNodeProof(t *testing.T) {
 	}{
 		{"a node's proof is believed", good, "198.51.100.1"},
 		{"an IPv6 client, as its /64, is believed", proof(key, now, "POST", "primary:8001", "/api/v1/recipes/?x=1", "2001:db8::/64"), "2001:db8::/64"},
-		{"one made 29 s ago is believed", proof(key, now.Add(-29*time.Second), "POST", "primary:8001", "/api/v1/recipes/?x=1", "198.51.100.1"), "198.51.100.1"},
+		{"one made 30 s ago is believed", proof(key, now.Add(-30*time.Second), "POST", "primary:8001", "/api/v1/recipes/?x=1", "198.51.100.1"), "198.51.100.1"},
+		{"one made 30 s ahead is believed", proof(key, now.Add(30*time.Second), "POST", "primary:8001", "/api/v1/recipes/?x=1", "198.51.100.1"), "198.51.100.1"},
 		{"no headers name no client", nil, ""},
 		{"a client without a proof is not believed", []string{forwardedForHeader, "198.51.100.1"}, ""},
 		{"a proof under another key is not believed", proof(nodeKeyOf([]byte("another secret, not the nodes' one")), now, "POST", "primary:8001", "/api/v1/recipes/?x=1", "198.51.100.1"), ""},
