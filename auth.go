@@ -342,7 +342,7 @@ func unusablePasswordHash(hash string, cost int) string {
 // is the same, so sessions are left alone.
 func (a *app) rehashLater(u user, password string) {
 	cost, problem := hashCost(u.HashedPassword)
-	if problem != "" || cost >= a.passwords.cost || a.store.writable() != nil {
+	if problem != "" || cost >= a.passwords.cost || a.store.liteFS.writable() != nil {
 		return // nothing to do, or not here: a LiteFS replica writes nothing
 	}
 	started := a.passwords.later(func(ctx context.Context) {

@@ -26,11 +26,8 @@ import (
 // what do says it did. On a LiteFS replica, which writes nothing, it
 // refuses at once, rather than wait for the primary as serve does.
 func onStore(ctx context.Context, cfg config, stdout, stderr io.Writer, do func(*store) (string, error)) error {
-	switch primary, err := liteFSFilesOf(cfg.dbPath).primary(); {
-	case err != nil:
-		return err
-	case primary != "":
-		return fmt.Errorf("%w: run this on the primary, %s", errReadOnlyReplica, primary)
+	if err := liteFSFilesOf(cfg.dbPath).writable(); err != nil {
+		return fmt.Errorf("%w: run this on the primary", err)
 	}
 	st, err := openStore(ctx, cfg.dbPath, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {

@@ -325,7 +325,7 @@ func openServices(ctx context.Context, cfg config, logger *slog.Logger, stdout i
 	if s.passwords.priorityErr != nil {
 		logger.Warn("password hashing runs at normal priority", "err", s.passwords.priorityErr)
 	}
-	if err := s.store.writable(); err != nil {
+	if err := s.store.liteFS.writable(); err != nil {
 		logger.Info("not seeding: the primary does", "err", err)
 		return s, nil
 	}

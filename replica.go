@@ -103,6 +103,20 @@ func (f liteFSFiles) primary() (string, error) {
 	return name, nil
 }
 
+// writable returns errReadOnlyReplica, naming the primary, if LiteFS keeps
+// this node's copy of the database read-only (or .primary cannot be
+// read); else nil.
+func (f liteFSFiles) writable() error {
+	primary, err := f.primary()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errReadOnlyReplica, err)
+	case primary != "":
+		return fmt.Errorf("%w; the primary is %s", errReadOnlyReplica, primary)
+	}
+	return nil
+}
+
 // onLiteFS reports whether LiteFS serves the database: it keeps a -pos
 // file beside it.
 func (f liteFSFiles) onLiteFS() bool {
@@ -386,8 +400,7 @@ func (p *positionWriter) WriteHeader(status int) {
 		p.written = true
 		// Only the primary's position is worth a wait: a replica that
 		// answers a forwarded request has written nothing.
-		primary, err := p.files.primary()
-		if position, posErr := p.files.position(); err == nil && primary == "" && posErr == nil && position > 0 {
+		if position, err := p.files.position(); p.files.writable() == nil && err == nil && position > 0 {
 			p.Header().Set(positionHeader, fmt.Sprintf("%016x", position))
 		}
 	}

@@ -187,7 +187,7 @@ func (s *store) close() error {
 		s.polled.Wait()
 	}
 	var checkpointErr error
-	if s.writable() == nil {
+	if s.liteFS.writable() == nil {
 		_, checkpointErr = s.writer.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	}
 	return errors.Join(checkpointErr, s.reader.Close(), s.writer.Close())
@@ -206,7 +206,7 @@ const writerRetryAfter = 5 * time.Second // of a 503 for errWriterBusy
 // another process may hold the write lock as long as it likes. On a LiteFS
 // replica it writes nothing: errReadOnlyReplica.
 func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := s.writable(); err != nil {
+	if err := s.liteFS.writable(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, writerWait, errWriterBusy)
@@ -223,19 +223,6 @@ func (s *store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return s.writeFailure(ctx, err)
 	}
 	return s.writeFailure(ctx, tx.Commit())
-}
-
-// writable returns errReadOnlyReplica, naming the primary, if LiteFS
-// keeps this node's copy of the database read-only; else nil.
-func (s *store) writable() error {
-	primary, err := s.liteFS.primary()
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: %w", errReadOnlyReplica, err)
-	case primary != "":
-		return fmt.Errorf("%w; the primary is %s", errReadOnlyReplica, primary)
-	}
-	return nil
 }
 
 // writeThenForget is write, then, if it committed, forget.
@@ -588,8 +575,8 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 			}
 			break
 		}
-		primary, err := s.liteFS.primary()
-		if err == nil && primary == "" {
+		readOnly := s.liteFS.writable()
+		if readOnly == nil {
 			err = s.write(ctx, func(tx *sql.Tx) error {
 				// DO UPDATE, not DO NOTHING, so that RETURNING gives the secret kept.
 				return tx.QueryRowContext(ctx, "INSERT INTO app_setting (name, value) VALUES ('jwt_secret', ?) "+
@@ -601,7 +588,7 @@ func (s *store) tokenSecret(ctx context.Context) ([]byte, error) {
 			break
 		}
 		if !waited {
-			s.logger.Info("waiting for the primary to create the token secret; a replica writes nothing", "primary", primary, "err", err)
+			s.logger.Info("waiting for the primary to create the token secret; a replica writes nothing", "err", readOnly)
 		}
 		if err := sleepCtx(ctx, replicaStartPoll); err != nil {
 			return nil, fmt.Errorf("wait for the token secret: %w", err)
