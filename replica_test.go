@@ -38,27 +38,40 @@ type nodePair struct {
 
 func newNodePair(t *testing.T, change ...func(*config)) nodePair {
 	t.Helper()
-	n := nodePair{primaryDB: filepath.Join(t.TempDir(), "test.db"), replicaDir: t.TempDir()}
+	n := nodePair{primaryDB: filepath.Join(t.TempDir(), "test.db")}
 	n.primary = newTestEnv(t, append(change, onDatabase(n.primaryDB))...)
 	server := httptest.NewServer(n.primary.handler)
 	t.Cleanup(server.Close)
 	n.primaryHost = strings.TrimPrefix(server.URL, "http://")
-	replicaDB := filepath.Join(n.replicaDir, "test.db")
-	if err := os.Symlink(n.primaryDB, replicaDB); err != nil {
-		t.Fatal(err)
-	}
-	n.namePrimary(t, n.primaryHost)
+	replicaDB := linkReplica(t, n.primaryDB, n.primaryHost)
+	n.replicaDir = filepath.Dir(replicaDB)
 	n.replica = newTestEnv(t, append(change, onDatabase(replicaDB))...)
 	return n
 }
 
-// namePrimary writes .primary beside the replica's database, as LiteFS does.
-func (n nodePair) namePrimary(t *testing.T, name string) {
+// linkReplica makes a replica's database: a link to primaryDB, which need
+// not exist yet, in a directory of its own whose .primary names primary.
+// It returns the link's path.
+func linkReplica(t *testing.T, primaryDB, primary string) string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(n.replicaDir, ".primary"), []byte(name+"\n"), 0o600); err != nil {
+	replicaDB := filepath.Join(t.TempDir(), "test.db")
+	if err := os.Symlink(primaryDB, replicaDB); err != nil {
+		t.Fatal(err)
+	}
+	writePrimaryFile(t, filepath.Dir(replicaDB), primary)
+	return replicaDB
+}
+
+// writePrimaryFile writes .primary in dir, naming primary, as LiteFS does.
+func writePrimaryFile(t *testing.T, dir, primary string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, ".primary"), []byte(primary+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// namePrimary writes .primary beside the replica's database, as LiteFS does.
+func (n nodePair) namePrimary(t *testing.T, name string) { writePrimaryFile(t, n.replicaDir, name) }
 
 // setPosition writes a -pos file as LiteFS does, at TXID txid.
 func setPosition(t *testing.T, dbPath string, txid string) {
@@ -347,24 +360,16 @@ func TestTwoNodesThatNameEachOtherAnswer503(t *testing.T) {
 	}
 	nodes := make([]node, 2)
 	for i := range nodes {
-		nodes[i].dir = t.TempDir()
-		if err := os.Symlink(primaryDB, filepath.Join(nodes[i].dir, "test.db")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(nodes[i].dir, ".primary"), []byte("127.0.0.1:9\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		nodes[i].env = newTestEnv(t, onDatabase(filepath.Join(nodes[i].dir, "test.db")), func(c *config) {
+		replicaDB := linkReplica(t, primaryDB, "127.0.0.1:9")
+		nodes[i].dir = filepath.Dir(replicaDB)
+		nodes[i].env = newTestEnv(t, onDatabase(replicaDB), func(c *config) {
 			c.tokenSecret = []byte(strings.Repeat(strconv.Itoa(i), minSecretBytes))
 		})
 		nodes[i].server = httptest.NewServer(nodes[i].env.handler)
 		t.Cleanup(nodes[i].server.Close)
 	}
 	for i := range nodes {
-		other := strings.TrimPrefix(nodes[1-i].server.URL, "http://")
-		if err := os.WriteFile(filepath.Join(nodes[i].dir, ".primary"), []byte(other+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writePrimaryFile(t, nodes[i].dir, strings.TrimPrefix(nodes[1-i].server.URL, "http://"))
 	}
 	resp := nodes[0].env.postJSON("/api/v1/auth/signup", `{"email": "cook@example.com", "password": "correct horse"}`)
 	expectDetail(t, resp, http.StatusServiceUnavailable, errNoPrimary.detail)
@@ -474,14 +479,7 @@ func TestAWriteThatLiteFSRefusesIsA503NotA500(t *testing.T) {
 
 func TestAReplicaWaitsForThePrimaryToCreateAndMigrateTheDatabase(t *testing.T) {
 	primaryDB := filepath.Join(t.TempDir(), "test.db")
-	replicaDir := t.TempDir()
-	replicaDB := filepath.Join(replicaDir, "test.db")
-	if err := os.Symlink(primaryDB, replicaDB); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(replicaDir, ".primary"), []byte("127.0.0.1:9\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replicaDB := linkReplica(t, primaryDB, "127.0.0.1:9")
 	// No JWT_SECRET on either: the replica must take the primary's.
 	noSecret := func(c *config) { c.tokenSecret = nil }
 	cfg := newTestConfig(t)
@@ -526,10 +524,8 @@ func TestAReplicaWaitsForThePrimaryToCreateAndMigrateTheDatabase(t *testing.T) {
 
 func TestAReplicaPromotedWhileItWaitsStopsWaiting(t *testing.T) {
 	replicaDir := t.TempDir()
+	writePrimaryFile(t, replicaDir, "127.0.0.1:9")
 	primaryFile := filepath.Join(replicaDir, ".primary")
-	if err := os.WriteFile(primaryFile, []byte("127.0.0.1:9\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	opened := make(chan error, 1)
 	go func() {
